@@ -1,0 +1,199 @@
+"""The component types a plugin builds or consumes.
+
+Everything a third-party plugin needs is importable from ``harness`` itself;
+these classes are the contract between the core and the plugins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from harness.config import RunConfig
+
+
+class Record(NamedTuple):
+    """One image of a re-id dataset.
+
+    image: a file path (decoded lazily, errors name the file) or an
+        ``HxWx3`` uint8 array (in-memory datasets such as the synthetic one).
+    """
+
+    image: str | np.ndarray
+    pid: int
+    camid: int
+
+
+@dataclass
+class ReidDataset:
+    """Train / query / gallery lists, plus what the MLR protocol must know.
+
+    default_lr_cameras: cameras whose query images are made LR unless the
+        protocol names others.
+    single_gallery_shot: evaluate VIPeR/CUHK03/CAVIAR style: one random gallery
+        image per identity, CMC averaged over ``protocol.trials`` draws.
+    native_lr: query images are genuinely LR (CAVIAR); nothing is downsampled.
+    info: anything worth recording (split ids, source folder, counts).
+    """
+
+    name: str
+    train: list[Record]
+    query: list[Record]
+    gallery: list[Record]
+    default_lr_cameras: tuple[int, ...] = (0,)
+    single_gallery_shot: bool = False
+    native_lr: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_train_pids(self) -> int:
+        return len({r.pid for r in self.train})
+
+    def summary(self) -> dict[str, Any]:
+        def stats(records: list[Record]) -> dict[str, int]:
+            return {
+                "images": len(records),
+                "ids": len({r.pid for r in records}),
+                "cameras": len({r.camid for r in records}),
+            }
+
+        return {
+            "name": self.name,
+            "train": stats(self.train),
+            "query": stats(self.query),
+            "gallery": stats(self.gallery),
+            **self.info,
+        }
+
+
+class SRModel(Protocol):
+    """``forward(x_lr, out_size) -> x_sr``; images are float RGB in [0, 1]."""
+
+    def __call__(self, x_lr: Tensor, out_size: tuple[int, int]) -> Tensor: ...
+
+
+@dataclass
+class TrainBatch:
+    """One SR-stage batch: every image in it shares one downsampling ratio."""
+
+    x_lr: Tensor
+    x_hr: Tensor
+    pids: Tensor
+    ratio: float
+
+    @property
+    def out_size(self) -> tuple[int, int]:
+        return (int(self.x_hr.shape[-2]), int(self.x_hr.shape[-1]))
+
+
+class StepContext:
+    """What a step's loss function sees: the batch, the models, the config.
+
+    ``sr()`` runs the generator once per iteration and keeps its graph, so a
+    D step can use ``sr().detach()`` and the later G step backpropagates
+    through the very same forward (G does not change between them).
+    """
+
+    def __init__(self, batch: TrainBatch, models: Mapping[str, nn.Module], config: RunConfig):
+        self.batch = batch
+        self.models = models
+        self.config = config
+        self.cache: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> nn.Module:
+        return self.models[name]
+
+    def sr(self) -> Tensor:
+        if "sr" not in self.cache:
+            generator = self.models["G"]
+            params = [p for p in generator.parameters()]
+            was = [p.requires_grad for p in params]
+            for p in params:
+                p.requires_grad_(True)
+            try:
+                self.cache["sr"] = generator(self.batch.x_lr, self.batch.out_size)
+            finally:
+                for p, flag in zip(params, was):
+                    p.requires_grad_(flag)
+        return self.cache["sr"]
+
+
+LossFn = Callable[[StepContext], Mapping[str, Tensor]]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One update of Algorithm 1.
+
+    Only the modules named in ``trainable`` have ``requires_grad=True`` during
+    the step and only their parameters are stepped; every other module is
+    frozen. ``loss`` returns named, already weighted terms; the trainer sums
+    and logs them.
+    """
+
+    name: str
+    trainable: tuple[str, ...]
+    loss: LossFn
+    lr: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class BuildContext:
+    """Handed to ``Regulariser.build`` so a regulariser can size its modules."""
+
+    config: RunConfig
+    reid_dim: int
+    make_discriminator: Callable[[], nn.Module]
+    image_size: tuple[int, int]
+
+    def feature_dim(self, module: nn.Module) -> int:
+        """Dim of ``f_d`` from a dry forward of a discriminator."""
+        device = next((p.device for p in module.parameters()), torch.device("cpu"))
+        was_training = module.training
+        module.eval()
+        with torch.no_grad():
+            _, feat = module(torch.zeros(2, 3, *self.image_size, device=device))
+        module.train(was_training)
+        return int(feat.shape[-1])
+
+
+class Regulariser:
+    """A regulariser owns its extra modules and declares its schedule.
+
+    Subclasses override ``build`` (create D, phi, sigma, ...: returned by name)
+    and ``schedule`` (the ordered steps of one iteration). The generator is
+    ``"G"`` and the re-id model ``"reid"`` in every step's module table.
+    """
+
+    name: str = "regulariser"
+
+    def build(self, ctx: BuildContext) -> dict[str, nn.Module]:
+        return {}
+
+    def schedule(self, config: RunConfig) -> list[Step]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Option:
+    """A declared plugin option: its default and one line of help."""
+
+    default: Any
+    help: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A registered factory, with provenance for ``harness list``."""
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    summary: str
+    plugin: str
+    options: Mapping[str, Option] = field(default_factory=dict)

@@ -1,0 +1,138 @@
+"""Run and protocol configuration.
+
+One frozen dataclass describes a run completely; it is serialised into every
+result folder and every checkpoint so that a number can always be traced back
+to the exact recipe that produced it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Bump whenever the MLR construction changes in a way that changes numbers.
+PROTOCOL_VERSION = "mlr-1.0"
+
+KERNELS = ("bicubic", "bilinear", "area", "nearest")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """The multiple-low-resolution (MLR) recipe, explicit and seeded.
+
+    lr_cameras: cameras whose query images are made LR; ``None`` means the
+        dataset's declared default (recorded resolved in the run folder).
+    ratios: downsampling factors; each query image gets one, drawn with ``seed``.
+    trials: random gallery draws for single-gallery-shot evaluation.
+    """
+
+    lr_cameras: tuple[int, ...] | None = None
+    ratios: tuple[float, ...] = (2.0, 3.0, 4.0)
+    kernel: str = "bicubic"
+    antialias: bool = True
+    seed: int = 0
+    trials: int = 10
+    version: str = PROTOCOL_VERSION
+
+    def __post_init__(self) -> None:
+        if not self.ratios:
+            raise ConfigError("protocol.ratios must name at least one downsampling ratio")
+        bad = [r for r in self.ratios if not float(r) >= 1.0]
+        if bad:
+            raise ConfigError(f"protocol.ratios must all be >= 1 (got {bad}); a ratio r makes an image r times smaller")
+        if self.kernel not in KERNELS:
+            raise ConfigError(f"protocol.kernel {self.kernel!r} is not one of {', '.join(KERNELS)}")
+        if self.trials < 1:
+            raise ConfigError("protocol.trials must be >= 1")
+        object.__setattr__(self, "ratios", tuple(float(r) for r in self.ratios))
+        if self.lr_cameras is not None:
+            object.__setattr__(self, "lr_cameras", tuple(int(c) for c in self.lr_cameras))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run depends on. Plugin-specific knobs live in ``options``.
+
+    ``options`` holds every declared option of the selected plugins, defaults
+    filled in, so the saved config is complete without reading plugin code.
+    """
+
+    sr: str = "srgan"
+    reid: str = "osnet_x0_25"
+    reg: str = "none"
+    disc: str = "srgan"
+    data: str = "synthetic"
+    data_root: str | None = None
+    preset: str = "cpu"
+    height: int = 64
+    width: int = 32
+    batch_size: int = 32
+    reid_iters: int = 300
+    sr_iters: int = 300
+    lr: float = 1e-4
+    lr_reid: float = 3e-4
+    weight_decay: float = 5e-4
+    label_smooth: float = 0.1
+    triplet: bool = False
+    finetune_reid: bool = True
+    reid_weights: str | None = None
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = False
+    compile: bool = False
+    channels_last: bool = False
+    workers: int = 0
+    log_every: int = 20
+    ckpt_every: int = 100
+    keep_checkpoints: int = 2
+    eval_batch_size: int = 128
+    grad_clip: float | None = None
+    skip_bad_images: bool = False
+    options: Mapping[str, Any] = field(default_factory=dict)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+
+    def __post_init__(self) -> None:
+        if self.height < 8 or self.width < 4:
+            raise ConfigError(f"image size {self.height}x{self.width} is too small (min 8x4)")
+        if self.batch_size < 2:
+            raise ConfigError("batch_size must be >= 2")
+        if self.reid_iters < 0 or self.sr_iters < 0:
+            raise ConfigError("iteration counts must be >= 0")
+        object.__setattr__(self, "options", dict(self.options))
+
+    def option(self, key: str, default: Any = None) -> Any:
+        """A plugin option; the registry has already filled declared defaults."""
+        return self.options.get(key, default)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self), default=_jsonable))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
+        data = dict(data)
+        proto = dict(data.pop("protocol", {}) or {})
+        if proto.get("lr_cameras") is not None:
+            proto["lr_cameras"] = tuple(proto["lr_cameras"])
+        if "ratios" in proto:
+            proto["ratios"] = tuple(proto["ratios"])
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
+        return cls(**data, protocol=ProtocolConfig(**proto))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {value!r}")

@@ -1,0 +1,28 @@
+"""Errors the user is meant to read. The CLI prints them without a traceback."""
+
+from __future__ import annotations
+
+
+class HarnessError(Exception):
+    """Base of every error the CLI reports as a one-line message."""
+
+
+class UnknownNameError(HarnessError, KeyError):
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class PluginError(HarnessError):
+    """A plugin failed to import, clashed with another, or broke its contract."""
+
+
+class DatasetError(HarnessError):
+    """A dataset folder is missing or does not match its layout."""
+
+
+class BadImageError(DatasetError):
+    """An image file cannot be decoded; the message names the file."""
+
+
+class NumericalError(HarnessError):
+    """A loss became NaN or inf."""

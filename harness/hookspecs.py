@@ -1,0 +1,144 @@
+"""The plugin contract.
+
+Built-in plugins implement exactly these hooks, registered through the same
+entry-point group (``harness.plugins``) a third-party package uses. Each
+registration hook receives a :class:`~harness.registry.KindRegistry` and adds
+named factories with ``registry.add(name, factory, summary, options=...)``.
+An implementation may accept fewer arguments than its spec, so specs can grow
+without breaking plugins.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from harness.registry import KindRegistry
+
+PROJECT_NAME = "harness"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+# --------------------------------------------------------------------------
+# Registration: called once at start-up, one call per plugin.
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def harness_register_sr(registry: KindRegistry) -> None:
+    """Register super-resolution models.
+
+    A factory takes the :class:`~harness.RunConfig` and returns an ``nn.Module``
+    whose ``forward(x_lr, out_size)`` maps a float RGB batch in [0, 1] to a
+    batch of size ``out_size`` (H, W). Batches are bucketed by input size, so a
+    model may upscale natively for integer factors and must handle any factor.
+
+    :param registry: add factories with ``registry.add(name, factory, summary)``.
+
+    Example::
+
+        @hookimpl
+        def harness_register_sr(registry):
+            registry.add("bicubic", lambda config: Bicubic(), "bicubic upsampling, no learning")
+    """
+
+
+@hookspec
+def harness_register_discriminators(registry: KindRegistry) -> None:
+    """Register GAN discriminators.
+
+    A factory takes the RunConfig and returns a module mapping an image batch
+    to ``(logit, f_d)``: a ``[B]`` real/fake logit and ``f_d`` the ``[B, D]``
+    penultimate feature that association critics read.
+
+    :param registry: add factories with ``registry.add(name, factory, summary)``.
+
+    Example::
+
+        @hookimpl
+        def harness_register_discriminators(registry):
+            registry.add("patch", lambda config: PatchD(), "a PatchGAN discriminator")
+    """
+
+
+@hookspec
+def harness_register_reid(registry: KindRegistry) -> None:
+    """Register re-id models.
+
+    A factory takes ``(config, num_classes)`` and returns a module that gives
+    ``(logits, f_c)`` in training mode and ``f_c`` in eval mode (torchreid's
+    contract); inputs are float RGB in [0, 1], normalisation is the model's
+    job. A registry may also resolve names it was not given explicitly (timm's
+    whole zoo) with ``registry.add_resolver(resolver, summary)``.
+
+    :param registry: add factories with ``registry.add(name, factory, summary)``.
+
+    Example::
+
+        @hookimpl
+        def harness_register_reid(registry):
+            registry.add("tiny", lambda config, num_classes: TinyNet(num_classes), "a tiny CNN")
+    """
+
+
+@hookspec
+def harness_register_regularisers(registry: KindRegistry) -> None:
+    """Register regularisers (training schedules of Algorithm 1).
+
+    A factory takes the RunConfig and returns a :class:`~harness.Regulariser`,
+    which builds its own modules (D, phi, sigma, ...) and declares its
+    ordered :class:`~harness.Step` list. Declare tunable weights as options so
+    ``harness list --verbose`` shows their defaults and ``-o key=value`` sets them.
+
+    :param registry: add factories with ``registry.add(name, factory, summary, options)``.
+
+    Example::
+
+        @hookimpl
+        def harness_register_regularisers(registry):
+            registry.add("none", NoneReg, "MSE + ID", options={"lambda_c": Option(0.1, "ID weight")})
+    """
+
+
+@hookspec
+def harness_register_datasets(registry: KindRegistry) -> None:
+    """Register datasets.
+
+    A factory takes ``(root, config)``, ``root`` the folder named by
+    ``--data-root`` (``None`` for generated data), and returns a
+    :class:`~harness.ReidDataset`. It must never download and never write
+    into ``root``; a missing or malformed folder raises
+    :class:`~harness.DatasetError` saying what was expected.
+
+    :param registry: add factories with ``registry.add(name, factory, summary)``.
+
+    Example::
+
+        @hookimpl
+        def harness_register_datasets(registry):
+            registry.add("mydata", lambda root, config: read_my_layout(root), "my camera network")
+    """
+
+
+# --------------------------------------------------------------------------
+# Observation: called after the fact; must not change results.
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def harness_run_finished(run_dir: str, metrics: dict[str, Any]) -> None:
+    """React to a finished run (loggers, uploaders, notifiers).
+
+    :param run_dir: the run folder, complete and written atomically.
+    :param metrics: the content of ``metrics.json``.
+
+    Example::
+
+        @hookimpl
+        def harness_run_finished(run_dir, metrics):
+            print(run_dir, metrics["sr"]["rank1"])
+    """

@@ -1,0 +1,116 @@
+"""Running one Step of a regulariser's schedule: freeze, forward, backward, step.
+
+Kept apart from the training loop so tests (and plugin authors) can run a
+single step on a tiny problem and inspect which parameters moved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from harness.components import Step, StepContext
+from harness.errors import NumericalError
+
+
+def set_trainable(models: Mapping[str, nn.Module], trainable: tuple[str, ...]) -> None:
+    """``requires_grad`` on exactly the named modules' parameters."""
+    unknown = [name for name in trainable if name not in models]
+    if unknown:
+        raise KeyError(f"step names unknown modules {unknown}; modules: {sorted(models)}")
+    for name, module in models.items():
+        flag = name in trainable
+        for p in module.parameters():
+            p.requires_grad_(flag)
+
+
+def make_optimizer(
+    step: Step, models: Mapping[str, nn.Module], default_lr: Mapping[str, float], weight_decay: float = 0.0
+) -> torch.optim.Optimizer | None:
+    """One Adam per step, over the parameters of the step's trainable modules."""
+    groups = []
+    for name in step.trainable:
+        params = [p for p in models[name].parameters()]
+        if not params:
+            continue
+        lr = step.lr.get(name, default_lr.get(name, default_lr.get("default", 1e-4)))
+        wd = weight_decay if name == "reid" else 0.0
+        groups.append({"params": params, "lr": lr, "weight_decay": wd, "name": name})
+    if not groups:
+        return None
+    return torch.optim.Adam(groups, betas=(0.5, 0.999) if "D" in step.trainable else (0.9, 0.999))
+
+
+class StepRunner:
+    """Executes steps with freezing, optional autocast, clipping and NaN checks."""
+
+    def __init__(
+        self,
+        models: Mapping[str, nn.Module],
+        steps: list[Step],
+        default_lr: Mapping[str, float],
+        weight_decay: float = 0.0,
+        amp_dtype: torch.dtype | None = None,
+        grad_clip: float | None = None,
+    ):
+        self.models = models
+        self.steps = steps
+        self.optimizers = {s.name: make_optimizer(s, models, default_lr, weight_decay) for s in steps}
+        self.amp_dtype = amp_dtype
+        self.grad_clip = grad_clip
+
+    def run(self, step: Step, ctx: StepContext, iteration: int = 0) -> dict[str, float]:
+        """One update; returns the loss terms as tensors' values (no host sync if unused)."""
+        set_trainable(self.models, step.trainable)
+        optimizer = self.optimizers[step.name]
+        if optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
+        device_type = ctx.batch.x_hr.device.type
+        autocast = (
+            torch.autocast(device_type=device_type, dtype=self.amp_dtype)
+            if self.amp_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            terms = dict(step.loss(ctx))
+        if not terms:
+            raise ValueError(f"step {step.name!r} returned no loss terms")
+        total: Tensor = sum(t.float() for t in terms.values())  # type: ignore[assignment]
+        if total.requires_grad:
+            total.backward()
+        if optimizer is not None:
+            if self.grad_clip:
+                params = [p for g in optimizer.param_groups for p in g["params"]]
+                torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+            optimizer.step()
+        return {f"{step.name}/{k}": v.detach() for k, v in terms.items()}  # type: ignore[return-value]
+
+    def run_iteration(self, ctx: StepContext, iteration: int = 0) -> dict[str, Tensor]:
+        out: dict[str, Tensor] = {}
+        for step in self.steps:
+            out.update(self.run(step, ctx, iteration))
+        return out
+
+    def state_dict(self) -> dict:
+        return {k: (o.state_dict() if o is not None else None) for k, o in self.optimizers.items()}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        for name, opt in self.optimizers.items():
+            if opt is not None and state.get(name) is not None:
+                opt.load_state_dict(state[name])
+
+
+def check_finite(terms: Mapping[str, Tensor], iteration: int) -> None:
+    """Raise naming the step and term when a loss is NaN or inf (one host sync)."""
+    for key, value in terms.items():
+        v = float(value)
+        if not math.isfinite(v):
+            step, _, term = key.partition("/")
+            raise NumericalError(
+                f"loss term {term!r} of step {step!r} is {v} at iteration {iteration}; "
+                "the last checkpoint before it is kept in the run folder"
+            )
