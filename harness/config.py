@@ -13,13 +13,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.errors import HarnessError
+
 #: Bump whenever the MLR construction changes in a way that changes numbers.
 PROTOCOL_VERSION = "mlr-1.0"
 
 KERNELS = ("bicubic", "bilinear", "area", "nearest")
 
 
-class ConfigError(ValueError):
+class ConfigError(HarnessError, ValueError):
     """A configuration that cannot run; the message says what to change."""
 
 
@@ -81,10 +83,13 @@ class RunConfig:
     weight_decay: float = 5e-4
     label_smooth: float = 0.1
     triplet: bool = False
+    random_erasing: float = 0.5
+    res_aug: float = 0.0
+    metric: str = "cosine"
     finetune_reid: bool = True
     reid_weights: str | None = None
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"
     amp: bool = False
     compile: bool = False
     channels_last: bool = False
@@ -105,6 +110,11 @@ class RunConfig:
             raise ConfigError("batch_size must be >= 2")
         if self.reid_iters < 0 or self.sr_iters < 0:
             raise ConfigError("iteration counts must be >= 0")
+        if self.metric not in ("cosine", "euclidean"):
+            raise ConfigError(f"metric must be cosine or euclidean, not {self.metric!r}")
+        for name in ("random_erasing", "res_aug"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} is a probability in [0, 1]")
         object.__setattr__(self, "options", dict(self.options))
 
     def option(self, key: str, default: Any = None) -> Any:

@@ -1,0 +1,90 @@
+"""Atomic checkpoints, the last K kept, loaded without unpickling code.
+
+A checkpoint holds everything a resumed run needs to continue exactly as an
+uninterrupted one would on CPU: models, optimisers, schedulers, every RNG
+state and the position in the schedule.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness.errors import HarnessError
+from harness.io import atomic_torch_save
+
+PATTERN = "ckpt-{stage}-{iteration:07d}.pt"
+STAGE_ORDER = {"reid": 0, "sr": 1, "done": 2}
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    state = {
+        "torch": torch.get_rng_state(),
+        "generator": generator.get_state(),
+        "numpy": torch.from_numpy(np.frombuffer(pickle.dumps(np.random.get_state()), dtype=np.uint8).copy()),
+        "python": torch.from_numpy(np.frombuffer(pickle.dumps(random.getstate()), dtype=np.uint8).copy()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["generator"])
+    # numpy / python states are our own bytes, never a file's pickled code path.
+    np.random.set_state(pickle.loads(state["numpy"].numpy().tobytes()))
+    random.setstate(pickle.loads(state["python"].numpy().tobytes()))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(directory: Path, stage: str, iteration: int, payload: dict[str, Any], keep: int) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / PATTERN.format(stage=stage, iteration=iteration)
+    atomic_torch_save({"stage": stage, "iteration": iteration, **payload}, path)
+    for old in list_checkpoints(directory)[:-max(1, keep)]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def _order(path: Path) -> tuple[int, int]:
+    _, stage, iteration = path.stem.split("-")
+    return (STAGE_ORDER.get(stage, -1), int(iteration))
+
+
+def list_checkpoints(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    return sorted(directory.glob("ckpt-*-*.pt"), key=_order)
+
+
+def safe_load(path: str | Path) -> Any:
+    """``torch.load(weights_only=True)``; a file that needs pickled code is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise HarnessError(
+            f"refusing to load {path}: it needs pickled code, which could run anything "
+            f"({str(exc).splitlines()[0]})"
+        ) from exc
+    except (RuntimeError, EOFError) as exc:
+        raise HarnessError(f"checkpoint {path} is corrupt or truncated: {exc}") from exc
+
+
+def latest_checkpoint(directory: Path) -> dict[str, Any] | None:
+    """The newest readable checkpoint (a torn file from a crash is skipped)."""
+    for path in reversed(list_checkpoints(directory)):
+        try:
+            return safe_load(path)
+        except HarnessError:
+            continue
+    return None

@@ -1,0 +1,320 @@
+"""The ``harness`` command line: run, eval, list, leaderboard, bench, data.
+
+Errors a user can fix (unknown names, bad folders, bad options) print as one
+line on stderr with exit code 2; nothing prints a traceback for them.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from harness.config import KERNELS
+from harness.errors import HarnessError
+
+os.environ.setdefault("KMP_WARNINGS", "0")
+
+
+def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn harness errors into a clear message and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except HarnessError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def _registry():
+    from harness.registry import get_registry
+
+    return get_registry()
+
+
+def _parse_floats(ctx: click.Context, param: click.Parameter, value: str | None):
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from exc
+
+
+def _parse_ints(ctx: click.Context, param: click.Parameter, value: str | None):
+    if value is None:
+        return None
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from exc
+
+
+def _parse_options(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]):
+    out = {}
+    for item in value:
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        out[key.strip().replace("-", "_")] = val
+    return out
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="crossres-harness")
+def main() -> None:
+    """Cross-resolution person re-id benchmark harness (SR + re-id cascades, INTACT)."""
+
+
+# ---------------------------------------------------------------------------- run
+def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    opts = [
+        click.option("--sr", help="SR model (harness list). Default: srgan."),
+        click.option("--reid", help="Re-id model: a registered name or any timm model name. Default: osnet_x0_25."),
+        click.option("--reg", help="Regulariser: none, gan, intact, ... Default: none."),
+        click.option("--disc", help="Discriminator for GAN-based regularisers. Default: srgan."),
+        click.option("--data", help="Dataset. Default: synthetic (built in, no files needed)."),
+        click.option("--data-root", type=click.Path(), help="Folder holding the dataset in its official layout."),
+        click.option("--preset", type=click.Choice(["smoke", "cpu", "paper"]), help="Bundle of defaults; default: paper with CUDA, cpu without."),
+        click.option("--height", type=int), click.option("--width", type=int),
+        click.option("--batch-size", type=int),
+        click.option("--reid-iters", type=int, help="Stage 0 iterations (re-id on HR)."),
+        click.option("--sr-iters", type=int, help="Stage 1 iterations (Algorithm 1)."),
+        click.option("--lr", type=float, help="Learning rate of G (and default of other modules)."),
+        click.option("--lr-reid", type=float),
+        click.option("--triplet/--no-triplet", default=None, help="Add torchreid's triplet loss in stage 0."),
+        click.option("--res-aug", type=float, help="Probability of resolution augmentation in stage 0."),
+        click.option("--random-erasing", type=float),
+        click.option("--finetune-reid/--no-finetune-reid", default=None, help="Update re-id in the G step (default on)."),
+        click.option("--reid-weights", type=click.Path(), help="Local re-id weights (state_dict); never downloaded."),
+        click.option("--seed", type=int),
+        click.option("--ratios", callback=_parse_floats, help="MLR downsampling ratios, e.g. 2,3,4."),
+        click.option("--lr-cameras", callback=_parse_ints, help="Cameras whose queries are made LR, e.g. 0."),
+        click.option("--kernel", type=click.Choice(KERNELS)),
+        click.option("--antialias/--no-antialias", default=None),
+        click.option("--trials", type=int, help="Random gallery draws for single-gallery-shot CMC."),
+        click.option("--protocol-seed", type=int, help="Seed of the MLR split and ratios."),
+        click.option("--metric", type=click.Choice(["cosine", "euclidean"])),
+        click.option("--device", help="auto, cpu, cuda, cuda:1 ..."),
+        click.option("--amp/--no-amp", default=None, help="bf16 autocast (GPU only)."),
+        click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile the models (GPU)."),
+        click.option("--channels-last/--no-channels-last", default=None),
+        click.option("--workers", type=int, help="Image-decoding worker processes."),
+        click.option("--grad-clip", type=float, help="Clip gradient norm in every step."),
+        click.option("--skip-bad-images", is_flag=True, default=None, help="Skip and count unreadable images instead of failing."),
+        click.option("--log-every", type=int), click.option("--ckpt-every", type=int),
+        click.option("-o", "--option", "options", multiple=True, callback=_parse_options, metavar="KEY=VALUE",
+                     help="Plugin option (see harness list --verbose); repeatable."),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+def _values(kw: dict[str, Any]) -> dict[str, Any]:
+    protocol = {
+        "ratios": kw.pop("ratios"), "lr_cameras": kw.pop("lr_cameras"), "kernel": kw.pop("kernel"),
+        "antialias": kw.pop("antialias"), "trials": kw.pop("trials"), "seed": kw.pop("protocol_seed"),
+    }
+    kw["compile"] = kw.pop("compile_")
+    return {**kw, "protocol": protocol}
+
+
+def _default_run_dir(config) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{stamp}-{config.data}-{config.sr}-{config.reid}-{config.reg}-s{config.seed}"
+
+
+@main.command()
+@run_options
+@click.option("--out", type=click.Path(), help="Run folder (default runs/<time>-<data>-<sr>-<reid>-<reg>).")
+@click.option("--resume", "resume_dir", type=click.Path(), help="Continue RUN_DIR from its last checkpoint.")
+@_friendly
+def run(out: str | None, resume_dir: str | None, **kw: Any) -> None:
+    """Train an SR + re-id cascade under the MLR protocol and evaluate it."""
+    from harness.runner import load_run_config, resolve_config, run_experiment
+
+    registry = _registry()
+    if resume_dir:
+        run_dir = Path(resume_dir)
+        config = load_run_config(run_dir)
+        click.echo(f"resuming {run_dir} (its saved config wins over other options)")
+        run_experiment(config, run_dir, registry, resume=True, echo=click.echo)
+        return
+    config = resolve_config(_values(kw), registry)
+    click.echo(f"preset: {config.preset}" + ("" if kw.get("preset") else " (default for this machine)"))
+    run_dir = Path(out) if out else _default_run_dir(config)
+    run_experiment(config, run_dir, registry, echo=click.echo)
+
+
+@main.command("eval")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@_friendly
+def eval_(run_dir: str) -> None:
+    """Re-evaluate a finished run from its final checkpoint."""
+    from harness.runner import evaluate_run
+
+    evaluate_run(Path(run_dir), _registry(), echo=click.echo)
+
+
+# ---------------------------------------------------------------------------- list
+@main.command("list")
+@click.option("--verbose", "-v", is_flag=True, help="Also show each component's options and defaults.")
+@_friendly
+def list_(verbose: bool) -> None:
+    """Every registered SR model, discriminator, re-id model, regulariser and dataset."""
+    from harness.registry import KINDS
+
+    registry = _registry()
+    for kind in KINDS:
+        click.echo(f"{kind}:")
+        for name in registry.names(kind):
+            entry = registry.entries[kind][name]
+            click.echo(f"  {name:<22} {entry.summary}  [{entry.plugin}]")
+            if verbose:
+                for key, option in sorted(entry.options.items()):
+                    click.echo(f"      -o {key}={option.default!r:<10} {option.help}")
+        for res in registry.resolvers(kind):
+            click.echo(f"  {'<name>':<22} {res.summary}  [{res.plugin}]")
+    if registry.failed:
+        click.echo("plugins that failed to load:")
+        for name, err in sorted(registry.failed.items()):
+            click.echo(f"  {name}: {err}")
+
+
+# ---------------------------------------------------------------------------- leaderboard / bench
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(), help="Folder for leaderboard.md/.html/.json (default: print only).")
+@_friendly
+def leaderboard(run_dirs: tuple[str, ...], out: str | None) -> None:
+    """Mean ± std over seeds of finished runs, as markdown (and HTML with --out)."""
+    from harness import leaderboard as lb
+
+    dirs = _expand_run_dirs([Path(d) for d in run_dirs])
+    groups = lb.group(lb.collect(dirs)) if hasattr(lb, "group") else lb.collect(dirs)
+    click.echo(lb.render_markdown(groups))
+    if out:
+        lb.write_leaderboard(Path(out), groups)
+        click.echo(f"wrote {out}/leaderboard.md and leaderboard.html")
+
+
+def _expand_run_dirs(dirs: list[Path]) -> list[Path]:
+    """A folder of run folders counts as all of them."""
+    out: list[Path] = []
+    for d in dirs:
+        if (d / "config.json").is_file():
+            out.append(d)
+        else:
+            out.extend(sorted(p.parent for p in d.rglob("config.json")))
+    if not out:
+        raise HarnessError(f"no run folders (with config.json) under {', '.join(map(str, dirs))}")
+    return out
+
+
+@main.command()
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False))
+@click.option("--seeds", type=int, default=1, show_default=True, help="Runs per row, seeds 0..N-1.")
+@click.option("--out", type=click.Path(), help="Output folder (default runs/bench/<spec name>).")
+@click.option("--data", help="Override the spec's dataset (e.g. synthetic).")
+@click.option("--data-root", type=click.Path())
+@click.option("--preset", type=click.Choice(["smoke", "cpu", "paper"]))
+@click.option("--reid", help="Override the spec's re-id model.")
+@click.option("-o", "--option", "options", multiple=True, callback=_parse_options, metavar="KEY=VALUE")
+@click.option("--set", "settings", multiple=True, callback=_parse_options, metavar="FIELD=VALUE",
+              help="Override any run setting, e.g. --set sr_iters=100.")
+@_friendly
+def bench(spec: str, seeds: int, out: str | None, data: str | None, data_root: str | None,
+          preset: str | None, reid: str | None, options: dict, settings: dict) -> None:
+    """Run a grid of runs from SPEC.toml (finished runs are skipped) and write its leaderboard."""
+    from harness import bench as bench_mod
+    from harness.runner import resolve_config, run_experiment
+
+    registry = _registry()
+    loaded = bench_mod.load_spec(Path(spec))
+    overrides: dict[str, Any] = {k: v for k, v in {"data": data, "data_root": data_root, "preset": preset, "reid": reid}.items() if v}
+    overrides.update({k: _literal(v) for k, v in settings.items()})
+    if options:
+        overrides["options"] = options
+    out_dir = Path(out) if out else Path("runs") / "bench" / loaded.name
+
+    def run_fn(settings: dict, run_dir: Path, label: str, paper: dict | None) -> None:
+        config = resolve_config(settings, registry)
+        click.echo(f"== {label} (seed {config.seed}) -> {run_dir}")
+        resume = (run_dir / "config.json").is_file()
+        run_experiment(config, run_dir, registry, resume=resume, echo=click.echo,
+                       extra={"label": label, "paper": paper, "bench": loaded.name})
+
+    bench_mod.run_bench(loaded, out_dir, run_fn, seeds=seeds, overrides=overrides, progress=click.echo)
+    click.echo((out_dir / "leaderboard.md").read_text() if (out_dir / "leaderboard.md").is_file() else "")
+
+
+def _literal(value: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return value
+
+
+# ---------------------------------------------------------------------------- data
+@main.group()
+def data() -> None:
+    """Dataset utilities."""
+
+
+@data.command("synth")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write.")
+@click.option("--layout", default="market1501", show_default=True,
+              type=click.Choice(["market1501", "dukemtmc", "cuhk03", "cuhk03-partial", "viper", "caviar"]))
+@click.option("--train-ids", default=64, show_default=True)
+@click.option("--test-ids", default=64, show_default=True)
+@click.option("--cameras", default=4, show_default=True)
+@click.option("--images-per-camera", default=4, show_default=True)
+@click.option("--height", default=128, show_default=True)
+@click.option("--width", default=64, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@_friendly
+def data_synth(out: str, layout: str, train_ids: int, test_ids: int, cameras: int,
+               images_per_camera: int, height: int, width: int, seed: int) -> None:
+    """Write the synthetic dataset to disk in an official layout."""
+    from harness.data.synthetic import write_layout
+
+    path = write_layout(Path(out), layout, train_ids=train_ids, test_ids=test_ids, cameras=cameras,
+                        images_per_camera=images_per_camera, height=height, width=width, seed=seed)
+    click.echo(f"wrote synthetic {layout} data to {path}")
+
+
+@data.command("info")
+@click.option("--data", "name", default="synthetic", show_default=True)
+@click.option("--data-root", type=click.Path())
+@click.option("--preset", type=click.Choice(["smoke", "cpu", "paper"]), default="cpu", show_default=True)
+@_friendly
+def data_info(name: str, data_root: str | None, preset: str) -> None:
+    """Parse a dataset folder and print its statistics and MLR split."""
+    import json
+
+    from harness.data.mlr import build_mlr
+    from harness.runner import resolve_config
+
+    registry = _registry()
+    config = resolve_config({"data": name, "data_root": data_root, "preset": preset}, registry)
+    dataset = registry.lookup("dataset", name).factory(data_root, config)
+    click.echo(json.dumps({"dataset": dataset.summary(), "mlr": build_mlr(dataset, config.protocol).describe()}, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""The MLR (multiple low resolution) protocol, explicit and seeded.
+
+Published MLR recipes disagree on which camera is made LR, the kernel, and
+whether ratios are drawn per identity or per image. Ours, recorded in every
+result (``ProtocolConfig`` plus ``PROTOCOL_VERSION``):
+
+* the query is the dataset's query images from the LR camera(s); each is
+  downsampled by its own ratio, drawn uniformly from ``ratios`` with a
+  generator seeded by ``protocol.seed`` in query order;
+* the gallery is the dataset's whole gallery, kept HR; gallery images of a
+  query's identity from the query's own camera are removed at evaluation
+  (Market-style), so every true match comes from an HR camera;
+* training pairs ``(x_l, x_h)`` come from downsampling HR training images;
+  each batch shares one ratio (bucketing), drawn from ``ratios``;
+* downsampling resizes an HR image of the run's size ``(H, W)`` to
+  ``(round(H / r), round(W / r))`` with ``torch.nn.functional.interpolate``
+  using ``kernel`` and ``antialias`` (deterministic on CPU);
+* genuinely LR datasets (``native_lr``) are not downsampled: their queries
+  keep their own resolution, bucketed to the nearest configured ratio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from harness.components import Record, ReidDataset
+from harness.config import ProtocolConfig
+from harness.errors import DatasetError
+
+
+def lr_size(hr_size: tuple[int, int], ratio: float) -> tuple[int, int]:
+    """The LR size of an HR image of ``hr_size`` (H, W) downsampled by ``ratio``."""
+    h, w = hr_size
+    return (max(1, round(h / ratio)), max(1, round(w / ratio)))
+
+
+def resize(x: Tensor, size: tuple[int, int], kernel: str = "bicubic", antialias: bool = True) -> Tensor:
+    """Resize a float batch; antialiasing only applies where torch supports it."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    kwargs: dict = {}
+    if kernel in ("bicubic", "bilinear"):
+        kwargs = {"align_corners": False, "antialias": antialias}
+    return F.interpolate(x, size=size, mode=kernel, **kwargs)
+
+
+def downsample(x_hr: Tensor, ratio: float, protocol: ProtocolConfig) -> Tensor:
+    """Make LR images the way the protocol says (float in, float in [0, 1] out)."""
+    size = lr_size((int(x_hr.shape[-2]), int(x_hr.shape[-1])), ratio)
+    return resize(x_hr, size, protocol.kernel, protocol.antialias).clamp_(0.0, 1.0)
+
+
+def upsample_bicubic(x_lr: Tensor, size: tuple[int, int]) -> Tensor:
+    """The no-learning baseline: bicubic upsampling back to the HR size."""
+    return F.interpolate(x_lr, size=size, mode="bicubic", align_corners=False).clamp_(0.0, 1.0)
+
+
+@dataclass
+class MLRSplit:
+    """What training and evaluation consume, with the protocol resolved."""
+
+    train: list[Record]
+    query: list[Record]
+    query_ratios: list[float]
+    gallery: list[Record]
+    lr_cameras: tuple[int, ...]
+    single_gallery_shot: bool
+    native_lr: bool
+    info: dict = field(default_factory=dict)
+
+    def describe(self) -> dict:
+        ratios, counts = np.unique(np.asarray(self.query_ratios, dtype=float), return_counts=True)
+        return {
+            "lr_cameras": list(self.lr_cameras),
+            "num_train": len(self.train),
+            "num_train_ids": len({r.pid for r in self.train}),
+            "num_query": len(self.query),
+            "num_gallery": len(self.gallery),
+            "query_ratio_counts": {_ratio_key(float(r)): int(c) for r, c in zip(ratios, counts)},
+            "single_gallery_shot": self.single_gallery_shot,
+            "native_lr": self.native_lr,
+        }
+
+
+def _ratio_key(ratio: float) -> str:
+    return str(int(ratio)) if float(ratio).is_integer() else f"{ratio:g}"
+
+
+def ratio_key(ratio: float) -> str:
+    """The name a ratio has in result files ("2", "2.5")."""
+    return _ratio_key(ratio)
+
+
+def draw_query_ratios(n: int, protocol: ProtocolConfig) -> list[float]:
+    """One ratio per query image, reproducible from ``protocol.seed`` alone."""
+    rng = np.random.default_rng([protocol.seed, 0x4D4C52])  # "MLR"
+    picks = rng.integers(0, len(protocol.ratios), size=n)
+    return [float(protocol.ratios[i]) for i in picks]
+
+
+def build_mlr(
+    dataset: ReidDataset,
+    protocol: ProtocolConfig,
+    native_query_heights: Sequence[int] | None = None,
+    hr_height: int | None = None,
+) -> MLRSplit:
+    """Apply the protocol to a dataset: pick LR queries and give each a ratio."""
+    lr_cameras = protocol.lr_cameras if protocol.lr_cameras is not None else dataset.default_lr_cameras
+    query_cams = sorted({r.camid for r in dataset.query})
+    query = [r for r in dataset.query if r.camid in set(lr_cameras)]
+    if not query:
+        raise DatasetError(
+            f"no query image of {dataset.name!r} comes from the LR camera(s) {list(lr_cameras)}; "
+            f"query cameras are {query_cams} (set --lr-cameras)"
+        )
+    if not dataset.gallery:
+        raise DatasetError(f"dataset {dataset.name!r} has an empty gallery")
+    if dataset.native_lr and native_query_heights is not None and hr_height:
+        ratios = [_nearest(hr_height / max(1, h), protocol.ratios) for h, r in zip(native_query_heights, dataset.query) if r.camid in set(lr_cameras)]
+    else:
+        ratios = draw_query_ratios(len(query), protocol)
+    gallery_pids = {r.pid for r in dataset.gallery}
+    unmatched = sorted({r.pid for r in query} - gallery_pids)
+    return MLRSplit(
+        train=list(dataset.train),
+        query=query,
+        query_ratios=ratios,
+        gallery=list(dataset.gallery),
+        lr_cameras=tuple(lr_cameras),
+        single_gallery_shot=dataset.single_gallery_shot,
+        native_lr=dataset.native_lr,
+        info={"query_ids_without_gallery_match": len(unmatched)},
+    )
+
+
+def _nearest(value: float, choices: Sequence[float]) -> float:
+    return float(min(choices, key=lambda c: abs(c - value)))
+
+
+def ratio_buckets(ratios: Sequence[float]) -> dict[float, list[int]]:
+    """Indices grouped by ratio, so each batch has one LR size."""
+    buckets: dict[float, list[int]] = {}
+    for i, r in enumerate(ratios):
+        buckets.setdefault(float(r), []).append(i)
+    return dict(sorted(buckets.items()))
+
+
+class TrainRatioSampler:
+    """Draws one ratio per training batch from a seeded torch generator."""
+
+    def __init__(self, ratios: Sequence[float], generator: torch.Generator):
+        self.ratios = [float(r) for r in ratios]
+        self.generator = generator
+
+    def __call__(self) -> float:
+        i = int(torch.randint(len(self.ratios), (1,), generator=self.generator))
+        return self.ratios[i]

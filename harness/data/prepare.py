@@ -1,0 +1,82 @@
+"""From a dataset name to tensors in memory, with the MLR protocol applied.
+
+Images are decoded once (in DataLoader workers) into one uint8 tensor per
+split at the run's size; training and evaluation then index tensors, so data
+loading never limits throughput, and the run is reproducible bit-for-bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from harness.components import Record
+from harness.config import RunConfig
+from harness.data.loading import load_images
+from harness.data.mlr import MLRSplit, build_mlr
+from harness.registry import Registry
+
+
+@dataclass
+class PreparedData:
+    split: MLRSplit
+    dataset_summary: dict
+    train_images: Tensor  # uint8 N x 3 x H x W
+    train_pids: Tensor  # long, 0..num_classes-1
+    query_images: Tensor  # uint8, HR originals of the LR queries
+    query_pids: Tensor
+    query_camids: Tensor
+    query_ratios: Tensor  # float
+    gallery_images: Tensor
+    gallery_pids: Tensor
+    gallery_camids: Tensor
+    bad_images: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.train_pids.max()) + 1 if len(self.train_pids) else 0
+
+
+def _labels(records: list[Record], keep: list[int]) -> tuple[Tensor, Tensor]:
+    pids = torch.tensor([records[i].pid for i in keep], dtype=torch.long)
+    cams = torch.tensor([records[i].camid for i in keep], dtype=torch.long)
+    return pids, cams
+
+
+def prepare_data(config: RunConfig, registry: Registry) -> PreparedData:
+    entry = registry.lookup("dataset", config.data)
+    dataset = entry.factory(config.data_root, config)
+    split = build_mlr(dataset, config.protocol)
+    size = (config.height, config.width)
+    bad: list[str] = []
+
+    def load(records: list[Record]):
+        loaded = load_images(records, size, workers=config.workers, skip_bad=config.skip_bad_images)
+        bad.extend(loaded.bad)
+        return loaded
+
+    train = load(split.train)
+    query = load(split.query)
+    gallery = load(split.gallery)
+    train_pids, _ = _labels(split.train, train.keep)
+    # Re-id training labels must be contiguous even if bad images were skipped.
+    uniq, train_pids = torch.unique(train_pids, return_inverse=True)
+    q_pids, q_cams = _labels(split.query, query.keep)
+    g_pids, g_cams = _labels(split.gallery, gallery.keep)
+    q_ratios = torch.tensor([split.query_ratios[i] for i in query.keep], dtype=torch.float32)
+    return PreparedData(
+        split=split,
+        dataset_summary=dataset.summary(),
+        train_images=train.images,
+        train_pids=train_pids,
+        query_images=query.images,
+        query_pids=q_pids,
+        query_camids=q_cams,
+        query_ratios=q_ratios,
+        gallery_images=gallery.images,
+        gallery_pids=g_pids,
+        gallery_camids=g_cams,
+        bad_images=bad,
+    )

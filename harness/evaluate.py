@@ -1,0 +1,146 @@
+"""LR query -> SR -> re-id features against an HR gallery; CMC, mAP, mINP,
+per-ratio breakdown and PSNR/SSIM, next to the bicubic and HR-query baselines.
+
+The ranking maths lives in :mod:`harness.metrics` (pure array code that knows
+nothing of models); this module feeds it features.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from harness.config import RunConfig
+from harness.data.mlr import downsample, ratio_buckets, ratio_key, upsample_bicubic
+from harness.data.prepare import PreparedData
+from harness.metrics import ImageQuality, cmc_at, evaluate_rank, single_gallery_shot_cmc
+
+__all__ = ["evaluate_rank", "evaluate_models", "extract_features", "rank_metrics"]
+
+Transform = Callable[[Tensor], Tensor]
+
+
+@torch.no_grad()
+def extract_features(
+    reid: nn.Module,
+    images: Tensor,
+    device: torch.device,
+    batch_size: int = 128,
+    transform: Transform | None = None,
+    amp_dtype: torch.dtype | None = None,
+) -> Tensor:
+    """Eval-mode re-id features of uint8 images, optionally transformed first (e.g. LR -> SR)."""
+    was = reid.training
+    reid.eval()
+    feats = []
+    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+    for start in range(0, len(images), batch_size):
+        x = images[start : start + batch_size].to(device, non_blocking=True).float().div_(255.0)
+        with autocast:
+            if transform is not None:
+                x = transform(x)
+            feats.append(reid(x).float().cpu())
+    reid.train(was)
+    return torch.cat(feats) if feats else torch.zeros(0, 1)
+
+
+def distance(qf: Tensor, gf: Tensor, metric: str) -> Tensor:
+    if metric == "cosine":
+        return 1.0 - F.normalize(qf, dim=1) @ F.normalize(gf, dim=1).T
+    return torch.cdist(qf, gf).pow_(2)
+
+
+def rank_metrics(
+    distmat: Tensor,
+    q_pids: Tensor,
+    g_pids: Tensor,
+    q_cams: Tensor,
+    g_cams: Tensor,
+    single_gallery_shot: bool,
+    trials: int,
+    seed: int,
+) -> dict:
+    """Rank-1/5/10, mAP, mINP and the CMC to rank 50, in fractions."""
+    if single_gallery_shot:
+        res = single_gallery_shot_cmc(distmat, q_pids, g_pids, q_cams, g_cams, trials=trials, seed=seed)
+        out = {**cmc_at(res.cmc), "mAP": float(res.mAP), "mINP": float(getattr(res, "mINP", float("nan"))),
+               "cmc": [float(v) for v in res.cmc], "cmc_std": [float(v) for v in res.cmc_std]}
+        return out
+    cmc, mAP, mINP = evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=50)
+    return {**cmc_at(cmc), "mAP": float(mAP), "mINP": float(mINP), "cmc": [float(v) for v in cmc]}
+
+
+@torch.no_grad()
+def evaluate_models(
+    generator: nn.Module, reid: nn.Module, data: PreparedData, config: RunConfig, device: torch.device
+) -> tuple[dict, dict[str, Tensor]]:
+    """Metrics for SR, bicubic and HR queries, and a few sample images for the report."""
+    protocol = config.protocol
+    size = (config.height, config.width)
+    amp = torch.bfloat16 if (config.amp and device.type == "cuda") else None
+    bs = config.eval_batch_size
+    g_was = generator.training
+    generator.eval()
+
+    gallery_f = extract_features(reid, data.gallery_images, device, bs, amp_dtype=amp)
+    buckets = ratio_buckets(data.query_ratios.tolist())
+    n = len(data.query_images)
+    feats = {kind: torch.zeros(n, gallery_f.shape[1]) for kind in ("sr", "bicubic", "hr")}
+    quality = {"sr": ImageQuality(), "bicubic": ImageQuality()}
+    quality_by_ratio: dict[str, dict[str, ImageQuality]] = {}
+    samples: dict[str, list[Tensor]] = {"lr": [], "sr": [], "bicubic": [], "hr": []}
+    feats["hr"] = extract_features(reid, data.query_images, device, bs, amp_dtype=amp)
+
+    for ratio, idx in buckets.items():
+        index = torch.tensor(idx)
+        images = data.query_images[index]
+        quality_by_ratio[ratio_key(ratio)] = {"sr": ImageQuality(), "bicubic": ImageQuality()}
+        for kind in ("sr", "bicubic"):
+            def transform(x: Tensor, kind: str = kind) -> Tensor:
+                lr = downsample(x, ratio, protocol)
+                out = generator(lr, size) if kind == "sr" else upsample_bicubic(lr, size)
+                out = out.float().clamp(0, 1)
+                quality[kind].update(out, x.float())
+                quality_by_ratio[ratio_key(ratio)][kind].update(out, x.float())
+                if len(samples[kind]) < 2:
+                    samples[kind].append(out[:4].cpu())
+                    if kind == "sr":
+                        samples["lr"].append(F.interpolate(lr[:4].float(), size=size, mode="nearest").cpu())
+                        samples["hr"].append(x[:4].float().cpu())
+                return out
+
+            feats[kind][index] = extract_features(reid, images, device, bs, transform, amp)
+    generator.train(g_was)
+
+    common = dict(
+        g_pids=data.gallery_pids, q_cams=data.query_camids, g_cams=data.gallery_camids,
+        single_gallery_shot=data.split.single_gallery_shot, trials=protocol.trials, seed=protocol.seed,
+    )
+    queries: dict[str, dict] = {}
+    for kind in ("sr", "bicubic", "hr"):
+        dist = distance(feats[kind], gallery_f, config.metric)
+        result = rank_metrics(dist, data.query_pids, **{**common, "q_cams": data.query_camids})
+        if kind != "hr":
+            result.update(quality[kind].compute())
+            per_ratio = {}
+            for ratio, idx in buckets.items():
+                index = torch.tensor(idx)
+                sub = rank_metrics(dist[index], data.query_pids[index], **{**common, "q_cams": data.query_camids[index]})
+                sub.pop("cmc", None)
+                sub.pop("cmc_std", None)
+                sub.update(quality_by_ratio[ratio_key(ratio)][kind].compute())
+                per_ratio[ratio_key(ratio)] = sub
+            result["per_ratio"] = per_ratio
+        queries[kind] = result
+    sample_tensors = {k: torch.cat(v)[:8] for k, v in samples.items() if v}
+    return {
+        "queries": queries,
+        "num_queries": n,
+        "num_gallery": len(data.gallery_images),
+        "eval_style": "single-gallery-shot" if data.split.single_gallery_shot else "market",
+        "metric": config.metric,
+    }, sample_tensors

@@ -1,0 +1,128 @@
+"""Building the run's modules from registry names, with a dry-run contract check.
+
+A plugin that returns the wrong shape or dtype is caught here, before any
+training, with an error that names the plugin and what was expected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from harness.components import BuildContext, Entry, Regulariser
+from harness.config import RunConfig
+from harness.errors import PluginError
+from harness.registry import Registry
+
+
+def _call(entry: Entry, *args: Any) -> Any:
+    try:
+        return entry.factory(*args)
+    except PluginError:
+        raise
+    except Exception as exc:
+        raise PluginError(
+            f"{entry.kind} {entry.name!r} (plugin {entry.plugin!r}) failed to build: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _fail(entry: Entry, expected: str, got: str) -> PluginError:
+    return PluginError(f"{entry.kind} {entry.name!r} (plugin {entry.plugin!r}) broke its contract: expected {expected}, got {got}")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, Tensor):
+        return f"tensor {tuple(value.shape)} {value.dtype}"
+    if isinstance(value, (tuple, list)):
+        return f"{type(value).__name__} of ({', '.join(_describe(v) for v in value)})"
+    return type(value).__name__
+
+
+def check_reid(entry: Entry, model: nn.Module, num_classes: int, size: tuple[int, int]) -> int:
+    """Dry forward in train and eval mode; returns the feature dim."""
+    x = torch.rand(2, 3, *size)
+    was = model.training
+    try:
+        with torch.no_grad():
+            model.train()
+            out = model(x)
+            if not (isinstance(out, (tuple, list)) and len(out) == 2):
+                raise _fail(entry, "(logits, f_c) in train mode", _describe(out))
+            logits, feat = out
+            if logits.shape != (2, num_classes) or feat.ndim != 2 or feat.shape[0] != 2:
+                raise _fail(entry, f"logits (2, {num_classes}) and f_c (2, D) in train mode", _describe(out))
+            model.eval()
+            f = model(x)
+            if not isinstance(f, Tensor) or f.ndim != 2 or f.shape[0] != 2 or not f.is_floating_point():
+                raise _fail(entry, "a float (2, D) feature tensor in eval mode", _describe(f))
+            if not torch.isfinite(f).all():
+                raise _fail(entry, "finite features", "NaN or inf")
+    finally:
+        model.train(was)
+    return int(f.shape[1])
+
+
+def check_sr(entry: Entry, model: nn.Module, size: tuple[int, int], ratio: float) -> None:
+    from harness.data.mlr import lr_size
+
+    x = torch.rand(2, 3, *lr_size(size, ratio))
+    with torch.no_grad():
+        y = model(x, size)
+    if not isinstance(y, Tensor) or tuple(y.shape) != (2, 3, *size) or not y.is_floating_point():
+        raise _fail(entry, f"forward(x_lr, out_size) -> float tensor (2, 3, {size[0]}, {size[1]})", _describe(y))
+
+
+def check_discriminator(entry: Entry, model: nn.Module, size: tuple[int, int]) -> None:
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, *size))
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        raise _fail(entry, "(logit, f_d)", _describe(out))
+    logit, feat = out
+    if logit.reshape(-1).shape[0] != 2 or feat.ndim != 2 or feat.shape[0] != 2:
+        raise _fail(entry, "logit (2,) and f_d (2, D)", _describe(out))
+
+
+def build_models(
+    config: RunConfig, registry: Registry, num_classes: int
+) -> tuple[dict[str, nn.Module], Regulariser]:
+    """G, reid and the regulariser's modules, all contract-checked on CPU."""
+    size = (config.height, config.width)
+    sr_entry = registry.lookup("sr", config.sr)
+    reid_entry = registry.lookup("reid", config.reid)
+    reg_entry = registry.lookup("regulariser", config.reg)
+
+    generator = _call(sr_entry, config)
+    for ratio in sorted(set(config.protocol.ratios)):
+        check_sr(sr_entry, generator, size, ratio)
+    reid = _call(reid_entry, config, num_classes)
+    if config.reid_weights:
+        from harness.weights import load_reid_weights
+
+        load_reid_weights(reid, config.reid_weights)
+    reid_dim = check_reid(reid_entry, reid, num_classes, size)
+
+    def make_discriminator() -> nn.Module:
+        entry = registry.lookup("discriminator", config.disc)
+        disc = _call(entry, config)
+        check_discriminator(entry, disc, size)
+        return disc
+
+    regulariser: Regulariser = _call(reg_entry, config)
+    ctx = BuildContext(config=config, reid_dim=reid_dim, make_discriminator=make_discriminator, image_size=size)
+    extra = regulariser.build(ctx)
+    clash = {"G", "reid"} & set(extra)
+    if clash:
+        raise PluginError(f"regulariser {config.reg!r} returned modules named {sorted(clash)}, which are reserved")
+    models: dict[str, nn.Module] = {"G": generator, "reid": reid, **extra}
+    return models, regulariser
+
+
+def count_parameters(models: dict[str, nn.Module]) -> dict[str, int]:
+    return {name: sum(p.numel() for p in m.parameters()) for name, m in models.items()}
+
+
+Hook = Callable[[str, dict[str, float]], None]

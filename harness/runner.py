@@ -1,0 +1,262 @@
+"""One run end to end: resolve config, prepare data, train, evaluate, report.
+
+The run folder is the unit of truth: ``config.json`` first, checkpoints while
+training, and ``metrics.json`` with ``status: complete`` only at the very end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import random
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness.checkpoint import latest_checkpoint
+from harness.config import PROTOCOL_VERSION, ConfigError, ProtocolConfig, RunConfig
+from harness.errors import HarnessError
+from harness.io import append_jsonl, atomic_write_json
+from harness.presets import default_preset, preset_values
+from harness.registry import Registry
+
+Echo = Callable[[str], None]
+
+_PROTOCOL_FIELDS = {f.name for f in dataclasses.fields(ProtocolConfig)}
+_RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)} - {"options", "protocol"}
+
+
+def selected_entries(config: RunConfig, registry: Registry) -> list:
+    entries = [
+        registry.lookup("sr", config.sr),
+        registry.lookup("reid", config.reid),
+        registry.lookup("regulariser", config.reg),
+        registry.lookup("dataset", config.data),
+        registry.lookup("discriminator", config.disc),
+    ]
+    return entries
+
+
+def resolve_config(values: Mapping[str, Any], registry: Registry) -> RunConfig:
+    """Preset < explicit values; every declared option of the selected plugins filled in.
+
+    ``values`` holds only what the user gave (None means "not given", timm's
+    habit), with ``options`` and ``protocol`` as nested dicts.
+    """
+    values = {k: v for k, v in values.items() if v is not None}
+    preset = values.get("preset") or default_preset()
+    base = preset_values(preset)
+    user_options = dict(values.pop("options", {}) or {})
+    user_protocol = {k: v for k, v in dict(values.pop("protocol", {}) or {}).items() if v is not None}
+    unknown = sorted(set(values) - _RUN_FIELDS)
+    if unknown:
+        raise ConfigError(f"unknown settings: {', '.join(unknown)}")
+    bad_proto = sorted(set(user_protocol) - _PROTOCOL_FIELDS)
+    if bad_proto:
+        raise ConfigError(f"unknown protocol settings: {', '.join(bad_proto)}")
+    protocol = {**base.pop("protocol", {}), **user_protocol}
+    preset_options = base.pop("options", {})
+    fields = {**base, **values, "preset": preset}
+    config = RunConfig(**fields, protocol=ProtocolConfig(**protocol))
+
+    declared: dict[str, Any] = {}
+    for entry in selected_entries(config, registry):
+        for key, option in entry.options.items():
+            declared.setdefault(key, option.default)
+    stray = sorted(set(user_options) - set(declared))
+    if stray:
+        raise ConfigError(
+            f"unknown option(s) {', '.join(stray)} for sr={config.sr}, reid={config.reid}, "
+            f"reg={config.reg}, data={config.data}, disc={config.disc}; "
+            f"their options: {', '.join(sorted(declared)) or '(none)'}"
+        )
+    options = {**declared, **{k: v for k, v in preset_options.items() if k in declared}}
+    options.update({k: _coerce(v, declared[k]) for k, v in user_options.items()})
+    return config.replace(options=options)
+
+
+def _coerce(value: Any, default: Any) -> Any:
+    """CLI option strings become the type of the declared default."""
+    if not isinstance(value, str) or isinstance(default, str) or default is None:
+        return value
+    if isinstance(default, bool):
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"expected a boolean, got {value!r}")
+    try:
+        return type(default)(value)
+    except ValueError as exc:
+        raise ConfigError(f"expected {type(default).__name__}, got {value!r}") from exc
+
+
+def resolve_device(config: RunConfig, echo: Echo) -> tuple[RunConfig, torch.device]:
+    name = config.device
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but no CUDA device is available")
+    device = torch.device(name)
+    if config.amp and device.type != "cuda":
+        warnings.warn("--amp needs a GPU; running in float32 on CPU", stacklevel=2)
+        echo("warning: --amp needs a GPU; running in float32 on CPU")
+        config = config.replace(amp=False)
+    if config.compile and device.type != "cuda":
+        config = config.replace(compile=False)
+    return config, device
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("crossres-harness", "torch", "torchvision", "timm", "torchreid", "kornia", "numpy"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        root = Path(__file__).resolve().parents[1]
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def check_run_dir(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise HarnessError(f"cannot write to the output folder {run_dir}: {exc.strerror or exc}") from exc
+
+
+def config_document(config: RunConfig, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "config": config.to_dict(),
+        "protocol_version": PROTOCOL_VERSION,
+        "seed": config.seed,
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "command": " ".join(sys.argv),
+        **dict(extra or {}),
+    }
+
+
+def run_experiment(
+    config: RunConfig,
+    run_dir: Path,
+    registry: Registry,
+    *,
+    resume: bool = False,
+    echo: Echo = print,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    from harness.data.prepare import prepare_data
+    from harness.evaluate import evaluate_models
+    from harness.models import build_models, count_parameters
+    from harness.report import format_summary, write_run_report
+    from harness.train import Trainer
+
+    start = time.time()
+    config, device = resolve_device(config, echo)
+    check_run_dir(run_dir)
+    if not resume:
+        atomic_write_json(run_dir / "config.json", config_document(config, extra))
+        atomic_write_json(run_dir / "metrics.json", {"status": "running"})
+    echo(f"run folder {run_dir}  preset={config.preset}  device={device}  "
+         f"sr={config.sr} reid={config.reid} reg={config.reg} data={config.data}")
+
+    seed_everything(config.seed)
+    data = prepare_data(config, registry)
+    if data.bad_images:
+        echo(f"skipped {len(data.bad_images)} unreadable image(s), e.g. {data.bad_images[0]}")
+    desc = data.split.describe()
+    echo(f"data: {desc['num_train']} train images of {desc['num_train_ids']} ids; "
+         f"{desc['num_query']} LR queries (cameras {desc['lr_cameras']}, ratios {desc['query_ratio_counts']}); "
+         f"{desc['num_gallery']} HR gallery images")
+    seed_everything(config.seed)
+    models, regulariser = build_models(config, registry, data.num_classes)
+    log_path = run_dir / "log.jsonl"
+    trainer = Trainer(config, data, models, regulariser, run_dir, device, lambda rec: append_jsonl(log_path, rec))
+    if resume:
+        ckpt = latest_checkpoint(run_dir / "checkpoints")
+        if ckpt is not None:
+            trainer.load_state(ckpt)
+            echo(f"resumed at stage {trainer.stage}, iteration {trainer.iteration}")
+    trainer.fit()
+
+    metrics, samples = evaluate_models(models["G"], models["reid"], data, config, device)
+    metrics.update({
+        "status": "complete",
+        "protocol_version": PROTOCOL_VERSION,
+        "wall_time_s": round(time.time() - start, 2),
+        "device": str(device),
+        "split": desc,
+        "dataset": data.dataset_summary,
+        "bad_images": len(data.bad_images),
+        "parameters": count_parameters(models),
+    })
+    write_run_report(run_dir, metrics, samples)
+    atomic_write_json(run_dir / "metrics.json", metrics)
+    echo(format_summary(metrics))
+    registry.hook().harness_run_finished(run_dir=str(run_dir), metrics=metrics)
+    return metrics
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise HarnessError(f"{run_dir} is not a run folder: config.json is missing")
+    return RunConfig.from_dict(json.loads(path.read_text())["config"])
+
+
+def evaluate_run(run_dir: Path, registry: Registry, echo: Echo = print) -> dict[str, Any]:
+    """Re-evaluate a finished run from its final checkpoint (``harness eval``)."""
+    from harness.data.prepare import prepare_data
+    from harness.evaluate import evaluate_models
+    from harness.models import build_models
+    from harness.report import format_summary, write_run_report
+
+    config = load_run_config(run_dir)
+    config, device = resolve_device(config, echo)
+    ckpt = latest_checkpoint(run_dir / "checkpoints")
+    if ckpt is None or ckpt["stage"] != "done":
+        raise HarnessError(f"{run_dir} has no final checkpoint; finish it first with harness run --resume {run_dir}")
+    seed_everything(config.seed)
+    data = prepare_data(config, registry)
+    models, _ = build_models(config, registry, data.num_classes)
+    for name, module in models.items():
+        module.load_state_dict(ckpt["models"][name])
+        module.to(device)
+    start = time.time()
+    metrics, samples = evaluate_models(models["G"], models["reid"], data, config, device)
+    old = {}
+    if (run_dir / "metrics.json").is_file():
+        old = json.loads((run_dir / "metrics.json").read_text())
+    metrics.update({k: v for k, v in old.items() if k not in metrics})
+    metrics.update({"status": "complete", "protocol_version": PROTOCOL_VERSION, "eval_time_s": round(time.time() - start, 2)})
+    write_run_report(run_dir, metrics, samples)
+    atomic_write_json(run_dir / "metrics.json", metrics)
+    echo(format_summary(metrics))
+    return metrics

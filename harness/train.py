@@ -1,0 +1,226 @@
+"""Algorithm 1 as one visible loop.
+
+Stage 0 trains the re-id model on HR images. Stage 1 runs the regulariser's
+schedule of steps each iteration (e.g. INTACT: D, then phi+sigma, then G),
+freezing every module a step does not name. All randomness flows from one
+seeded generator plus torch's global RNG, both checkpointed, so a resumed
+CPU run ends bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from harness import augment
+from harness.checkpoint import restore_rng, rng_state, save_checkpoint
+from harness.components import Regulariser, StepContext, TrainBatch
+from harness.config import RunConfig
+from harness.data.mlr import TrainRatioSampler, downsample
+from harness.data.prepare import PreparedData
+from harness.errors import NumericalError
+from harness.schedule import StepRunner, check_finite
+
+LogFn = Callable[[dict[str, Any]], None]
+
+
+def _progress(total: int, desc: str, initial: int = 0):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, leave=False, disable=None)
+
+
+def pk_indices(pids: Tensor, batch_size: int, instances: int, generator: torch.Generator) -> Tensor:
+    """P identities x K images each (for the triplet loss); sampling with replacement within an id."""
+    uniq = torch.unique(pids)
+    p = max(1, batch_size // instances)
+    chosen = uniq[torch.randperm(len(uniq), generator=generator)[:p]]
+    out = []
+    for pid in chosen.tolist():
+        pool = torch.nonzero(pids == pid).flatten()
+        out.append(pool[torch.randint(len(pool), (instances,), generator=generator)])
+    return torch.cat(out)
+
+
+class Trainer:
+    """Owns the modules, optimisers, RNG and checkpoints of one run."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        data: PreparedData,
+        models: dict[str, nn.Module],
+        regulariser: Regulariser,
+        run_dir: Path,
+        device: torch.device,
+        log: LogFn,
+    ):
+        self.config = config
+        self.data = data
+        self.models = models
+        self.regulariser = regulariser
+        self.run_dir = run_dir
+        self.device = device
+        self.log = log
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.amp_dtype = torch.bfloat16 if (config.amp and device.type == "cuda") else None
+        for module in models.values():
+            module.to(device)
+            if config.channels_last and device.type == "cuda":
+                module.to(memory_format=torch.channels_last)
+        reid = models["reid"]
+        self.reid_optimizer = torch.optim.Adam(reid.parameters(), lr=config.lr_reid, weight_decay=config.weight_decay)
+        warmup = max(1, config.reid_iters // 10)
+        self.reid_scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.reid_optimizer, lambda i: min(1.0, (i + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(i, config.reid_iters) / max(1, config.reid_iters)))
+        )
+        self.steps = regulariser.schedule(config)
+        default_lr = {"G": config.lr, "reid": config.lr_reid * 0.1, "default": config.lr}
+        self.runner = StepRunner(models, self.steps, default_lr, config.weight_decay, self.amp_dtype, config.grad_clip)
+        self.ratio_sampler = TrainRatioSampler(config.protocol.ratios, self.generator)
+        self.stage = "reid"
+        self.iteration = 0
+        self._triplet = None
+
+    # -- checkpoints -----------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "models": {k: m.state_dict() for k, m in self.models.items()},
+            "reid_optimizer": self.reid_optimizer.state_dict(),
+            "reid_scheduler": self.reid_scheduler.state_dict(),
+            "step_optimizers": self.runner.state_dict(),
+            "rng": rng_state(self.generator),
+            "config": self.config.to_dict(),
+        }
+
+    def load_state(self, ckpt: dict[str, Any]) -> None:
+        for name, module in self.models.items():
+            module.load_state_dict(ckpt["models"][name])
+        self.reid_optimizer.load_state_dict(ckpt["reid_optimizer"])
+        self.reid_scheduler.load_state_dict(ckpt["reid_scheduler"])
+        self.runner.load_state_dict(ckpt["step_optimizers"])
+        restore_rng(ckpt["rng"], self.generator)
+        self.stage = ckpt["stage"]
+        self.iteration = int(ckpt["iteration"])
+
+    def checkpoint(self) -> Path:
+        return save_checkpoint(
+            self.run_dir / "checkpoints", self.stage, self.iteration, self.state(), self.config.keep_checkpoints
+        )
+
+    # -- batches -----------------------------------------------------------------
+    def _to_float(self, images: Tensor) -> Tensor:
+        x = images.to(self.device, non_blocking=True).float().div_(255.0)
+        if self.config.channels_last and self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _sample(self, n: int) -> Tensor:
+        return torch.randint(len(self.data.train_pids), (n,), generator=self.generator)
+
+    def reid_batch(self) -> tuple[Tensor, Tensor]:
+        cfg = self.config
+        if cfg.triplet:
+            idx = pk_indices(self.data.train_pids, cfg.batch_size, 4, self.generator)
+        else:
+            idx = self._sample(cfg.batch_size)
+        x = self.data.train_images[idx].float().div_(255.0)
+        x = augment.random_flip(x, self.generator)
+        x = augment.random_crop(x, self.generator, pad=max(1, cfg.height // 16))
+        x = augment.resolution_augment(x, self.generator, cfg.res_aug, cfg.protocol.ratios)
+        x = augment.random_erasing(x, self.generator, cfg.random_erasing)
+        return self._to_float((x * 255).round().to(torch.uint8)), self.data.train_pids[idx].to(self.device)
+
+    def sr_batch(self) -> TrainBatch:
+        idx = self._sample(self.config.batch_size)
+        ratio = self.ratio_sampler()
+        x_hr = self.data.train_images[idx].float().div_(255.0)
+        x_hr = augment.random_flip(x_hr, self.generator)
+        x_hr = self._to_float((x_hr * 255).round().to(torch.uint8))
+        x_lr = downsample(x_hr, ratio, self.config.protocol)
+        return TrainBatch(x_lr=x_lr, x_hr=x_hr, pids=self.data.train_pids[idx].to(self.device), ratio=ratio)
+
+    # -- stages ------------------------------------------------------------------
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def reid_loss(self, x: Tensor, pids: Tensor) -> dict[str, Tensor]:
+        logits, feats = self.models["reid"](x)
+        terms = {"ce": F.cross_entropy(logits.float(), pids, label_smoothing=self.config.label_smooth)}
+        if self.config.triplet:
+            if self._triplet is None:
+                from torchreid.reid.losses import TripletLoss
+
+                self._triplet = TripletLoss(margin=0.3)
+            terms["triplet"] = self._triplet(feats.float(), pids)
+        return terms
+
+    def train_reid(self) -> None:
+        cfg = self.config
+        reid = self.models["reid"]
+        reid.train()
+        for p in reid.parameters():
+            p.requires_grad_(True)
+        bar = _progress(cfg.reid_iters, "stage 0: re-id on HR", self.iteration)
+        while self.iteration < cfg.reid_iters:
+            x, pids = self.reid_batch()
+            with self._autocast():
+                terms = self.reid_loss(x, pids)
+            loss = sum(terms.values())
+            self.reid_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.reid_optimizer.step()
+            self.reid_scheduler.step()
+            self.iteration += 1
+            bar.update(1)
+            self._after_iteration({f"reid/{k}": v.detach() for k, v in terms.items()}, bar)
+        bar.close()
+        self.stage, self.iteration = "sr", 0
+        self.checkpoint()
+
+    def train_sr(self) -> None:
+        cfg = self.config
+        for module in self.models.values():
+            module.train()
+        bar = _progress(cfg.sr_iters, f"stage 1: SR with {cfg.reg}", self.iteration)
+        while self.iteration < cfg.sr_iters:
+            ctx = StepContext(self.sr_batch(), self.models, cfg)
+            terms = self.runner.run_iteration(ctx, self.iteration)
+            self.iteration += 1
+            bar.update(1)
+            self._after_iteration(terms, bar)
+        bar.close()
+        self.stage, self.iteration = "done", 0
+        self.checkpoint()
+
+    def _after_iteration(self, terms: dict[str, Tensor], bar: Any) -> None:
+        cfg = self.config
+        ckpt_now = bool(cfg.ckpt_every) and self.iteration % cfg.ckpt_every == 0
+        log_now = self.iteration % cfg.log_every == 0 or self.iteration == 1
+        if log_now or ckpt_now:  # the only host syncs in the loop; never checkpoint a NaN
+            try:
+                check_finite(terms, self.iteration)
+            except NumericalError:
+                self.log({"stage": self.stage, "iteration": self.iteration, "error": "non-finite loss"})
+                raise
+            values = {k: round(float(v), 5) for k, v in terms.items()}
+            bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in values.items()}, refresh=False)
+            self.log({"stage": self.stage, "iteration": self.iteration, "time": time.time(), **values})
+        if ckpt_now:
+            self.checkpoint()
+
+    def fit(self) -> None:
+        if self.stage == "reid":
+            self.train_reid()
+        if self.stage == "sr":
+            self.train_sr()
