@@ -1,0 +1,32 @@
+# Two entry points for a fresh clone: `make demo` and `make test`.
+# Both create .venv once (torch pinned by constraints/ci.txt) and reuse it.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint bench setup clean
+
+$(STAMP): pyproject.toml constraints/ci.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints/ci.txt -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/harness run --sr srgan --reg intact
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check harness plugins tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/eval_speed.py
+	$(BIN)/python benchmarks/train_speed.py
+
+clean:
+	rm -rf $(VENV) runs

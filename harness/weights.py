@@ -1,0 +1,130 @@
+"""Loading re-id weights from a local file, safely and forgivingly.
+
+Safe: ``torch.load(weights_only=True)`` never runs code from the file; a file
+that needs pickled code is refused with the one-line fix. Forgiving: the
+common containers (a raw state_dict, ``{"state_dict": ...}``, ``{"model": ...}``,
+``{"reid": ...}``, a harness checkpoint's ``{"models": {"reid": ...}}``),
+DataParallel's ``module.`` prefix and a wrapper prefix (``backbone.``,
+``model.``) are all accepted, and a classifier trained on another number of
+identities is skipped rather than failing the load.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from harness.errors import HarnessError
+from harness.io import atomic_torch_save
+
+CONTAINER_KEYS = ("state_dict", "model", "reid")
+
+
+def _read(path: Path) -> Any:
+    if not path.is_file():
+        raise HarnessError(f"re-id weights file {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise HarnessError(
+            f"refusing to unpickle code from {path}; save a plain state_dict with "
+            f"torch.save(model.state_dict(), {path})"
+        ) from exc
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise HarnessError(f"cannot read re-id weights from {path}: {exc}") from exc
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, Tensor) for v in obj.values())
+
+
+def extract_state_dict(obj: Any, path: Path | str = "<file>") -> dict[str, Tensor]:
+    """The tensor table inside a loaded object, ``module.`` prefixes stripped."""
+    if isinstance(obj, Mapping) and isinstance(obj.get("models"), Mapping) and "reid" in obj["models"]:
+        obj = obj["models"]["reid"]
+    if not _is_state_dict(obj) and isinstance(obj, Mapping):
+        for key in CONTAINER_KEYS:
+            if _is_state_dict(obj.get(key)):
+                obj = obj[key]
+                break
+    if not _is_state_dict(obj):
+        keys = list(obj)[:8] if isinstance(obj, Mapping) else type(obj).__name__
+        raise HarnessError(
+            f"{path} holds no state_dict (looked for a tensor table, or one under "
+            f"{', '.join(CONTAINER_KEYS)}); found {keys}"
+        )
+    return {_strip(k, "module."): v for k, v in obj.items()}
+
+
+def _strip(key: str, prefix: str) -> str:
+    while key.startswith(prefix):
+        key = key[len(prefix) :]
+    return key
+
+
+def _align(source: dict[str, Tensor], target: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Rename ``source`` by the wrapper prefix (added or removed) that matches most keys."""
+    prefixes = {""} | {k.split(".", 1)[0] + "." for k in list(source) + list(target) if "." in k}
+    best, best_hits = source, sum(k in target for k in source)
+    for prefix in sorted(prefixes):
+        for renamed in (
+            {prefix + k: v for k, v in source.items()},
+            {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in source.items()},
+        ):
+            hits = sum(k in target for k in renamed)
+            if hits > best_hits:
+                best, best_hits = renamed, hits
+    return best
+
+
+def _is_classifier(key: str) -> bool:
+    return "classifier" in key.split(".")
+
+
+def load_reid_weights(model: nn.Module, path: str | Path) -> dict[str, int]:
+    """Load ``path`` into ``model`` in place; returns counts of what happened.
+
+    ``skipped`` counts classifier tensors whose shape differs (weights trained
+    on another number of identities); any other shape mismatch means another
+    architecture and raises. Raises :class:`HarnessError` when nothing loads.
+    """
+    path = Path(path)
+    target = model.state_dict()
+    source = _align(extract_state_dict(_read(path), path), target)
+    usable: dict[str, Tensor] = {}
+    skipped = 0
+    for key, value in source.items():
+        if key not in target:
+            continue
+        if tuple(value.shape) != tuple(target[key].shape):
+            if _is_classifier(key):
+                skipped += 1
+                continue
+            raise HarnessError(
+                f"{path} does not fit this re-id model: {key} has shape {tuple(value.shape)}, "
+                f"the model expects {tuple(target[key].shape)} (another architecture?)"
+            )
+        usable[key] = value
+    if not usable:
+        raise HarnessError(
+            f"nothing in {path} matches the re-id model ({len(source)} tensors in the file, "
+            f"e.g. {', '.join(list(source)[:3])}; the model expects e.g. {', '.join(list(target)[:3])})"
+        )
+    model.load_state_dict(usable, strict=False)
+    return {
+        "loaded": len(usable),
+        "skipped": skipped,
+        "missing": sum(k not in usable for k in target),
+        "unexpected": sum(k not in target for k in source),
+    }
+
+
+def save_reid_weights(model: nn.Module, path: str | Path) -> Path:
+    """Write a plain CPU state_dict atomically; ``load_reid_weights`` reads it back."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return atomic_torch_save(state, path)

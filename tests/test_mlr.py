@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from harness import ProtocolConfig, Record, ReidDataset
+from harness.config import ConfigError
+from harness.data.mlr import (
+    TrainRatioSampler,
+    build_mlr,
+    downsample,
+    draw_query_ratios,
+    lr_size,
+    ratio_buckets,
+)
+from harness.errors import DatasetError
+
+
+def _dataset(n_ids: int = 6, cams: int = 3) -> ReidDataset:
+    img = np.zeros((8, 4, 3), np.uint8)
+    query = [Record(img, pid, cam) for pid in range(n_ids) for cam in range(cams)]
+    gallery = [Record(img, pid, cam) for pid in range(n_ids) for cam in range(cams)]
+    return ReidDataset("toy", [Record(img, 0, 0)], query, gallery, default_lr_cameras=(0,))
+
+
+def test_lr_size_rounds_and_never_vanishes():
+    assert lr_size((64, 32), 2) == (32, 16)
+    assert lr_size((64, 32), 3) == (21, 11)
+    assert lr_size((8, 4), 10) == (1, 1)
+
+
+def test_same_seed_same_ratios_and_all_in_set():
+    p = ProtocolConfig(ratios=(2, 3, 4), seed=7)
+    a, b = draw_query_ratios(500, p), draw_query_ratios(500, p)
+    assert a == b
+    assert set(a) == {2.0, 3.0, 4.0}
+    assert draw_query_ratios(500, ProtocolConfig(seed=8)) != a
+
+
+def test_query_from_lr_cameras_gallery_whole():
+    split = build_mlr(_dataset(), ProtocolConfig())
+    assert {r.camid for r in split.query} == {0}
+    assert len(split.query) == 6 and len(split.gallery) == 18
+    assert split.lr_cameras == (0,)
+    split2 = build_mlr(_dataset(), ProtocolConfig(lr_cameras=(1, 2)))
+    assert {r.camid for r in split2.query} == {1, 2}
+
+
+def test_no_query_from_lr_camera_is_a_clear_error():
+    with pytest.raises(DatasetError, match=r"LR camera\(s\) \[5\].*query cameras are \[0, 1, 2\]"):
+        build_mlr(_dataset(), ProtocolConfig(lr_cameras=(5,)))
+
+
+def test_downsample_is_bit_identical_and_sized():
+    x = torch.rand(3, 3, 64, 32, generator=torch.Generator().manual_seed(0))
+    p = ProtocolConfig()
+    a, b = downsample(x, 3.0, p), downsample(x.clone(), 3.0, p)
+    assert a.shape == (3, 3, 21, 11)
+    assert torch.equal(a, b)
+    assert a.min() >= 0 and a.max() <= 1
+    # antialiasing changes the result, i.e. the flag is honoured
+    assert not torch.equal(a, downsample(x, 3.0, ProtocolConfig(antialias=False)))
+
+
+def test_buckets_group_by_ratio():
+    assert ratio_buckets([2.0, 4.0, 2.0, 3.0]) == {2.0: [0, 2], 3.0: [3], 4.0: [1]}
+
+
+def test_train_ratio_sampler_is_seeded():
+    a = TrainRatioSampler((2, 3, 4), torch.Generator().manual_seed(1))
+    b = TrainRatioSampler((2, 3, 4), torch.Generator().manual_seed(1))
+    assert [a() for _ in range(20)] == [b() for _ in range(20)]
+
+
+@pytest.mark.parametrize("kwargs", [{"ratios": (0.5,)}, {"ratios": ()}, {"kernel": "lanczos"}, {"trials": 0}])
+def test_bad_protocols_are_refused(kwargs):
+    with pytest.raises(ConfigError):
+        ProtocolConfig(**kwargs)
