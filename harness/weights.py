@@ -40,12 +40,18 @@ def _read(path: Path) -> Any:
 
 
 def _is_state_dict(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, Tensor) for v in obj.values())
+    return (
+        isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, Tensor) for v in obj.values())
+    )
 
 
 def extract_state_dict(obj: Any, path: Path | str = "<file>") -> dict[str, Tensor]:
     """The tensor table inside a loaded object, ``module.`` prefixes stripped."""
-    if isinstance(obj, Mapping) and isinstance(obj.get("models"), Mapping) and "reid" in obj["models"]:
+    if (
+        isinstance(obj, Mapping)
+        and isinstance(obj.get("models"), Mapping)
+        and "reid" in obj["models"]
+    ):
         obj = obj["models"]["reid"]
     if not _is_state_dict(obj) and isinstance(obj, Mapping):
         for key in CONTAINER_KEYS:

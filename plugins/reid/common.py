@@ -29,7 +29,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class Normalize(nn.Module):
     """ImageNet mean/std; non-persistent buffers, so weights files stay backbone-only."""
 
-    def __init__(self, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD):
+    def __init__(
+        self, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD
+    ):
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
@@ -55,7 +57,9 @@ def global_pool(feat: Tensor) -> Tensor:
         return feat.mean(dim=1)
     if feat.ndim == 2:
         return feat
-    raise ValueError(f"backbone returned a {feat.ndim}-d tensor {tuple(feat.shape)}; expected 2, 3 or 4 dims")
+    raise ValueError(
+        f"backbone returned a {feat.ndim}-d tensor {tuple(feat.shape)}; expected 2, 3 or 4 dims"
+    )
 
 
 class ReidHead(nn.Module):

@@ -48,7 +48,9 @@ def torchreid_factory(name: str) -> Callable[[RunConfig, int], nn.Module]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = models.build_model(name, num_classes, loss="triplet", pretrained=False)
-        dim = getattr(model, "feature_dim", None) or infer_channels(model, (config.height, config.width))
+        dim = getattr(model, "feature_dim", None) or infer_channels(
+            model, (config.height, config.width)
+        )
         return Normalized(model, dim)
 
     build.__name__ = f"build_torchreid_{name}"
@@ -73,4 +75,6 @@ def available_names() -> list[str]:
 def harness_register_reid(registry) -> None:
     for name, summary in NAMED.items():
         registry.add(name, torchreid_factory(name), summary)
-    registry.add_resolver(resolve, "torchreid.<name> for any torchreid model (e.g. torchreid.resnet50)")
+    registry.add_resolver(
+        resolve, "torchreid.<name> for any torchreid model (e.g. torchreid.resnet50)"
+    )

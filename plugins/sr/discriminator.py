@@ -29,7 +29,9 @@ class SRGANDiscriminator(nn.Module):
     def __init__(self, channels: int = 32, feat_dim: int = 256):
         super().__init__()
         if channels < 1 or feat_dim < 1:
-            raise ValueError(f"disc_channels and disc_feat_dim must be >= 1 (got {channels}, {feat_dim})")
+            raise ValueError(
+                f"disc_channels and disc_feat_dim must be >= 1 (got {channels}, {feat_dim})"
+            )
         c = channels
         layers: list[nn.Module] = [nn.Conv2d(3, c, 3, padding=1), nn.LeakyReLU(0.2, inplace=True)]
         layers += _stage(c, c, 2)

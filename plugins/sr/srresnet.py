@@ -72,7 +72,7 @@ def _tail(channels: int, scale: int) -> nn.Sequential:
 def integer_scale(in_size: tuple[int, int], out_size: tuple[int, int]) -> int | None:
     """The factor k in SCALES with ``round(out / k) == in`` on both axes, if any."""
     for k in SCALES:
-        if all(max(1, round(o / k)) == i for i, o in zip(in_size, out_size)):
+        if all(max(1, round(o / k)) == i for i, o in zip(in_size, out_size, strict=True)):
             return k
     return None
 
@@ -82,7 +82,7 @@ def tail_scale(in_size: tuple[int, int], out_size: tuple[int, int]) -> int:
     k = integer_scale(in_size, out_size)
     if k is not None:
         return k
-    s = max(o / i for i, o in zip(in_size, out_size))
+    s = max(o / i for i, o in zip(in_size, out_size, strict=True))
     return min(max(math.ceil(s - 1e-6), SCALES[0]), SCALES[-1])
 
 
@@ -92,7 +92,9 @@ class SRResNet(nn.Module):
     def __init__(self, blocks: int = 8, channels: int = 64):
         super().__init__()
         if blocks < 0 or channels < 1:
-            raise ValueError(f"sr_blocks must be >= 0 and sr_channels >= 1 (got {blocks}, {channels})")
+            raise ValueError(
+                f"sr_blocks must be >= 0 and sr_channels >= 1 (got {blocks}, {channels})"
+            )
         self.head = nn.Sequential(nn.Conv2d(3, channels, 9, padding=4), nn.PReLU(channels))
         self.body = nn.Sequential(*[ResidualBlock(channels) for _ in range(blocks)])
         self.body_end = nn.Sequential(

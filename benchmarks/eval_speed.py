@@ -1,0 +1,162 @@
+"""Seconds to rank a Market-1501-sized problem: torchreid's Python evaluate_rank against ours.
+
+Both run in this process on the same seeded distance matrix (3,368 queries x 15,913 gallery,
+751 identities over 6 cameras, each identity with ~17 gallery images spread over the cameras it
+is seen by, plus 2,798 distractors, as in Market-1501's test split). The script checks that the
+numbers agree (CMC, mAP), prints both times and the ratio (goal: >= 30x), and exits 1 when they
+disagree.
+
+    python benchmarks/eval_speed.py                         # full size, ~2 min (torchreid)
+    python benchmarks/eval_speed.py --skip-reference        # ours only
+    python benchmarks/eval_speed.py --queries 500 --gallery 3000
+    python benchmarks/eval_speed.py --scale 20000x100000    # bounded-memory run from features
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from harness.metrics import evaluate_rank, evaluate_rank_from_features, pairwise_distance
+
+MARKET = {"queries": 3368, "gallery": 15913, "ids": 751, "cams": 6, "distractors": 2798}
+
+
+def market_like_ids(
+    num_q: int, num_g: int, rng: np.random.Generator, cams: int = 6
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(q_pids, g_pids, q_camids, g_camids) shaped like Market-1501's test split: every identity
+    is seen by 2..cams cameras, has one query per camera and gallery images in each of them (so
+    some are removed as same-camera), and a share of the gallery are distractors (pid 0)."""
+    num_ids = max(1, round(MARKET["ids"] * num_q / MARKET["queries"]))
+    # Cameras per identity: at least 2, extra ones spread at random until the query count fits.
+    k = np.full(num_ids, min(2, cams))
+    extra = max(0, num_q - int(k.sum()))
+    for _ in range(extra):
+        open_ = np.flatnonzero(k < cams)
+        if open_.size == 0:
+            break
+        k[rng.choice(open_)] += 1
+    id_cams = [rng.permutation(cams)[:ki] for ki in k]
+    q_pids = np.repeat(np.arange(1, num_ids + 1), k)[:num_q]
+    q_cams = np.concatenate(id_cams)[:num_q]
+
+    num_distractors = round(num_g * MARKET["distractors"] / MARKET["gallery"])
+    num_id_images = max(int(k.sum()), num_g - num_distractors)
+    num_distractors = num_g - num_id_images
+    # One image per (identity, camera), the rest spread with uneven weights (some people linger).
+    pairs = np.array([(pid, c) for pid, cs in enumerate(id_cams, start=1) for c in cs])
+    weights = rng.gamma(2.0, 1.0, len(pairs))
+    rest = rng.choice(len(pairs), num_id_images - len(pairs), p=weights / weights.sum())
+    chosen = np.concatenate([np.arange(len(pairs)), rest])
+    g_pids = np.concatenate([pairs[chosen, 0], np.zeros(num_distractors, dtype=np.int64)])
+    g_cams = np.concatenate([pairs[chosen, 1], rng.integers(0, cams, num_distractors)])
+    perm = rng.permutation(num_g)
+    return q_pids, g_pids[perm], q_cams, g_cams[perm]
+
+
+def market_like_features(
+    q_pids: np.ndarray, g_pids: np.ndarray, q_cams: np.ndarray, g_cams: np.ndarray,
+    rng: np.random.Generator, dim: int = 128, noise: float = 0.9, cams: int = 6,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features = identity centre + camera bias + noise; distractors get centres of their own."""
+    num_ids = int(max(q_pids.max(), g_pids.max())) + 1
+    centres = rng.standard_normal((num_ids, dim)) / np.sqrt(dim)
+    bias = rng.standard_normal((cams, dim)) / np.sqrt(dim) * 0.5
+
+    def feats(pids: np.ndarray, camids: np.ndarray) -> np.ndarray:
+        base = centres[pids].copy()
+        distractor = pids == 0
+        base[distractor] = rng.standard_normal((int(distractor.sum()), dim)) / np.sqrt(dim)
+        return base + bias[camids] + rng.standard_normal((len(pids), dim)) / np.sqrt(dim) * noise
+
+    qf = torch.from_numpy(feats(q_pids, q_cams)).float()
+    gf = torch.from_numpy(feats(g_pids, g_cams)).float()
+    return qf, gf
+
+
+def timed(fn, *args, **kwargs):
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
+
+
+def rank_table(args: argparse.Namespace) -> int:
+    rng = np.random.default_rng(args.seed)
+    ids = market_like_ids(args.queries, args.gallery, rng)
+    qf, gf = market_like_features(*ids, rng)
+    distmat = pairwise_distance(qf.to(getattr(torch, args.dtype)), gf.to(getattr(torch, args.dtype)))
+    distmat_np = distmat.numpy()
+    q_pids, g_pids, q_cams, g_cams = ids
+    print(f"problem: {args.queries} queries x {args.gallery} gallery, {len(np.unique(q_pids))} query ids, "
+          f"{int((g_pids == 0).sum())} distractors, {args.dtype} distances, "
+          f"{torch.get_num_threads()} torch threads")
+
+    _, t_sort = timed(torch.argsort, distmat, dim=1)
+    ours, t_ours = timed(evaluate_rank, distmat_np, q_pids, g_pids, q_cams, g_cams, 50)
+    ours_again, t_ours2 = timed(evaluate_rank, distmat_np, q_pids, g_pids, q_cams, g_cams, 50)
+    t_ours = min(t_ours, t_ours2)
+    print(f"ours:     {t_ours:8.3f} s   rank1 {ours.cmc[0]:.4f}  mAP {ours.mAP:.4f}  "
+          f"mINP {ours.mINP:.4f}  skipped {ours.num_skipped}")
+    print(f"torch.argsort of the matrix alone: {t_sort:.3f} s")
+    if args.skip_reference:
+        return 0
+
+    from torchreid.reid.metrics import evaluate_rank as torchreid_rank
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (cmc_ref, map_ref), t_ref = timed(
+            torchreid_rank, distmat_np, q_pids, g_pids, q_cams, g_cams, 50,
+            use_metric_cuhk03=False, use_cython=False,
+        )
+    print(f"torchreid:{t_ref:8.3f} s   rank1 {cmc_ref[0]:.4f}  mAP {map_ref:.4f}  (use_cython=False)")
+    n = len(cmc_ref)
+    same = np.allclose(ours.cmc[:n], cmc_ref, rtol=0, atol=1e-6) and np.isclose(
+        ours.mAP, map_ref, rtol=1e-12, atol=0
+    )
+    print(f"speed-up: {t_ref / t_ours:.1f}x   identical: {same}   "
+          f"(max |dCMC| {np.abs(ours.cmc[:n] - cmc_ref).max():.2e}, |dmAP| {abs(ours.mAP - map_ref):.2e})")
+    return 0 if same else 1
+
+
+def scale_demo(spec: str, args: argparse.Namespace) -> int:
+    num_q, num_g = (int(v) for v in spec.lower().split("x"))
+    rng = np.random.default_rng(args.seed)
+    ids = market_like_ids(num_q, num_g, rng)
+    qf, gf = market_like_features(*ids, rng)
+    chunk = args.chunk_size
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result, t = timed(evaluate_rank_from_features, qf, gf, *ids, metric="euclidean",
+                      chunk_size=chunk)
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    dense_gb = num_q * num_g * 4 / 1e9
+    print(f"scale: {num_q} x {num_g} from features in {t:.2f} s; rank1 {result.cmc[0]:.4f} "
+          f"mAP {result.mAP:.4f} mINP {result.mINP:.4f}; peak RSS {rss0:.0f} -> {rss1:.0f} MB "
+          f"(a dense float32 matrix would be {dense_gb:.1f} GB)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--queries", type=int, default=MARKET["queries"])
+    parser.add_argument("--gallery", type=int, default=MARKET["gallery"])
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-reference", action="store_true", help="time ours only")
+    parser.add_argument("--scale", metavar="QxG", help="e.g. 20000x100000: bounded-memory run")
+    parser.add_argument("--chunk-size", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.scale:
+        return scale_demo(args.scale, args)
+    return rank_table(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

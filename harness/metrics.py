@@ -1,0 +1,445 @@
+"""Ranking and image-quality metrics: pure array code that knows nothing of models.
+
+Ranking follows the Market-1501 protocol of ``torchreid.reid.metrics.evaluate_rank``
+(``use_metric_cuhk03=False``): for each query, gallery samples of the query's identity seen by
+the query's camera are removed; queries left without a true match are skipped. CMC, mAP and
+mINP (Ye et al., "Deep learning for person re-identification", 2021) are fractions in [0, 1].
+
+Why not sort every row: a query's AP, first-match rank and last-match rank only need the kept
+position of each *true match*, i.e. how many kept gallery samples lie closer. With the query's
+matches sorted (a handful), one batched ``searchsorted`` of the row into them and a histogram
+give every match's position, in one pass over the row and without a full ``argsort``. Rows where
+a non-match has exactly the distance of a match are re-ranked with a stable sort, so results
+always equal "stable sort of each row, then torchreid's loop". torchreid itself uses
+``np.argsort`` (unstable quicksort), so on exact ties its numbers may differ from ours; on
+tie-free distances they agree to rounding.
+
+Memory is bounded by ``chunk_size`` query rows at a time; :func:`evaluate_rank_from_features`
+computes distances per chunk, so a 100k x 100k problem never holds a dense matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "ImageQuality",
+    "RankResult",
+    "SingleShotResult",
+    "cmc_at",
+    "evaluate_rank",
+    "evaluate_rank_from_features",
+    "pairwise_distance",
+    "psnr_ssim",
+    "single_gallery_shot_cmc",
+]
+
+ArrayLike = Any  # numpy array, torch tensor or sequence of numbers
+DistanceFn = Callable[[int, int], Tensor]
+
+# Elements of one query chunk (rows x gallery) when no chunk_size is given: ~16M elements keeps
+# the working set (distances, int32 bucket indices, a gather) under ~250 MB.
+_CHUNK_ELEMENTS = 1 << 24
+
+
+@dataclass(frozen=True)
+class RankResult:
+    """CMC, mAP and mINP; unpacks as the 3-tuple ``cmc, mAP, mINP`` (torchreid's habit plus
+    mINP), while the counts of valid and skipped queries stay reachable as attributes."""
+
+    cmc: np.ndarray  # [max_rank] float64, fraction of valid queries matched within rank k+1
+    mAP: float
+    mINP: float
+    num_valid: int  # queries with at least one true match after same-camera removal
+    num_skipped: int  # queries without one: left out of every average, as torchreid does
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.cmc, self.mAP, self.mINP))
+
+    def __len__(self) -> int:
+        return 3
+
+    def __getitem__(self, index: int) -> Any:
+        return (self.cmc, self.mAP, self.mINP)[index]
+
+
+@dataclass(frozen=True)
+class SingleShotResult:
+    """Single-gallery-shot CMC averaged over random gallery draws."""
+
+    cmc: np.ndarray  # [max_rank] mean over trials
+    cmc_std: np.ndarray  # [max_rank] standard deviation over trials (ddof=0)
+    mAP: float  # mean over trials
+    mINP: float  # mean over trials
+    trials: int
+    num_skipped: float  # mean number of skipped queries per trial
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _tensor(x: ArrayLike, device: torch.device | None = None) -> Tensor:
+    t = x.detach() if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))
+    return t.to(device) if device is not None else t
+
+
+def _ids(x: ArrayLike, n: int, name: str, device: torch.device) -> Tensor:
+    t = _tensor(x, device).reshape(-1)
+    if t.is_floating_point() or t.is_complex():
+        raise TypeError(f"{name} must hold integers, got dtype {t.dtype}")
+    if t.numel() != n:
+        raise ValueError(f"{name} has {t.numel()} entries, expected {n}")
+    return t.long()
+
+
+class _Gallery:
+    """Gallery ids grouped by identity, so each query's same-id samples are a slice."""
+
+    def __init__(self, g_pids: Tensor, g_camids: Tensor) -> None:
+        self.pids, self.cams = g_pids, g_camids
+        self.order = torch.sort(g_pids, stable=True).indices
+        self.unique, counts = torch.unique_consecutive(g_pids[self.order], return_counts=True)
+        self.counts = counts
+        self.starts = torch.cumsum(counts, 0) - counts
+
+    def same_id(self, q_pids: Tensor) -> tuple[Tensor, Tensor]:
+        """(start, count) of each query's identity in ``order``; count 0 if absent."""
+        if self.unique.numel() == 0:
+            zero = torch.zeros_like(q_pids)
+            return zero, zero
+        pos = torch.searchsorted(self.unique, q_pids).clamp_(max=self.unique.numel() - 1)
+        found = self.unique[pos] == q_pids
+        return self.starts[pos], torch.where(found, self.counts[pos], 0)
+
+
+# --------------------------------------------------------------------------- per-chunk ranking
+
+
+def _chunk_fast(
+    d: Tensor, q_pids: Tensor, q_cams: Tensor, gal: _Gallery
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """First-match rank (0-based), AP, INP, validity and tie flag of each row, without sorting
+    the row: every true match's kept position is (#matches before it) + (#non-matches closer)."""
+    n, num_g = d.shape
+    dev = d.device
+    start, count = gal.same_id(q_pids)
+    k_same = int(count.max()) if n else 0
+    if k_same == 0:
+        z = torch.zeros(n, dtype=torch.float64, device=dev)
+        return torch.zeros(n, dtype=torch.long, device=dev), z, z, z.bool(), z.bool()
+    slot = torch.arange(k_same, device=dev)
+    in_id = slot < count[:, None]  # [n, k_same] slot holds a same-id sample
+    gidx = gal.order[(start[:, None] + slot).clamp_(max=num_g - 1)]
+    same_cam = gal.cams[gidx] == q_cams[:, None]
+    pos = in_id & ~same_cam  # true matches; in_id & same_cam are removed (junk)
+    n_pos = pos.sum(1)
+    valid = n_pos > 0
+    k = int(n_pos.max())
+    if k == 0:
+        z = torch.zeros(n, dtype=torch.float64, device=dev)
+        return torch.zeros(n, dtype=torch.long, device=dev), z, z, valid, valid
+    d_same = d.gather(1, gidx)
+    inf = torch.tensor(float("inf"), dtype=d.dtype, device=dev)
+    pd = torch.where(pos, d_same, inf).sort(dim=1).values[:, :k].contiguous()  # sorted matches
+
+    # s(g) = #{matches with distance <= d(g)}: a non-match g lies before the match of sorted
+    # index j iff s(g) <= j. Histogram of s over the whole row, minus the same-id samples.
+    s = torch.searchsorted(pd, d, right=True)
+    hist = torch.zeros(n, k + 1, dtype=torch.long, device=dev)
+    hist.scatter_add_(1, s, torch.ones(1, 1, dtype=torch.long, device=dev).expand(n, num_g))
+    s_same = torch.searchsorted(pd, d_same.contiguous(), right=True)
+    hist.scatter_add_(1, s_same, -in_id.long())
+    before = hist.cumsum(1)[:, :k]  # [n, k] non-matches closer than each sorted match
+    rank = torch.arange(k, device=dev) + before  # 0-based kept position of each match
+
+    first = rank[:, 0]
+    is_match = torch.arange(k, device=dev) < n_pos[:, None]
+    hits = torch.arange(1, k + 1, device=dev, dtype=torch.float64)
+    ap = torch.where(is_match, hits / (rank + 1).double(), 0.0).sum(1) / n_pos.clamp(min=1)
+    last = rank.gather(1, (n_pos - 1).clamp(min=0)[:, None])[:, 0]
+    inp = n_pos.double() / (last + 1).double()
+
+    # A non-match at exactly a match's distance makes the order depend on the tie-break; flag the
+    # row (pd[s-1] == d) for the stable-sort path. Same-id samples always tie with themselves.
+    s1 = (s - 1).clamp_(min=0)
+    ties = ((pd.gather(1, s1) == d) & (s > 0)).sum(1)
+    ties_same = ((pd.gather(1, (s_same - 1).clamp_(min=0)) == d_same) & (s_same > 0) & in_id).sum(1)
+    tied = valid & (ties > ties_same)
+    return first, ap, inp, valid, tied
+
+
+def _chunk_sorted(
+    d: Tensor, q_pids: Tensor, q_cams: Tensor, g_pids: Tensor, g_cams: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The same quantities from a stable sort of each row (torchreid's loop, vectorised)."""
+    num_g = d.shape[1]
+    order = torch.sort(d, dim=1, stable=True).indices
+    same = g_pids[order] == q_pids[:, None]
+    junk = same & (g_cams[order] == q_cams[:, None])
+    pos = same & ~junk
+    kept_pos = torch.cumsum(~junk, 1)  # 1-based position among kept samples
+    hits = torch.cumsum(pos, 1)
+    n_pos = hits[:, -1] if num_g else torch.zeros(len(d), dtype=torch.long, device=d.device)
+    valid = n_pos > 0
+    ap = torch.where(pos, hits.double() / kept_pos.double(), 0.0).sum(1) / n_pos.clamp(min=1)
+    first_idx = pos.int().argmax(1, keepdim=True)
+    last_idx = num_g - 1 - pos.flip(1).int().argmax(1, keepdim=True)
+    first = kept_pos.gather(1, first_idx)[:, 0] - 1
+    inp = n_pos.double() / kept_pos.gather(1, last_idx)[:, 0].double()
+    return first, ap, inp, valid
+
+
+def _evaluate(
+    dist_rows: DistanceFn,
+    num_q: int,
+    num_g: int,
+    q_pids: Tensor,
+    g_pids: Tensor,
+    q_cams: Tensor,
+    g_cams: Tensor,
+    max_rank: int,
+    chunk_size: int | None,
+) -> RankResult:
+    if max_rank < 1:
+        raise ValueError(f"max_rank must be >= 1, got {max_rank}")
+    if chunk_size is None:
+        chunk_size = max(1, _CHUNK_ELEMENTS // max(num_g, 1))
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    gal = _Gallery(g_pids, g_cams)
+    firsts, aps, inps, valids = [], [], [], []
+    for lo in range(0, num_q, chunk_size):
+        hi = min(lo + chunk_size, num_q)
+        d = dist_rows(lo, hi)
+        if d.shape != (hi - lo, num_g):
+            raise ValueError(f"distance rows {lo}:{hi} have shape {tuple(d.shape)}, expected {(hi - lo, num_g)}")
+        if d.is_complex() or not d.is_floating_point():
+            d = d.double()
+        d = d.contiguous()
+        qp, qc = q_pids[lo:hi], q_cams[lo:hi]
+        first, ap, inp, valid, tied = _chunk_fast(d, qp, qc, gal)
+        if bool(tied.any()):
+            rows = tied.nonzero()[:, 0]
+            f2, ap2, inp2, _ = _chunk_sorted(d[rows], qp[rows], qc[rows], g_pids, g_cams)
+            first[rows], ap[rows], inp[rows] = f2, ap2, inp2
+        firsts.append(first[valid].cpu())
+        aps.append(ap[valid].cpu())
+        inps.append(inp[valid].cpu())
+        valids.append(int(valid.sum()))
+    num_valid = sum(valids)
+    if num_valid == 0:
+        raise ValueError(
+            f"no query has a true match in the gallery: all {num_q} queries were skipped "
+            "(same identity on a different camera is required; check pids and camids)"
+        )
+    first = torch.cat(firsts)
+    counts = torch.bincount(first.clamp(max=max_rank), minlength=max_rank + 1)[:max_rank]
+    cmc = (torch.cumsum(counts, 0).double() / num_valid).numpy()
+    return RankResult(
+        cmc=cmc,
+        mAP=float(torch.cat(aps).mean()),
+        mINP=float(torch.cat(inps).mean()),
+        num_valid=num_valid,
+        num_skipped=num_q - num_valid,
+    )
+
+
+# --------------------------------------------------------------------------- public ranking
+
+
+def evaluate_rank(
+    distmat: ArrayLike,
+    q_pids: ArrayLike,
+    g_pids: ArrayLike,
+    q_camids: ArrayLike,
+    g_camids: ArrayLike,
+    max_rank: int = 50,
+    *,
+    chunk_size: int | None = None,
+) -> RankResult:
+    """Market-1501 CMC, mAP and mINP of a query x gallery distance matrix (smaller = closer).
+
+    Numbers equal ``torchreid.reid.metrics.evaluate_rank(..., use_metric_cuhk03=False)`` on
+    tie-free distances (exact ties are broken by gallery index, i.e. a stable sort). Differences
+    from torchreid: the CMC always has ``max_rank`` entries (ranks beyond the gallery repeat the
+    last value instead of truncating), mINP is returned too, and instead of asserting when no
+    query has a match we raise ``ValueError``; queries without a match are skipped and counted
+    in ``result.num_skipped``. Runs on the tensor's device when given a torch tensor.
+    """
+    d = _tensor(distmat)
+    if d.dim() != 2:
+        raise ValueError(f"distmat must be 2-D (queries x gallery), got shape {tuple(d.shape)}")
+    num_q, num_g = d.shape
+    dev = d.device
+    return _evaluate(
+        lambda lo, hi: d[lo:hi],
+        num_q,
+        num_g,
+        _ids(q_pids, num_q, "q_pids", dev),
+        _ids(g_pids, num_g, "g_pids", dev),
+        _ids(q_camids, num_q, "q_camids", dev),
+        _ids(g_camids, num_g, "g_camids", dev),
+        max_rank,
+        chunk_size,
+    )
+
+
+def pairwise_distance(qf: Tensor, gf: Tensor, metric: str = "euclidean") -> Tensor:
+    """Squared Euclidean (as torchreid's ``compute_distance_matrix``) or cosine distance."""
+    if metric == "euclidean":
+        d = qf.pow(2).sum(1, keepdim=True) + gf.pow(2).sum(1)[None, :]
+        return d.addmm_(qf, gf.T, beta=1.0, alpha=-2.0).clamp_(min=0)
+    if metric == "cosine":
+        qn = torch.nn.functional.normalize(qf, dim=1)
+        gn = torch.nn.functional.normalize(gf, dim=1)
+        return 1.0 - qn @ gn.T
+    raise ValueError(f"unknown metric {metric!r}; expected 'euclidean' or 'cosine'")
+
+
+def evaluate_rank_from_features(
+    qf: ArrayLike,
+    gf: ArrayLike,
+    q_pids: ArrayLike,
+    g_pids: ArrayLike,
+    q_camids: ArrayLike,
+    g_camids: ArrayLike,
+    metric: str = "euclidean",
+    max_rank: int = 50,
+    chunk_size: int | None = None,
+) -> RankResult:
+    """:func:`evaluate_rank` with distances computed per chunk of queries, so memory grows with
+    ``chunk_size x gallery`` rather than ``queries x gallery``."""
+    q, g = _tensor(qf), _tensor(gf)
+    if q.dim() != 2 or g.dim() != 2 or q.shape[1] != g.shape[1]:
+        raise ValueError(f"features must be [N, D] with equal D, got {tuple(q.shape)} and {tuple(g.shape)}")
+    if metric not in ("euclidean", "cosine"):
+        raise ValueError(f"unknown metric {metric!r}; expected 'euclidean' or 'cosine'")
+    g = g.to(q.device)
+    if not q.is_floating_point():
+        q, g = q.float(), g.float()
+    num_q, num_g = len(q), len(g)
+    dev = q.device
+    return _evaluate(
+        lambda lo, hi: pairwise_distance(q[lo:hi], g, metric),
+        num_q,
+        num_g,
+        _ids(q_pids, num_q, "q_pids", dev),
+        _ids(g_pids, num_g, "g_pids", dev),
+        _ids(q_camids, num_q, "q_camids", dev),
+        _ids(g_camids, num_g, "g_camids", dev),
+        max_rank,
+        chunk_size,
+    )
+
+
+def single_gallery_shot_cmc(
+    distmat: ArrayLike,
+    q_pids: ArrayLike,
+    g_pids: ArrayLike,
+    q_camids: ArrayLike,
+    g_camids: ArrayLike,
+    *,
+    trials: int = 10,
+    seed: int = 0,
+    max_rank: int = 50,
+) -> SingleShotResult:
+    """VIPeR/CUHK03/CAVIAR-style CMC: each trial keeps one random gallery sample per identity
+    (``numpy.random.default_rng(seed)``), evaluates it with :func:`evaluate_rank` (same-id
+    same-camera samples still removed) and the trials are averaged. The draw is over the whole
+    gallery, before removal, so a query whose drawn sample shares its camera is skipped in that
+    trial; splits of this style put query and gallery on different cameras, where it never
+    happens."""
+    if trials < 1:
+        raise ValueError(f"trials must be >= 1, got {trials}")
+    d = _tensor(distmat)
+    if d.dim() != 2:
+        raise ValueError(f"distmat must be 2-D (queries x gallery), got shape {tuple(d.shape)}")
+    num_q, num_g = d.shape
+    dev = d.device
+    gp = _ids(g_pids, num_g, "g_pids", dev)
+    gc = _ids(g_camids, num_g, "g_camids", dev)
+    qp = _ids(q_pids, num_q, "q_pids", dev)
+    qc = _ids(q_camids, num_q, "q_camids", dev)
+    gal = _Gallery(gp, gc)
+    order, starts, counts = gal.order.cpu().numpy(), gal.starts.cpu().numpy(), gal.counts.cpu().numpy()
+    rng = np.random.default_rng(seed)
+    results = []
+    for _ in range(trials):
+        pick = starts + np.floor(rng.random(len(counts)) * counts).astype(np.int64)
+        keep = torch.as_tensor(np.sort(order[pick]), device=dev)
+        results.append(evaluate_rank(d[:, keep], qp, gp[keep], qc, gc[keep], max_rank=max_rank))
+    cmcs = np.stack([r.cmc for r in results])
+    return SingleShotResult(
+        cmc=cmcs.mean(0),
+        cmc_std=cmcs.std(0),
+        mAP=float(np.mean([r.mAP for r in results])),
+        mINP=float(np.mean([r.mINP for r in results])),
+        trials=trials,
+        num_skipped=float(np.mean([r.num_skipped for r in results])),
+    )
+
+
+def cmc_at(cmc: Sequence[float] | np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+    """``{"rank1": cmc[0], ...}``; a rank beyond the curve takes its last value (the CMC is flat
+    once every query has matched)."""
+    values = np.asarray(cmc, dtype=np.float64).reshape(-1)
+    if values.size == 0:
+        raise ValueError("empty CMC curve")
+    out = {}
+    for k in ks:
+        if k < 1:
+            raise ValueError(f"ranks start at 1, got {k}")
+        out[f"rank{k}"] = float(values[min(k, values.size) - 1])
+    return out
+
+
+# --------------------------------------------------------------------------- image quality
+
+
+def _per_image_quality(sr: Tensor, hr: Tensor) -> tuple[Tensor, Tensor]:
+    import kornia
+
+    if sr.shape != hr.shape or sr.dim() != 4:
+        raise ValueError(f"sr and hr must be equal B x C x H x W batches, got {tuple(sr.shape)} and {tuple(hr.shape)}")
+    sr = sr.detach().float().clamp(0.0, 1.0)
+    hr = hr.detach().float().to(sr.device)
+    # kornia's psnr averages the MSE over the whole batch; the per-image mean is the usual report.
+    psnr = torch.stack([kornia.metrics.psnr(s, h, max_val=1.0) for s, h in zip(sr, hr)])
+    ssim = kornia.metrics.ssim(sr, hr, window_size=11, max_val=1.0).flatten(1).mean(1)
+    return psnr, ssim
+
+
+def psnr_ssim(sr: Tensor, hr: Tensor) -> tuple[float, float]:
+    """Mean per-image PSNR (dB) and SSIM (11x11 Gaussian window) of images in [0, 1]; ``sr`` is
+    clamped to [0, 1] first. Identical images give PSNR ``inf``."""
+    psnr, ssim = _per_image_quality(sr, hr)
+    return float(psnr.mean()), float(ssim.mean())
+
+
+class ImageQuality:
+    """Running per-image mean of PSNR and SSIM over batches of any size."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._psnr = 0.0
+        self._ssim = 0.0
+        self._count = 0
+
+    def update(self, sr: Tensor, hr: Tensor) -> None:
+        psnr, ssim = _per_image_quality(sr, hr)
+        self._psnr += float(psnr.double().sum())
+        self._ssim += float(ssim.double().sum())
+        self._count += len(psnr)
+
+    def compute(self) -> dict[str, float]:
+        if self._count == 0:
+            return {"psnr": float("nan"), "ssim": float("nan")}
+        return {"psnr": self._psnr / self._count, "ssim": self._ssim / self._count}
