@@ -90,7 +90,7 @@ def timed(fn, *args, **kwargs):
 def rank_table(args: argparse.Namespace) -> int:
     rng = np.random.default_rng(args.seed)
     ids = market_like_ids(args.queries, args.gallery, rng)
-    qf, gf = market_like_features(*ids, rng)
+    qf, gf = market_like_features(*ids, rng, noise=args.noise)
     distmat = pairwise_distance(qf.to(getattr(torch, args.dtype)), gf.to(getattr(torch, args.dtype)))
     distmat_np = distmat.numpy()
     q_pids, g_pids, q_cams, g_cams = ids
@@ -130,7 +130,7 @@ def scale_demo(spec: str, args: argparse.Namespace) -> int:
     num_q, num_g = (int(v) for v in spec.lower().split("x"))
     rng = np.random.default_rng(args.seed)
     ids = market_like_ids(num_q, num_g, rng)
-    qf, gf = market_like_features(*ids, rng)
+    qf, gf = market_like_features(*ids, rng, noise=args.noise)
     chunk = args.chunk_size
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result, t = timed(evaluate_rank_from_features, qf, gf, *ids, metric="euclidean",
@@ -149,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gallery", type=int, default=MARKET["gallery"])
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--noise", type=float, default=1.1,
+                        help="feature noise: 1.1 gives a mid-level model, 3 a nearly random one")
     parser.add_argument("--skip-reference", action="store_true", help="time ours only")
     parser.add_argument("--scale", metavar="QxG", help="e.g. 20000x100000: bounded-memory run")
     parser.add_argument("--chunk-size", type=int, default=None)

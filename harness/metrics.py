@@ -120,78 +120,92 @@ class _Gallery:
 
 # --------------------------------------------------------------------------- per-chunk ranking
 
-
-def _chunk_fast(
+def _same_id(
     d: Tensor, q_pids: Tensor, q_cams: Tensor, gal: _Gallery
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """First-match rank (0-based), AP, INP, validity and tie flag of each row, without sorting
-    the row: every true match's kept position is (#matches before it) + (#non-matches closer)."""
-    n, num_g = d.shape
-    dev = d.device
-    start, count = gal.same_id(q_pids)
-    k_same = int(count.max()) if n else 0
-    if k_same == 0:
-        z = torch.zeros(n, dtype=torch.float64, device=dev)
-        return torch.zeros(n, dtype=torch.long, device=dev), z, z, z.bool(), z.bool()
-    slot = torch.arange(k_same, device=dev)
-    in_id = slot < count[:, None]  # [n, k_same] slot holds a same-id sample
-    gidx = gal.order[(start[:, None] + slot).clamp_(max=num_g - 1)]
-    same_cam = gal.cams[gidx] == q_cams[:, None]
-    pos = in_id & ~same_cam  # true matches; in_id & same_cam are removed (junk)
-    n_pos = pos.sum(1)
-    valid = n_pos > 0
-    k = int(n_pos.max())
-    if k == 0:
-        z = torch.zeros(n, dtype=torch.float64, device=dev)
-        return torch.zeros(n, dtype=torch.long, device=dev), z, z, valid, valid
-    d_same = d.gather(1, gidx)
-    inf = torch.tensor(float("inf"), dtype=d.dtype, device=dev)
-    pd = torch.where(pos, d_same, inf).sort(dim=1).values[:, :k].contiguous()  # sorted matches
-
-    # s(g) = #{matches with distance <= d(g)}: a non-match g lies before the match of sorted
-    # index j iff s(g) <= j. Histogram of s over the whole row, minus the same-id samples.
-    s = torch.searchsorted(pd, d, right=True)
-    hist = torch.zeros(n, k + 1, dtype=torch.long, device=dev)
-    hist.scatter_add_(1, s, torch.ones(1, 1, dtype=torch.long, device=dev).expand(n, num_g))
-    s_same = torch.searchsorted(pd, d_same.contiguous(), right=True)
-    hist.scatter_add_(1, s_same, -in_id.long())
-    before = hist.cumsum(1)[:, :k]  # [n, k] non-matches closer than each sorted match
-    rank = torch.arange(k, device=dev) + before  # 0-based kept position of each match
-
-    first = rank[:, 0]
-    is_match = torch.arange(k, device=dev) < n_pos[:, None]
-    hits = torch.arange(1, k + 1, device=dev, dtype=torch.float64)
-    ap = torch.where(is_match, hits / (rank + 1).double(), 0.0).sum(1) / n_pos.clamp(min=1)
-    last = rank.gather(1, (n_pos - 1).clamp(min=0)[:, None])[:, 0]
-    inp = n_pos.double() / (last + 1).double()
-
-    # A non-match at exactly a match's distance makes the order depend on the tie-break; flag the
-    # row (pd[s-1] == d) for the stable-sort path. Same-id samples always tie with themselves.
-    s1 = (s - 1).clamp_(min=0)
-    ties = ((pd.gather(1, s1) == d) & (s > 0)).sum(1)
-    ties_same = ((pd.gather(1, (s_same - 1).clamp_(min=0)) == d_same) & (s_same > 0) & in_id).sum(1)
-    tied = valid & (ties > ties_same)
-    return first, ap, inp, valid, tied
-
-
-def _chunk_sorted(
-    d: Tensor, q_pids: Tensor, q_cams: Tensor, g_pids: Tensor, g_cams: Tensor
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The same quantities from a stable sort of each row (torchreid's loop, vectorised)."""
-    num_g = d.shape[1]
-    order = torch.sort(d, dim=1, stable=True).indices
-    same = g_pids[order] == q_pids[:, None]
-    junk = same & (g_cams[order] == q_cams[:, None])
+    """Each row's same-identity samples as padded slots: gallery index, distance, slot in use,
+    and true-match flag (same identity, other camera; the rest are removed)."""
+    start, count = gal.same_id(q_pids)
+    width = int(count.max()) if len(count) else 0
+    slot = torch.arange(width, device=d.device)
+    in_id = slot < count[:, None]
+    gidx = gal.order[(start[:, None] + slot).clamp_(max=max(len(gal.order) - 1, 0))]
+    pos = in_id & (gal.cams[gidx] != q_cams[:, None])
+    return gidx, d.gather(1, gidx), in_id, pos
+
+
+def _from_order(
+    cols: Tensor, in_use: Tensor, q_pids: Tensor, q_cams: Tensor, gal: _Gallery
+) -> tuple[Tensor, Tensor, Tensor]:
+    """First-match rank (0-based), AP and INP from gallery indices in ranked order (padding
+    slots at the end, ``in_use`` False): torchreid's per-query loop, vectorised over rows."""
+    same = in_use & (gal.pids[cols] == q_pids[:, None])
+    junk = same & (gal.cams[cols] == q_cams[:, None])
     pos = same & ~junk
     kept_pos = torch.cumsum(~junk, 1)  # 1-based position among kept samples
     hits = torch.cumsum(pos, 1)
-    n_pos = hits[:, -1] if num_g else torch.zeros(len(d), dtype=torch.long, device=d.device)
-    valid = n_pos > 0
+    n_pos = hits[:, -1]
     ap = torch.where(pos, hits.double() / kept_pos.double(), 0.0).sum(1) / n_pos.clamp(min=1)
     first_idx = pos.int().argmax(1, keepdim=True)
-    last_idx = num_g - 1 - pos.flip(1).int().argmax(1, keepdim=True)
+    last_idx = cols.shape[1] - 1 - pos.flip(1).int().argmax(1, keepdim=True)
     first = kept_pos.gather(1, first_idx)[:, 0] - 1
-    inp = n_pos.double() / kept_pos.gather(1, last_idx)[:, 0].double()
+    inp = n_pos.double() / kept_pos.gather(1, last_idx)[:, 0].double().clamp(min=1)
+    return first, ap, inp
+
+
+def _rank_sorted(d: Tensor, q_pids: Tensor, q_cams: Tensor, gal: _Gallery) -> tuple[Tensor, Tensor, Tensor]:
+    """Stable sort of whole rows: the reference path, used for rows with exact ties."""
+    cols = torch.sort(d, dim=1, stable=True).indices
+    return _from_order(cols, torch.ones_like(cols, dtype=torch.bool), q_pids, q_cams, gal)
+
+
+def _sorted_values(d: Tensor) -> Tensor:
+    """Each row's distances in ascending order, values only: numpy's SIMD sort on CPU is several
+    times faster than a torch sort, which must also produce indices."""
+    if d.device.type != "cpu":
+        return torch.sort(d, dim=1).values
+    return torch.from_numpy(np.sort(d.numpy(), axis=1))
+
+
+def _rank_chunk(
+    d: Tensor, q_pids: Tensor, q_cams: Tensor, gal: _Gallery
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """First-match rank (0-based), AP, INP and validity of each row of one chunk.
+
+    A true match's kept position is (#matches before it) + (#non-matches closer), and the
+    latter is (#samples closer) - (#same-identity samples closer): a searchsorted of the few
+    match distances into the row's sorted values. Where a non-match is exactly as far as a
+    match, the row is re-ranked by a stable sort instead (``right`` and ``left`` counts differ).
+    """
+    n, dev = len(d), d.device
+    first = torch.zeros(n, dtype=torch.long, device=dev)
+    ap = torch.zeros(n, dtype=torch.float64, device=dev)
+    inp = torch.zeros(n, dtype=torch.float64, device=dev)
+    gidx, d_same, in_id, pos = _same_id(d, q_pids, q_cams, gal)
+    n_pos = pos.sum(1)
+    valid = n_pos > 0
+    if not bool(valid.any()):
+        return first, ap, inp, valid
+    k = int(n_pos.max())
+    pd = torch.where(pos, d_same, torch.inf).sort(dim=1).values[:, :k].contiguous()
+    row_sorted = _sorted_values(d)
+    closer = torch.searchsorted(row_sorted, pd)  # samples strictly closer than each match
+    closer_eq = torch.searchsorted(row_sorted, pd, right=True)
+    same = d_same[:, None, :]  # [n, 1, width] against pd [n, k, 1]
+    closer -= ((same < pd[:, :, None]) & in_id[:, None, :]).sum(2)
+    closer_eq -= ((same <= pd[:, :, None]) & in_id[:, None, :]).sum(2)
+    is_match = torch.arange(k, device=dev) < n_pos[:, None]
+    tied = ((closer != closer_eq) & is_match).any(1)
+
+    rank = torch.arange(k, device=dev) + closer  # 0-based kept position of each sorted match
+    hits = torch.arange(1, k + 1, device=dev, dtype=torch.float64)
+    first = rank[:, 0].clone()
+    ap = torch.where(is_match, hits / (rank + 1).double(), 0.0).sum(1) / n_pos.clamp(min=1)
+    last = rank.gather(1, (n_pos - 1).clamp(min=0)[:, None])[:, 0]
+    inp = n_pos.double() / (last + 1).double()
+    if bool(tied.any()):
+        rows = tied.nonzero()[:, 0]
+        first[rows], ap[rows], inp[rows] = _rank_sorted(d[rows], q_pids[rows], q_cams[rows], gal)
     return first, ap, inp, valid
 
 
@@ -219,15 +233,12 @@ def _evaluate(
         d = dist_rows(lo, hi)
         if d.shape != (hi - lo, num_g):
             raise ValueError(f"distance rows {lo}:{hi} have shape {tuple(d.shape)}, expected {(hi - lo, num_g)}")
-        if d.is_complex() or not d.is_floating_point():
-            d = d.double()
+        if d.dtype not in (torch.float32, torch.float64):
+            d = d.double() if not d.is_floating_point() else d.float()  # exact for f16/bf16
         d = d.contiguous()
-        qp, qc = q_pids[lo:hi], q_cams[lo:hi]
-        first, ap, inp, valid, tied = _chunk_fast(d, qp, qc, gal)
-        if bool(tied.any()):
-            rows = tied.nonzero()[:, 0]
-            f2, ap2, inp2, _ = _chunk_sorted(d[rows], qp[rows], qc[rows], g_pids, g_cams)
-            first[rows], ap[rows], inp[rows] = f2, ap2, inp2
+        if bool(torch.isnan(d).any()):
+            raise ValueError(f"distances of queries {lo}:{hi} contain NaN")
+        first, ap, inp, valid = _rank_chunk(d, q_pids[lo:hi], q_cams[lo:hi], gal)
         firsts.append(first[valid].cpu())
         aps.append(ap[valid].cpu())
         inps.append(inp[valid].cpu())

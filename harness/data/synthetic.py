@@ -267,7 +267,9 @@ def _image_params(
 # ---------------------------------------------------------------------------
 
 _LEVELS = 16  # quantised pattern mix levels
-_SHADES = np.array([1.0, 0.93, 0.84, 0.72], np.float32)  # 2 bits of the palette code  # body shading by distance to axis
+_SHADES = np.array(
+    [1.0, 0.93, 0.84, 0.72], np.float32
+)  # 2 bits of the palette code  # body shading by distance to axis
 
 
 def _wave_table() -> np.ndarray:
@@ -563,10 +565,11 @@ def build_dataset(spec: SynthSpec) -> ReidDataset:
     train, test = generate(spec)
     offset = spec.train_ids  # test ids never share a number with train ids
     train_records = [
-        Record(img, int(p), int(c)) for img, p, c in zip(train.images, train.pids, train.camids)
+        Record(img, int(p), int(c))
+        for img, p, c in zip(train.images, train.pids, train.camids, strict=True)
     ]
     query, gallery = [], []
-    for img, p, c, s in zip(test.images, test.pids, test.camids, test.shots):
+    for img, p, c, s in zip(test.images, test.pids, test.camids, test.shots, strict=True):
         (query if s == 0 else gallery).append(Record(img, int(p) + offset, int(c)))
     return ReidDataset(
         name="synthetic",

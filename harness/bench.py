@@ -1,0 +1,398 @@
+"""Benchmark specs: a TOML grid of runs (e.g. the paper's ablations), run resumably.
+
+A spec names ``[defaults]`` (RunConfig fields, ``options`` and ``protocol``
+tables) and a list of ``[[runs]]``, each with a unique ``label``, its own
+settings and optionally the ``paper``'s Rank-1/5/10 (in %) for that row.
+
+Precedence, weakest first: spec ``[defaults]`` < command-line overrides <
+per-run keys. The command line can move a whole grid to other data or another
+preset, but cannot undo what defines a row (its ``reg``, its ``sr``); nested
+``options``/``protocol`` tables merge key by key with the same precedence.
+
+Seeds: the k-th seed of a row sets the RunConfig field ``seed`` to base + k
+(base: the merged ``seed``, 0 by default). ``protocol.seed`` is not touched, so
+every seed of every row sees the same MLR split (query ratios, LR cameras) and
+the spread over seeds measures training noise only.
+
+A run whose folder already holds ``metrics.json`` with ``status: complete`` is
+skipped, so an interrupted bench continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import json
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.config import ConfigError, ProtocolConfig, RunConfig
+from harness.io import atomic_write_text
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 (tomli is a declared dependency there)
+    import tomli as tomllib
+
+RunFn = Callable[[dict[str, Any], Path, str, "dict[str, float] | None"], None]
+
+TOP_LEVEL_KEYS = ("name", "description", "defaults", "runs")
+RUN_FIELDS = frozenset(f.name for f in dataclasses.fields(RunConfig)) - {"options", "protocol"}
+PROTOCOL_FIELDS = frozenset(f.name for f in dataclasses.fields(ProtocolConfig))
+PAPER_KEYS = ("rank1", "rank5", "rank10", "mAP")
+NESTED = ("options", "protocol")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One row of a spec: its label, its own settings, the paper's numbers (in %)."""
+
+    label: str
+    settings: dict[str, Any]
+    paper: dict[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    name: str
+    description: str
+    defaults: dict[str, Any]
+    runs: tuple[RunSpec, ...]
+    path: Path | None = None
+
+    @property
+    def paper(self) -> dict[str, dict[str, float]]:
+        """Label -> the paper's numbers, for rows that name them."""
+        return {r.label: r.paper for r in self.runs if r.paper}
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One (row, seed) of the grid, settings fully merged, ready for ``run_fn``."""
+
+    label: str
+    seed: int
+    settings: dict[str, Any]
+    run_dir: Path
+    paper: dict[str, float] | None = None
+    ignored_overrides: tuple[str, ...] = field(default=())
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def slug(label: str) -> str:
+    """A folder name for a label: "MSE+ID+GAN (INTACT)" -> "mse-id-gan-intact"."""
+    text = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+    return text or "run"
+
+
+def _suggest(name: str, choices: Any) -> str:
+    close = difflib.get_close_matches(name, sorted(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_settings(where: str, settings: Mapping[str, Any], allow: frozenset[str]) -> None:
+    for key, value in settings.items():
+        if key in NESTED:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{where}: {key} must be a table, got {value!r}")
+            if key == "protocol":
+                for pkey in value:
+                    if pkey not in PROTOCOL_FIELDS:
+                        raise ConfigError(
+                            f"{where}: unknown protocol setting {pkey!r}"
+                            f"{_suggest(pkey, PROTOCOL_FIELDS)}; "
+                            f"known: {', '.join(sorted(PROTOCOL_FIELDS))}"
+                        )
+            continue
+        if key not in RUN_FIELDS and key not in allow:
+            raise ConfigError(
+                f"{where}: unknown setting {key!r}{_suggest(key, RUN_FIELDS | allow)}; "
+                "settings are RunConfig fields (see `harness run --help`) or options/protocol tables"
+            )
+
+
+def _check_paper(where: str, paper: Any) -> dict[str, float]:
+    if not isinstance(paper, Mapping):
+        raise ConfigError(f"{where}: paper must be a table like {{ rank1 = 88.1 }}, got {paper!r}")
+    out = {}
+    for key, value in paper.items():
+        if key not in PAPER_KEYS:
+            raise ConfigError(
+                f"{where}: paper has unknown key {key!r}; allowed: {', '.join(PAPER_KEYS)}"
+            )
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
+            raise ConfigError(
+                f"{where}: paper.{key} must be a percentage in [0, 100], got {value!r}"
+            )
+        out[key] = float(value)
+    return out
+
+
+def parse_spec(
+    data: Mapping[str, Any], source: str = "spec", path: Path | None = None
+) -> BenchSpec:
+    """Validate a spec already read from TOML; every message names the file and the row."""
+    unknown = sorted(set(data) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        hints = "".join(_suggest(k, TOP_LEVEL_KEYS) for k in unknown)
+        raise ConfigError(
+            f"{source}: unknown top-level key(s) {', '.join(unknown)}{hints}; "
+            f"allowed: {', '.join(TOP_LEVEL_KEYS)}"
+        )
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f'{source}: needs a name = "..." (it names the output folder)')
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise ConfigError(f"{source}: description must be a string")
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, Mapping):
+        raise ConfigError(f"{source}: [defaults] must be a table")
+    _check_settings(f"{source} [defaults]", defaults, frozenset())
+    runs = data.get("runs")
+    if not isinstance(runs, list) or not runs:
+        raise ConfigError(f"{source}: needs at least one [[runs]] table")
+
+    parsed: list[RunSpec] = []
+    seen_labels: dict[str, int] = {}
+    seen_slugs: dict[str, str] = {}
+    for i, run in enumerate(runs, start=1):
+        if not isinstance(run, Mapping):
+            raise ConfigError(f"{source}: runs[{i}] must be a table")
+        label = run.get("label")
+        if not isinstance(label, str) or not label.strip():
+            raise ConfigError(f'{source}: runs[{i}] has no label; every row needs label = "..."')
+        where = f"{source}: run {label!r}"
+        if label in seen_labels:
+            raise ConfigError(
+                f"{source}: duplicate label {label!r} (runs {seen_labels[label]} and {i})"
+            )
+        seen_labels[label] = i
+        folder = slug(label)
+        if folder in seen_slugs:
+            raise ConfigError(
+                f"{source}: labels {seen_slugs[folder]!r} and {label!r} share the folder name "
+                f"{folder!r}; make them differ in letters or digits"
+            )
+        seen_slugs[folder] = label
+        settings = {k: v for k, v in run.items() if k not in ("label", "paper")}
+        _check_settings(where, settings, frozenset())
+        paper = _check_paper(where, run["paper"]) if "paper" in run else None
+        parsed.append(RunSpec(label=label, settings=dict(settings), paper=paper))
+    return BenchSpec(
+        name=name.strip(),
+        description=description.strip(),
+        defaults=dict(defaults),
+        runs=tuple(parsed),
+        path=path,
+    )
+
+
+def load_spec(path: str | Path) -> BenchSpec:
+    """Read and validate a spec TOML; errors are :class:`harness.ConfigError` naming the file."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"bench spec {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_spec(data, str(path), path)
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Later layers win; ``options`` and ``protocol`` merge key by key."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if key in NESTED and isinstance(value, Mapping):
+                out[key] = {**out.get(key, {}), **value}
+            else:
+                out[key] = value
+    return out
+
+
+def _shadowed(overrides: Mapping[str, Any], run: Mapping[str, Any]) -> tuple[str, ...]:
+    """Command-line overrides a row's own keys take precedence over (told to the user)."""
+    out = []
+    for key, value in overrides.items():
+        if key in NESTED and isinstance(value, Mapping):
+            out += [f"{key}.{k}" for k in value if k in run.get(key, {})]
+        elif key in run:
+            out.append(key)
+    return tuple(out)
+
+
+def expand(
+    spec: BenchSpec,
+    overrides: Mapping[str, Any] | None = None,
+    seeds: int = 1,
+    out_dir: str | Path | None = None,
+) -> list[PlannedRun]:
+    """Every (row, seed) in spec order, seeds innermost; run_dir = out_dir/<slug>/seed<k>."""
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    _check_settings("command-line overrides", overrides, frozenset())
+    out_dir = Path(out_dir) if out_dir is not None else Path("runs") / "bench" / spec.name
+    planned = []
+    for run in spec.runs:
+        merged = _merge(spec.defaults, overrides, run.settings)
+        base = merged.get("seed", 0)
+        if isinstance(base, bool) or not isinstance(base, int):
+            raise ConfigError(f"run {run.label!r}: seed must be an integer, got {base!r}")
+        shadowed = _shadowed(overrides, run.settings)
+        for k in range(seeds):
+            settings = json.loads(json.dumps(merged))  # a deep copy each run may own
+            settings["seed"] = base + k
+            planned.append(
+                PlannedRun(
+                    label=run.label,
+                    seed=base + k,
+                    settings=settings,
+                    run_dir=out_dir / slug(run.label) / f"seed{k}",
+                    paper=dict(run.paper) if run.paper else None,
+                    ignored_overrides=shadowed,
+                )
+            )
+    return planned
+
+
+# --------------------------------------------------------------------------- running
+
+
+def is_complete(run_dir: str | Path) -> bool:
+    """True when the folder's metrics.json says ``status: complete``."""
+    path = Path(run_dir) / "metrics.json"
+    try:
+        return json.loads(path.read_text()).get("status") == "complete"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def write_bench_leaderboard(spec: BenchSpec, out_dir: str | Path) -> list[Path]:
+    """The leaderboard of every seed folder of the spec's rows (unfinished ones are listed)."""
+    from harness import leaderboard as lb
+
+    out_dir = Path(out_dir)
+    dirs = [
+        d
+        for folder in (out_dir / slug(r.label) for r in spec.runs)
+        if folder.is_dir()
+        for d in sorted(folder.glob("seed*"), key=_seed_order)
+        if d.is_dir()
+    ]
+    groups = lb.group(lb.collect(dirs))
+    title = spec.name + (f": {spec.description}" if spec.description else "")
+    return lb.write_leaderboard(out_dir, groups, paper=spec.paper, title=title)
+
+
+def _same(wanted: Any, stored: Any) -> bool:
+    """Loose equality: command-line strings ("0.5", "true") against the typed saved values."""
+    if wanted == stored:
+        return True
+    if isinstance(wanted, list | tuple) and isinstance(stored, list | tuple):
+        return len(wanted) == len(stored) and all(map(_same, wanted, stored))
+    if str(wanted).lower() == str(stored).lower():
+        return True
+    try:
+        return float(wanted) == float(stored)
+    except (TypeError, ValueError):
+        return False
+
+
+def stale_settings(run: PlannedRun) -> list[str]:
+    """Settings of a started run folder that disagree with the plan (empty: it is this run).
+
+    Resuming is keyed by folder, so without this check a bench re-run with, say, other data
+    into the same folder would report the old runs as its own.
+    """
+    path = run.run_dir / "config.json"
+    try:
+        saved = json.loads(path.read_text()).get("config")
+    except (OSError, ValueError, AttributeError):
+        return []
+    if not isinstance(saved, Mapping):
+        return []
+    out = []
+    for key, value in run.settings.items():
+        if key in NESTED and isinstance(value, Mapping):
+            inner = saved.get(key) or {}
+            out += [
+                f"{key}.{k}: planned {v!r}, saved {inner.get(k)!r}"
+                for k, v in value.items()
+                if k in inner and not _same(v, inner.get(k))
+            ]
+        elif key in saved and not _same(value, saved[key]):
+            out.append(f"{key}: planned {value!r}, saved {saved[key]!r}")
+    return out
+
+
+def _seed_order(path: Path) -> tuple[int, str]:
+    digits = path.name.removeprefix("seed")
+    return (int(digits) if digits.isdigit() else 1 << 30, path.name)
+
+
+def run_bench(
+    spec: BenchSpec,
+    out_dir: str | Path,
+    run_fn: RunFn,
+    *,
+    seeds: int = 1,
+    overrides: Mapping[str, Any] | None = None,
+    progress: Callable[[str], None] = print,
+) -> list[Path]:
+    """Run every unfinished (row, seed) in order, then write the spec's leaderboard.
+
+    ``run_fn(settings, run_dir, label, paper)`` trains one run and writes its folder. If it
+    raises, the leaderboard of what has finished is still written, then the error propagates.
+    """
+    out_dir = Path(out_dir)
+    plan = expand(spec, overrides, seeds, out_dir)
+    for run in plan:
+        stale = stale_settings(run)
+        if stale:
+            raise ConfigError(
+                f"{run.run_dir} holds a run of {run.label!r} with other settings "
+                f"({'; '.join(stale)}); give this bench another --out folder or remove that one"
+            )
+    if spec.path is not None and spec.path.is_file():
+        atomic_write_text(out_dir / "spec.toml", spec.path.read_text())  # provenance
+    warned: set[str] = set()
+    done = 0
+    try:
+        for i, run in enumerate(plan, start=1):
+            tag = f"[{i}/{len(plan)}] {run.label} (seed {run.seed})"
+            if run.ignored_overrides and run.label not in warned:
+                warned.add(run.label)
+                progress(
+                    f"note: {run.label!r} sets {', '.join(run.ignored_overrides)} itself; "
+                    "the command-line value does not apply to it"
+                )
+            if is_complete(run.run_dir):
+                progress(f"{tag}: finished already, skipped ({run.run_dir})")
+                continue
+            progress(f"{tag}: running -> {run.run_dir}")
+            run_fn(dict(run.settings), run.run_dir, run.label, run.paper)
+            done += 1
+    except BaseException:
+        # Keep what finished visible, but never let a reporting failure hide the real error.
+        with contextlib.suppress(Exception):
+            write_bench_leaderboard(spec, out_dir)
+        raise
+    write_bench_leaderboard(spec, out_dir)
+    progress(
+        f"{spec.name}: {done} run(s) trained, {len(plan) - done} skipped; leaderboard in {out_dir}"
+    )
+    return [run.run_dir for run in plan]

@@ -1,0 +1,582 @@
+"""Run folders -> one table: mean ± std over seeds, beside the paper's numbers.
+
+Runs are grouped by their recipe: the saved RunConfig without the fields that
+only say *where* or *how fast* it ran (seed, protocol seed, data folder, device,
+workers, logging cadence). The protocol seed is left out on purpose: a bench
+varies only the run seed, so every seed sees the same MLR split, but runs
+collected by hand may differ in it and still measure the same recipe. A bench
+spec's ``label`` (stored in config.json with the bench's name) replaces the
+recipe as the key, together with the bench and the dataset, so a row keeps its
+name and one spec run on two datasets gives two rows; a label whose runs
+disagree on anything else is flagged.
+
+Unfinished runs (``status`` other than ``complete``) never enter the numbers;
+they are listed under the table so a half-finished grid cannot pass for a
+finished one.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.io import atomic_save_figure, atomic_write_json, atomic_write_text
+from harness.report import cmc_figure, ordered_kinds
+
+#: Saved-config fields that do not change what a run measures; left out of the group key.
+IGNORED_FIELDS = frozenset(
+    {
+        "seed",
+        "protocol.seed",
+        "data_root",
+        "device",
+        "workers",
+        "log_every",
+        "ckpt_every",
+        "keep_checkpoints",
+        "eval_batch_size",
+    }
+)
+
+#: Scalar metrics summarised per query kind (and per ratio where present).
+SCALAR_METRICS = ("rank1", "rank5", "rank10", "mAP", "mINP", "psnr", "ssim")
+
+#: Core fields a row is named by when it has no label.
+NAME_FIELDS = ("sr", "reid", "reg")
+
+
+# --------------------------------------------------------------------------- data types
+
+
+@dataclass
+class RunResult:
+    """One run folder as read from disk; ``status`` says whether its numbers count."""
+
+    run_dir: Path
+    status: str
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    label: str | None = None
+    paper: dict[str, float] | None = None
+    seed: int | None = None
+    protocol_version: str | None = None
+    bench: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "complete"
+
+    @property
+    def key(self) -> str:
+        """Runs with equal keys are seeds of one recipe."""
+        if self.label:
+            return json.dumps(["label", self.bench, self.label, self.config.get("data")])
+        if not self.config:
+            return json.dumps(["folder", str(self.run_dir)])
+        return json.dumps(["config", recipe(self.config)], sort_keys=True, default=str)
+
+
+@dataclass
+class Stat:
+    """Mean and sample std (ddof=1; 0 for a single run) over the runs that report a value."""
+
+    mean: float
+    std: float
+    n: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"mean": self.mean, "std": self.std, "n": self.n}
+
+
+@dataclass
+class Group:
+    """Seeds of one recipe, with the statistics the tables show."""
+
+    key: str
+    name: str
+    runs: list[RunResult]
+    pending: list[RunResult] = field(default_factory=list)
+    label: str | None = None
+    bench: str | None = None
+    paper: dict[str, float] | None = None
+    stats: dict[str, dict[str, Stat]] = field(default_factory=dict)
+    per_ratio: dict[str, dict[str, dict[str, Stat]]] = field(default_factory=dict)
+    cmc: dict[str, list[float]] = field(default_factory=dict)
+    cmc_std: dict[str, list[float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+    @property
+    def seeds(self) -> list[int | None]:
+        return [r.seed for r in self.runs]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        source = self.runs or self.pending
+        return source[0].config if source else {}
+
+    @property
+    def protocol_versions(self) -> list[str]:
+        return sorted({r.protocol_version or "?" for r in self.runs})
+
+    @property
+    def eval_style(self) -> str | None:
+        styles = {r.metrics.get("eval_style") for r in self.runs} - {None}
+        return ", ".join(sorted(styles)) if styles else None
+
+    def stat(self, kind: str, metric: str) -> Stat | None:
+        return self.stats.get(kind, {}).get(metric)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "label": self.label,
+            "bench": self.bench,
+            "n": self.n,
+            "seeds": self.seeds,
+            "run_dirs": [str(r.run_dir) for r in self.runs],
+            "pending": [{"run_dir": str(r.run_dir), "status": r.status} for r in self.pending],
+            "config": self.config,
+            "protocol_versions": self.protocol_versions,
+            "eval_style": self.eval_style,
+            "paper": self.paper,
+            "queries": {
+                kind: {m: s.to_dict() for m, s in metrics.items()}
+                for kind, metrics in self.stats.items()
+            },
+            "per_ratio": {
+                kind: {
+                    ratio: {m: s.to_dict() for m, s in metrics.items()}
+                    for ratio, metrics in ratios.items()
+                }
+                for kind, ratios in self.per_ratio.items()
+            },
+            "cmc_mean": self.cmc,
+            "cmc_std": self.cmc_std,
+            "notes": self.notes,
+        }
+
+
+# --------------------------------------------------------------------------- collect and group
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"options": {"a": 1}}`` -> ``{"options.a": 1}``; lists become tuples (hashable)."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        elif isinstance(value, list):
+            out[name] = tuple(value)
+        else:
+            out[name] = value
+    return out
+
+
+def recipe(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The saved config with bookkeeping fields (:data:`IGNORED_FIELDS`) removed, flattened."""
+    return {k: v for k, v in sorted(flatten(config).items()) if k not in IGNORED_FIELDS}
+
+
+def _read_json(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    if not path.is_file():
+        return None, f"no {path.name}"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        return None, f"unreadable {path.name} ({exc})"
+    if not isinstance(data, dict):
+        return None, f"unreadable {path.name} (not a JSON object)"
+    return data, None
+
+
+def read_run(run_dir: str | Path) -> RunResult:
+    """One run folder; problems become its ``status`` instead of exceptions."""
+    run_dir = Path(run_dir)
+    doc, problem = _read_json(run_dir / "config.json")
+    if doc is None:
+        return RunResult(run_dir, status=problem or "no config.json")
+    config = doc.get("config") if isinstance(doc.get("config"), dict) else {}
+    seed = doc.get("seed", config.get("seed"))
+    result = RunResult(
+        run_dir,
+        status="complete",
+        config=config,
+        label=doc.get("label") or None,
+        bench=doc.get("bench") or None,
+        paper=dict(doc["paper"]) if isinstance(doc.get("paper"), Mapping) else None,
+        seed=int(seed) if seed is not None else None,
+        protocol_version=doc.get("protocol_version"),
+    )
+    metrics, problem = _read_json(run_dir / "metrics.json")
+    if metrics is None:
+        result.status = problem or "no metrics.json"
+        return result
+    result.metrics = metrics
+    result.status = str(metrics.get("status", "no status"))
+    if result.complete and not isinstance(metrics.get("queries"), Mapping):
+        result.status = "complete but without queries"
+    result.protocol_version = metrics.get("protocol_version") or result.protocol_version
+    return result
+
+
+def collect(run_dirs: Iterable[str | Path]) -> list[RunResult]:
+    """Read every folder; unfinished ones are kept but flagged (``complete`` is False)."""
+    return [read_run(d) for d in run_dirs]
+
+
+def _summary(values: Sequence[float]) -> Stat:
+    arr = np.asarray(values, dtype=np.float64)
+    std = float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+    return Stat(float(arr.mean()), std, len(arr))
+
+
+def _scalars(source: Mapping[str, Any]) -> dict[str, float]:
+    out = {}
+    for metric in SCALAR_METRICS:
+        value = source.get(metric)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[metric] = float(value)
+    return out
+
+
+def _summarise(group: Group) -> None:
+    values: dict[str, dict[str, list[float]]] = {}
+    ratio_values: dict[str, dict[str, dict[str, list[float]]]] = {}
+    curves: dict[str, list[list[float]]] = {}
+    for run in group.runs:
+        for kind, q in run.metrics.get("queries", {}).items():
+            if not isinstance(q, Mapping):
+                continue
+            for metric, v in _scalars(q).items():
+                values.setdefault(kind, {}).setdefault(metric, []).append(v)
+            for ratio, sub in (q.get("per_ratio") or {}).items():
+                for metric, v in _scalars(sub).items():
+                    bucket = ratio_values.setdefault(kind, {}).setdefault(str(ratio), {})
+                    bucket.setdefault(metric, []).append(v)
+            if q.get("cmc"):
+                curves.setdefault(kind, []).append([float(v) for v in q["cmc"]])
+    group.stats = {
+        kind: {m: _summary(v) for m, v in metrics.items()}
+        for kind, metrics in sorted(
+            values.items(), key=lambda kv: ordered_kinds(values).index(kv[0])
+        )
+    }
+    group.per_ratio = {
+        kind: {
+            ratio: {m: _summary(v) for m, v in metrics.items()}
+            for ratio, metrics in sorted(ratios.items(), key=lambda kv: _ratio_order(kv[0]))
+        }
+        for kind, ratios in ratio_values.items()
+    }
+    for kind, runs in curves.items():
+        length = min(len(c) for c in runs)
+        arr = np.asarray([c[:length] for c in runs], dtype=np.float64)
+        group.cmc[kind] = arr.mean(0).tolist()
+        group.cmc_std[kind] = (arr.std(0, ddof=1) if len(arr) > 1 else np.zeros(length)).tolist()
+
+
+def _ratio_order(ratio: str) -> tuple[float, str]:
+    try:
+        return float(ratio), ratio
+    except ValueError:
+        return math.inf, ratio
+
+
+def _check_group(group: Group) -> None:
+    recipes = [recipe(r.config) for r in group.runs if r.config]
+    if group.label and len(recipes) > 1:
+        keys = set().union(*recipes)
+        differ = sorted(
+            k for k in keys if len({json.dumps(r.get(k), default=str) for r in recipes}) > 1
+        )
+        if differ:
+            group.notes.append(
+                f"label {group.label!r} groups runs whose configs differ in: {', '.join(differ)}"
+            )
+    seeds = [s for s in group.seeds if s is not None]
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        group.notes.append(
+            f"{group.name}: seed(s) {', '.join(map(str, repeated))} appear more than once; "
+            "the std understates the spread over seeds"
+        )
+    if len(group.protocol_versions) > 1:
+        group.notes.append(
+            f"{group.name}: mixes protocol versions {', '.join(group.protocol_versions)}"
+        )
+
+
+def _name_groups(groups: list[Group]) -> None:
+    """Label if given (with its bench where labels repeat), else the core plugins plus
+    whatever else tells unlabelled rows apart."""
+    benches: dict[str, set[str | None]] = {}
+    for g in groups:
+        if g.label:
+            benches.setdefault(g.label, set()).add(g.bench)
+    for g in groups:
+        if g.label and len(benches[g.label]) > 1:
+            g.name = f"{g.bench or '?'}: {g.label}"
+    unlabelled = [g for g in groups if not g.label]
+    recipes = [recipe(g.config) for g in unlabelled]
+    keys = sorted(set().union(*recipes)) if recipes else []
+    differ = [
+        k
+        for k in keys
+        if k not in NAME_FIELDS
+        and k != "data"
+        and len({json.dumps(r.get(k), default=str) for r in recipes}) > 1
+    ]
+    for group, rec in zip(unlabelled, recipes, strict=True):
+        if not group.config:
+            group.name = str((group.runs or group.pending)[0].run_dir)
+            continue
+        parts = ["/".join(str(rec.get(k, "?")) for k in NAME_FIELDS)]
+        parts += [f"{k}={rec.get(k)}" for k in differ]
+        group.name = " ".join(parts)
+
+
+def group(results: Iterable[RunResult]) -> list[Group]:
+    """Seeds of one recipe (or one label) into one row, in first-seen order."""
+    groups: dict[str, Group] = {}
+    for run in results:
+        g = groups.get(run.key)
+        if g is None:
+            g = groups[run.key] = Group(
+                key=run.key, name=run.label or "", runs=[], label=run.label, bench=run.bench
+            )
+        (g.runs if run.complete else g.pending).append(run)
+        if g.paper is None and run.paper:
+            g.paper = run.paper
+    out = list(groups.values())
+    _name_groups(out)
+    for g in out:
+        _summarise(g)
+        _check_group(g)
+    return out
+
+
+def _as_groups(items: Iterable[Any]) -> list[Group]:
+    items = list(items)
+    if items and all(isinstance(i, RunResult) for i in items):
+        return group(items)
+    return items
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _fmt(stat: Stat | None, scale: float = 100.0, digits: int = 1) -> str:
+    if stat is None or math.isnan(stat.mean):
+        return "-"
+    if math.isinf(stat.mean):
+        return "inf"
+    text = f"{scale * stat.mean:.{digits}f}"
+    if stat.n > 1 and math.isfinite(stat.std):
+        text += f" ± {scale * stat.std:.{digits}f}"
+    return text
+
+
+def _paper_for(
+    g: Group, paper: Mapping[str, Mapping[str, float]] | None
+) -> Mapping[str, float] | None:
+    if paper:
+        for key in (g.label, g.name):
+            if key is not None and key in paper:
+                return paper[key]
+    return g.paper
+
+
+def _ratio_label(ratio: str) -> str:
+    return f"R-1 ×{ratio}"
+
+
+def table(
+    groups: Sequence[Group], paper: Mapping[str, Mapping[str, float]] | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """Header and rows shared by the markdown and HTML renderings (finished groups only)."""
+    shown = [g for g in groups if g.n > 0]
+    ratios = sorted(
+        {r for g in shown for r in g.per_ratio.get("sr", {})},
+        key=_ratio_order,
+    )
+    others = ordered_kinds(k for g in shown for k in g.stats if k != "sr")
+    papers = [_paper_for(g, paper) for g in shown]
+    with_paper = any(papers)
+    header = ["Run", "Data", "Seeds", "R-1", "R-5", "R-10", "mAP"]
+    header += [_ratio_label(r) for r in ratios]
+    header += ["PSNR", "SSIM"]
+    header += [f"{'HR' if k == 'hr' else k} R-1" for k in others]
+    if with_paper:
+        header += ["Paper R-1/5/10", "Δ R-1"]
+    rows = []
+    for g, pap in zip(shown, papers, strict=True):
+        data = str(g.config.get("data", "?"))
+        if g.eval_style == "single-gallery-shot":
+            data += " (single-shot)"
+        row = [g.name, data, str(g.n)]
+        row += [_fmt(g.stat("sr", m)) for m in ("rank1", "rank5", "rank10", "mAP")]
+        row += [_fmt(g.per_ratio.get("sr", {}).get(r, {}).get("rank1")) for r in ratios]
+        row += [_fmt(g.stat("sr", "psnr"), 1.0, 2), _fmt(g.stat("sr", "ssim"), 1.0, 3)]
+        row += [_fmt(g.stat(k, "rank1")) for k in others]
+        if with_paper:
+            if pap:
+                nums = [pap.get(k) for k in ("rank1", "rank5", "rank10")]
+                row.append(" / ".join("-" if v is None else f"{float(v):.1f}" for v in nums))
+                ours = g.stat("sr", "rank1")
+                if ours is not None and pap.get("rank1") is not None and math.isfinite(ours.mean):
+                    row.append(f"{100.0 * ours.mean - float(pap['rank1']):+.1f}")
+                else:
+                    row.append("-")
+            else:
+                row += ["", ""]
+        rows.append(row)
+    return header, rows
+
+
+def protocol_line(groups: Sequence[Group]) -> str:
+    versions = sorted({v for g in groups if g.n for v in g.protocol_versions})
+    if not versions:
+        return "protocol ?"
+    if len(versions) == 1:
+        return f"protocol {versions[0]}"
+    return f"protocols {', '.join(versions)} (rows under different protocols are not comparable)"
+
+
+def notes(groups: Sequence[Group]) -> list[str]:
+    """Why something is missing or suspicious: unfinished runs, label clashes, repeated seeds."""
+    out = [n for g in groups for n in g.notes]
+    for g in groups:
+        for run in g.pending:
+            out.append(f"not included: {run.run_dir} ({run.status})")
+    return out
+
+
+LEGEND = (
+    "SR query (LR query -> SR -> re-id) unless a column says otherwise; Rank-k and mAP in %, "
+    "mean ± std over seeds (sample std); PSNR in dB. Δ R-1 is ours minus the paper's."
+)
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render_markdown(
+    groups: Iterable[Any],
+    paper: Mapping[str, Mapping[str, float]] | None = None,
+    title: str = "Leaderboard",
+) -> str:
+    """A GitHub-markdown table; ``paper`` maps a row's label to {rank1, rank5, rank10} in %."""
+    groups = _as_groups(groups)
+    header, rows = table(groups, paper)
+    lines = [f"# {title} ({protocol_line(groups)})", "", LEGEND, ""]
+    if rows:
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join(["---", "---"] + ["---:"] * (len(header) - 2)) + "|")
+        lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+    else:
+        lines.append("_No finished runs._")
+    extra = notes(groups)
+    if extra:
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in extra]
+    return "\n".join(lines) + "\n"
+
+
+def cmc_plot(groups: Sequence[Group], title: str = "Mean SR-query CMC") -> Any:
+    """Mean SR CMC of each finished group, ±1 std over seeds where there are several."""
+    curves = {g.name: g.cmc["sr"] for g in groups if g.n and "sr" in g.cmc}
+    bands = {g.name: g.cmc_std["sr"] for g in groups if g.n > 1 and "sr" in g.cmc_std}
+    return cmc_figure(curves, title, bands)
+
+
+def _png_base64(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; }
+td { text-align: right; white-space: nowrap; }
+td:first-child, td:nth-child(2) { text-align: left; }
+th { background: #f3f3f3; }
+p.legend { color: #555; max-width: 60em; }
+"""
+
+
+def render_html(
+    groups: Iterable[Any],
+    paper: Mapping[str, Mapping[str, float]] | None = None,
+    title: str = "Leaderboard",
+) -> str:
+    """A standalone page (no external assets): the table and the CMC plot as inline PNG."""
+    groups = _as_groups(groups)
+    header, rows = table(groups, paper)
+    esc = html.escape
+    heading = f"{title} ({protocol_line(groups)})"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{esc(heading)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{esc(heading)}</h1>",
+        f'<p class="legend">{esc(LEGEND)}</p>',
+    ]
+    if rows:
+        parts.append("<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header))
+        parts.append("</tr></thead><tbody>")
+        for row in rows:
+            parts.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
+        parts.append("</tbody></table>")
+        image = _png_base64(cmc_plot(groups))
+        parts.append(f'<p><img alt="mean SR-query CMC" src="data:image/png;base64,{image}"></p>')
+    else:
+        parts.append("<p><em>No finished runs.</em></p>")
+    extra = notes(groups)
+    if extra:
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in extra) + "</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def to_json(groups: Iterable[Any], paper: Mapping[str, Mapping[str, float]] | None = None) -> dict:
+    groups = _as_groups(groups)
+    rows = []
+    for g in groups:
+        d = g.to_dict()
+        d["paper"] = _paper_for(g, paper)
+        rows.append(d)
+    versions = sorted({v for g in groups if g.n for v in g.protocol_versions})
+    return {"protocol_versions": versions, "groups": rows, "notes": notes(groups)}
+
+
+def write_leaderboard(
+    out_dir: str | Path,
+    groups: Iterable[Any],
+    paper: Mapping[str, Mapping[str, float]] | None = None,
+    title: str = "Leaderboard",
+) -> list[Path]:
+    """leaderboard.md, leaderboard.html, leaderboard.json and cmc.png, each written atomically."""
+    out_dir = Path(out_dir)
+    groups = _as_groups(groups)
+    return [
+        atomic_write_text(out_dir / "leaderboard.md", render_markdown(groups, paper, title)),
+        atomic_write_text(out_dir / "leaderboard.html", render_html(groups, paper, title)),
+        atomic_write_json(out_dir / "leaderboard.json", to_json(groups, paper)),
+        atomic_save_figure(cmc_plot(groups), out_dir / "cmc.png"),
+    ]

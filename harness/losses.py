@@ -1,0 +1,182 @@
+"""Loss terms and forward helpers shared by the regularisers (plain functions).
+
+Every term is computed in float32 (``.float()``), so a bf16 autocast forward
+never reduces a loss in low precision. The association terms use plain
+``F.mse_loss`` (the mean over batch *and* feature dims of the squared error,
+i.e. ``||a - b||^2 / (B * D)``) so that one weight suits every feature size:
+a 128-d ``f_d`` on CPU and a 256-d one on a GPU need the same ``lambda_a``.
+
+The forward helpers exist because a frozen module must not be changed by a
+step that merely reads it: :func:`observe` forwards without gradient and on
+copies of the module's buffers (BatchNorm running statistics stay put), and
+:func:`forward_without_param_grad` gives a graph to the *input* but none to
+the parameters, which is how ``L_dis`` reaches G through a re-id model that
+the same step fine-tunes with the ID loss.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from harness.components import StepContext
+
+# --------------------------------------------------------------------------
+# Plain losses
+# --------------------------------------------------------------------------
+
+
+def pixel_mse(x_sr: Tensor, x_hr: Tensor) -> Tensor:
+    """Pixel-wise MSE between SR output and HR ground truth."""
+    return F.mse_loss(x_sr.float(), x_hr.float())
+
+
+def identity_ce(logits: Tensor, pids: Tensor, label_smooth: float = 0.0) -> Tensor:
+    """Identity cross-entropy with label smoothing (the re-id model's own training loss)."""
+    return F.cross_entropy(logits.float(), pids, label_smoothing=float(label_smooth))
+
+
+def gan_d_loss(real_logit: Tensor, fake_logit: Tensor) -> Tensor:
+    """Discriminator loss: BCE-with-logits, real -> 1 plus SR -> 0 (a sum, not a mean)."""
+    real = real_logit.float().reshape(-1)
+    fake = fake_logit.float().reshape(-1)
+    return F.binary_cross_entropy_with_logits(
+        real, torch.ones_like(real)
+    ) + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+
+
+def gan_g_loss(fake_logit: Tensor) -> Tensor:
+    """Non-saturating generator loss: BCE-with-logits of SR against label 1."""
+    fake = fake_logit.float().reshape(-1)
+    return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
+
+
+def association_mse(pred: Tensor, target: Tensor) -> Tensor:
+    """``F.mse_loss``: squared L2 averaged over batch and feature dims (see module doc)."""
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"association terms compare features of equal shape, got {tuple(pred.shape)} "
+            f"and {tuple(target.shape)}"
+        )
+    return F.mse_loss(pred.float(), target.float())
+
+
+def variance_hinge(z: Tensor, target_std: float = 1.0, eps: float = 1e-4) -> Tensor:
+    """Mean over dims of ``relu(target_std - std)``: zero unless a dim collapses (VICReg)."""
+    z = z.float()
+    std = torch.sqrt(z.var(dim=0) + eps)
+    return F.relu(target_std - std).mean()
+
+
+def covariance_penalty(z: Tensor) -> Tensor:
+    """Sum of squared off-diagonal covariances / dim: keeps dims from copying each other (VICReg)."""
+    z = z.float()
+    n, d = z.shape
+    z = z - z.mean(dim=0)
+    cov = (z.T @ z) / max(1, n - 1)
+    off = cov - torch.diag(torch.diagonal(cov))
+    return off.pow(2).sum() / d
+
+
+# --------------------------------------------------------------------------
+# Forward helpers
+# --------------------------------------------------------------------------
+
+
+def _state(module: nn.Module, detach_params: bool) -> dict[str, Tensor]:
+    state: dict[str, Tensor] = {
+        name: (p.detach() if detach_params else p) for name, p in module.named_parameters()
+    }
+    # Copies: BatchNorm updates running stats in place, and this forward must not.
+    state.update({name: b.clone() for name, b in module.named_buffers()})
+    return state
+
+
+def forward_without_param_grad(module: nn.Module, *args: Any) -> Any:
+    """Forward whose graph reaches the inputs but not the parameters, without side effects.
+
+    The output equals the ordinary forward's (same mode, same batch statistics);
+    only the parameters are cut from the graph and the buffers are copies.
+    """
+    return functional_call(module, _state(module, detach_params=True), args)
+
+
+@torch.no_grad()
+def observe(module: nn.Module, *args: Any) -> Any:
+    """Forward under ``no_grad`` that leaves the module (buffers included) untouched."""
+    return functional_call(module, _state(module, detach_params=True), args)
+
+
+def reid_on_sr(ctx: StepContext) -> tuple[Tensor, Tensor]:
+    """``(logits, f_c')`` of the re-id model on this iteration's SR batch, once per G step."""
+    if "G/reid_sr" not in ctx.cache:
+        ctx.cache["G/reid_sr"] = ctx["reid"](ctx.sr())
+    return ctx.cache["G/reid_sr"]
+
+
+def disc_on_sr(ctx: StepContext, disc: str = "D") -> tuple[Tensor, Tensor]:
+    """``(logit, f_d')`` of the discriminator on the SR batch, graph kept, once per G step.
+
+    D is frozen in the G step, so the gradient flows through it to the SR
+    image without accumulating on D's parameters.
+    """
+    key = f"G/{disc}_sr"
+    if key not in ctx.cache:
+        ctx.cache[key] = ctx[disc](ctx.sr())
+    return ctx.cache[key]
+
+
+def reid_features_for_critic(ctx: StepContext) -> Tensor:
+    """``f_c'`` on SR for an association critic: a graph to G, never to the re-id parameters.
+
+    When the re-id model is frozen in this step the ID forward is reused; when
+    it is being fine-tuned, a second forward with detached parameters keeps the
+    critic's gradient off them exactly (``autograd.grad`` subtraction would
+    cost as much and not be exact).
+    """
+    reid = ctx["reid"]
+    if any(p.requires_grad for p in reid.parameters()):
+        if "G/reid_sr_noparam" not in ctx.cache:
+            ctx.cache["G/reid_sr_noparam"] = forward_without_param_grad(reid, ctx.sr())
+        return ctx.cache["G/reid_sr_noparam"][1]
+    return reid_on_sr(ctx)[1]
+
+
+def real_reid_features(ctx: StepContext) -> Tensor:
+    """``f_c`` of the real HR batch: no gradient, re-id left untouched, cached per iteration."""
+    if "reid_hr" not in ctx.cache:
+        ctx.cache["reid_hr"] = observe(ctx["reid"], ctx.batch.x_hr)[1]
+    return ctx.cache["reid_hr"]
+
+
+def real_disc_features(ctx: StepContext, disc: str = "D") -> Tensor:
+    """``f_d`` of the real HR batch under the *current* D (recomputed after the D step)."""
+    return observe(ctx[disc], ctx.batch.x_hr)[1]
+
+
+# --------------------------------------------------------------------------
+# The SR terms every G step shares
+# --------------------------------------------------------------------------
+
+
+def sr_terms(
+    ctx: StepContext, lambda_c: float, lambda_g: float = 0.0, disc: str | None = "D"
+) -> dict[str, Tensor]:
+    """``L_sr`` as named, weighted terms: ``mse``, ``id`` (if lambda_c), ``gan`` (if lambda_g and D).
+
+    Forwards are cached in ``ctx.cache`` so a critic term in the same step
+    reuses them instead of running the models again.
+    """
+    x_sr = ctx.sr()
+    terms = {"mse": pixel_mse(x_sr, ctx.batch.x_hr)}
+    if lambda_c:
+        logits, _ = reid_on_sr(ctx)
+        terms["id"] = lambda_c * identity_ce(logits, ctx.batch.pids, ctx.config.label_smooth)
+    if lambda_g and disc is not None and disc in ctx.models:
+        logit, _ = disc_on_sr(ctx, disc)
+        terms["gan"] = lambda_g * gan_g_loss(logit)
+    return terms

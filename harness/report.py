@@ -1,0 +1,244 @@
+"""Run-folder artefacts: the CMC as CSV and plot, SR sample images, a terminal summary.
+
+Everything here reads the ``metrics.json`` dictionary (fractions in [0, 1]) and
+knows no model. Figures use matplotlib's object API (``Figure``, no pyplot), so
+nothing touches the global backend or leaks figures in long-running processes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.io import atomic_save_figure, atomic_write_text
+
+#: Query kinds in display order; any other kind (e.g. "lr-aug") follows, sorted.
+PRIMARY_KINDS = ("sr", "bicubic", "hr")
+
+KIND_TITLES = {"sr": "SR query", "bicubic": "bicubic query", "hr": "HR query (upper bound)"}
+
+
+def ordered_kinds(kinds: Iterable[str]) -> list[str]:
+    """sr, bicubic, hr first (the story a reader follows), then the rest alphabetically."""
+    kinds = list(dict.fromkeys(kinds))
+    head = [k for k in PRIMARY_KINDS if k in kinds]
+    return head + sorted(k for k in kinds if k not in PRIMARY_KINDS)
+
+
+def percent(value: Any, digits: int = 1) -> str:
+    """A fraction as a percentage string; missing or NaN shows as "-" rather than "nan"."""
+    if value is None:
+        return "-"
+    value = float(value)
+    if math.isnan(value):
+        return "-"
+    return f"{100.0 * value:.{digits}f}"
+
+
+def _number(value: Any, digits: int) -> str:
+    if value is None:
+        return "-"
+    value = float(value)
+    if math.isnan(value):
+        return "-"
+    if math.isinf(value):
+        return "inf"
+    return f"{value:.{digits}f}"
+
+
+# --------------------------------------------------------------------------- CMC
+
+
+def write_cmc_csv(path: str | Path, queries: Mapping[str, Mapping[str, Any]]) -> Path:
+    """``rank,<kind>,...`` with one row per rank, values in fractions as stored.
+
+    Curves shorter than the longest (a tiny gallery) leave their cells empty rather than
+    inventing values.
+    """
+    kinds = [k for k in ordered_kinds(queries) if queries[k].get("cmc")]
+    length = max((len(queries[k]["cmc"]) for k in kinds), default=0)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["rank", *kinds])
+    for i in range(length):
+        row: list[Any] = [i + 1]
+        for k in kinds:
+            curve = queries[k]["cmc"]
+            row.append(f"{float(curve[i]):.6f}" if i < len(curve) else "")
+        writer.writerow(row)
+    return atomic_write_text(path, buf.getvalue())
+
+
+def cmc_figure(
+    curves: Mapping[str, Sequence[float]],
+    title: str,
+    bands: Mapping[str, Sequence[float]] | None = None,
+    max_rank: int = 50,
+    dashed: Iterable[str] = (),
+) -> Any:
+    """A CMC figure (percent over rank 1..max_rank), optional ±bands, reference curves dashed."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.0, 4.2), dpi=110)
+    ax = fig.add_subplot(1, 1, 1)
+    for name, curve in curves.items():
+        values = [100.0 * float(v) for v in list(curve)[:max_rank]]
+        if not values:
+            continue
+        ranks = list(range(1, len(values) + 1))
+        style = "--" if name in set(dashed) else "-"
+        (line,) = ax.plot(ranks, values, style, label=name, linewidth=1.6)
+        band = (bands or {}).get(name)
+        if band:
+            spread = [100.0 * float(v) for v in list(band)[: len(values)]]
+            if len(spread) == len(values):
+                low = [v - s for v, s in zip(values, spread, strict=True)]
+                high = [v + s for v, s in zip(values, spread, strict=True)]
+                ax.fill_between(ranks, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
+    ax.set_xlim(1, max_rank)
+    ax.set_ylim(0, 101)
+    ax.set_xlabel("rank")
+    ax.set_ylabel("matching rate (%)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_cmc(path: str | Path, queries: Mapping[str, Mapping[str, Any]], title: str) -> Path:
+    """CMC curves of every query kind; single-gallery-shot runs also show ±1 std over trials."""
+    kinds = [k for k in ordered_kinds(queries) if queries[k].get("cmc")]
+    curves = {KIND_TITLES.get(k, f"{k} query"): queries[k]["cmc"] for k in kinds}
+    bands = {
+        KIND_TITLES.get(k, f"{k} query"): queries[k]["cmc_std"]
+        for k in kinds
+        if queries[k].get("cmc_std")
+    }
+    dashed = [KIND_TITLES["hr"]]  # the upper bound is a reference, not a contender
+    return atomic_save_figure(cmc_figure(curves, title, bands, dashed=dashed), path)
+
+
+# --------------------------------------------------------------------------- SR samples
+
+
+def plot_sr_samples(
+    path: str | Path,
+    lr: Any,
+    sr: Any,
+    hr: Any,
+    bicubic: Any | None = None,
+    max_images: int = 8,
+) -> Path:
+    """Rows LR (nearest-upsampled so its pixels stay visible), bicubic, SR, HR.
+
+    Tensors are float B x 3 x H x W in [0, 1]; LR may be smaller than HR.
+    """
+    import torch
+    import torch.nn.functional as F
+    from matplotlib.figure import Figure
+
+    hr = hr.detach().float().cpu()
+    if hr.dim() != 4:
+        raise ValueError(f"expected B x C x H x W images, got shape {tuple(hr.shape)}")
+    size = hr.shape[-2:]
+
+    def prepare(x: torch.Tensor) -> torch.Tensor:
+        x = x.detach().float().cpu()[:max_images]
+        if x.shape[-2:] != size:
+            x = F.interpolate(x, size=tuple(size), mode="nearest")
+        return x.clamp(0.0, 1.0)
+
+    rows = [("LR", prepare(lr))]
+    if bicubic is not None:
+        rows.append(("bicubic", prepare(bicubic)))
+    rows += [("SR", prepare(sr)), ("HR", prepare(hr))]
+    n = min(len(images) for _, images in rows)
+    if n == 0:
+        raise ValueError("no sample images to plot")
+
+    height, width = int(size[0]), int(size[1])
+    cell = 1.0  # inches per image row; dpi follows the image height so no pixel is lost
+    fig = Figure(
+        figsize=(n * cell * width / height + 0.5, len(rows) * cell + 0.1),
+        dpi=max(100, math.ceil(height / cell)),
+    )
+    for r, (name, images) in enumerate(rows):
+        for c in range(n):
+            ax = fig.add_subplot(len(rows), n, r * n + c + 1)
+            ax.imshow(images[c].permute(1, 2, 0).numpy(), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(name, fontsize=9)
+    fig.subplots_adjust(left=0.08, right=0.99, top=0.99, bottom=0.01, wspace=0.05, hspace=0.05)
+    return atomic_save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------- terminal summary
+
+
+def format_summary(metrics: Mapping[str, Any]) -> str:
+    """A plain-text table (no colour codes, so it survives logs and pipes)."""
+    queries = metrics.get("queries", {})
+    header = ["query", "Rank-1", "Rank-5", "Rank-10", "mAP", "PSNR", "SSIM"]
+    rows = []
+    for kind in ordered_kinds(queries):
+        q = queries[kind]
+        rows.append(
+            [
+                kind,
+                percent(q.get("rank1")),
+                percent(q.get("rank5")),
+                percent(q.get("rank10")),
+                percent(q.get("mAP")),
+                _number(q.get("psnr"), 2) if "psnr" in q else "",
+                _number(q.get("ssim"), 3) if "ssim" in q else "",
+            ]
+        )
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        first = str(cells[0]).ljust(widths[0])
+        rest = [str(c).rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join([first, *rest]).rstrip()
+
+    facts = [
+        f"protocol {metrics.get('protocol_version', '?')}",
+        f"{metrics.get('eval_style', '?')} evaluation",
+        f"{metrics.get('num_queries', '?')} queries",
+        f"{metrics.get('num_gallery', '?')} gallery",
+    ]
+    lines = [", ".join(facts) + " (Rank-k and mAP in %, PSNR in dB)", line(header)]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += [line(r) for r in rows]
+    return "\n".join(lines)
+
+
+def write_run_report(
+    run_dir: str | Path,
+    metrics: Mapping[str, Any],
+    samples: Mapping[str, Any] | None = None,
+) -> list[Path]:
+    """cmc.csv, cmc.png and (with samples holding lr/sr/hr[/bicubic]) sr_samples.png."""
+    run_dir = Path(run_dir)
+    queries = metrics.get("queries", {})
+    written = [write_cmc_csv(run_dir / "cmc.csv", queries)]
+    title = f"CMC ({metrics.get('eval_style', 'market')}, protocol {metrics.get('protocol_version', '?')})"
+    written.append(plot_cmc(run_dir / "cmc.png", queries, title))
+    if samples and all(samples.get(k) is not None for k in ("lr", "sr", "hr")):
+        written.append(
+            plot_sr_samples(
+                run_dir / "sr_samples.png",
+                samples["lr"],
+                samples["sr"],
+                samples["hr"],
+                samples.get("bicubic"),
+            )
+        )
+    return written

@@ -1,0 +1,191 @@
+"""``intact`` and ``intact-nobridge``: the Inter-Task Association Critic (Cheng et al., CVPR 2020).
+
+Features: ``f_c`` is the re-id model's identity feature (the embedding before
+its classifier, the second output in train mode); ``f_d`` is the
+discriminator's penultimate feature of the same image.
+
+The association network ``phi`` maps ``f_c -> f_d`` on *real HR* images:
+``L_intact = ||phi(f_c) - f_d||^2``.
+
+**The bridge (this project's interpretation; the paper leaves it open).**
+``phi = decoder ∘ encoder``. The encoder maps ``f_c`` into a bridge space,
+``f_e = encoder(f_c)``; ``sigma`` maps ``f_d`` into that same space, and
+``L_e = ||sigma(f_d) - f_e||^2``. ``phi`` (encoder and decoder) and ``sigma``
+are learned jointly on ``L_intact-e = L_intact + lambda_e * L_e`` with the
+re-id model and D frozen (``f_c`` and ``f_d`` carry no gradient, and reading
+them changes neither model, BatchNorm statistics included). ``f_e`` is
+layer-normalised without affine parameters so ``L_e`` cannot be zeroed by
+shrinking the bridge code while the decoder scales it back (see
+:class:`plugins.reg.mlp.EncoderDecoder`). The gradient of ``L_e`` reaches the
+encoder as well as ``sigma``: the bridge shapes the code ``phi`` passes
+through, which is the point of it.
+
+``intact-nobridge`` (Fig. 5 d) keeps exactly the same ``phi`` (encoder,
+normalised bridge code, decoder) and drops ``sigma`` and ``L_e``, so the
+ablation isolates the bridging loss rather than a change of architecture.
+
+**Distances.** ``||a - b||^2`` is computed as ``F.mse_loss`` (squared error
+averaged over batch and feature dims), so weights do not depend on the
+feature sizes.
+
+**Algorithm 1, one iteration** (the schedule):
+
+1. ``D``: update D with the non-saturating GAN loss (real HR -> 1, SR -> 0).
+2. ``assoc``: update ``phi`` (and ``sigma``) with ``L_intact-e`` on real HR,
+   ``f_d`` read from the D just updated.
+3. ``G``: update G (and the re-id model when ``config.finetune_reid``) with
+   ``L_sr + lambda_a * L_dis``, ``L_dis = ||phi(f_c') - f_d'||^2`` on the SR
+   batch: ``f_c' = reid(x_sr)``, ``f_d' = D(x_sr)``. ``phi`` and D are frozen;
+   the gradient reaches G through both ``f_c'`` and ``f_d'``; the re-id
+   parameters get none from ``L_dis`` (a parameter-detached forward when they
+   are being fine-tuned, see :func:`harness.losses.reid_features_for_critic`),
+   only from the ID term.
+
+:class:`AssociationCritic` is the shape shared with the rivals in
+:mod:`plugins.reg.associations`: they differ only in the maps they learn.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from torch import Tensor, nn
+
+from harness import BuildContext, Option, RunConfig, Step, StepContext, hookimpl
+from harness.losses import (
+    association_mse,
+    disc_on_sr,
+    real_disc_features,
+    real_reid_features,
+    reid_features_for_critic,
+)
+from plugins.reg.gan import GAN_OPTIONS, GanRegulariser
+from plugins.reg.mlp import EncoderDecoder, mlp
+
+ASSOCIATION_OPTIONS: dict[str, Option] = {
+    **GAN_OPTIONS,
+    "lambda_a": Option(
+        0.1,
+        "weight of the association critic L_dis in the G step (per-element MSE, "
+        "so independent of feature dims; same order as the ID weight)",
+    ),
+    "phi_hidden": Option(256, "hidden width of the association networks"),
+    "phi_depth": Option(2, "linear layers in each association MLP (phi's encoder and decoder each)"),
+    "bridge_dim": Option(64, "dim of the bridge / common space"),
+    "lr_phi": Option(1e-4, "learning rate of the association networks"),
+}
+
+INTACT_OPTIONS: dict[str, Option] = {
+    **ASSOCIATION_OPTIONS,
+    "lambda_e": Option(1.0, "weight of the bridging loss L_e in the association step"),
+}
+
+
+class AssociationCritic(GanRegulariser):
+    """D step, association step on real HR, G step penalised by the frozen critic.
+
+    Subclasses say which maps they learn (``build_critic``), how they are
+    trained on real HR (``association_terms``) and the distance the frozen
+    critic puts on SR features (``critic_distance``).
+    """
+
+    options: ClassVar[dict[str, Option]] = ASSOCIATION_OPTIONS
+    critic_modules: ClassVar[tuple[str, ...]] = ("phi",)
+
+    # -- what subclasses define --------------------------------------------------
+    def build_critic(self, reid_dim: int, fd_dim: int) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def association_terms(self, ctx: StepContext, f_c: Tensor, f_d: Tensor) -> dict[str, Tensor]:
+        """Named, weighted terms on real-HR features (no gradient to re-id or D)."""
+        raise NotImplementedError
+
+    def critic_distance(self, ctx: StepContext, f_c: Tensor, f_d: Tensor) -> Tensor:
+        """Unweighted ``L_dis`` on SR features, critic modules frozen."""
+        raise NotImplementedError
+
+    # -- shared machinery ----------------------------------------------------------
+    def _hidden(self) -> tuple[int, int]:
+        return self.opts["phi_hidden"], self.opts["phi_depth"]
+
+    def build(self, ctx: BuildContext) -> dict[str, nn.Module]:
+        modules = super().build(ctx)
+        modules.update(self.build_critic(ctx.reid_dim, ctx.feature_dim(modules["D"])))
+        return modules
+
+    def association_loss(self, ctx: StepContext) -> dict[str, Tensor]:
+        return self.association_terms(ctx, real_reid_features(ctx), real_disc_features(ctx))
+
+    def dis_terms(self, ctx: StepContext) -> dict[str, Tensor]:
+        """``{"dis": lambda_a * L_dis}`` on the SR batch; reuses the G step's forwards."""
+        f_c = reid_features_for_critic(ctx)
+        _, f_d = disc_on_sr(ctx, "D")
+        return {"dis": self.opts["lambda_a"] * self.critic_distance(ctx, f_c, f_d)}
+
+    def generator_loss(self, ctx: StepContext) -> dict[str, Tensor]:
+        terms = super().generator_loss(ctx)
+        if self.opts["lambda_a"]:
+            terms.update(self.dis_terms(ctx))
+        return terms
+
+    def association_step(self) -> Step:
+        lr = {name: self.opts["lr_phi"] for name in self.critic_modules}
+        return Step("assoc", self.critic_modules, self.association_loss, lr=lr)
+
+    def schedule(self, config: RunConfig) -> list[Step]:
+        return [self.discriminator_step(), self.association_step(), self.generator_step(config)]
+
+
+class IntactRegulariser(AssociationCritic):
+    """INTACT: ``phi: f_c -> f_d`` through a bridge that ``sigma`` maps ``f_d`` into."""
+
+    name = "intact"
+    options: ClassVar[dict[str, Option]] = INTACT_OPTIONS
+    critic_modules: ClassVar[tuple[str, ...]] = ("phi", "sigma")
+    bridge: ClassVar[bool] = True
+
+    def build_critic(self, reid_dim: int, fd_dim: int) -> dict[str, nn.Module]:
+        hidden, depth = self._hidden()
+        bridge_dim = self.opts["bridge_dim"]
+        modules: dict[str, nn.Module] = {
+            "phi": EncoderDecoder(reid_dim, fd_dim, bridge_dim, hidden, depth)
+        }
+        if self.bridge:
+            modules["sigma"] = mlp(fd_dim, bridge_dim, hidden, depth)
+        return modules
+
+    def association_terms(self, ctx: StepContext, f_c: Tensor, f_d: Tensor) -> dict[str, Tensor]:
+        phi = ctx["phi"]
+        f_e = phi.encode(f_c)
+        terms = {"intact": association_mse(phi.decoder(f_e), f_d)}
+        if self.bridge:
+            terms["e"] = self.opts["lambda_e"] * association_mse(ctx["sigma"](f_d), f_e)
+        return terms
+
+    def critic_distance(self, ctx: StepContext, f_c: Tensor, f_d: Tensor) -> Tensor:
+        return association_mse(ctx["phi"](f_c), f_d)
+
+
+class IntactNoBridge(IntactRegulariser):
+    """INTACT without ``sigma`` and ``L_e`` (Fig. 5 d); ``phi`` is unchanged."""
+
+    name = "intact-nobridge"
+    options: ClassVar[dict[str, Option]] = ASSOCIATION_OPTIONS
+    critic_modules: ClassVar[tuple[str, ...]] = ("phi",)
+    bridge: ClassVar[bool] = False
+
+
+@hookimpl
+def harness_register_regularisers(registry) -> None:
+    registry.add(
+        "intact",
+        IntactRegulariser,
+        "INTACT: D, then phi+sigma on L_intact + lambda_e*L_e, then G on L_sr + lambda_a*L_dis",
+        options=IntactRegulariser.options,
+    )
+    registry.add(
+        "intact-nobridge",
+        IntactNoBridge,
+        "INTACT without the bridge: phi (f_c -> f_d) learned on L_intact alone, no sigma",
+        options=IntactNoBridge.options,
+    )

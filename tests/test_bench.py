@@ -1,0 +1,293 @@
+"""Bench specs: validation, merging, seeds, resumable runs, the shipped specs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness import ConfigError
+from harness.bench import expand, load_spec, run_bench, slug
+from harness.config import ProtocolConfig, RunConfig
+
+SPECS = sorted((Path(__file__).resolve().parents[1] / "benchmarks" / "specs").glob("*.toml"))
+
+SPEC = """
+name = "mini"
+description = "two rows"
+[defaults]
+data = "market1501"
+preset = "paper"
+reid = "resnet50"
+[defaults.options]
+lambda_c = 0.1
+lambda_g = 0.001
+[defaults.protocol]
+seed = 3
+[[runs]]
+label = "MSE+ID"
+reg = "none"
+paper = { rank1 = 83.7, rank5 = 93.0, rank10 = 95.6 }
+[[runs]]
+label = "MSE+ID+GAN"
+reg = "gan"
+seed = 10
+[runs.options]
+lambda_g = 0.01
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "spec.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_load_spec_reads_rows_and_paper(tmp_path) -> None:
+    spec = load_spec(write(tmp_path, SPEC))
+    assert spec.name == "mini" and [r.label for r in spec.runs] == ["MSE+ID", "MSE+ID+GAN"]
+    assert spec.paper == {"MSE+ID": {"rank1": 83.7, "rank5": 93.0, "rank10": 95.6}}
+    assert spec.runs[1].settings == {"reg": "gan", "seed": 10, "options": {"lambda_g": 0.01}}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            'name = "x"\nrun = []\n[[runs]]\nlabel = "a"\n',
+            "unknown top-level key(s) run (did you mean 'runs'?)",
+        ),
+        ('name = "x"\n[[runs]]\nreg = "gan"\n', "runs[1] has no label"),
+        (
+            'name = "x"\n[[runs]]\nlabel = "a"\n[[runs]]\nlabel = "a"\n',
+            "duplicate label 'a' (runs 1 and 2)",
+        ),
+        (
+            'name = "x"\n[[runs]]\nlabel = "A b"\n[[runs]]\nlabel = "a-b"\n',
+            "share the folder name 'a-b'",
+        ),
+        (
+            'name = "x"\n[[runs]]\nlabel = "a"\nregg = "gan"\n',
+            "run 'a': unknown setting 'regg' (did you mean 'reg'?)",
+        ),
+        (
+            'name = "x"\n[defaults]\nsedd = 1\n[[runs]]\nlabel = "a"\n',
+            "[defaults]: unknown setting 'sedd'",
+        ),
+        (
+            'name = "x"\n[[runs]]\nlabel = "a"\nprotocol = { ratio = [2] }\n',
+            "unknown protocol setting 'ratio'",
+        ),
+        (
+            'name = "x"\n[[runs]]\nlabel = "a"\npaper = { rank1 = 881 }\n',
+            "paper.rank1 must be a percentage",
+        ),
+        (
+            'name = "x"\n[[runs]]\nlabel = "a"\npaper = { r1 = 88.1 }\n',
+            "paper has unknown key 'r1'",
+        ),
+        ('description = "no name"\n[[runs]]\nlabel = "a"\n', "needs a name"),
+        ('name = "x"\n', "needs at least one [[runs]] table"),
+        ('name = "x"\n[[runs]\n', "not valid TOML"),
+    ],
+)
+def test_load_spec_rejects_bad_specs_clearly(tmp_path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_spec(path)
+    assert message in str(info.value)
+    assert str(path) in str(info.value)  # the message names the file
+
+
+def test_missing_spec_file_is_a_config_error(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_spec(tmp_path / "nope.toml")
+
+
+def test_slug() -> None:
+    assert slug("MSE+ID+GAN+Association (INTACT)") == "mse-id-gan-association-intact"
+    assert slug("+++") == "run"
+
+
+def test_expand_merges_with_cli_between_defaults_and_rows(tmp_path) -> None:
+    spec = load_spec(write(tmp_path, SPEC))
+    overrides = {"data": "synthetic", "preset": "cpu", "reg": "intact", "data_root": None}
+    overrides["options"] = {"lambda_g": "0.5", "lambda_c": "0.2"}
+    plan = expand(spec, overrides, seeds=2, out_dir=tmp_path / "out")
+    assert [(p.label, p.seed) for p in plan] == [
+        ("MSE+ID", 0),
+        ("MSE+ID", 1),
+        ("MSE+ID+GAN", 10),
+        ("MSE+ID+GAN", 11),
+    ]
+    first, _, gan, gan2 = plan
+    # CLI beats [defaults] ...
+    assert first.settings["data"] == "synthetic" and first.settings["preset"] == "cpu"
+    assert first.settings["options"] == {"lambda_c": "0.2", "lambda_g": "0.5"}
+    assert "data_root" not in first.settings  # None means "not given"
+    # ... but not a row's own keys, and the user is told which ones.
+    assert first.settings["reg"] == "none" and gan.settings["reg"] == "gan"
+    assert gan.settings["options"] == {"lambda_c": "0.2", "lambda_g": 0.01}
+    assert gan.ignored_overrides == ("reg", "options.lambda_g")
+    # Seeds move the run seed only; every seed keeps the protocol seed (the same MLR split).
+    assert gan2.settings["seed"] == 11 and gan2.settings["protocol"] == {"seed": 3}
+    assert gan.run_dir == tmp_path / "out" / "mse-id-gan" / "seed0"
+    assert gan2.run_dir == tmp_path / "out" / "mse-id-gan" / "seed1"
+    assert first.paper == {"rank1": 83.7, "rank5": 93.0, "rank10": 95.6} and gan.paper is None
+    # Each planned run owns its settings.
+    gan.settings["options"]["lambda_c"] = "changed"
+    assert gan2.settings["options"]["lambda_c"] == "0.2"
+
+
+def test_expand_rejects_bad_overrides_and_seeds(tmp_path) -> None:
+    spec = load_spec(write(tmp_path, SPEC))
+    with pytest.raises(ConfigError, match="unknown setting 'presett'"):
+        expand(spec, {"presett": "cpu"})
+    with pytest.raises(ConfigError, match="seeds must be >= 1"):
+        expand(spec, {}, seeds=0)
+
+
+class FakeTrainer:
+    """Writes a run folder the way the real trainer does, and counts its calls."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.calls: list[tuple[str, int]] = []
+        self.fail_on = fail_on
+
+    def __call__(self, settings: dict, run_dir: Path, label: str, paper: dict | None) -> None:
+        self.calls.append((label, settings["seed"]))
+        if label == self.fail_on:
+            raise RuntimeError("boom")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fields = {k: v for k, v in settings.items() if k not in ("options", "protocol")}
+        protocol = ProtocolConfig(**settings.get("protocol", {}))
+        config = RunConfig(**fields, options=settings.get("options", {}), protocol=protocol)
+        config = config.to_dict()
+        doc = {"config": config, "protocol_version": "mlr-1.0", "seed": settings["seed"]}
+        doc.update({"label": label, "paper": paper})
+        (run_dir / "config.json").write_text(json.dumps(doc))
+        r1 = 0.5 + 0.1 * (settings["seed"] % 10)
+        cmc = [min(1.0, r1 + 0.01 * i) for i in range(50)]
+        sr = {"rank1": r1, "rank5": 0.9, "rank10": 0.95, "mAP": 0.4, "cmc": cmc}
+        metrics = {"status": "complete", "protocol_version": "mlr-1.0", "queries": {"sr": sr}}
+        (run_dir / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_run_bench_is_resumable_and_writes_the_leaderboard(tmp_path) -> None:
+    spec = load_spec(write(tmp_path, SPEC))
+    out = tmp_path / "out"
+    fake = FakeTrainer()
+    messages: list[str] = []
+    dirs = run_bench(
+        spec, out, fake, seeds=2, overrides={"data": "synthetic"}, progress=messages.append
+    )
+    assert fake.calls == [("MSE+ID", 0), ("MSE+ID", 1), ("MSE+ID+GAN", 10), ("MSE+ID+GAN", 11)]
+    assert all((d / "metrics.json").is_file() for d in dirs)
+    board = (out / "leaderboard.md").read_text()
+    assert "mini: two rows (protocol mlr-1.0)" in board
+    assert "| MSE+ID | synthetic | 2 | 55.0 ± 7.1 |" in board
+    assert "83.7 / 93.0 / 95.6" in board
+    assert {"leaderboard.html", "leaderboard.json", "cmc.png", "spec.toml"} <= {
+        p.name for p in out.iterdir()
+    }
+
+    again = FakeTrainer()
+    run_bench(spec, out, again, seeds=2, overrides={"data": "synthetic"}, progress=messages.append)
+    assert again.calls == []
+    assert sum("finished already, skipped" in m for m in messages) == 4
+
+    # A third seed runs only the new folders.
+    more = FakeTrainer()
+    run_bench(spec, out, more, seeds=3, overrides={"data": "synthetic"}, progress=messages.append)
+    assert more.calls == [("MSE+ID", 2), ("MSE+ID+GAN", 12)]
+
+
+def test_run_bench_reruns_unfinished_and_keeps_partial_leaderboard(tmp_path) -> None:
+    spec = load_spec(write(tmp_path, SPEC))
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="boom"):
+        run_bench(
+            spec,
+            out,
+            FakeTrainer(fail_on="MSE+ID+GAN"),
+            overrides={"data": "synthetic"},
+            progress=lambda m: None,
+        )
+    assert "| MSE+ID |" in (out / "leaderboard.md").read_text()  # what finished is shown
+    # An interrupted run (status running) is run again; the finished one is not.
+    (out / "mse-id-gan" / "seed0").mkdir(parents=True)
+    (out / "mse-id-gan" / "seed0" / "metrics.json").write_text('{"status": "running"}')
+    fake = FakeTrainer()
+    run_bench(spec, out, fake, overrides={"data": "synthetic"}, progress=lambda m: None)
+    assert fake.calls == [("MSE+ID+GAN", 10)]
+
+
+def test_run_bench_refuses_a_folder_holding_other_settings(tmp_path) -> None:
+    spec = load_spec(write(tmp_path, SPEC))
+    out = tmp_path / "out"
+    run_bench(spec, out, FakeTrainer(), overrides={"data": "synthetic"}, progress=lambda m: None)
+    fake = FakeTrainer()
+    with pytest.raises(ConfigError, match="data: planned 'viper', saved 'synthetic'"):
+        run_bench(spec, out, fake, overrides={"data": "viper"}, progress=lambda m: None)
+    assert fake.calls == []
+    # Command-line strings equal to the saved typed values are the same run.
+    again = FakeTrainer()
+    run_bench(
+        spec,
+        out,
+        again,
+        overrides={"data": "synthetic", "options": {"lambda_c": "0.1"}},
+        progress=lambda m: None,
+    )
+    assert again.calls == []
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_shipped_specs_load_and_expand(path: Path, tmp_path) -> None:
+    spec = load_spec(path)
+    assert spec.name == path.stem
+    plan = expand(spec, {"data_root": "/data"}, seeds=2, out_dir=tmp_path)
+    assert len(plan) == 2 * len(spec.runs)
+    for run in plan:
+        settings = run.settings
+        assert settings["data_root"] == "/data"
+        fields = {k: v for k, v in settings.items() if k not in ("options", "protocol")}
+        RunConfig(**fields, options=settings.get("options", {}))  # every key is a real field
+        assert settings["reg"] and settings["sr"] and settings["data"]
+    assert any(r.paper for r in spec.runs)  # every spec compares with the paper somewhere
+
+
+def test_shipped_specs_cover_the_paper_numbers() -> None:
+    papers = {p.stem: load_spec(p).paper for p in SPECS}
+    assert set(papers) == {
+        "association-space",
+        "bridge",
+        "loss-ablation",
+        "mlr-cuhk03",
+        "mlr-viper",
+        "table1",
+    }
+    intact = {"rank1": 88.1, "rank5": 95.0, "rank10": 96.9}
+    assert papers["loss-ablation"] == {
+        "MSE+ID": {"rank1": 83.7, "rank5": 93.0, "rank10": 95.6},
+        "MSE+ID+GAN": {"rank1": 84.7, "rank5": 93.9, "rank10": 96.1},
+        "MSE+ID+GAN+Association (INTACT)": intact,
+    }
+    assert papers["bridge"]["INTACT without bridge"] == {
+        "rank1": 84.3,
+        "rank5": 93.5,
+        "rank10": 95.8,
+    }
+    assert papers["association-space"]["D-to-R"]["rank1"] == 83.4
+    assert papers["mlr-viper"] == {"INTACT": {"rank1": 46.2, "rank5": 73.1, "rank10": 81.6}}
+    assert papers["mlr-cuhk03"] == {"INTACT": {"rank1": 86.4, "rank5": 97.4, "rank10": 98.5}}
+    table1 = {label.split(":")[0]: tuple(p.values()) for label, p in papers["table1"].items()}
+    assert table1 == {
+        "MLR-Market-1501": (88.1, 95.0, 96.9),
+        "MLR-CUHK03": (86.4, 97.4, 98.5),
+        "MLR-VIPeR": (46.2, 73.1, 81.6),
+        "MLR-DukeMTMC-reID": (81.2, 90.1, 92.8),
+        "CAVIAR (genuine LR)": (44.0, 81.8, 93.9),
+    }
+    assert all(label.endswith(": INTACT") for label in papers["table1"])

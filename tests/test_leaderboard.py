@@ -1,0 +1,209 @@
+"""Leaderboard over fabricated run folders: grouping, mean ± std, notes, rendering."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+from harness import leaderboard as lb
+from harness.config import RunConfig
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _queries(r1: float, psnr: float = 24.0) -> dict:
+    sr = {"rank1": r1, "rank5": r1 + 0.1, "rank10": r1 + 0.15, "mAP": r1 - 0.1, "mINP": 0.1}
+    sr["cmc"] = [min(1.0, r1 + 0.01 * i) for i in range(50)]
+    sr["per_ratio"] = {
+        "2": {"rank1": r1 + 0.05, "rank5": 0.9, "rank10": 0.95, "mAP": 0.5},
+        "4": {"rank1": r1 - 0.05, "rank5": 0.8, "rank10": 0.85, "mAP": 0.4},
+        "3": {"rank1": r1, "rank5": 0.85, "rank10": 0.9, "mAP": 0.45},
+    }
+    sr.update({"psnr": psnr, "ssim": 0.7})
+    bicubic = dict(sr, rank1=0.4, psnr=21.0)
+    hr = {"rank1": 0.9, "rank5": 0.95, "rank10": 0.97, "mAP": 0.8, "mINP": 0.5, "cmc": [0.9] * 50}
+    return {"sr": sr, "bicubic": bicubic, "hr": hr}
+
+
+def make_run(
+    root: Path,
+    name: str,
+    *,
+    seed: int = 0,
+    r1: float = 0.5,
+    psnr: float = 24.0,
+    status: str = "complete",
+    label: str | None = None,
+    paper: dict | None = None,
+    bench: str | None = None,
+    **fields,
+) -> Path:
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    config = RunConfig(seed=seed, **fields).to_dict()
+    doc = {"config": config, "protocol_version": "mlr-1.0", "seed": seed, "versions": {}}
+    if label:
+        doc["label"] = label
+    if paper:
+        doc["paper"] = paper
+    if bench:
+        doc["bench"] = bench
+    (run_dir / "config.json").write_text(json.dumps(doc))
+    metrics = {"status": status}
+    if status == "complete":
+        metrics.update(
+            {
+                "protocol_version": "mlr-1.0",
+                "queries": _queries(r1, psnr),
+                "num_queries": 64,
+                "num_gallery": 512,
+                "eval_style": "market",
+            }
+        )
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    return run_dir
+
+
+def test_seeds_of_one_recipe_are_one_group_with_sample_std(tmp_path) -> None:
+    r1s = [0.50, 0.60, 0.70]
+    dirs = [make_run(tmp_path, f"intact{s}", seed=s, r1=r, reg="intact") for s, r in enumerate(r1s)]
+    dirs.append(make_run(tmp_path, "gan0", seed=0, r1=0.4, reg="gan"))
+    groups = lb.group(lb.collect(dirs))
+    assert [g.n for g in groups] == [3, 1]
+    intact, gan = groups
+    stat = intact.stat("sr", "rank1")
+    assert stat.mean == pytest.approx(0.60)
+    assert stat.std == pytest.approx(statistics.stdev(r1s))  # ddof=1
+    assert stat.std == pytest.approx(0.1)
+    assert gan.stat("sr", "rank1").std == 0.0  # a single run has no spread
+    assert intact.per_ratio["sr"]["2"]["rank1"].mean == pytest.approx(0.65)
+    assert list(intact.per_ratio["sr"]) == ["2", "3", "4"]  # numeric order
+    assert intact.stat("sr", "psnr").mean == pytest.approx(24.0)
+    assert intact.stat("hr", "rank1").mean == pytest.approx(0.9)
+    assert intact.cmc["sr"][0] == pytest.approx(0.6)
+    assert intact.seeds == [0, 1, 2]
+    # Names tell the unlabelled rows apart by the plugins they use.
+    assert "intact" in intact.name and "gan" in gan.name
+
+
+def test_group_key_ignores_seed_protocol_seed_and_paths_but_not_the_recipe(tmp_path) -> None:
+    a = make_run(tmp_path, "a", seed=0, data_root="/x", workers=4)
+    b = make_run(tmp_path, "b", seed=1, data_root="/y", workers=0)
+    c = make_run(tmp_path, "c", seed=0, lr=2e-4)
+    doc = json.loads((b / "config.json").read_text())
+    doc["config"]["protocol"]["seed"] = 7
+    (b / "config.json").write_text(json.dumps(doc))
+    groups = lb.group(lb.collect([a, b, c]))
+    assert [g.n for g in groups] == [2, 1]
+    assert "lr=0.0002" in groups[1].name  # the differing field names the row
+
+
+def test_label_overrides_the_grouping_key_and_flags_disagreement(tmp_path) -> None:
+    a = make_run(tmp_path, "a", seed=0, label="INTACT", reg="intact")
+    b = make_run(tmp_path, "b", seed=1, label="INTACT", reg="intact", lr=2e-4)
+    groups = lb.group(lb.collect([a, b]))
+    assert len(groups) == 1 and groups[0].name == "INTACT" and groups[0].n == 2
+    assert any("differ in: lr" in n for n in groups[0].notes)
+
+
+def test_one_label_in_two_benches_or_on_two_datasets_is_two_rows(tmp_path) -> None:
+    dirs = [
+        make_run(tmp_path, "v", label="INTACT", bench="mlr-viper", data="viper"),
+        make_run(tmp_path, "c", label="INTACT", bench="mlr-cuhk03", data="cuhk03-partial"),
+        make_run(tmp_path, "s", label="INTACT", bench="mlr-viper", data="synthetic"),
+        make_run(tmp_path, "s1", seed=1, label="INTACT", bench="mlr-viper", data="synthetic"),
+    ]
+    groups = lb.group(lb.collect(dirs))
+    assert [(g.name, g.n) for g in groups] == [
+        ("mlr-viper: INTACT", 1),
+        ("mlr-cuhk03: INTACT", 1),
+        ("mlr-viper: INTACT", 2),
+    ]
+    assert [g.config["data"] for g in groups] == ["viper", "cuhk03-partial", "synthetic"]
+    assert not any(g.notes for g in groups)
+
+
+def test_incomplete_runs_are_excluded_and_reported(tmp_path) -> None:
+    done = make_run(tmp_path, "done", seed=0, r1=0.5)
+    running = make_run(tmp_path, "running", seed=1, r1=0.9, status="running")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    results = lb.collect([done, running, empty])
+    assert [r.complete for r in results] == [True, False, False]
+    assert results[2].status == "no config.json"
+    groups = lb.group(results)
+    main = groups[0]
+    assert main.n == 1 and main.stat("sr", "rank1").mean == pytest.approx(0.5)
+    text = lb.render_markdown(groups)
+    assert f"not included: {running} (running)" in text
+    assert f"not included: {empty} (no config.json)" in text
+    assert text.count("| ") >= 2 and "50.0" in text
+
+
+def test_markdown_has_protocol_version_mean_std_and_paper(tmp_path) -> None:
+    paper = {"rank1": 88.1, "rank5": 95.0, "rank10": 96.9}
+    dirs = [
+        make_run(tmp_path, f"s{s}", seed=s, r1=r, label="INTACT", paper=paper)
+        for s, r in enumerate([0.80, 0.90])
+    ]
+    text = lb.render_markdown(lb.group(lb.collect(dirs)))
+    assert text.splitlines()[0] == "# Leaderboard (protocol mlr-1.0)"
+    row = next(line for line in text.splitlines() if line.startswith("| INTACT"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    header = [c.strip() for c in text.splitlines()[4].strip("|").split("|")]
+    got = dict(zip(header, cells, strict=True))
+    assert got["R-1"] == "85.0 ± 7.1"  # mean 0.85, sample std 0.0707
+    assert got["Seeds"] == "2"
+    assert got["R-1 ×2"] == "90.0 ± 7.1"
+    assert got["Paper R-1/5/10"] == "88.1 / 95.0 / 96.9"
+    assert got["Δ R-1"] == "-3.1"
+    assert got["HR R-1"] == "90.0 ± 0.0" and got["bicubic R-1"] == "40.0 ± 0.0"
+    assert got["PSNR"] == "24.00 ± 0.00"
+
+
+def test_paper_argument_overrides_config_paper(tmp_path) -> None:
+    run = make_run(tmp_path, "a", label="GAN", paper={"rank1": 1.0})
+    text = lb.render_markdown(lb.collect([run]), paper={"GAN": {"rank1": 84.7, "rank5": 93.9}})
+    assert "84.7 / 93.9 / -" in text
+
+
+def test_no_paper_columns_when_nobody_names_the_paper(tmp_path) -> None:
+    text = lb.render_markdown(lb.collect([make_run(tmp_path, "a")]))
+    assert "Paper" not in text
+
+
+def test_write_leaderboard_files(tmp_path) -> None:
+    dirs = [make_run(tmp_path / "runs", f"s{s}", seed=s, r1=0.5 + 0.1 * s) for s in range(2)]
+    out = tmp_path / "board"
+    written = lb.write_leaderboard(out, lb.group(lb.collect(dirs)), title="Ablation")
+    names = sorted(p.name for p in written)
+    assert names == ["cmc.png", "leaderboard.html", "leaderboard.json", "leaderboard.md"]
+    assert (out / "cmc.png").read_bytes()[:8] == PNG_MAGIC
+    page = (out / "leaderboard.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "data:image/png;base64," in page
+    assert "Ablation (protocol mlr-1.0)" in page and "55.0 ± 7.1" in page
+    data = json.loads((out / "leaderboard.json").read_text())
+    assert data["protocol_versions"] == ["mlr-1.0"]
+    sr1 = data["groups"][0]["queries"]["sr"]["rank1"]
+    assert sr1["mean"] == pytest.approx(0.55) and sr1["n"] == 2
+    assert len(data["groups"][0]["cmc_mean"]["sr"]) == 50
+
+
+def test_mixed_protocol_versions_are_called_out(tmp_path) -> None:
+    a = make_run(tmp_path, "a", reg="gan")
+    b = make_run(tmp_path, "b", reg="intact")
+    metrics = json.loads((b / "metrics.json").read_text())
+    metrics["protocol_version"] = "mlr-0.9"
+    (b / "metrics.json").write_text(json.dumps(metrics))
+    header = lb.render_markdown(lb.collect([a, b])).splitlines()[0]
+    assert "mlr-0.9, mlr-1.0" in header and "not comparable" in header
+
+
+def test_nothing_finished_renders_a_clear_table(tmp_path) -> None:
+    run = make_run(tmp_path, "a", status="running")
+    text = lb.render_markdown(lb.collect([run]))
+    assert "No finished runs" in text and "(running)" in text
+    assert "No finished runs" in lb.render_html(lb.collect([run]))

@@ -1,0 +1,126 @@
+"""Run-folder artefacts: files exist, parse, and say what the metrics say."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from harness.report import (
+    format_summary,
+    ordered_kinds,
+    plot_cmc,
+    plot_sr_samples,
+    write_cmc_csv,
+    write_run_report,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _curve(start: float) -> list[float]:
+    return [min(1.0, start + 0.01 * i) for i in range(50)]
+
+
+def _metrics() -> dict:
+    per_ratio = {
+        r: {"rank1": 0.5, "rank5": 0.7, "rank10": 0.8, "mAP": 0.4, "psnr": 22.0, "ssim": 0.6}
+        for r in ("2", "3", "4")
+    }
+    sr = {"rank1": 0.625, "rank5": 0.8, "rank10": 0.875, "mAP": 0.5, "mINP": 0.2}
+    sr.update({"cmc": _curve(0.625), "per_ratio": per_ratio, "psnr": 24.123, "ssim": 0.7123})
+    bicubic = dict(sr, rank1=0.5, cmc=_curve(0.5), psnr=21.0, ssim=0.61)
+    hr = {"rank1": 0.9, "rank5": 0.95, "rank10": 0.97, "mAP": 0.8, "mINP": 0.5, "cmc": _curve(0.9)}
+    return {
+        "status": "complete",
+        "protocol_version": "mlr-1.0",
+        "wall_time_s": 1.0,
+        # "lr-aug" first on purpose: the report must still put sr, bicubic, hr first.
+        "queries": {
+            "lr-aug": dict(hr, rank1=0.3, cmc=_curve(0.3)),
+            "hr": hr,
+            "bicubic": bicubic,
+            "sr": sr,
+        },
+        "num_queries": 64,
+        "num_gallery": 512,
+        "eval_style": "market",
+    }
+
+
+def test_ordered_kinds_puts_sr_bicubic_hr_first() -> None:
+    assert ordered_kinds(["zeta", "hr", "lr-aug", "sr", "bicubic"]) == [
+        "sr",
+        "bicubic",
+        "hr",
+        "lr-aug",
+        "zeta",
+    ]
+
+
+def test_cmc_csv_has_header_and_fifty_ranks(tmp_path) -> None:
+    metrics = _metrics()
+    path = write_cmc_csv(tmp_path / "cmc.csv", metrics["queries"])
+    lines = path.read_text().splitlines()
+    assert len(lines) == 51
+    rows = list(csv.reader(lines))
+    assert rows[0] == ["rank", "sr", "bicubic", "hr", "lr-aug"]
+    assert [int(r[0]) for r in rows[1:]] == list(range(1, 51))
+    assert float(rows[1][1]) == pytest.approx(0.625)
+    assert float(rows[3][2]) == pytest.approx(0.52)  # bicubic at rank 3
+    assert float(rows[50][3]) == pytest.approx(1.0)
+
+
+def test_cmc_csv_leaves_short_curves_empty(tmp_path) -> None:
+    queries = {"sr": {"cmc": [0.1, 0.2, 0.3]}, "hr": {"cmc": [0.5]}}
+    rows = list(csv.reader((write_cmc_csv(tmp_path / "c.csv", queries)).read_text().splitlines()))
+    assert rows[2] == ["2", "0.200000", ""]
+
+
+def test_plots_are_png(tmp_path) -> None:
+    metrics = _metrics()
+    metrics["queries"]["sr"]["cmc_std"] = [0.01] * 50  # single-gallery-shot band
+    cmc = plot_cmc(tmp_path / "cmc.png", metrics["queries"], "CMC")
+    assert cmc.read_bytes()[:8] == PNG_MAGIC
+    torch.manual_seed(0)
+    hr = torch.rand(5, 3, 32, 16)
+    lr = torch.rand(5, 3, 8, 4)  # smaller: must be nearest-upsampled, not rejected
+    out = plot_sr_samples(tmp_path / "s.png", lr, hr * 0.9, hr, bicubic=hr * 0.8, max_images=3)
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes left no temp files
+
+
+def test_format_summary_shows_percentages_and_quality() -> None:
+    text = format_summary(_metrics())
+    lines = text.splitlines()
+    assert "mlr-1.0" in lines[0] and "64 queries" in lines[0]
+    body = [
+        line
+        for line in lines
+        if line.split() and line.split()[0] in {"sr", "bicubic", "hr", "lr-aug"}
+    ]
+    assert [line.split()[0] for line in body] == ["sr", "bicubic", "hr", "lr-aug"]
+    assert body[0].split() == ["sr", "62.5", "80.0", "87.5", "50.0", "24.12", "0.712"]
+    assert body[2].split() == ["hr", "90.0", "95.0", "97.0", "80.0"]  # no PSNR for HR queries
+    assert "\x1b" not in text  # plain text, no terminal colour codes
+
+
+def test_format_summary_survives_nan_quality() -> None:
+    metrics = _metrics()
+    metrics["queries"]["sr"]["psnr"] = float("nan")
+    assert "nan" not in format_summary(metrics)
+
+
+def test_write_run_report_writes_all_files(tmp_path) -> None:
+    hr = torch.rand(4, 3, 32, 16)
+    samples = {"lr": torch.rand(4, 3, 32, 16), "sr": hr, "hr": hr, "bicubic": hr}
+    written = write_run_report(tmp_path, _metrics(), samples)
+    assert sorted(p.name for p in written) == ["cmc.csv", "cmc.png", "sr_samples.png"]
+    assert (tmp_path / "sr_samples.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_write_run_report_without_samples(tmp_path) -> None:
+    written = write_run_report(tmp_path, _metrics())
+    assert sorted(p.name for p in written) == ["cmc.csv", "cmc.png"]
+    assert not (tmp_path / "sr_samples.png").exists()
