@@ -5,14 +5,14 @@ Ranking follows the Market-1501 protocol of ``torchreid.reid.metrics.evaluate_ra
 the query's camera are removed; queries left without a true match are skipped. CMC, mAP and
 mINP (Ye et al., "Deep learning for person re-identification", 2021) are fractions in [0, 1].
 
-Why not sort every row: a query's AP, first-match rank and last-match rank only need the kept
-position of each *true match*, i.e. how many kept gallery samples lie closer. With the query's
-matches sorted (a handful), one batched ``searchsorted`` of the row into them and a histogram
-give every match's position, in one pass over the row and without a full ``argsort``. Rows where
-a non-match has exactly the distance of a match are re-ranked with a stable sort, so results
-always equal "stable sort of each row, then torchreid's loop". torchreid itself uses
-``np.argsort`` (unstable quicksort), so on exact ties its numbers may differ from ours; on
-tie-free distances they agree to rounding.
+Why it is fast: a query's AP, first-match and last-match ranks only need the kept position of
+each *true match*, which is (#matches before it) + (#other samples closer) - (#removed samples
+closer). Sorting each row's values (numpy's SIMD sort, no indices) and a batched
+``searchsorted`` of the few match distances into it give all of them; no per-query Python loop
+and no ``argsort``. Rows where a non-match is exactly as far as a match are re-ranked with a
+stable ``argsort``, so results always equal "stable sort of each row, then torchreid's loop".
+torchreid itself uses ``np.argsort`` (unstable), so on exact ties its numbers may differ from
+ours; on tie-free distances they agree to rounding.
 
 Memory is bounded by ``chunk_size`` query rows at a time; :func:`evaluate_rank_from_features`
 computes distances per chunk, so a 100k x 100k problem never holds a dense matrix.
@@ -43,8 +43,8 @@ __all__ = [
 ArrayLike = Any  # numpy array, torch tensor or sequence of numbers
 DistanceFn = Callable[[int, int], Tensor]
 
-# Elements of one query chunk (rows x gallery) when no chunk_size is given: ~16M elements keeps
-# the working set (distances, int32 bucket indices, a gather) under ~250 MB.
+# Elements of one query chunk (rows x gallery) when no chunk_size is given: 16M elements keep the
+# working set (the chunk's distances and their sorted copy) near 130 MB in float32.
 _CHUNK_ELEMENTS = 1 << 24
 
 
@@ -120,6 +120,7 @@ class _Gallery:
 
 # --------------------------------------------------------------------------- per-chunk ranking
 
+
 def _same_id(
     d: Tensor, q_pids: Tensor, q_cams: Tensor, gal: _Gallery
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -134,12 +135,13 @@ def _same_id(
     return gidx, d.gather(1, gidx), in_id, pos
 
 
-def _from_order(
-    cols: Tensor, in_use: Tensor, q_pids: Tensor, q_cams: Tensor, gal: _Gallery
+def _rank_sorted(
+    d: Tensor, q_pids: Tensor, q_cams: Tensor, gal: _Gallery
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """First-match rank (0-based), AP and INP from gallery indices in ranked order (padding
-    slots at the end, ``in_use`` False): torchreid's per-query loop, vectorised over rows."""
-    same = in_use & (gal.pids[cols] == q_pids[:, None])
+    """First-match rank, AP and INP from a stable sort of whole rows: torchreid's per-query loop,
+    vectorised over rows. Used for the rows where exact ties make the tie-break matter."""
+    cols = torch.sort(d, dim=1, stable=True).indices
+    same = gal.pids[cols] == q_pids[:, None]
     junk = same & (gal.cams[cols] == q_cams[:, None])
     pos = same & ~junk
     kept_pos = torch.cumsum(~junk, 1)  # 1-based position among kept samples
@@ -151,12 +153,6 @@ def _from_order(
     first = kept_pos.gather(1, first_idx)[:, 0] - 1
     inp = n_pos.double() / kept_pos.gather(1, last_idx)[:, 0].double().clamp(min=1)
     return first, ap, inp
-
-
-def _rank_sorted(d: Tensor, q_pids: Tensor, q_cams: Tensor, gal: _Gallery) -> tuple[Tensor, Tensor, Tensor]:
-    """Stable sort of whole rows: the reference path, used for rows with exact ties."""
-    cols = torch.sort(d, dim=1, stable=True).indices
-    return _from_order(cols, torch.ones_like(cols, dtype=torch.bool), q_pids, q_cams, gal)
 
 
 def _sorted_values(d: Tensor) -> Tensor:
@@ -191,9 +187,12 @@ def _rank_chunk(
     row_sorted = _sorted_values(d)
     closer = torch.searchsorted(row_sorted, pd)  # samples strictly closer than each match
     closer_eq = torch.searchsorted(row_sorted, pd, right=True)
-    same = d_same[:, None, :]  # [n, 1, width] against pd [n, k, 1]
-    closer -= ((same < pd[:, :, None]) & in_id[:, None, :]).sum(2)
-    closer_eq -= ((same <= pd[:, :, None]) & in_id[:, None, :]).sum(2)
+    same_sorted = torch.where(in_id, d_same, torch.inf).sort(dim=1).values.contiguous()
+    closer -= torch.searchsorted(same_sorted, pd)
+    # min(): the inf padding of same_sorted must not count when a match is itself at inf
+    closer_eq -= torch.minimum(
+        torch.searchsorted(same_sorted, pd, right=True), in_id.sum(1, keepdim=True)
+    )
     is_match = torch.arange(k, device=dev) < n_pos[:, None]
     tied = ((closer != closer_eq) & is_match).any(1)
 
@@ -232,7 +231,9 @@ def _evaluate(
         hi = min(lo + chunk_size, num_q)
         d = dist_rows(lo, hi)
         if d.shape != (hi - lo, num_g):
-            raise ValueError(f"distance rows {lo}:{hi} have shape {tuple(d.shape)}, expected {(hi - lo, num_g)}")
+            raise ValueError(
+                f"distance rows {lo}:{hi} have shape {tuple(d.shape)}, expected {(hi - lo, num_g)}"
+            )
         if d.dtype not in (torch.float32, torch.float64):
             d = d.double() if not d.is_floating_point() else d.float()  # exact for f16/bf16
         d = d.contiguous()
@@ -328,7 +329,9 @@ def evaluate_rank_from_features(
     ``chunk_size x gallery`` rather than ``queries x gallery``."""
     q, g = _tensor(qf), _tensor(gf)
     if q.dim() != 2 or g.dim() != 2 or q.shape[1] != g.shape[1]:
-        raise ValueError(f"features must be [N, D] with equal D, got {tuple(q.shape)} and {tuple(g.shape)}")
+        raise ValueError(
+            f"features must be [N, D] with equal D, got {tuple(q.shape)} and {tuple(g.shape)}"
+        )
     if metric not in ("euclidean", "cosine"):
         raise ValueError(f"unknown metric {metric!r}; expected 'euclidean' or 'cosine'")
     g = g.to(q.device)
@@ -378,7 +381,11 @@ def single_gallery_shot_cmc(
     qp = _ids(q_pids, num_q, "q_pids", dev)
     qc = _ids(q_camids, num_q, "q_camids", dev)
     gal = _Gallery(gp, gc)
-    order, starts, counts = gal.order.cpu().numpy(), gal.starts.cpu().numpy(), gal.counts.cpu().numpy()
+    order, starts, counts = (
+        gal.order.cpu().numpy(),
+        gal.starts.cpu().numpy(),
+        gal.counts.cpu().numpy(),
+    )
     rng = np.random.default_rng(seed)
     results = []
     for _ in range(trials):
@@ -417,11 +424,15 @@ def _per_image_quality(sr: Tensor, hr: Tensor) -> tuple[Tensor, Tensor]:
     import kornia
 
     if sr.shape != hr.shape or sr.dim() != 4:
-        raise ValueError(f"sr and hr must be equal B x C x H x W batches, got {tuple(sr.shape)} and {tuple(hr.shape)}")
+        raise ValueError(
+            f"sr and hr must be equal B x C x H x W batches, got {tuple(sr.shape)} and {tuple(hr.shape)}"
+        )
     sr = sr.detach().float().clamp(0.0, 1.0)
     hr = hr.detach().float().to(sr.device)
     # kornia's psnr averages the MSE over the whole batch; the per-image mean is the usual report.
-    psnr = torch.stack([kornia.metrics.psnr(s, h, max_val=1.0) for s, h in zip(sr, hr)])
+    psnr = torch.stack(
+        [kornia.metrics.psnr(s, h, max_val=1.0) for s, h in zip(sr, hr, strict=True)]
+    )
     ssim = kornia.metrics.ssim(sr, hr, window_size=11, max_val=1.0).flatten(1).mean(1)
     return psnr, ssim
 

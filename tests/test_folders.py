@@ -12,6 +12,7 @@ import pytest
 
 from harness import DatasetError, RunConfig
 from harness.data import folders as Fo
+from harness.data.loading import load_images
 from harness.data.synthetic import write_layout
 from harness.registry import Registry
 
@@ -240,6 +241,8 @@ def test_real_viper_parses_into_316_316():
     assert len(ds.info["test_ids"]) == 316 and ds.info["ids_in_one_camera_only"] == 0
     assert {r.camid for r in ds.query} == {0} and {r.camid for r in ds.gallery} == {1}
     assert os.path.basename(os.path.dirname(ds.query[0].image)) == "cam_a"
+    loaded = load_images(ds.query[:3], (64, 32))
+    assert loaded.images.shape == (3, 3, 64, 32) and loaded.sizes == [(128, 48)] * 3
 
 
 def test_real_cuhk03_partial_parses():

@@ -69,7 +69,10 @@ def test_factory_reads_size_seed_and_options_from_config():
         },
     )
     ds = S.synthetic_dataset(None, config)
-    assert len(ds.train) == 3 * 2 and len(ds.query) == 2 * 2 and ds.gallery == []
+    assert len(ds.train) == 3 * 2 and len(ds.query) == 2 * 2
+    # One image per camera: the gallery is every test image (own-camera copies of
+    # a query are removed at evaluation).
+    assert [r.pid for r in ds.gallery] == [r.pid for r in ds.query]
     assert ds.train[0].image.shape == (48, 24, 3)
     assert ds.info["synth_seed"] == [7, 3]
     other = S.synthetic_dataset(None, config.replace(seed=4))

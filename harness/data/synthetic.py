@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from harness.components import Record, ReidDataset
@@ -138,7 +139,7 @@ def _identities(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     """Identity parameters; ids come in groups that differ only in fine detail."""
     sizes: list[int] = []
     while sum(sizes) < n:
-        sizes.append(int(rng.choice([1, 2, 3, 3, 4])))
+        sizes.append(int(rng.choice([1, 2, 2, 3])))
     sizes[-1] -= sum(sizes) - n
     group = np.repeat(np.arange(len(sizes)), sizes)
     g = len(sizes)
@@ -224,7 +225,7 @@ def _cameras(rng: np.random.Generator, c: int, size: tuple[int, int]) -> dict[st
             bg = np.where(inside[..., None], 0.5 * bg + 0.5 * panel, bg)
         bg = np.where((yy >= floor_y)[..., None], floor * (0.8 + 0.4 * yy[..., None]), bg)
         backgrounds[k] = bg
-    gain = rng.uniform(0.75, 1.2, (c, 3)).astype(np.float32)
+    gain = rng.uniform(0.85, 1.15, (c, 3)).astype(np.float32)
     gain /= gain.mean(1, keepdims=True) / rng.uniform(0.8, 1.1, (c, 1)).astype(np.float32)
     lit = backgrounds[:, None] * (gain[:, None, :] * _BRIGHTNESS[None, :, None])[:, :, None, None]
     return {
@@ -505,7 +506,8 @@ def render(
         np.take(palette[i], code[i], out=packed[i])
         np.copyto(packed[i], background[params["cam"][i], params["brightness"][i]], where=is_bg[i])
         rgba[i] += noise[params["noise"][i]].view(np.uint8)  # wraps back: no overflow
-    return np.ascontiguousarray(rgba[..., :3])
+    # Drop the fourth byte; cv2 does this ~10x faster than a strided numpy copy.
+    return cv2.cvtColor(rgba.reshape(n * h, w, 4), cv2.COLOR_RGBA2RGB).reshape(n, h, w, 3)
 
 
 # ---------------------------------------------------------------------------
@@ -561,7 +563,12 @@ def spec_from_config(config: RunConfig) -> SynthSpec:
 
 
 def build_dataset(spec: SynthSpec) -> ReidDataset:
-    """Train on the train ids; query: each test id's first image in each camera."""
+    """Train on the train ids; query: each test id's first image in each camera.
+
+    The gallery is the other test images; with one image per camera it is every
+    test image, which is sound because evaluation removes gallery images of the
+    query's own id and camera (so a query never meets its own copy).
+    """
     train, test = generate(spec)
     offset = spec.train_ids  # test ids never share a number with train ids
     train_records = [
@@ -570,7 +577,11 @@ def build_dataset(spec: SynthSpec) -> ReidDataset:
     ]
     query, gallery = [], []
     for img, p, c, s in zip(test.images, test.pids, test.camids, test.shots, strict=True):
-        (query if s == 0 else gallery).append(Record(img, int(p) + offset, int(c)))
+        record = Record(img, int(p) + offset, int(c))
+        if s == 0:
+            query.append(record)
+        if s > 0 or spec.images_per_camera == 1:
+            gallery.append(record)
     return ReidDataset(
         name="synthetic",
         train=train_records,
@@ -616,8 +627,6 @@ def write_layout(
     The folder readers are tested on these files, so every layout's naming
     convention is reproduced exactly (cameras 1-based in file names).
     """
-    import cv2
-
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; layouts: {', '.join(LAYOUTS)}")
     two_cams = layout in ("cuhk03-partial", "viper", "caviar")

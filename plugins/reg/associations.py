@@ -52,7 +52,10 @@ class CommonSpace(AssociationCritic):
     def build_critic(self, reid_dim: int, fd_dim: int) -> dict[str, nn.Module]:
         hidden, depth = self._hidden()
         z_dim = self.opts["bridge_dim"]
-        return {"enc_c": mlp(reid_dim, z_dim, hidden, depth), "enc_d": mlp(fd_dim, z_dim, hidden, depth)}
+        return {
+            "enc_c": mlp(reid_dim, z_dim, hidden, depth),
+            "enc_d": mlp(fd_dim, z_dim, hidden, depth),
+        }
 
     def association_terms(self, ctx: StepContext, f_c: Tensor, f_d: Tensor) -> dict[str, Tensor]:
         z_c, z_d = ctx["enc_c"](f_c), ctx["enc_d"](f_d)

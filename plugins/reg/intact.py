@@ -70,7 +70,9 @@ ASSOCIATION_OPTIONS: dict[str, Option] = {
         "so independent of feature dims; same order as the ID weight)",
     ),
     "phi_hidden": Option(256, "hidden width of the association networks"),
-    "phi_depth": Option(2, "linear layers in each association MLP (phi's encoder and decoder each)"),
+    "phi_depth": Option(
+        2, "linear layers in each association MLP (phi's encoder and decoder each)"
+    ),
     "bridge_dim": Option(64, "dim of the bridge / common space"),
     "lr_phi": Option(1e-4, "learning rate of the association networks"),
 }

@@ -19,7 +19,7 @@ def mlp(in_dim: int, out_dim: int, hidden: int = 256, depth: int = 2) -> nn.Sequ
         )
     dims = [in_dim] + [hidden] * (depth - 1) + [out_dim]
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
         layers.append(nn.Linear(a, b))
         if i < depth - 1:
             layers.append(nn.LeakyReLU(0.2))
