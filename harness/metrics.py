@@ -20,6 +20,7 @@ computes distances per chunk, so a 100k x 100k problem never holds a dense matri
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -208,6 +209,52 @@ def _rank_chunk(
     return first, ap, inp, valid
 
 
+@contextlib.contextmanager
+def _one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """Run the CPU ranking on one intra-op thread: its torch ops are small next to the numpy
+    sort (single-threaded anyway), and on a shared machine thread barriers made it twice as slow."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _rank_chunks(
+    dist_rows: DistanceFn,
+    num_q: int,
+    num_g: int,
+    q_pids: Tensor,
+    q_cams: Tensor,
+    gal: _Gallery,
+    chunk_size: int,
+) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[int]]:
+    firsts, aps, inps, valids = [], [], [], []
+    for lo in range(0, num_q, chunk_size):
+        hi = min(lo + chunk_size, num_q)
+        d = dist_rows(lo, hi)
+        if d.shape != (hi - lo, num_g):
+            raise ValueError(
+                f"distance rows {lo}:{hi} have shape {tuple(d.shape)}, expected {(hi - lo, num_g)}"
+            )
+        if d.dtype not in (torch.float32, torch.float64):
+            d = d.double() if not d.is_floating_point() else d.float()  # exact for f16/bf16
+        d = d.contiguous()
+        with _one_cpu_thread(d.device):  # not around dist_rows: a matmul there wants threads
+            if bool(torch.isnan(d).any()):
+                raise ValueError(f"distances of queries {lo}:{hi} contain NaN")
+            first, ap, inp, valid = _rank_chunk(d, q_pids[lo:hi], q_cams[lo:hi], gal)
+        firsts.append(first[valid].cpu())
+        aps.append(ap[valid].cpu())
+        inps.append(inp[valid].cpu())
+        valids.append(int(valid.sum()))
+    return firsts, aps, inps, valids
+
+
 def _evaluate(
     dist_rows: DistanceFn,
     num_q: int,
@@ -226,24 +273,9 @@ def _evaluate(
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     gal = _Gallery(g_pids, g_cams)
-    firsts, aps, inps, valids = [], [], [], []
-    for lo in range(0, num_q, chunk_size):
-        hi = min(lo + chunk_size, num_q)
-        d = dist_rows(lo, hi)
-        if d.shape != (hi - lo, num_g):
-            raise ValueError(
-                f"distance rows {lo}:{hi} have shape {tuple(d.shape)}, expected {(hi - lo, num_g)}"
-            )
-        if d.dtype not in (torch.float32, torch.float64):
-            d = d.double() if not d.is_floating_point() else d.float()  # exact for f16/bf16
-        d = d.contiguous()
-        if bool(torch.isnan(d).any()):
-            raise ValueError(f"distances of queries {lo}:{hi} contain NaN")
-        first, ap, inp, valid = _rank_chunk(d, q_pids[lo:hi], q_cams[lo:hi], gal)
-        firsts.append(first[valid].cpu())
-        aps.append(ap[valid].cpu())
-        inps.append(inp[valid].cpu())
-        valids.append(int(valid.sum()))
+    firsts, aps, inps, valids = _rank_chunks(
+        dist_rows, num_q, num_g, q_pids, q_cams, gal, chunk_size
+    )
     num_valid = sum(valids)
     if num_valid == 0:
         raise ValueError(

@@ -130,6 +130,14 @@ def test_unpacks_as_three_values_and_exposes_counts():
     assert cmc.shape == (6,)
 
 
+def test_torch_thread_count_is_restored():
+    before = torch.get_num_threads()
+    evaluate_rank(DIST, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS)
+    with pytest.raises(ValueError):
+        evaluate_rank(np.full_like(DIST, np.nan), Q_PIDS, G_PIDS, Q_CAMS, G_CAMS)
+    assert torch.get_num_threads() == before
+
+
 def test_cmc_has_max_rank_entries_beyond_a_small_gallery():
     res = evaluate_rank(DIST, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS)
     assert res.cmc.shape == (50,)
