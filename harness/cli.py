@@ -80,7 +80,7 @@ def main() -> None:
 def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
         click.option("--sr", help="SR model (harness list). Default: srgan."),
-        click.option("--reid", help="Re-id model: a registered name or any timm model name. Default: osnet_x0_25."),
+        click.option("--reid", help="Re-id model: a registered name or any timm model name. Default: resnet18."),
         click.option("--reg", help="Regulariser: none, gan, intact, ... Default: none."),
         click.option("--disc", help="Discriminator for GAN-based regularisers. Default: srgan."),
         click.option("--data", help="Dataset. Default: synthetic (built in, no files needed)."),
@@ -139,8 +139,10 @@ def _default_run_dir(config) -> Path:
 @run_options
 @click.option("--out", type=click.Path(), help="Run folder (default runs/<time>-<data>-<sr>-<reid>-<reg>).")
 @click.option("--resume", "resume_dir", type=click.Path(), help="Continue RUN_DIR from its last checkpoint.")
+@click.option("--stage0-cache", type=click.Path(file_okay=False),
+              help="Folder of finished stage-0 re-id models, reused by runs with the same re-id recipe.")
 @_friendly
-def run(out: str | None, resume_dir: str | None, **kw: Any) -> None:
+def run(out: str | None, resume_dir: str | None, stage0_cache: str | None, **kw: Any) -> None:
     """Train an SR + re-id cascade under the MLR protocol and evaluate it."""
     from harness.runner import load_run_config, resolve_config, run_experiment
 
@@ -149,12 +151,14 @@ def run(out: str | None, resume_dir: str | None, **kw: Any) -> None:
         run_dir = Path(resume_dir)
         config = load_run_config(run_dir)
         click.echo(f"resuming {run_dir} (its saved config wins over other options)")
-        run_experiment(config, run_dir, registry, resume=True, echo=click.echo)
+        run_experiment(config, run_dir, registry, resume=True, echo=click.echo,
+                       stage0_cache_dir=Path(stage0_cache) if stage0_cache else None)
         return
     config = resolve_config(_values(kw), registry)
     click.echo(f"preset: {config.preset}" + ("" if kw.get("preset") else " (default for this machine)"))
     run_dir = Path(out) if out else _default_run_dir(config)
-    run_experiment(config, run_dir, registry, echo=click.echo)
+    run_experiment(config, run_dir, registry, echo=click.echo,
+                   stage0_cache_dir=Path(stage0_cache) if stage0_cache else None)
 
 
 @main.command("eval")
@@ -253,7 +257,8 @@ def bench(spec: str, seeds: int, out: str | None, data: str | None, data_root: s
         click.echo(f"== {label} (seed {config.seed}) -> {run_dir}")
         resume = (run_dir / "config.json").is_file()
         run_experiment(config, run_dir, registry, resume=resume, echo=click.echo,
-                       extra={"label": label, "paper": paper, "bench": loaded.name})
+                       extra={"label": label, "paper": paper, "bench": loaded.name},
+                       stage0_cache_dir=out_dir / ".stage0-cache")
 
     bench_mod.run_bench(loaded, out_dir, run_fn, seeds=seeds, overrides=overrides, progress=click.echo)
     click.echo((out_dir / "leaderboard.md").read_text() if (out_dir / "leaderboard.md").is_file() else "")

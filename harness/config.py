@@ -67,7 +67,7 @@ class RunConfig:
     """
 
     sr: str = "srgan"
-    reid: str = "osnet_x0_25"
+    reid: str = "resnet18"
     reg: str = "none"
     disc: str = "srgan"
     data: str = "synthetic"
@@ -79,7 +79,7 @@ class RunConfig:
     reid_iters: int = 300
     sr_iters: int = 300
     lr: float = 1e-4
-    lr_reid: float = 3e-4
+    lr_reid: float = 1e-3
     weight_decay: float = 5e-4
     label_smooth: float = 0.1
     triplet: bool = False

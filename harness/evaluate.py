@@ -124,15 +124,18 @@ def evaluate_models(
     for kind in ("sr", "bicubic", "hr"):
         dist = distance(feats[kind], gallery_f, config.metric)
         result = rank_metrics(dist, data.query_pids, **{**common, "q_cams": data.query_camids})
+        native = data.split.native_lr  # no HR ground truth for genuinely LR queries
         if kind != "hr":
-            result.update(quality[kind].compute())
+            if not native:
+                result.update(quality[kind].compute())
             per_ratio = {}
             for ratio, idx in buckets.items():
                 index = torch.tensor(idx)
                 sub = rank_metrics(dist[index], data.query_pids[index], **{**common, "q_cams": data.query_camids[index]})
                 sub.pop("cmc", None)
                 sub.pop("cmc_std", None)
-                sub.update(quality_by_ratio[ratio_key(ratio)][kind].compute())
+                if not native:
+                    sub.update(quality_by_ratio[ratio_key(ratio)][kind].compute())
                 per_ratio[ratio_key(ratio)] = sub
             result["per_ratio"] = per_ratio
         queries[kind] = result

@@ -95,9 +95,14 @@ def build_models(
     reid_entry = registry.lookup("reid", config.reid)
     reg_entry = registry.lookup("regulariser", config.reg)
 
+    # Each module family gets its own seed, so the re-id model's initial weights do
+    # not depend on which SR model or regulariser was built before it (this is
+    # what lets runs that differ only in sr/reg share one stage-0 result).
+    torch.manual_seed(config.seed * 1000 + 1)
     generator = _call(sr_entry, config)
     for ratio in sorted(set(config.protocol.ratios)):
         check_sr(sr_entry, generator, size, ratio)
+    torch.manual_seed(config.seed * 1000 + 2)
     reid = _call(reid_entry, config, num_classes)
     if config.reid_weights:
         from harness.weights import load_reid_weights
@@ -111,6 +116,7 @@ def build_models(
         check_discriminator(entry, disc, size)
         return disc
 
+    torch.manual_seed(config.seed * 1000 + 3)
     regulariser: Regulariser = _call(reg_entry, config)
     ctx = BuildContext(config=config, reid_dim=reid_dim, make_discriminator=make_discriminator, image_size=size)
     extra = regulariser.build(ctx)

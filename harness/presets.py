@@ -36,8 +36,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "height": 64,
         "width": 32,
         "batch_size": 32,
-        "reid_iters": 500,
-        "sr_iters": 300,
+        "reid_iters": 400,
+        "sr_iters": 250,
         "log_every": 25,
         "ckpt_every": 100,
         "options": {

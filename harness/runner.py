@@ -163,6 +163,33 @@ def config_document(config: RunConfig, extra: Mapping[str, Any] | None = None) -
     }
 
 
+#: RunConfig fields that stage 0 (re-id on HR) depends on, besides the re-id
+#: and dataset plugins' own options.
+STAGE0_FIELDS = (
+    "reid", "data", "data_root", "height", "width", "batch_size", "reid_iters", "lr_reid",
+    "weight_decay", "label_smooth", "triplet", "random_erasing", "res_aug", "reid_weights",
+    "seed", "amp", "channels_last", "skip_bad_images",
+)
+
+
+def stage0_key(config: RunConfig, registry: Registry, device: torch.device) -> str:
+    """A hash of everything stage 0 depends on: equal keys give bit-identical re-id models."""
+    import hashlib
+
+    doc = config.to_dict()
+    owned = set(registry.lookup("reid", config.reid).options) | set(registry.lookup("dataset", config.data).options)
+    key = {
+        "fields": {k: doc[k] for k in STAGE0_FIELDS},
+        "options": {k: v for k, v in doc["options"].items() if k in owned},
+        "protocol": {"ratios": doc["protocol"]["ratios"], "seed": doc["protocol"]["seed"],
+                     "lr_cameras": doc["protocol"]["lr_cameras"]},
+        "device": device.type,
+        "version": PROTOCOL_VERSION,
+        "torch": torch.__version__,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def run_experiment(
     config: RunConfig,
     run_dir: Path,
@@ -171,6 +198,7 @@ def run_experiment(
     resume: bool = False,
     echo: Echo = print,
     extra: Mapping[str, Any] | None = None,
+    stage0_cache_dir: Path | None = None,
 ) -> dict[str, Any]:
     from harness.data.prepare import prepare_data
     from harness.evaluate import evaluate_models
@@ -198,7 +226,11 @@ def run_experiment(
     seed_everything(config.seed)
     models, regulariser = build_models(config, registry, data.num_classes)
     log_path = run_dir / "log.jsonl"
-    trainer = Trainer(config, data, models, regulariser, run_dir, device, lambda rec: append_jsonl(log_path, rec))
+    cache = None
+    if stage0_cache_dir is not None:
+        cache = Path(stage0_cache_dir) / f"stage0-{config.reid}-{stage0_key(config, registry, device)}.pt"
+    trainer = Trainer(config, data, models, regulariser, run_dir, device,
+                      lambda rec: append_jsonl(log_path, rec), stage0_cache=cache)
     if resume:
         ckpt = latest_checkpoint(run_dir / "checkpoints")
         if ckpt is not None:

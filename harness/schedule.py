@@ -67,8 +67,9 @@ class StepRunner:
         """One update; returns the loss terms as tensors' values (no host sync if unused)."""
         set_trainable(self.models, step.trainable)
         optimizer = self.optimizers[step.name]
-        if optimizer is not None:
-            optimizer.zero_grad(set_to_none=True)
+        for module in self.models.values():  # no gradient outlives the step that made it
+            for p in module.parameters():
+                p.grad = None
         device_type = ctx.batch.x_hr.device.type
         autocast = (
             torch.autocast(device_type=device_type, dtype=self.amp_dtype)

@@ -62,6 +62,7 @@ class Trainer:
         run_dir: Path,
         device: torch.device,
         log: LogFn,
+        stage0_cache: Path | None = None,
     ):
         self.config = config
         self.data = data
@@ -89,6 +90,7 @@ class Trainer:
         self.stage = "reid"
         self.iteration = 0
         self._triplet = None
+        self.stage0_cache = stage0_cache
 
     # -- checkpoints -----------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -165,9 +167,34 @@ class Trainer:
             terms["triplet"] = self._triplet(feats.float(), pids)
         return terms
 
+    def _load_stage0(self) -> bool:
+        """Reuse a finished stage 0 of an identical re-id recipe (same result, no work)."""
+        path = self.stage0_cache
+        if path is None or self.iteration != 0 or not path.is_file():
+            return False
+        from harness.checkpoint import safe_load
+
+        cached = safe_load(path)
+        self.models["reid"].load_state_dict(cached["reid"])
+        restore_rng(cached["rng"], self.generator)
+        self.log({"stage": "reid", "iteration": self.config.reid_iters, "stage0_cache": str(path)})
+        self.stage, self.iteration = "sr", 0
+        self.checkpoint()
+        return True
+
+    def _save_stage0(self) -> None:
+        if self.stage0_cache is not None and not self.stage0_cache.is_file():
+            from harness.io import atomic_torch_save
+
+            atomic_torch_save({"reid": self.models["reid"].state_dict(), "rng": rng_state(self.generator)}, self.stage0_cache)
+
     def train_reid(self) -> None:
+        if self._load_stage0():
+            return
         cfg = self.config
         reid = self.models["reid"]
+        if self.iteration == 0:
+            torch.manual_seed(cfg.seed * 1000 + 4)  # stage 0 depends on its own recipe only
         reid.train()
         for p in reid.parameters():
             p.requires_grad_(True)
@@ -185,6 +212,7 @@ class Trainer:
             bar.update(1)
             self._after_iteration({f"reid/{k}": v.detach() for k, v in terms.items()}, bar)
         bar.close()
+        self._save_stage0()
         self.stage, self.iteration = "sr", 0
         self.checkpoint()
 

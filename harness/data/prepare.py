@@ -45,6 +45,10 @@ def _labels(records: list[Record], keep: list[int]) -> tuple[Tensor, Tensor]:
     return pids, cams
 
 
+def split_ratios(config: RunConfig) -> tuple[float, ...]:
+    return tuple(float(r) for r in config.protocol.ratios)
+
+
 def prepare_data(config: RunConfig, registry: Registry) -> PreparedData:
     entry = registry.lookup("dataset", config.data)
     dataset = entry.factory(config.data_root, config)
@@ -65,6 +69,15 @@ def prepare_data(config: RunConfig, registry: Registry) -> PreparedData:
     uniq, train_pids = torch.unique(train_pids, return_inverse=True)
     q_pids, q_cams = _labels(split.query, query.keep)
     g_pids, g_cams = _labels(split.gallery, gallery.keep)
+    if split.native_lr:
+        # Genuinely LR queries: each keeps its own resolution, bucketed to the
+        # nearest configured ratio (the images were loaded at HR size, so the
+        # evaluator's downsampling brings them back to about their native size).
+        heights = [int(query.sizes[j][0]) for j in range(len(query.keep))]
+        ratios = [min(split_ratios(config), key=lambda r: abs(r - config.height / max(1, h))) for h in heights]
+        split.query_ratios = [0.0] * len(split.query)
+        for j, i in enumerate(query.keep):
+            split.query_ratios[i] = ratios[j]
     q_ratios = torch.tensor([split.query_ratios[i] for i in query.keep], dtype=torch.float32)
     return PreparedData(
         split=split,
