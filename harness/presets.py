@@ -19,7 +19,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "reid_iters": 4,
         "sr_iters": 3,
         "log_every": 2,
-        "ckpt_every": 2,
+        "ckpt_every": 50,
         "eval_batch_size": 64,
         "options": {
             "synth_train_ids": 8,

@@ -60,7 +60,8 @@ def test_stage0_cache_gives_identical_results(registry, tmp_path):
 
 def test_stage0_learns_on_a_tiny_problem(registry, tmp_path):
     config = resolve_config({"preset": "smoke", "sr": "bicubic", "reid_iters": 40, "sr_iters": 0,
-                             "random_erasing": 0.0, "log_every": 1}, registry)
+                             "random_erasing": 0.0, "log_every": 1, "lr_reid": 3e-3,
+                             "batch_size": 16}, registry)
     run_experiment(config, tmp_path / "r", registry, echo=lambda s: None)
     lines = [json.loads(x) for x in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
     ce = [x["reid/ce"] for x in lines if "reid/ce" in x]
