@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/harness run --sr srgan --reg intact
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check harness plugins tests benchmarks
