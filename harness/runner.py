@@ -206,12 +206,24 @@ def run_experiment(
     from harness.report import format_summary, write_run_report
     from harness.train import Trainer
 
+    from harness import distributed
+
     start = time.time()
+    rank_device = distributed.init_from_env()
+    main_rank = distributed.is_main()
+    if not main_rank:
+        echo = _quiet
     config, device = resolve_device(config, echo)
-    check_run_dir(run_dir)
-    if not resume:
-        atomic_write_json(run_dir / "config.json", config_document(config, extra))
-        atomic_write_json(run_dir / "metrics.json", {"status": "running"})
+    if rank_device is not None:
+        device = rank_device
+    if main_rank:
+        check_run_dir(run_dir)
+        if not resume:
+            doc = config_document(config, extra)
+            doc["world_size"] = distributed.world_size()
+            atomic_write_json(run_dir / "config.json", doc)
+            atomic_write_json(run_dir / "metrics.json", {"status": "running"})
+    distributed.barrier()
     echo(f"run folder {run_dir}  preset={config.preset}  device={device}  "
          f"sr={config.sr} reid={config.reid} reg={config.reg} data={config.data}")
 
@@ -227,16 +239,19 @@ def run_experiment(
     models, regulariser = build_models(config, registry, data.num_classes)
     log_path = run_dir / "log.jsonl"
     cache = None
-    if stage0_cache_dir is not None:
+    if stage0_cache_dir is not None and not distributed.is_distributed():
         cache = Path(stage0_cache_dir) / f"stage0-{config.reid}-{stage0_key(config, registry, device)}.pt"
-    trainer = Trainer(config, data, models, regulariser, run_dir, device,
-                      lambda rec: append_jsonl(log_path, rec), stage0_cache=cache)
+    log = (lambda rec: append_jsonl(log_path, rec)) if main_rank else (lambda rec: None)
+    trainer = Trainer(config, data, models, regulariser, run_dir, device, log, stage0_cache=cache)
     if resume:
         ckpt = latest_checkpoint(run_dir / "checkpoints")
         if ckpt is not None:
             trainer.load_state(ckpt)
             echo(f"resumed at stage {trainer.stage}, iteration {trainer.iteration}")
     trainer.fit()
+    if not main_rank:  # rank 0 evaluates the (identical) models and writes the results
+        distributed.shutdown()
+        return {}
 
     metrics, samples = evaluate_models(models["G"], models["reid"], data, config, device)
     metrics.update({
@@ -248,12 +263,20 @@ def run_experiment(
         "dataset": data.dataset_summary,
         "bad_images": len(data.bad_images),
         "parameters": count_parameters(models),
+        "world_size": distributed.world_size(),
     })
     write_run_report(run_dir, metrics, samples)
     atomic_write_json(run_dir / "metrics.json", metrics)
     echo(format_summary(metrics))
     registry.hook().harness_run_finished(run_dir=str(run_dir), metrics=metrics)
+    if distributed.is_distributed():
+        metrics["world_size"] = distributed.world_size()
+        distributed.shutdown()
     return metrics
+
+
+def _quiet(message: str) -> None:
+    pass
 
 
 def load_run_config(run_dir: Path) -> RunConfig:

@@ -84,6 +84,9 @@ class StepRunner:
         if total.requires_grad:
             total.backward()
         if optimizer is not None:
+            from harness.distributed import average_gradients
+
+            average_gradients(p for g in optimizer.param_groups for p in g["params"])
             if self.grad_clip:
                 params = [p for g in optimizer.param_groups for p in g["params"]]
                 torch.nn.utils.clip_grad_norm_(params, self.grad_clip)

@@ -27,6 +27,7 @@ from harness.config import RunConfig
 from harness.data.mlr import TrainRatioSampler, downsample
 from harness.data.prepare import PreparedData
 from harness.errors import NumericalError
+from harness.distributed import all_gather_int, average_gradients, barrier, is_main
 from harness.schedule import StepRunner, check_finite
 
 LogFn = Callable[[dict[str, Any]], None]
@@ -35,7 +36,8 @@ LogFn = Callable[[dict[str, Any]], None]
 def _progress(total: int, desc: str, initial: int = 0):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, leave=False, disable=None)
+    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, leave=False,
+                disable=None if is_main() else True)
 
 
 def pk_indices(pids: Tensor, batch_size: int, instances: int, generator: torch.Generator) -> Tensor:
@@ -71,7 +73,11 @@ class Trainer:
         self.run_dir = run_dir
         self.device = device
         self.log = log
-        self.generator = torch.Generator().manual_seed(config.seed)
+        from harness import distributed
+
+        self.rank = distributed.rank()
+        # Each rank draws its own batches (rank 0 draws exactly what a one-process run draws).
+        self.generator = torch.Generator().manual_seed(config.seed + 7919 * self.rank)
         self.amp_dtype = torch.bfloat16 if (config.amp and device.type == "cuda") else None
         for module in models.values():
             module.to(device)
@@ -86,7 +92,9 @@ class Trainer:
         self.steps = regulariser.schedule(config)
         default_lr = {"G": config.lr, "reid": config.lr_reid * 0.1, "default": config.lr}
         self.runner = StepRunner(models, self.steps, default_lr, config.weight_decay, self.amp_dtype, config.grad_clip)
-        self.ratio_sampler = TrainRatioSampler(config.protocol.ratios, self.generator)
+        # One ratio per batch, the same on every rank, so all ranks run the same graph.
+        self.ratio_generator = torch.Generator().manual_seed(config.seed * 1000 + 5)
+        self.ratio_sampler = TrainRatioSampler(config.protocol.ratios, self.ratio_generator)
         self.stage = "reid"
         self.iteration = 0
         self._triplet = None
@@ -100,6 +108,7 @@ class Trainer:
             "reid_scheduler": self.reid_scheduler.state_dict(),
             "step_optimizers": self.runner.state_dict(),
             "rng": rng_state(self.generator),
+            "ratio_rng": self.ratio_generator.get_state(),
             "config": self.config.to_dict(),
         }
 
@@ -110,10 +119,15 @@ class Trainer:
         self.reid_scheduler.load_state_dict(ckpt["reid_scheduler"])
         self.runner.load_state_dict(ckpt["step_optimizers"])
         restore_rng(ckpt["rng"], self.generator)
+        self.ratio_generator.set_state(ckpt["ratio_rng"])
         self.stage = ckpt["stage"]
         self.iteration = int(ckpt["iteration"])
+        if self.rank > 0:  # the checkpoint holds rank 0's sampler; the others re-derive theirs
+            self.generator.manual_seed(self.config.seed + 7919 * self.rank + 104729 * self.iteration)
 
-    def checkpoint(self) -> Path:
+    def checkpoint(self) -> Path | None:
+        if not is_main():  # rank 0 writes; the others hold identical weights
+            return None
         return save_checkpoint(
             self.run_dir / "checkpoints", self.stage, self.iteration, self.state(), self.config.keep_checkpoints
         )
@@ -134,6 +148,12 @@ class Trainer:
             idx = pk_indices(self.data.train_pids, cfg.batch_size, 4, self.generator)
         else:
             idx = self._sample(cfg.batch_size)
+        if self.iteration == 0 and self.stage == "reid":
+            # Which data each rank saw first: proof that ranks do not duplicate work.
+            fingerprint = int(idx.sum()) * 1_000_003 + int(idx[0])
+            seen = all_gather_int(fingerprint)
+            if len(seen) > 1:
+                self.log({"stage": "reid", "iteration": 0, "rank_first_batch": seen})
         x = self.data.train_images[idx].float().div_(255.0)
         x = augment.random_flip(x, self.generator)
         x = augment.random_crop(x, self.generator, pad=max(1, cfg.height // 16))
@@ -183,7 +203,7 @@ class Trainer:
         return True
 
     def _save_stage0(self) -> None:
-        if self.stage0_cache is not None and not self.stage0_cache.is_file():
+        if is_main() and self.stage0_cache is not None and not self.stage0_cache.is_file():
             from harness.io import atomic_torch_save
 
             atomic_torch_save({"reid": self.models["reid"].state_dict(), "rng": rng_state(self.generator)}, self.stage0_cache)
@@ -206,6 +226,7 @@ class Trainer:
             loss = sum(terms.values())
             self.reid_optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            average_gradients(reid.parameters())
             self.reid_optimizer.step()
             self.reid_scheduler.step()
             self.iteration += 1
@@ -252,3 +273,4 @@ class Trainer:
             self.train_reid()
         if self.stage == "sr":
             self.train_sr()
+        barrier()
