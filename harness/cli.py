@@ -321,5 +321,37 @@ def data_info(name: str, data_root: str | None, preset: str) -> None:
     click.echo(json.dumps({"dataset": dataset.summary(), "mlr": build_mlr(dataset, config.protocol).describe()}, indent=2, default=str))
 
 
+# ---------------------------------------------------------------------------- check-plugin
+@main.command("check-plugin")
+@click.argument("name")
+@click.option("--kind", help="Only components of this kind: sr, discriminator, reid, regulariser, dataset.")
+@click.option("--data-root", type=click.Path(), help="Folder for dataset checks (datasets that read files need one).")
+@_friendly
+def check_plugin(name: str, kind: str | None, data_root: str | None) -> None:
+    """Contract-check NAME: a component of any kind, or every component of the plugin NAME.
+
+    Tiny inputs on CPU (the smoke preset); prints one line per passed check.
+    """
+    from harness.errors import DatasetError
+    from harness.testing import check_component, component_config, find_components
+
+    registry = _registry()
+    checked = 0
+    for entry in find_components(registry, name, kind):
+        try:
+            config = component_config(registry, entry, data_root)
+            lines = check_component(registry, entry.kind, entry.name, config, root=data_root)
+        except DatasetError as exc:
+            if data_root is not None:
+                raise
+            click.echo(f"skipped dataset {entry.name!r} (no --data-root): {exc}")
+            continue
+        for line in lines:
+            click.echo(f"ok  {line}")
+        checked += 1
+    if not checked:
+        raise HarnessError(f"nothing was checked for {name!r}: give --data-root for its dataset(s)")
+
+
 if __name__ == "__main__":
     main()

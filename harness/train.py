@@ -79,10 +79,12 @@ class Trainer:
         # Each rank draws its own batches (rank 0 draws exactly what a one-process run draws).
         self.generator = torch.Generator().manual_seed(config.seed + 7919 * self.rank)
         self.amp_dtype = torch.bfloat16 if (config.amp and device.type == "cuda") else None
-        for module in models.values():
+        for name, module in models.items():
             module.to(device)
             if config.channels_last and device.type == "cuda":
                 module.to(memory_format=torch.channels_last)
+            if config.compile and device.type == "cuda" and name in ("G", "reid", "D"):
+                module.compile(dynamic=True)  # in place: state_dict keys stay the same
         reid = models["reid"]
         self.reid_optimizer = torch.optim.Adam(reid.parameters(), lr=config.lr_reid, weight_decay=config.weight_decay)
         warmup = max(1, config.reid_iters // 10)
