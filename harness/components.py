@@ -118,7 +118,7 @@ class StepContext:
             try:
                 self.cache["sr"] = generator(self.batch.x_lr, self.batch.out_size)
             finally:
-                for p, flag in zip(params, was):
+                for p, flag in zip(params, was, strict=True):
                     p.requires_grad_(flag)
         return self.cache["sr"]
 

@@ -100,7 +100,7 @@ def evaluate_models(
         images = data.query_images[index]
         quality_by_ratio[ratio_key(ratio)] = {"sr": ImageQuality(), "bicubic": ImageQuality()}
         for kind in ("sr", "bicubic"):
-            def transform(x: Tensor, kind: str = kind) -> Tensor:
+            def transform(x: Tensor, kind: str = kind, ratio: float = ratio) -> Tensor:
                 lr = downsample(x, ratio, protocol)
                 out = generator(lr, size) if kind == "sr" else upsample_bicubic(lr, size)
                 out = out.float().clamp(0, 1)

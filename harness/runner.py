@@ -200,13 +200,12 @@ def run_experiment(
     extra: Mapping[str, Any] | None = None,
     stage0_cache_dir: Path | None = None,
 ) -> dict[str, Any]:
+    from harness import distributed
     from harness.data.prepare import prepare_data
     from harness.evaluate import evaluate_models
     from harness.models import build_models, count_parameters
     from harness.report import format_summary, write_run_report
     from harness.train import Trainer
-
-    from harness import distributed
 
     start = time.time()
     rank_device = distributed.init_from_env()

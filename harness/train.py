@@ -26,8 +26,8 @@ from harness.components import Regulariser, StepContext, TrainBatch
 from harness.config import RunConfig
 from harness.data.mlr import TrainRatioSampler, downsample
 from harness.data.prepare import PreparedData
-from harness.errors import NumericalError
 from harness.distributed import all_gather_int, average_gradients, barrier, is_main
+from harness.errors import NumericalError
 from harness.schedule import StepRunner, check_finite
 
 LogFn = Callable[[dict[str, Any]], None]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
-
-import pytest
 
 from harness import ProtocolConfig, Regulariser, Step, hookimpl
 from harness.data.mlr import draw_query_ratios

@@ -82,7 +82,7 @@ class MLRSplit:
             "num_train_ids": len({r.pid for r in self.train}),
             "num_query": len(self.query),
             "num_gallery": len(self.gallery),
-            "query_ratio_counts": {_ratio_key(float(r)): int(c) for r, c in zip(ratios, counts)},
+            "query_ratio_counts": {_ratio_key(float(r)): int(c) for r, c in zip(ratios, counts, strict=True)},
             "single_gallery_shot": self.single_gallery_shot,
             "native_lr": self.native_lr,
         }
@@ -122,7 +122,7 @@ def build_mlr(
     if not dataset.gallery:
         raise DatasetError(f"dataset {dataset.name!r} has an empty gallery")
     if dataset.native_lr and native_query_heights is not None and hr_height:
-        ratios = [_nearest(hr_height / max(1, h), protocol.ratios) for h, r in zip(native_query_heights, dataset.query) if r.camid in set(lr_cameras)]
+        ratios = [_nearest(hr_height / max(1, h), protocol.ratios) for h, r in zip(native_query_heights, dataset.query, strict=True) if r.camid in set(lr_cameras)]
     else:
         ratios = draw_query_ratios(len(query), protocol)
     gallery_pids = {r.pid for r in dataset.gallery}
