@@ -64,20 +64,17 @@ def list_checkpoints(directory: Path) -> list[Path]:
     return sorted(directory.glob("ckpt-*-*.pt"), key=_order)
 
 
-def safe_load(path: str | Path) -> Any:
-    """``torch.load(weights_only=True)``; a file that needs pickled code is refused."""
+def safe_load(path: str | Path, what: str = "checkpoint", hint: str = "") -> Any:
+    """``torch.load(weights_only=True)``; a file that needs pickled code is refused, never run."""
     path = Path(path)
     if not path.is_file():
-        raise HarnessError(f"checkpoint {path} does not exist")
+        raise HarnessError(f"{what} file {path} does not exist")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise HarnessError(
-            f"refusing to load {path}: it needs pickled code, which could run anything "
-            f"({str(exc).splitlines()[0]})"
-        ) from exc
-    except (RuntimeError, EOFError) as exc:
-        raise HarnessError(f"checkpoint {path} is corrupt or truncated: {exc}") from exc
+        raise HarnessError(f"refusing to unpickle code from {path}{hint}") from exc
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise HarnessError(f"cannot read {what} from {path}: it is corrupt or truncated ({exc})") from exc
 
 
 def latest_checkpoint(directory: Path) -> dict[str, Any] | None:

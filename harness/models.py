@@ -30,15 +30,15 @@ def _call(entry: Entry, *args: Any) -> Any:
         ) from exc
 
 
-def _fail(entry: Entry, expected: str, got: str) -> PluginError:
+def contract_error(entry: Entry, expected: str, got: str) -> PluginError:
     return PluginError(f"{entry.kind} {entry.name!r} (plugin {entry.plugin!r}) broke its contract: expected {expected}, got {got}")
 
 
-def _describe(value: Any) -> str:
+def describe(value: Any) -> str:
     if isinstance(value, Tensor):
         return f"tensor {tuple(value.shape)} {value.dtype}"
     if isinstance(value, (tuple, list)):
-        return f"{type(value).__name__} of ({', '.join(_describe(v) for v in value)})"
+        return f"{type(value).__name__} of ({', '.join(describe(v) for v in value)})"
     return type(value).__name__
 
 
@@ -51,16 +51,16 @@ def check_reid(entry: Entry, model: nn.Module, num_classes: int, size: tuple[int
             model.train()
             out = model(x)
             if not (isinstance(out, (tuple, list)) and len(out) == 2):
-                raise _fail(entry, "(logits, f_c) in train mode", _describe(out))
+                raise contract_error(entry, "(logits, f_c) in train mode", describe(out))
             logits, feat = out
             if logits.shape != (2, num_classes) or feat.ndim != 2 or feat.shape[0] != 2:
-                raise _fail(entry, f"logits (2, {num_classes}) and f_c (2, D) in train mode", _describe(out))
+                raise contract_error(entry, f"logits (2, {num_classes}) and f_c (2, D) in train mode", describe(out))
             model.eval()
             f = model(x)
             if not isinstance(f, Tensor) or f.ndim != 2 or f.shape[0] != 2 or not f.is_floating_point():
-                raise _fail(entry, "a float (2, D) feature tensor in eval mode", _describe(f))
+                raise contract_error(entry, "a float (2, D) feature tensor in eval mode", describe(f))
             if not torch.isfinite(f).all():
-                raise _fail(entry, "finite features", "NaN or inf")
+                raise contract_error(entry, "finite features", "NaN or inf")
     finally:
         model.train(was)
     return int(f.shape[1])
@@ -73,17 +73,17 @@ def check_sr(entry: Entry, model: nn.Module, size: tuple[int, int], ratio: float
     with torch.no_grad():
         y = model(x, size)
     if not isinstance(y, Tensor) or tuple(y.shape) != (2, 3, *size) or not y.is_floating_point():
-        raise _fail(entry, f"forward(x_lr, out_size) -> float tensor (2, 3, {size[0]}, {size[1]})", _describe(y))
+        raise contract_error(entry, f"forward(x_lr, out_size) -> float tensor (2, 3, {size[0]}, {size[1]})", describe(y))
 
 
 def check_discriminator(entry: Entry, model: nn.Module, size: tuple[int, int]) -> None:
     with torch.no_grad():
         out = model(torch.rand(2, 3, *size))
     if not (isinstance(out, (tuple, list)) and len(out) == 2):
-        raise _fail(entry, "(logit, f_d)", _describe(out))
+        raise contract_error(entry, "(logit, f_d)", describe(out))
     logit, feat = out
     if logit.reshape(-1).shape[0] != 2 or feat.ndim != 2 or feat.shape[0] != 2:
-        raise _fail(entry, "logit (2,) and f_d (2, D)", _describe(out))
+        raise contract_error(entry, "logit (2,) and f_d (2, D)", describe(out))
 
 
 def build_models(

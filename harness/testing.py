@@ -43,6 +43,7 @@ from harness.components import (
 )
 from harness.config import RunConfig
 from harness.errors import DatasetError, PluginError, UnknownNameError
+from harness.models import contract_error, describe
 from harness.registry import KINDS, Registry
 
 __all__ = [
@@ -182,15 +183,7 @@ def _label(entry: Entry) -> str:
 
 
 def _broke(entry: Entry, expected: str, got: str) -> PluginError:
-    return PluginError(f"{_label(entry)} broke its contract: expected {expected}, got {got}")
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, Tensor):
-        return f"tensor {tuple(value.shape)} {value.dtype}"
-    if isinstance(value, (tuple, list)):
-        return f"{type(value).__name__} of ({', '.join(_describe(v) for v in value)})"
-    return type(value).__name__
+    return contract_error(entry, expected, got)
 
 
 @contextlib.contextmanager
@@ -228,7 +221,7 @@ def _build(entry: Entry, *args: Any) -> Any:
 
 def _module(entry: Entry, built: Any) -> nn.Module:
     if not isinstance(built, nn.Module):
-        raise _broke(entry, "the factory to return an nn.Module", _describe(built))
+        raise _broke(entry, "the factory to return an nn.Module", describe(built))
     return built
 
 
@@ -245,7 +238,7 @@ def _float_matrix(entry: Entry, value: Any, rows: int, what: str) -> Tensor:
         or value.shape[0] != rows
         or not value.is_floating_point()
     ):
-        raise _broke(entry, f"{what} as a float ({rows}, D) tensor", _describe(value))
+        raise _broke(entry, f"{what} as a float ({rows}, D) tensor", describe(value))
     _finite(entry, value, what)
     return value
 
@@ -327,7 +320,7 @@ def check_sr_model(registry: Registry, name: str, config: RunConfig) -> list[str
                 entry,
                 f"forward(x_lr {tuple(x.shape)}, out_size={size}) in {mode} mode at ratio {ratio:g} "
                 f"to return {expected}",
-                _describe(y),
+                describe(y),
             )
         _finite(entry, y, f"the {mode}-mode output at ratio {ratio:g}")
         return y
@@ -423,7 +416,7 @@ def check_reid_model(
     with _guard(entry, "in a training-mode forward"):
         out = model(xg)
     if not (isinstance(out, (tuple, list)) and len(out) == 2):
-        raise _broke(entry, "(logits, f_c) in training mode", _describe(out))
+        raise _broke(entry, "(logits, f_c) in training mode", describe(out))
     logits, f_c = out
     if (
         not isinstance(logits, Tensor)
@@ -433,7 +426,7 @@ def check_reid_model(
         raise _broke(
             entry,
             f"logits as a float ({BATCH}, {num_classes}) tensor in training mode",
-            _describe(out),
+            describe(out),
         )
     _finite(entry, logits, "the training-mode logits")
     _float_matrix(entry, f_c, BATCH, "the training-mode f_c")
@@ -472,10 +465,10 @@ def check_discriminator(registry: Registry, name: str, config: RunConfig) -> lis
         with _guard(entry, f"in a {mode}-mode forward"):
             out = m(images)
         if not (isinstance(out, (tuple, list)) and len(out) == 2):
-            raise _broke(entry, f"(logit, f_d) in {mode} mode", _describe(out))
+            raise _broke(entry, f"(logit, f_d) in {mode} mode", describe(out))
         logit, f_d = out
         if not isinstance(logit, Tensor) or logit.numel() != BATCH or not logit.is_floating_point():
-            raise _broke(entry, f"a float logit of {BATCH} values in {mode} mode", _describe(out))
+            raise _broke(entry, f"a float logit of {BATCH} values in {mode} mode", describe(out))
         _finite(entry, logit, f"the {mode}-mode logit")
         _float_matrix(entry, f_d, BATCH, f"the {mode}-mode f_d")
         return logit.reshape(-1), f_d
@@ -578,7 +571,7 @@ def _validated(entry: Entry, step: Step) -> Step:
             raise _broke(
                 entry,
                 f"step {step.name!r} to return a non-empty dict of named loss tensors",
-                _describe(terms),
+                describe(terms),
             )
         for key, value in terms.items():
             if (
@@ -590,7 +583,7 @@ def _validated(entry: Entry, step: Step) -> Step:
                 raise _broke(
                     entry,
                     f"term {key!r} of step {step.name!r} to be a scalar float tensor",
-                    _describe(value),
+                    describe(value),
                 )
         return terms
 
@@ -621,7 +614,7 @@ def _one_iteration(entry: Entry, config: RunConfig) -> tuple[dict[str, float], l
         reg = _build(entry, config)
         if not (callable(getattr(reg, "build", None)) and callable(getattr(reg, "schedule", None))):
             raise _broke(
-                entry, "the factory to return a Regulariser (build and schedule)", _describe(reg)
+                entry, "the factory to return a Regulariser (build and schedule)", describe(reg)
             )
         models: dict[str, nn.Module] = {"G": TinyGenerator(size), "reid": TinyReid()}
         ctx = BuildContext(config, TINY_REID_DIM, TinyDiscriminator, size)
@@ -630,7 +623,7 @@ def _one_iteration(entry: Entry, config: RunConfig) -> tuple[dict[str, float], l
         if not isinstance(extra, Mapping) or not all(
             isinstance(k, str) and isinstance(m, nn.Module) for k, m in extra.items()
         ):
-            raise _broke(entry, "build() to return a dict of named nn.Modules", _describe(extra))
+            raise _broke(entry, "build() to return a dict of named nn.Modules", describe(extra))
         reserved = sorted({"G", "reid"} & set(extra))
         if reserved:
             raise _broke(
@@ -644,7 +637,7 @@ def _one_iteration(entry: Entry, config: RunConfig) -> tuple[dict[str, float], l
         with _guard(entry, "in schedule()"):
             steps = list(reg.schedule(config))
         if not steps or not all(isinstance(s, Step) for s in steps):
-            raise _broke(entry, "schedule() to return a non-empty list of Step", _describe(steps))
+            raise _broke(entry, "schedule() to return a non-empty list of Step", describe(steps))
         names = [s.name for s in steps]
         if len(set(names)) != len(names):
             raise _broke(entry, "steps with distinct names", f"names {names}")
@@ -751,11 +744,11 @@ def _record_key(record: Record) -> tuple[Any, ...]:
 
 def _check_records(entry: Entry, split: str, records: Any) -> None:
     if not isinstance(records, list) or not records:
-        raise _broke(entry, f"a non-empty list of Records in {split!r}", _describe(records))
+        raise _broke(entry, f"a non-empty list of Records in {split!r}", describe(records))
     for i, record in enumerate(records):
         where = f"{split}[{i}]"
         if not all(hasattr(record, a) for a in ("image", "pid", "camid")):
-            raise _broke(entry, f"{where} to be a Record(image, pid, camid)", _describe(record))
+            raise _broke(entry, f"{where} to be a Record(image, pid, camid)", describe(record))
         for attr in ("pid", "camid"):
             value = getattr(record, attr)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
@@ -773,7 +766,7 @@ def _check_records(entry: Entry, split: str, records: Any) -> None:
                 raise _broke(entry, f"{where}.image to be an existing file", repr(str(image)))
         else:
             raise _broke(
-                entry, f"{where}.image to be a file path or an HxWx3 uint8 array", _describe(image)
+                entry, f"{where}.image to be a file path or an HxWx3 uint8 array", describe(image)
             )
 
 
@@ -804,7 +797,7 @@ def check_dataset(
 
     dataset = build()
     if not isinstance(dataset, ReidDataset):
-        raise _broke(entry, "the factory to return a ReidDataset", _describe(dataset))
+        raise _broke(entry, "the factory to return a ReidDataset", describe(dataset))
     for split in ("train", "query", "gallery"):
         _check_records(entry, split, getattr(dataset, split))
     counts = ", ".join(f"{s} {len(getattr(dataset, s))}" for s in ("train", "query", "gallery"))
@@ -831,7 +824,7 @@ def check_dataset(
             raise _broke(
                 entry,
                 f"images decodable to uint8 (3, {size[0]}, {size[1]})",
-                _describe(loaded.images),
+                describe(loaded.images),
             )
     passed.append(
         f"{label}: the first {sample} images of each split decode to {size[0]}x{size[1]} RGB"

@@ -11,12 +11,10 @@ identities is skipped rather than failing the load.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from harness.errors import HarnessError
@@ -26,17 +24,10 @@ CONTAINER_KEYS = ("state_dict", "model", "reid")
 
 
 def _read(path: Path) -> Any:
-    if not path.is_file():
-        raise HarnessError(f"re-id weights file {path} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise HarnessError(
-            f"refusing to unpickle code from {path}; save a plain state_dict with "
-            f"torch.save(model.state_dict(), {path})"
-        ) from exc
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise HarnessError(f"cannot read re-id weights from {path}: {exc}") from exc
+    from harness.checkpoint import safe_load
+
+    hint = f"; save a plain state_dict with torch.save(model.state_dict(), {path})"
+    return safe_load(path, what="re-id weights", hint=hint)
 
 
 def _is_state_dict(obj: Any) -> bool:

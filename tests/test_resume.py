@@ -88,5 +88,5 @@ def test_checkpoint_needing_pickled_code_is_refused(tmp_path):
 
     path = tmp_path / "evil.pt"
     torch.save({"obj": Evil()}, path)
-    with pytest.raises(HarnessError, match="refusing to load"):
+    with pytest.raises(HarnessError, match="refusing to unpickle code"):
         safe_load(path)
