@@ -32,3 +32,51 @@ def test_readme_quick_start_is_two_commands_and_ci_calls_the_test_one():
     commands = [line.split("#")[0].strip() for line in block.splitlines() if line.split("#")[0].strip()]
     assert commands == ["make demo", "make test"]
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_plugin_example_registers_and_runs():
+    import types
+
+    import torch.nn.functional as F
+    from torch import nn
+
+    from harness.registry import Registry
+
+    readme = (ROOT / "README.md").read_text()
+    code = re.search(r"## Writing a plugin.*?```python\n(.*?)```", readme, re.S).group(1)
+
+    class MySR(nn.Module):
+        def forward(self, x, out_size):
+            return F.interpolate(x, size=out_size, mode="bilinear", align_corners=False)
+
+    module = types.ModuleType("readme_plugin")
+    module.MySR = MySR
+    exec(compile(code, "README.md", "exec"), module.__dict__)
+    reg = Registry()
+    reg.register_plugin(module, "readme")
+    entry = reg.lookup("sr", "my-sr")
+    assert entry.plugin == "readme" and entry.summary == "my super-resolution model"
+    import torch
+
+    assert entry.factory(None)(torch.rand(1, 3, 8, 4), (16, 8)).shape == (1, 3, 16, 8)
+
+
+def test_cli_examples_in_readme_name_real_commands_and_options():
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"## Using it.*?```bash\n(.*?)```", readme, re.S).group(1)
+    for line in block.splitlines():
+        line = line.split("#")[0].strip()
+        if not line.startswith("harness "):
+            continue
+        words = line.split()
+        sub = [w for w in words[1:3] if not w.startswith("-")]
+        help_args = (sub[:2] if sub[:1] == ["data"] else sub[:1]) + ["--help"]
+        result = CliRunner().invoke(main, help_args)
+        assert result.exit_code == 0, line
+        for word in words:
+            if word.startswith("--"):
+                assert word.split("=")[0] in result.output, f"{word} not an option of: {line}"
