@@ -23,11 +23,16 @@ STAGE_ORDER = {"reid": 0, "sr": 1, "done": 2}
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    """Every RNG state as plain tensors and numbers, loadable with ``weights_only=True``."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
     state = {
         "torch": torch.get_rng_state(),
         "generator": generator.get_state(),
-        "numpy": torch.from_numpy(np.frombuffer(pickle.dumps(np.random.get_state()), dtype=np.uint8).copy()),
-        "python": torch.from_numpy(np.frombuffer(pickle.dumps(random.getstate()), dtype=np.uint8).copy()),
+        "numpy": {"keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64),
+                   "gauss_next": gauss_next},
     }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -37,9 +42,11 @@ def rng_state(generator: torch.Generator) -> dict[str, Any]:
 def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
     torch.set_rng_state(state["torch"])
     generator.set_state(state["generator"])
-    # numpy / python states are our own bytes, never a file's pickled code path.
-    np.random.set_state(pickle.loads(state["numpy"].numpy().tobytes()))
-    random.setstate(pickle.loads(state["python"].numpy().tobytes()))
+    npy = state["numpy"]
+    np.random.set_state(("MT19937", npy["keys"].numpy().astype(np.uint32), npy["pos"],
+                         npy["has_gauss"], npy["cached_gaussian"]))
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(v) for v in py["internal"].tolist()), py["gauss_next"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
