@@ -17,7 +17,13 @@ from torch import Tensor, nn
 from harness.config import RunConfig
 from harness.data.mlr import downsample, ratio_buckets, ratio_key, upsample_bicubic
 from harness.data.prepare import PreparedData
-from harness.metrics import ImageQuality, cmc_at, evaluate_rank, single_gallery_shot_cmc
+from harness.metrics import (
+    ImageQuality,
+    cmc_at,
+    evaluate_rank,
+    pairwise_distance,
+    single_gallery_shot_cmc,
+)
 
 __all__ = ["evaluate_rank", "evaluate_models", "extract_features", "rank_metrics"]
 
@@ -46,12 +52,6 @@ def extract_features(
             feats.append(reid(x).float().cpu())
     reid.train(was)
     return torch.cat(feats) if feats else torch.zeros(0, 1)
-
-
-def distance(qf: Tensor, gf: Tensor, metric: str) -> Tensor:
-    if metric == "cosine":
-        return 1.0 - F.normalize(qf, dim=1) @ F.normalize(gf, dim=1).T
-    return torch.cdist(qf, gf).pow_(2)
 
 
 def rank_metrics(
@@ -122,7 +122,7 @@ def evaluate_models(
     )
     queries: dict[str, dict] = {}
     for kind in ("sr", "bicubic", "hr"):
-        dist = distance(feats[kind], gallery_f, config.metric)
+        dist = pairwise_distance(feats[kind], gallery_f, config.metric)
         result = rank_metrics(dist, data.query_pids, **{**common, "q_cams": data.query_camids})
         native = data.split.native_lr  # no HR ground truth for genuinely LR queries
         if kind != "hr":
