@@ -56,6 +56,28 @@ def random_erasing(x: Tensor, generator: torch.Generator, p: float = 0.5) -> Ten
     return out
 
 
+def color_jitter(
+    x: Tensor, generator: torch.Generator, p: float, strength: float = 0.3
+) -> Tensor:
+    """Per-image brightness, contrast and saturation jitter (torchvision's ColorJitter maths).
+
+    Each chosen image gets three factors drawn from [1 - strength, 1 + strength]; drawn
+    from the trainer's generator (not torch's global RNG) so resumed runs repeat them.
+    """
+    if p <= 0:
+        return x
+    b = x.shape[0]
+    apply = (_rand(b, generator) < p).to(x.device)
+    factors = (1 + strength * (2 * torch.rand(3, b, generator=generator) - 1)).to(x.device, x.dtype)
+    view = (b, 1, 1, 1)
+    out = x * factors[0].view(view)  # brightness
+    gray = (0.299 * out[:, 0:1] + 0.587 * out[:, 1:2] + 0.114 * out[:, 2:3]) if x.shape[1] == 3 else out
+    out = (out - gray.mean((-3, -2, -1), keepdim=True)) * factors[1].view(view) + gray.mean((-3, -2, -1), keepdim=True)
+    gray = (0.299 * out[:, 0:1] + 0.587 * out[:, 1:2] + 0.114 * out[:, 2:3]) if x.shape[1] == 3 else out
+    out = (out - gray) * factors[2].view(view) + gray  # saturation
+    return torch.where(apply[:, None, None, None], out.clamp(0.0, 1.0), x)
+
+
 def resolution_augment(
     x: Tensor, generator: torch.Generator, p: float, ratios: tuple[float, ...]
 ) -> Tensor:

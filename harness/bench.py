@@ -14,6 +14,17 @@ Seeds: the k-th seed of a row sets the RunConfig field ``seed`` to base + k
 every seed of every row sees the same MLR split (query ratios, LR cameras) and
 the spread over seeds measures training noise only.
 
+Splits: ``splits = N`` (or ``--splits N``) repeats every (row, seed) on the dataset's
+seeded train/test splits 0..N-1 (the dataset option ``split``; VIPeR's 10 splits), so a
+row's spread covers both training noise and the choice of identities.
+
+Presets: ``[presets.<name>]`` tables hold settings that apply only when the run's
+preset is ``<name>`` (e.g. a CPU-sized schedule for CI-sized checks); they sit between
+``[defaults]`` and the command line.
+
+Query: a row may report another query kind than the SR query with ``query = "hr"`` or
+``query = "bicubic"`` (the upper bound and the no-SR baseline of a leaderboard).
+
 A run whose folder already holds ``metrics.json`` with ``status: complete`` is
 skipped, so an interrupted bench continues where it stopped.
 """
@@ -39,9 +50,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10 (tomli is a declared dependency there)
     import tomli as tomllib
 
-RunFn = Callable[[dict[str, Any], Path, str, "dict[str, float] | None"], None]
+RunFn = Callable[[dict[str, Any], Path, str, "dict[str, float] | None", str], None]
 
-TOP_LEVEL_KEYS = ("name", "description", "defaults", "runs")
+TOP_LEVEL_KEYS = ("name", "description", "defaults", "presets", "splits", "runs")
+QUERY_KINDS = ("sr", "bicubic", "hr")
+ROW_KEYS = ("label", "paper", "query")
 RUN_FIELDS = frozenset(f.name for f in dataclasses.fields(RunConfig)) - {"options", "protocol"}
 PROTOCOL_FIELDS = frozenset(f.name for f in dataclasses.fields(ProtocolConfig))
 PAPER_KEYS = ("rank1", "rank5", "rank10", "mAP")
@@ -55,6 +68,7 @@ class RunSpec:
     label: str
     settings: dict[str, Any]
     paper: dict[str, float] | None = None
+    query: str = "sr"
 
 
 @dataclass(frozen=True)
@@ -64,6 +78,8 @@ class BenchSpec:
     defaults: dict[str, Any]
     runs: tuple[RunSpec, ...]
     path: Path | None = None
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    splits: int = 1
 
     @property
     def paper(self) -> dict[str, dict[str, float]]:
@@ -81,6 +97,8 @@ class PlannedRun:
     run_dir: Path
     paper: dict[str, float] | None = None
     ignored_overrides: tuple[str, ...] = field(default=())
+    query: str = "sr"
+    split: int | None = None
 
 
 # --------------------------------------------------------------------------- loading
@@ -156,6 +174,16 @@ def parse_spec(
     if not isinstance(defaults, Mapping):
         raise ConfigError(f"{source}: [defaults] must be a table")
     _check_settings(f"{source} [defaults]", defaults, frozenset())
+    presets = data.get("presets", {})
+    if not isinstance(presets, Mapping) or not all(isinstance(v, Mapping) for v in presets.values()):
+        raise ConfigError(f"{source}: [presets] must hold tables like [presets.cpu]")
+    for preset_name, settings in presets.items():
+        _check_settings(f"{source} [presets.{preset_name}]", settings, frozenset())
+        if "preset" in settings:
+            raise ConfigError(f"{source} [presets.{preset_name}]: cannot set preset itself")
+    splits = data.get("splits", 1)
+    if isinstance(splits, bool) or not isinstance(splits, int) or splits < 1:
+        raise ConfigError(f"{source}: splits must be a positive integer, got {splits!r}")
     runs = data.get("runs")
     if not isinstance(runs, list) or not runs:
         raise ConfigError(f"{source}: needs at least one [[runs]] table")
@@ -182,16 +210,21 @@ def parse_spec(
                 f"{folder!r}; make them differ in letters or digits"
             )
         seen_slugs[folder] = label
-        settings = {k: v for k, v in run.items() if k not in ("label", "paper")}
+        settings = {k: v for k, v in run.items() if k not in ROW_KEYS}
         _check_settings(where, settings, frozenset())
         paper = _check_paper(where, run["paper"]) if "paper" in run else None
-        parsed.append(RunSpec(label=label, settings=dict(settings), paper=paper))
+        query = run.get("query", "sr")
+        if query not in QUERY_KINDS:
+            raise ConfigError(f"{where}: query must be one of {', '.join(QUERY_KINDS)}, got {query!r}")
+        parsed.append(RunSpec(label=label, settings=dict(settings), paper=paper, query=query))
     return BenchSpec(
         name=name.strip(),
         description=description.strip(),
         defaults=dict(defaults),
         runs=tuple(parsed),
         path=path,
+        presets={k: dict(v) for k, v in presets.items()},
+        splits=splits,
     )
 
 
@@ -234,38 +267,62 @@ def _shadowed(overrides: Mapping[str, Any], run: Mapping[str, Any]) -> tuple[str
     return tuple(out)
 
 
+def effective_preset(merged: Mapping[str, Any]) -> str:
+    """The preset a run will use: its own, else this machine's default."""
+    from harness.presets import default_preset
+
+    return str(merged.get("preset") or default_preset())
+
+
 def expand(
     spec: BenchSpec,
     overrides: Mapping[str, Any] | None = None,
     seeds: int = 1,
     out_dir: str | Path | None = None,
+    splits: int | None = None,
 ) -> list[PlannedRun]:
-    """Every (row, seed) in spec order, seeds innermost; run_dir = out_dir/<slug>/seed<k>."""
+    """Every (row, seed) in spec order, seeds innermost; with several splits, split by split.
+
+    run_dir = out_dir/<slug>/seed<k> with one split, out_dir/<slug>/seed<k>-split<j> with more.
+    """
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    splits = spec.splits if splits is None else splits
+    if splits < 1:
+        raise ConfigError(f"--splits must be >= 1, got {splits}")
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     _check_settings("command-line overrides", overrides, frozenset())
     out_dir = Path(out_dir) if out_dir is not None else Path("runs") / "bench" / spec.name
     planned = []
     for run in spec.runs:
-        merged = _merge(spec.defaults, overrides, run.settings)
+        preset = effective_preset(_merge(spec.defaults, overrides, run.settings))
+        merged = _merge(spec.defaults, spec.presets.get(preset, {}), overrides, run.settings)
         base = merged.get("seed", 0)
         if isinstance(base, bool) or not isinstance(base, int):
             raise ConfigError(f"run {run.label!r}: seed must be an integer, got {base!r}")
         shadowed = _shadowed(overrides, run.settings)
         for k in range(seeds):
-            settings = json.loads(json.dumps(merged))  # a deep copy each run may own
-            settings["seed"] = base + k
-            planned.append(
-                PlannedRun(
-                    label=run.label,
-                    seed=base + k,
-                    settings=settings,
-                    run_dir=out_dir / slug(run.label) / f"seed{k}",
-                    paper=dict(run.paper) if run.paper else None,
-                    ignored_overrides=shadowed,
+            for j in range(splits):
+                settings = json.loads(json.dumps(merged))  # a deep copy each run may own
+                settings["seed"] = base + k
+                folder = f"seed{k}"
+                if splits > 1:
+                    settings.setdefault("options", {})["split"] = j
+                    folder += f"-split{j}"
+                planned.append(
+                    PlannedRun(
+                        label=run.label,
+                        seed=base + k,
+                        settings=settings,
+                        run_dir=out_dir / slug(run.label) / folder,
+                        paper=dict(run.paper) if run.paper else None,
+                        ignored_overrides=shadowed,
+                        query=run.query,
+                        split=j if splits > 1 else None,
+                    )
                 )
-            )
+    if splits > 1:  # whole splits first: a stopped bench leaves every row on the same splits
+        planned.sort(key=lambda r: r.split or 0)
     return planned
 
 
@@ -339,9 +396,12 @@ def stale_settings(run: PlannedRun) -> list[str]:
     return out
 
 
-def _seed_order(path: Path) -> tuple[int, str]:
-    digits = path.name.removeprefix("seed")
-    return (int(digits) if digits.isdigit() else 1 << 30, path.name)
+def _seed_order(path: Path) -> tuple[int, int, str]:
+    """seed2 < seed10; seed0-split2 < seed0-split10."""
+    match = re.fullmatch(r"seed(\d+)(?:-split(\d+))?", path.name)
+    if not match:
+        return (1 << 30, 0, path.name)
+    return (int(match.group(1)), int(match.group(2) or 0), path.name)
 
 
 def run_bench(
@@ -352,14 +412,16 @@ def run_bench(
     seeds: int = 1,
     overrides: Mapping[str, Any] | None = None,
     progress: Callable[[str], None] = print,
+    splits: int | None = None,
 ) -> list[Path]:
-    """Run every unfinished (row, seed) in order, then write the spec's leaderboard.
+    """Run every unfinished (row, seed, split) in order, then write the spec's leaderboard.
 
-    ``run_fn(settings, run_dir, label, paper)`` trains one run and writes its folder. If it
-    raises, the leaderboard of what has finished is still written, then the error propagates.
+    ``run_fn(settings, run_dir, label, paper, query)`` trains one run and writes its folder.
+    If it raises, the leaderboard of what has finished is still written, then the error
+    propagates.
     """
     out_dir = Path(out_dir)
-    plan = expand(spec, overrides, seeds, out_dir)
+    plan = expand(spec, overrides, seeds, out_dir, splits)
     for run in plan:
         stale = stale_settings(run)
         if stale:
@@ -373,7 +435,8 @@ def run_bench(
     done = 0
     try:
         for i, run in enumerate(plan, start=1):
-            tag = f"[{i}/{len(plan)}] {run.label} (seed {run.seed})"
+            where = f"seed {run.seed}" + ("" if run.split is None else f", split {run.split}")
+            tag = f"[{i}/{len(plan)}] {run.label} ({where})"
             if run.ignored_overrides and run.label not in warned:
                 warned.add(run.label)
                 progress(
@@ -384,7 +447,7 @@ def run_bench(
                 progress(f"{tag}: finished already, skipped ({run.run_dir})")
                 continue
             progress(f"{tag}: running -> {run.run_dir}")
-            run_fn(dict(run.settings), run.run_dir, run.label, run.paper)
+            run_fn(dict(run.settings), run.run_dir, run.label, run.paper, run.query)
             done += 1
     except BaseException:
         # Keep what finished visible, but never let a reporting failure hide the real error.

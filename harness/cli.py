@@ -94,7 +94,8 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--lr-reid", type=float),
         click.option("--triplet/--no-triplet", default=None, help="Add torchreid's triplet loss in stage 0."),
         click.option("--res-aug", type=float, help="Probability of resolution augmentation in stage 0."),
-        click.option("--random-erasing", type=float),
+        click.option("--random-erasing", type=float, help="Probability of random erasing in stage 0 (default 0.5)."),
+        click.option("--color-jitter", type=float, help="Probability of brightness/contrast/saturation jitter in stage 0."),
         click.option("--finetune-reid/--no-finetune-reid", default=None, help="Update re-id in the G step (default on)."),
         click.option("--reid-weights", type=click.Path(), help="Local re-id weights (state_dict); never downloaded."),
         click.option("--seed", type=int),
@@ -159,6 +160,37 @@ def run(out: str | None, resume_dir: str | None, stage0_cache: str | None, **kw:
     run_dir = Path(out) if out else _default_run_dir(config)
     run_experiment(config, run_dir, registry, echo=click.echo,
                    stage0_cache_dir=Path(stage0_cache) if stage0_cache else None)
+
+
+@main.command()
+@run_options
+@click.option("--out", "weights_out", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the re-id weights (a plain state_dict, for --reid-weights).")
+@click.option("--run-dir", type=click.Path(), help="Run folder (default runs/<time>-pretrain-<data>-<reid>).")
+@click.option("--stage0-cache", type=click.Path(file_okay=False),
+              help="Folder of finished stage-0 re-id models (shared with harness run / bench).")
+@_friendly
+def pretrain(weights_out: str, run_dir: str | None, stage0_cache: str | None, **kw: Any) -> None:
+    """Train only the re-id model on HR images of --data, and save its weights.
+
+    The way to start from something better than random weights where no ImageNet
+    weights can be had: e.g. pretrain on CUHK03, then
+    `harness run --data viper --reid-weights weights.pt` fine-tunes on VIPeR.
+    The run folder keeps the usual report (HR and bicubic queries on --data's test set).
+    """
+    from harness.runner import pretrain_reid, resolve_config
+
+    values = _values(kw)
+    given = {k for k in ("sr", "reg", "sr_iters") if values.get(k) is not None}
+    if given:
+        raise HarnessError(f"pretrain trains re-id alone; drop {', '.join('--' + g.replace('_', '-') for g in sorted(given))}")
+    values.update({"sr": "bicubic", "reg": "none", "sr_iters": 0})
+    config = resolve_config(values, _registry())
+    folder = Path(run_dir) if run_dir else Path("runs") / (
+        f"{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-pretrain-{config.data}-{config.reid}-s{config.seed}")
+    path = pretrain_reid(config, folder, Path(weights_out), _registry(), echo=click.echo,
+                         stage0_cache_dir=Path(stage0_cache) if stage0_cache else None)
+    click.echo(f"wrote re-id weights to {path} (use --reid-weights {path})")
 
 
 @main.command("eval")
@@ -229,6 +261,7 @@ def _expand_run_dirs(dirs: list[Path]) -> list[Path]:
 @main.command()
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False))
 @click.option("--seeds", type=int, default=1, show_default=True, help="Runs per row, seeds 0..N-1.")
+@click.option("--splits", type=int, help="Dataset splits per seed, 0..N-1 (option split; default: the spec's, else 1).")
 @click.option("--out", type=click.Path(), help="Output folder (default runs/bench/<spec name>).")
 @click.option("--data", help="Override the spec's dataset (e.g. synthetic).")
 @click.option("--data-root", type=click.Path())
@@ -238,7 +271,7 @@ def _expand_run_dirs(dirs: list[Path]) -> list[Path]:
 @click.option("--set", "settings", multiple=True, callback=_parse_options, metavar="FIELD=VALUE",
               help="Override any run setting, e.g. --set sr_iters=100.")
 @_friendly
-def bench(spec: str, seeds: int, out: str | None, data: str | None, data_root: str | None,
+def bench(spec: str, seeds: int, splits: int | None, out: str | None, data: str | None, data_root: str | None,
           preset: str | None, reid: str | None, options: dict, settings: dict) -> None:
     """Run a grid of runs from SPEC.toml (finished runs are skipped) and write its leaderboard."""
     from harness import bench as bench_mod
@@ -252,15 +285,16 @@ def bench(spec: str, seeds: int, out: str | None, data: str | None, data_root: s
         overrides["options"] = options
     out_dir = Path(out) if out else Path("runs") / "bench" / loaded.name
 
-    def run_fn(settings: dict, run_dir: Path, label: str, paper: dict | None) -> None:
+    def run_fn(settings: dict, run_dir: Path, label: str, paper: dict | None, query: str) -> None:
         config = resolve_config(settings, registry)
         click.echo(f"== {label} (seed {config.seed}) -> {run_dir}")
         resume = (run_dir / "config.json").is_file()
         run_experiment(config, run_dir, registry, resume=resume, echo=click.echo,
-                       extra={"label": label, "paper": paper, "bench": loaded.name},
+                       extra={"label": label, "paper": paper, "bench": loaded.name, "query": query},
                        stage0_cache_dir=out_dir / ".stage0-cache")
 
-    bench_mod.run_bench(loaded, out_dir, run_fn, seeds=seeds, overrides=overrides, progress=click.echo)
+    bench_mod.run_bench(loaded, out_dir, run_fn, seeds=seeds, overrides=overrides, progress=click.echo,
+                        splits=splits)
     click.echo((out_dir / "leaderboard.md").read_text() if (out_dir / "leaderboard.md").is_file() else "")
 
 
@@ -301,6 +335,30 @@ def data_synth(out: str, layout: str, train_ids: int, test_ids: int, cameras: in
     path = write_layout(Path(out), layout, train_ids=train_ids, test_ids=test_ids, cameras=cameras,
                         images_per_camera=images_per_camera, height=height, width=width, seed=seed)
     click.echo(f"wrote synthetic {layout} data to {path}")
+
+
+@data.command("pack")
+@click.argument("src", type=click.Path(exists=True, file_okay=False))
+@click.argument("out", type=click.Path())
+@click.option("--size", default="128x64", show_default=True, help="HEIGHTxWIDTH of every image in the copy.")
+@click.option("--quality", default=80, show_default=True, help="JPEG quality for .jpg images.")
+@_friendly
+def data_pack(src: str, out: str, size: str, quality: int) -> None:
+    """Copy dataset folder SRC to OUT (a folder, or one .tar) with every image resized.
+
+    The layout and file names are kept, so the copy loads with the same --data reader;
+    e.g. `harness data pack ../shared/data/cuhk03-labeled cuhk03-128x64.tar` makes a
+    ~30 MB CUHK03 for a size-limited upload (unpack with `tar xf`).
+    """
+    from harness.data.pack import pack_dataset
+
+    try:
+        height, width = (int(v) for v in size.lower().split("x"))
+    except ValueError as exc:
+        raise click.BadParameter(f"expected HEIGHTxWIDTH such as 128x64, got {size!r}", param_hint="--size") from exc
+    summary = pack_dataset(src, out, (height, width), quality)
+    click.echo(f"wrote {summary.images} images ({height}x{width}) and {summary.other_files} other file(s) "
+               f"to {summary.out}: {summary.bytes_written / 2**20:.1f} MiB")
 
 
 @data.command("info")

@@ -85,6 +85,7 @@ class RunConfig:
     triplet: bool = False
     random_erasing: float = 0.5
     res_aug: float = 0.0
+    color_jitter: float = 0.0
     metric: str = "cosine"
     finetune_reid: bool = True
     reid_weights: str | None = None
@@ -112,7 +113,7 @@ class RunConfig:
             raise ConfigError("iteration counts must be >= 0")
         if self.metric not in ("cosine", "euclidean"):
             raise ConfigError(f"metric must be cosine or euclidean, not {self.metric!r}")
-        for name in ("random_erasing", "res_aug"):
+        for name in ("random_erasing", "res_aug", "color_jitter"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} is a probability in [0, 1]")
         object.__setattr__(self, "options", dict(self.options))

@@ -70,6 +70,7 @@ class RunResult:
     seed: int | None = None
     protocol_version: str | None = None
     bench: str | None = None
+    query: str = "sr"
 
     @property
     def complete(self) -> bool:
@@ -87,14 +88,19 @@ class RunResult:
 
 @dataclass
 class Stat:
-    """Mean and sample std (ddof=1; 0 for a single run) over the runs that report a value."""
+    """Mean and sample std (ddof=1; 0 for a single run) over the runs that report a value.
+
+    ``over`` says what the std is taken over: ``runs`` (seeds and splits), or ``trials``
+    (the gallery draws of one single-gallery-shot run, when a row has only one run).
+    """
 
     mean: float
     std: float
     n: int
+    over: str = "runs"
 
-    def to_dict(self) -> dict[str, float | int]:
-        return {"mean": self.mean, "std": self.std, "n": self.n}
+    def to_dict(self) -> dict[str, float | int | str]:
+        return {"mean": self.mean, "std": self.std, "n": self.n, "over": self.over}
 
 
 @dataclass
@@ -108,6 +114,7 @@ class Group:
     label: str | None = None
     bench: str | None = None
     paper: dict[str, float] | None = None
+    query: str = "sr"
     stats: dict[str, dict[str, Stat]] = field(default_factory=dict)
     per_ratio: dict[str, dict[str, dict[str, Stat]]] = field(default_factory=dict)
     cmc: dict[str, list[float]] = field(default_factory=dict)
@@ -144,6 +151,7 @@ class Group:
             "name": self.name,
             "label": self.label,
             "bench": self.bench,
+            "query": self.query,
             "n": self.n,
             "seeds": self.seeds,
             "run_dirs": [str(r.run_dir) for r in self.runs],
@@ -220,6 +228,7 @@ def read_run(run_dir: str | Path) -> RunResult:
         paper=dict(doc["paper"]) if isinstance(doc.get("paper"), Mapping) else None,
         seed=int(seed) if seed is not None else None,
         protocol_version=doc.get("protocol_version"),
+        query=str(doc.get("query") or "sr"),
     )
     metrics, problem = _read_json(run_dir / "metrics.json")
     if metrics is None:
@@ -282,11 +291,25 @@ def _summarise(group: Group) -> None:
         }
         for kind, ratios in ratio_values.items()
     }
+    if group.n == 1:
+        _trial_spread(group)
     for kind, runs in curves.items():
         length = min(len(c) for c in runs)
         arr = np.asarray([c[:length] for c in runs], dtype=np.float64)
         group.cmc[kind] = arr.mean(0).tolist()
         group.cmc_std[kind] = (arr.std(0, ddof=1) if len(arr) > 1 else np.zeros(length)).tolist()
+
+
+def _trial_spread(group: Group) -> None:
+    """One single-gallery-shot run: show the spread over its gallery trials instead of 0."""
+    for kind, q in group.runs[0].metrics.get("queries", {}).items():
+        std = q.get("cmc_std") if isinstance(q, Mapping) else None
+        if not std:
+            continue
+        for metric, rank in (("rank1", 1), ("rank5", 5), ("rank10", 10)):
+            stat = group.stats.get(kind, {}).get(metric)
+            if stat is not None and len(std) >= rank:
+                group.stats[kind][metric] = Stat(stat.mean, float(std[rank - 1]), 1, over="trials")
 
 
 def _ratio_order(ratio: str) -> tuple[float, str]:
@@ -356,7 +379,8 @@ def group(results: Iterable[RunResult]) -> list[Group]:
         g = groups.get(run.key)
         if g is None:
             g = groups[run.key] = Group(
-                key=run.key, name=run.label or "", runs=[], label=run.label, bench=run.bench
+                key=run.key, name=run.label or "", runs=[], label=run.label, bench=run.bench,
+                query=run.query,
             )
         (g.runs if run.complete else g.pending).append(run)
         if g.paper is None and run.paper:
@@ -385,8 +409,8 @@ def _fmt(stat: Stat | None, scale: float = 100.0, digits: int = 1) -> str:
     if math.isinf(stat.mean):
         return "inf"
     text = f"{scale * stat.mean:.{digits}f}"
-    if stat.n > 1 and math.isfinite(stat.std):
-        text += f" ± {scale * stat.std:.{digits}f}"
+    if (stat.n > 1 or stat.over == "trials") and math.isfinite(stat.std):
+        text += f" ± {scale * stat.std:.{digits}f}" + ("†" if stat.over == "trials" else "")
     return text
 
 
@@ -410,13 +434,14 @@ def table(
     """Header and rows shared by the markdown and HTML renderings (finished groups only)."""
     shown = [g for g in groups if g.n > 0]
     ratios = sorted(
-        {r for g in shown for r in g.per_ratio.get("sr", {})},
+        {r for g in shown for r in g.per_ratio.get(g.query, {})},
         key=_ratio_order,
     )
     others = ordered_kinds(k for g in shown for k in g.stats if k != "sr")
     papers = [_paper_for(g, paper) for g in shown]
     with_paper = any(papers)
-    header = ["Run", "Data", "Seeds", "R-1", "R-5", "R-10", "mAP"]
+    with_query = any(g.query != "sr" for g in shown)
+    header = ["Run", "Data"] + (["Query"] if with_query else []) + ["Runs", "R-1", "R-5", "R-10", "mAP"]
     header += [_ratio_label(r) for r in ratios]
     header += ["PSNR", "SSIM"]
     header += [f"{'HR' if k == 'hr' else k} R-1" for k in others]
@@ -427,16 +452,17 @@ def table(
         data = str(g.config.get("data", "?"))
         if g.eval_style == "single-gallery-shot":
             data += " (single-shot)"
-        row = [g.name, data, str(g.n)]
-        row += [_fmt(g.stat("sr", m)) for m in ("rank1", "rank5", "rank10", "mAP")]
-        row += [_fmt(g.per_ratio.get("sr", {}).get(r, {}).get("rank1")) for r in ratios]
-        row += [_fmt(g.stat("sr", "psnr"), 1.0, 2), _fmt(g.stat("sr", "ssim"), 1.0, 3)]
+        q = g.query
+        row = [g.name, data] + ([QUERY_NAMES.get(q, q)] if with_query else []) + [str(g.n)]
+        row += [_fmt(g.stat(q, m)) for m in ("rank1", "rank5", "rank10", "mAP")]
+        row += [_fmt(g.per_ratio.get(q, {}).get(r, {}).get("rank1")) for r in ratios]
+        row += [_fmt(g.stat(q, "psnr"), 1.0, 2), _fmt(g.stat(q, "ssim"), 1.0, 3)]
         row += [_fmt(g.stat(k, "rank1")) for k in others]
         if with_paper:
             if pap:
                 nums = [pap.get(k) for k in ("rank1", "rank5", "rank10")]
                 row.append(" / ".join("-" if v is None else f"{float(v):.1f}" for v in nums))
-                ours = g.stat("sr", "rank1")
+                ours = g.stat(q, "rank1")
                 if ours is not None and pap.get("rank1") is not None and math.isfinite(ours.mean):
                     row.append(f"{100.0 * ours.mean - float(pap['rank1']):+.1f}")
                 else:
@@ -465,9 +491,12 @@ def notes(groups: Sequence[Group]) -> list[str]:
     return out
 
 
+QUERY_NAMES = {"sr": "SR", "bicubic": "bicubic", "hr": "HR"}
+
 LEGEND = (
     "SR query (LR query -> SR -> re-id) unless a column says otherwise; Rank-k and mAP in %, "
-    "mean ± std over seeds (sample std); PSNR in dB. Δ R-1 is ours minus the paper's."
+    "mean ± std over runs (seeds x splits; sample std), † = ± over the gallery trials of a "
+    "single run; PSNR in dB. Δ R-1 is ours minus the paper's."
 )
 
 
@@ -496,10 +525,11 @@ def render_markdown(
     return "\n".join(lines) + "\n"
 
 
-def cmc_plot(groups: Sequence[Group], title: str = "Mean SR-query CMC") -> Any:
-    """Mean SR CMC of each finished group, ±1 std over seeds where there are several."""
-    curves = {g.name: g.cmc["sr"] for g in groups if g.n and "sr" in g.cmc}
-    bands = {g.name: g.cmc_std["sr"] for g in groups if g.n > 1 and "sr" in g.cmc_std}
+def cmc_plot(groups: Sequence[Group], title: str = "Mean CMC") -> Any:
+    """Mean CMC of each finished group (its row's query kind), ±1 std over runs where there
+    are several."""
+    curves = {g.name: g.cmc[g.query] for g in groups if g.n and g.query in g.cmc}
+    bands = {g.name: g.cmc_std[g.query] for g in groups if g.n > 1 and g.query in g.cmc_std}
     return cmc_figure(curves, title, bands)
 
 
@@ -544,7 +574,7 @@ def render_html(
             parts.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
         parts.append("</tbody></table>")
         image = _png_base64(cmc_plot(groups))
-        parts.append(f'<p><img alt="mean SR-query CMC" src="data:image/png;base64,{image}"></p>')
+        parts.append(f'<p><img alt="mean CMC" src="data:image/png;base64,{image}"></p>')
     else:
         parts.append("<p><em>No finished runs.</em></p>")
     extra = notes(groups)

@@ -167,7 +167,7 @@ def config_document(config: RunConfig, extra: Mapping[str, Any] | None = None) -
 #: and dataset plugins' own options.
 STAGE0_FIELDS = (
     "reid", "data", "data_root", "height", "width", "batch_size", "reid_iters", "lr_reid",
-    "weight_decay", "label_smooth", "triplet", "random_erasing", "res_aug", "reid_weights",
+    "weight_decay", "label_smooth", "triplet", "random_erasing", "res_aug", "color_jitter", "reid_weights",
     "seed", "amp", "channels_last", "skip_bad_images",
 )
 
@@ -231,6 +231,10 @@ def run_experiment(
     if data.bad_images:
         echo(f"skipped {len(data.bad_images)} unreadable image(s), e.g. {data.bad_images[0]}")
     desc = data.split.describe()
+    if main_rank and not resume:
+        listing = {"protocol": dataclasses.asdict(config.protocol), "data": config.data,
+                   "options": dict(config.options), **data.split.listing(config.data_root)}
+        atomic_write_json(run_dir / "split.json", listing)
     echo(f"data: {desc['num_train']} train images of {desc['num_train_ids']} ids; "
          f"{desc['num_query']} LR queries (cameras {desc['lr_cameras']}, ratios {desc['query_ratio_counts']}); "
          f"{desc['num_gallery']} HR gallery images")
@@ -272,6 +276,39 @@ def run_experiment(
         metrics["world_size"] = distributed.world_size()
         distributed.shutdown()
     return metrics
+
+
+def pretrain_reid(
+    config: RunConfig,
+    run_dir: Path,
+    weights_out: Path,
+    registry: Registry,
+    *,
+    echo: Echo = print,
+    stage0_cache_dir: Path | None = None,
+) -> Path:
+    """Stage 0 alone (``sr_iters`` must be 0), then the re-id weights as a plain state_dict.
+
+    A ``<weights>.json`` beside the weights records the recipe and the HR/bicubic-query
+    numbers on the pretraining data's own test split, so a weights file is never anonymous.
+    """
+    from harness.io import atomic_torch_save
+
+    if config.sr_iters != 0:
+        raise ConfigError("pretraining runs stage 0 only; sr_iters must be 0")
+    metrics = run_experiment(config, run_dir, registry, echo=echo, extra={"pretrain": True},
+                             stage0_cache_dir=stage0_cache_dir)
+    ckpt = latest_checkpoint(run_dir / "checkpoints")
+    if ckpt is None or ckpt["stage"] != "done":
+        raise HarnessError(f"{run_dir} did not finish; resume it with harness run --resume {run_dir}")
+    state = {k: v.detach().cpu() for k, v in ckpt["models"]["reid"].items()}
+    path = atomic_torch_save(state, weights_out)
+    queries = metrics.get("queries", {})
+    atomic_write_json(Path(f"{weights_out}.json"), {
+        "weights": str(weights_out), "run_dir": str(run_dir), **config_document(config),
+        "test_rank1": {k: q.get("rank1") for k, q in queries.items()},
+    })
+    return path
 
 
 def _quiet(message: str) -> None:

@@ -159,6 +159,7 @@ class Trainer:
         x = self.data.train_images[idx].float().div_(255.0)
         x = augment.random_flip(x, self.generator)
         x = augment.random_crop(x, self.generator, pad=max(1, cfg.height // 16))
+        x = augment.color_jitter(x, self.generator, cfg.color_jitter)
         x = augment.resolution_augment(x, self.generator, cfg.res_aug, cfg.protocol.ratios)
         x = augment.random_erasing(x, self.generator, cfg.random_erasing)
         return self._to_float((x * 255).round().to(torch.uint8)), self.data.train_pids[idx].to(self.device)

@@ -155,7 +155,7 @@ class FakeTrainer:
         self.calls: list[tuple[str, int]] = []
         self.fail_on = fail_on
 
-    def __call__(self, settings: dict, run_dir: Path, label: str, paper: dict | None) -> None:
+    def __call__(self, settings: dict, run_dir: Path, label: str, paper: dict | None, query: str = "sr") -> None:
         self.calls.append((label, settings["seed"]))
         if label == self.fail_on:
             raise RuntimeError("boom")
@@ -165,7 +165,7 @@ class FakeTrainer:
         config = RunConfig(**fields, options=settings.get("options", {}), protocol=protocol)
         config = config.to_dict()
         doc = {"config": config, "protocol_version": "mlr-1.0", "seed": settings["seed"]}
-        doc.update({"label": label, "paper": paper})
+        doc.update({"label": label, "paper": paper, "query": query})
         (run_dir / "config.json").write_text(json.dumps(doc))
         r1 = 0.5 + 0.1 * (settings["seed"] % 10)
         cmc = [min(1.0, r1 + 0.01 * i) for i in range(50)]
@@ -248,7 +248,7 @@ def test_shipped_specs_load_and_expand(path: Path, tmp_path) -> None:
     spec = load_spec(path)
     assert spec.name == path.stem
     plan = expand(spec, {"data_root": "/data"}, seeds=2, out_dir=tmp_path)
-    assert len(plan) == 2 * len(spec.runs)
+    assert len(plan) == 2 * spec.splits * len(spec.runs)
     for run in plan:
         settings = run.settings
         assert settings["data_root"] == "/data"
@@ -291,3 +291,84 @@ def test_shipped_specs_cover_the_paper_numbers() -> None:
         "CAVIAR (genuine LR)": (44.0, 81.8, 93.9),
     }
     assert all(label.endswith(": INTACT") for label in papers["table1"])
+
+
+SPLIT_SPEC = """
+name = "real"
+splits = 3
+[defaults]
+data = "viper"
+reid = "resnet50"
+preset = "paper"
+[presets.cpu]
+reid = "resnet18"
+reid_iters = 7
+[[runs]]
+label = "HR"
+sr = "bicubic"
+sr_iters = 0
+query = "hr"
+[[runs]]
+label = "INTACT"
+reg = "intact"
+"""
+
+
+def test_splits_vary_the_dataset_split_and_come_whole_first(tmp_path) -> None:
+    spec = load_spec(write(tmp_path, SPLIT_SPEC))
+    plan = expand(spec, {}, seeds=1, out_dir=tmp_path)
+    assert [(r.label, r.split) for r in plan] == [
+        ("HR", 0), ("INTACT", 0), ("HR", 1), ("INTACT", 1), ("HR", 2), ("INTACT", 2)
+    ]
+    assert [r.settings["options"]["split"] for r in plan] == [0, 0, 1, 1, 2, 2]
+    assert plan[2].run_dir == tmp_path / "hr" / "seed0-split1"
+    assert {r.settings["seed"] for r in plan} == {0}  # splits move the data, not the seed
+    assert len(expand(spec, {}, seeds=2, out_dir=tmp_path, splits=1)) == 4  # --splits wins
+    with pytest.raises(ConfigError, match="--splits must be >= 1"):
+        expand(spec, {}, splits=0)
+
+
+def test_preset_tables_apply_only_to_their_preset_and_yield_to_the_command_line(tmp_path) -> None:
+    spec = load_spec(write(tmp_path, SPLIT_SPEC))
+    paper = expand(spec, {}, splits=1)[1].settings
+    assert paper["reid"] == "resnet50" and "reid_iters" not in paper
+    cpu = expand(spec, {"preset": "cpu"}, splits=1)[1].settings
+    assert cpu["reid"] == "resnet18" and cpu["reid_iters"] == 7
+    cli = expand(spec, {"preset": "cpu", "reid_iters": 3}, splits=1)
+    assert cli[1].settings["reid_iters"] == 3
+    assert cli[0].settings["sr_iters"] == 0 and cli[0].query == "hr" and cli[1].query == "sr"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('name = "x"\nsplits = 0\n[[runs]]\nlabel = "a"\n', "splits must be a positive integer"),
+        ('name = "x"\n[presets.cpu]\nreid_iter = 3\n[[runs]]\nlabel = "a"\n', "unknown setting 'reid_iter'"),
+        ('name = "x"\n[presets.cpu]\npreset = "paper"\n[[runs]]\nlabel = "a"\n', "cannot set preset itself"),
+        ('name = "x"\n[[runs]]\nlabel = "a"\nquery = "lr"\n', "query must be one of sr, bicubic, hr"),
+    ],
+)
+def test_bad_split_preset_and_query_keys_are_named(tmp_path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_spec(write(tmp_path, text))
+
+
+def test_query_rows_report_their_query_kind_in_the_leaderboard(tmp_path) -> None:
+    spec = load_spec(write(tmp_path, SPLIT_SPEC))
+    out = tmp_path / "out"
+
+    def trainer(settings: dict, run_dir: Path, label: str, paper: dict | None, query: str) -> None:
+        FakeTrainer()(settings, run_dir, label, paper, query)
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        split = settings["options"]["split"]
+        metrics["queries"]["hr"] = {"rank1": 0.9 - 0.1 * split, "rank5": 1.0, "rank10": 1.0, "mAP": 0.8}
+        (run_dir / "metrics.json").write_text(json.dumps(metrics))
+
+    run_bench(spec, out, trainer, overrides={"data": "synthetic"}, progress=lambda m: None)
+    board = (out / "leaderboard.md").read_text()
+    hr_row = next(line for line in board.splitlines() if line.startswith("| HR "))
+    cells = [c.strip() for c in hr_row.strip("|").split("|")]
+    # Run, Data, Query, Runs, R-1 ...: mean and sample std of 90, 80, 70 over the three splits
+    assert cells[2:5] == ["HR", "3", "80.0 ± 10.0"]
+    intact = json.loads((out / "leaderboard.json").read_text())["groups"][1]
+    assert intact["query"] == "sr" and intact["n"] == 3

@@ -156,7 +156,7 @@ def test_markdown_has_protocol_version_mean_std_and_paper(tmp_path) -> None:
     header = [c.strip() for c in text.splitlines()[4].strip("|").split("|")]
     got = dict(zip(header, cells, strict=True))
     assert got["R-1"] == "85.0 ± 7.1"  # mean 0.85, sample std 0.0707
-    assert got["Seeds"] == "2"
+    assert got["Runs"] == "2"
     assert got["R-1 ×2"] == "90.0 ± 7.1"
     assert got["Paper R-1/5/10"] == "88.1 / 95.0 / 96.9"
     assert got["Δ R-1"] == "-3.1"
@@ -207,3 +207,20 @@ def test_nothing_finished_renders_a_clear_table(tmp_path) -> None:
     text = lb.render_markdown(lb.collect([run]))
     assert "No finished runs" in text and "(running)" in text
     assert "No finished runs" in lb.render_html(lb.collect([run]))
+
+
+def test_a_single_gallery_shot_run_shows_its_spread_over_trials(tmp_path) -> None:
+    run = make_run(tmp_path, "one", r1=0.5)
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["queries"]["sr"]["cmc_std"] = [0.03] * 4 + [0.02] * 5 + [0.01] * 41
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    two = [make_run(tmp_path, f"s{k}", seed=k, r1=0.5 + 0.1 * k, label="two") for k in range(2)]
+    groups = lb.group(lb.collect([run, *two]))
+    single, pair = groups
+    assert single.stat("sr", "rank1").over == "trials" and single.stat("sr", "rank1").std == 0.03
+    assert single.stat("sr", "rank10").std == 0.01
+    assert single.stat("sr", "mAP").std == 0.0  # no per-trial mAP spread is recorded
+    assert pair.stat("sr", "rank1").over == "runs"
+    _, rows = lb.table(groups)
+    assert rows[0][3] == "50.0 ± 3.0†" and rows[0][6] == "40.0"
+    assert rows[1][3] == "55.0 ± 7.1"

@@ -21,6 +21,8 @@ result (``ProtocolConfig`` plus ``PROTOCOL_VERSION``):
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -85,6 +87,35 @@ class MLRSplit:
             "query_ratio_counts": {_ratio_key(float(r)): int(c) for r, c in zip(ratios, counts, strict=True)},
             "single_gallery_shot": self.single_gallery_shot,
             "native_lr": self.native_lr,
+        }
+
+
+    def listing(self, root: str | None = None) -> dict:
+        """Every image of the split by file (relative to ``root``), with its id, camera and,
+        for queries, its LR ratio: the split file a run folder keeps, so a number can be
+        traced to the exact identities and images behind it (nothing is written into the
+        dataset folder). In-memory images (the synthetic set) are named by their index."""
+
+        def name(record: Record, i: int) -> str:
+            if not isinstance(record.image, str):
+                return f"#{i}"
+            if root:
+                try:
+                    return os.path.relpath(record.image, root)
+                except ValueError:  # another drive on Windows
+                    pass
+            return record.image
+
+        def rows(records: list[Record]) -> list[list]:
+            return [[name(r, i), int(r.pid), int(r.camid)] for i, r in enumerate(records)]
+
+        return {
+            "columns": ["image", "pid", "camid"],
+            "train_ids": sorted({int(r.pid) for r in self.train}),
+            "test_ids": sorted({int(r.pid) for r in self.query} | {int(r.pid) for r in self.gallery}),
+            "train": rows(self.train),
+            "query": [row + [float(ratio)] for row, ratio in zip(rows(self.query), self.query_ratios, strict=True)],
+            "gallery": rows(self.gallery),
         }
 
 

@@ -1,0 +1,200 @@
+"""What a practitioner uses on real data without ImageNet weights: pretraining, compact
+dataset copies, split files in the run folder, colour jitter."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from harness import augment
+from harness.checkpoint import latest_checkpoint
+from harness.cli import main
+from harness.data import folders as Fo
+from harness.data.pack import pack_dataset
+from harness.data.synthetic import write_layout
+from harness.errors import DatasetError
+from harness.weights import load_reid_weights
+
+SHARED = Path(__file__).parents[1].parent / "shared" / "data"
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+# -- harness pretrain ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("pretrain")
+    weights, run_dir = root / "w.pt", root / "run"
+    result = invoke("pretrain", "--preset", "smoke", "--reid-iters", "3", "--out", weights, "--run-dir", run_dir)
+    assert result.exit_code == 0, result.output
+    assert f"wrote re-id weights to {weights}" in result.output
+    return weights, run_dir
+
+
+def test_pretrain_saves_the_stage0_model_as_plain_weights(pretrained) -> None:
+    weights, run_dir = pretrained
+    state = torch.load(weights, weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    ckpt = latest_checkpoint(run_dir / "checkpoints")
+    assert ckpt["stage"] == "done"
+    for key, value in ckpt["models"]["reid"].items():
+        assert torch.equal(state[key], value), key
+    config = json.loads((run_dir / "config.json").read_text())["config"]
+    assert (config["sr"], config["reg"], config["sr_iters"], config["reid_iters"]) == ("bicubic", "none", 0, 3)
+    card = json.loads(Path(f"{weights}.json").read_text())
+    assert card["run_dir"] == str(run_dir) and set(card["test_rank1"]) == {"sr", "bicubic", "hr"}
+
+
+def test_pretrained_weights_start_a_run_on_other_data(pretrained, tmp_path) -> None:
+    weights, _ = pretrained
+    # another identity count: the classifier is skipped, the backbone loads
+    result = invoke("run", "--preset", "smoke", "--sr", "bicubic", "--reid-weights", weights,
+                    "-o", "synth_train_ids=5", "--out", tmp_path / "ft")
+    assert result.exit_code == 0, result.output
+    from harness.models import build_models
+    from harness.registry import get_registry
+    from harness.runner import resolve_config
+
+    config = resolve_config({"preset": "smoke", "options": {"synth_train_ids": 5}}, get_registry())
+    reid = build_models(config, get_registry(), 5)[0]["reid"]
+    counts = load_reid_weights(reid, weights)
+    assert counts["loaded"] > 0 and counts["skipped"] >= 1  # the classifier of 8 ids, not 5
+
+
+def test_pretrain_refuses_sr_settings() -> None:
+    result = CliRunner().invoke(main, ["pretrain", "--preset", "smoke", "--reg", "intact", "--out", "x.pt"])
+    assert result.exit_code == 2 and "pretrain trains re-id alone; drop --reg" in result.output
+
+
+# -- split files -----------------------------------------------------------------------------
+
+
+def test_run_folder_records_the_split_it_used(pretrained) -> None:
+    _, run_dir = pretrained
+    listing = json.loads((run_dir / "split.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert len(listing["query"]) == metrics["num_queries"]
+    assert len(listing["gallery"]) == metrics["num_gallery"]
+    assert not set(listing["train_ids"]) & set(listing["test_ids"])
+    assert {row[3] for row in listing["query"]} <= {2.0, 3.0, 4.0}
+    assert listing["protocol"]["seed"] == 0
+
+
+def test_split_file_names_images_relative_to_the_data_root(tmp_path) -> None:
+    root = write_layout(tmp_path / "viper", "viper", train_ids=6, test_ids=6, height=32, width=16)
+    run_dir = tmp_path / "run"
+    result = invoke("run", "--preset", "smoke", "--data", "viper", "--data-root", root, "--sr", "bicubic",
+                    "--reid-iters", "1", "--sr-iters", "0", "-o", "split=1", "--out", run_dir)
+    assert result.exit_code == 0, result.output
+    listing = json.loads((run_dir / "split.json").read_text())
+    assert listing["options"]["split"] == 1
+    assert all(row[0].startswith("cam_") for row in listing["train"] + listing["gallery"])
+    assert not any(p.name == "split.json" for p in Path(root).rglob("*"))  # never in the data folder
+
+
+# -- harness data pack -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def viper_layout(tmp_path) -> Path:
+    root = write_layout(tmp_path / "src", "viper", train_ids=5, test_ids=5, height=64, width=24)
+    (root / "README.txt").write_text("release note")
+    return root
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def test_pack_keeps_the_layout_and_resizes_every_image(viper_layout, tmp_path) -> None:
+    out = tmp_path / "small"
+    summary = pack_dataset(viper_layout, out, size=(32, 16))
+    assert _tree(out) == _tree(viper_layout)
+    assert summary.images == 20 and summary.other_files == 1
+    assert (out / "README.txt").read_text() == "release note"
+    for path in out.rglob("*.bmp"):
+        with Image.open(path) as img:
+            assert img.size == (16, 32) and img.format == "BMP"
+    ds = Fo.read_viper(out)  # the same reader parses the copy
+    assert ds.num_train_pids == len(Fo.read_viper(viper_layout).train) // 2
+
+
+def test_pack_into_one_tar_is_byte_identical_when_repeated(viper_layout, tmp_path) -> None:
+    first = pack_dataset(viper_layout, tmp_path / "a.tar", size=(32, 16)).out
+    second = pack_dataset(viper_layout, tmp_path / "b.tar", size=(32, 16)).out
+    assert first.read_bytes() == second.read_bytes()
+    with tarfile.open(first) as archive:
+        assert sorted(m.name for m in archive.getmembers()) == _tree(viper_layout)
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_pack_cli_reports_and_names_a_corrupt_image(viper_layout, tmp_path) -> None:
+    result = invoke("data", "pack", viper_layout, tmp_path / "ok.tar", "--size", "32x16")
+    assert result.exit_code == 0 and "wrote 20 images (32x16) and 1 other file(s)" in result.output
+    bad = next(iter(sorted(viper_layout.rglob("*.bmp"))))
+    bad.write_bytes(b"not an image")
+    result = CliRunner().invoke(main, ["data", "pack", str(viper_layout), str(tmp_path / "x.tar")])
+    assert result.exit_code == 2 and f"cannot read image {bad}" in result.output
+    assert not (tmp_path / "x.tar").exists() and not (tmp_path / "x.tar.partial").exists()
+    result = CliRunner().invoke(main, ["data", "pack", str(viper_layout), str(tmp_path / "y"), "--size", "32"])
+    assert result.exit_code == 2 and "expected HEIGHTxWIDTH" in result.output
+
+
+def test_pack_refuses_a_folder_without_images(tmp_path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("x")
+    with pytest.raises(DatasetError, match="holds no images"):
+        pack_dataset(tmp_path / "empty", tmp_path / "out.tar")
+
+
+def test_pack_real_viper_parses_as_viper(tmp_path) -> None:
+    src = SHARED / "viper"
+    if not src.is_dir():
+        pytest.skip(f"real data not available: {src} is absent (it sits beside the project)")
+    out = tmp_path / "viper-64x24"
+    summary = pack_dataset(src, out, size=(64, 24))
+    assert summary.images == 1264
+    ds = Fo.read_viper(out)
+    assert ds.num_train_pids == 316 and len(ds.query) == len(ds.gallery) == 316
+
+
+# -- colour jitter -----------------------------------------------------------------------------
+
+
+def test_color_jitter_is_seeded_bounded_and_optional() -> None:
+    x = torch.rand(16, 3, 8, 4, generator=torch.Generator().manual_seed(0))
+    assert augment.color_jitter(x, torch.Generator(), p=0.0) is x
+    a = augment.color_jitter(x, torch.Generator().manual_seed(1), p=1.0)
+    b = augment.color_jitter(x, torch.Generator().manual_seed(1), p=1.0)
+    assert torch.equal(a, b) and a.shape == x.shape
+    assert 0.0 <= float(a.min()) and float(a.max()) <= 1.0
+    changed = (a - x).abs().flatten(1).amax(1) > 1e-4
+    assert bool(changed.all())
+    half = augment.color_jitter(x, torch.Generator().manual_seed(2), p=0.5)
+    untouched = ((half - x).abs().flatten(1).amax(1) == 0).sum()
+    assert 0 < int(untouched) < 16
+
+
+def test_color_jitter_keeps_gray_images_gray() -> None:
+    gray = torch.rand(8, 1, 8, 4).expand(8, 3, 8, 4).clone()
+    out = augment.color_jitter(gray, torch.Generator().manual_seed(3), p=1.0)
+    assert torch.allclose(out[:, 0], out[:, 1], atol=1e-6) and torch.allclose(out[:, 1], out[:, 2], atol=1e-6)
+
+
+def test_color_jitter_is_a_stage0_setting(tmp_path) -> None:
+    result = invoke("run", "--preset", "smoke", "--color-jitter", "0.5", "--sr", "bicubic",
+                    "--sr-iters", "0", "--reid-iters", "2", "--out", tmp_path / "cj")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "cj" / "config.json").read_text())["config"]["color_jitter"] == 0.5
+    bad = CliRunner().invoke(main, ["run", "--preset", "smoke", "--color-jitter", "2"])
+    assert bad.exit_code == 2 and "color_jitter is a probability" in bad.output
