@@ -37,7 +37,7 @@ import difflib
 import json
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -265,6 +265,21 @@ def _shadowed(overrides: Mapping[str, Any], run: Mapping[str, Any]) -> tuple[str
         elif key in run:
             out.append(key)
     return tuple(out)
+
+
+def select_rows(spec: BenchSpec, labels: Sequence[str]) -> BenchSpec:
+    """The spec with only the rows named (by label, in spec order); unknown labels are named."""
+    if not labels:
+        return spec
+    known = [r.label for r in spec.runs]
+    unknown = [label for label in labels if label not in known]
+    if unknown:
+        hints = "".join(_suggest(u, known) for u in unknown)
+        raise ConfigError(
+            f"{spec.name}: no row labelled {', '.join(map(repr, unknown))}{hints}; "
+            f"rows: {', '.join(map(repr, known))}"
+        )
+    return dataclasses.replace(spec, runs=tuple(r for r in spec.runs if r.label in labels))
 
 
 def effective_preset(merged: Mapping[str, Any]) -> str:

@@ -261,6 +261,7 @@ def _expand_run_dirs(dirs: list[Path]) -> list[Path]:
 @main.command()
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False))
 @click.option("--seeds", type=int, default=1, show_default=True, help="Runs per row, seeds 0..N-1.")
+@click.option("--row", "rows", multiple=True, metavar="LABEL", help="Run only this row (repeatable).")
 @click.option("--splits", type=int, help="Dataset splits per seed, 0..N-1 (option split; default: the spec's, else 1).")
 @click.option("--out", type=click.Path(), help="Output folder (default runs/bench/<spec name>).")
 @click.option("--data", help="Override the spec's dataset (e.g. synthetic).")
@@ -271,14 +272,14 @@ def _expand_run_dirs(dirs: list[Path]) -> list[Path]:
 @click.option("--set", "settings", multiple=True, callback=_parse_options, metavar="FIELD=VALUE",
               help="Override any run setting, e.g. --set sr_iters=100.")
 @_friendly
-def bench(spec: str, seeds: int, splits: int | None, out: str | None, data: str | None, data_root: str | None,
+def bench(spec: str, seeds: int, rows: tuple[str, ...], splits: int | None, out: str | None, data: str | None, data_root: str | None,
           preset: str | None, reid: str | None, options: dict, settings: dict) -> None:
     """Run a grid of runs from SPEC.toml (finished runs are skipped) and write its leaderboard."""
     from harness import bench as bench_mod
     from harness.runner import resolve_config, run_experiment
 
     registry = _registry()
-    loaded = bench_mod.load_spec(Path(spec))
+    loaded = bench_mod.select_rows(bench_mod.load_spec(Path(spec)), rows)
     overrides: dict[str, Any] = {k: v for k, v in {"data": data, "data_root": data_root, "preset": preset, "reid": reid}.items() if v}
     overrides.update({k: _literal(v) for k, v in settings.items()})
     if options:

@@ -372,3 +372,13 @@ def test_query_rows_report_their_query_kind_in_the_leaderboard(tmp_path) -> None
     assert cells[2:5] == ["HR", "3", "80.0 ± 10.0"]
     intact = json.loads((out / "leaderboard.json").read_text())["groups"][1]
     assert intact["query"] == "sr" and intact["n"] == 3
+
+
+def test_row_selection_keeps_spec_order_and_names_unknown_rows(tmp_path) -> None:
+    from harness.bench import select_rows
+
+    spec = load_spec(write(tmp_path, SPEC))
+    assert select_rows(spec, []) is spec
+    assert [r.label for r in select_rows(spec, ["MSE+ID+GAN", "MSE+ID"]).runs] == ["MSE+ID", "MSE+ID+GAN"]
+    with pytest.raises(ConfigError, match=r"no row labelled 'MSE\+GAN' \(did you mean 'MSE\+ID\+GAN'\?\)"):
+        select_rows(spec, ["MSE+GAN"])

@@ -67,8 +67,9 @@ def test_cli_examples_in_readme_name_real_commands_and_options():
     from harness.cli import main
 
     readme = (ROOT / "README.md").read_text()
-    block = re.search(r"## Using it.*?```bash\n(.*?)```", readme, re.S).group(1)
-    for line in block.splitlines():
+    blocks = [re.search(rf"## {title}.*?```bash\n(.*?)```", readme, re.S).group(1)
+              for title in ("Using it", "Real people")]
+    for line in "\n".join(blocks).splitlines():
         line = line.split("#")[0].strip()
         if not line.startswith("harness "):
             continue
