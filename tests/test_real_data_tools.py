@@ -198,3 +198,52 @@ def test_color_jitter_is_a_stage0_setting(tmp_path) -> None:
     assert json.loads((tmp_path / "cj" / "config.json").read_text())["config"]["color_jitter"] == 0.5
     bad = CliRunner().invoke(main, ["run", "--preset", "smoke", "--color-jitter", "2"])
     assert bad.exit_code == 2 and "color_jitter is a probability" in bad.output
+
+
+# -- the MLR specs end to end on the real folders (CI-sized) ------------------------------------
+
+
+def _real(name: str) -> Path:
+    path = SHARED / name
+    if not path.is_dir():
+        pytest.skip(f"real data not available: {path} is absent (it sits beside the project)")
+    return path
+
+
+def _board_rows(out: Path) -> dict[str, dict]:
+    return {g["label"]: g for g in json.loads((out / "leaderboard.json").read_text())["groups"]}
+
+
+def test_mlr_viper_spec_runs_end_to_end_on_two_splits(tmp_path) -> None:
+    root = _real("viper")
+    out = tmp_path / "viper"
+    rows = ("HR query (upper bound)", "bicubic", "INTACT")  # the other rows differ only in flags
+    result = invoke("bench", "benchmarks/specs/mlr-viper.toml", "--data-root", root, "--preset", "smoke",
+                    "--reid", "resnet18", "--splits", "2", "--out", out, *[a for r in rows for a in ("--row", r)])
+    assert result.exit_code == 0, result.output
+    rows = _board_rows(out)
+    assert list(rows) == ["HR query (upper bound)", "bicubic", "INTACT"]
+    assert all(g["n"] == 2 for g in rows.values())
+    assert rows["HR query (upper bound)"]["query"] == "hr" and rows["INTACT"]["query"] == "sr"
+    # HR and bicubic rows are one recipe: the stage-0 cache makes them the same model
+    hr, bic = rows["HR query (upper bound)"]["queries"], rows["bicubic"]["queries"]
+    assert hr["hr"]["rank1"] == bic["hr"]["rank1"]
+    splits = {json.loads((out / "intact" / f"seed0-split{k}" / "split.json").read_text())["options"]["split"]
+              for k in range(2)}
+    assert splits == {0, 1}
+    test_ids = [set(json.loads((out / "intact" / f"seed0-split{k}" / "split.json").read_text())["test_ids"])
+                for k in range(2)]
+    assert len(test_ids[0]) == 316 and test_ids[0] != test_ids[1]
+    board = (out / "leaderboard.md").read_text()
+    assert "46.2 / 73.1 / 81.6" in board and "| Query |" in board
+
+
+def test_mlr_cuhk03_spec_runs_its_intact_row(tmp_path) -> None:
+    root = _real("cuhk03-labeled")
+    out = tmp_path / "cuhk03"
+    result = invoke("bench", "benchmarks/specs/mlr-cuhk03.toml", "--data-root", root, "--preset", "smoke",
+                    "--reid", "resnet18", "--row", "INTACT", "--out", out)
+    assert result.exit_code == 0, result.output
+    intact = _board_rows(out)["INTACT"]
+    assert intact["n"] == 1 and intact["queries"]["sr"]["rank1"]["over"] == "trials"
+    assert "86.4 / 97.4 / 98.5" in (out / "leaderboard.md").read_text()
