@@ -382,3 +382,18 @@ def test_row_selection_keeps_spec_order_and_names_unknown_rows(tmp_path) -> None
     assert [r.label for r in select_rows(spec, ["MSE+ID+GAN", "MSE+ID"]).runs] == ["MSE+ID", "MSE+ID+GAN"]
     with pytest.raises(ConfigError, match=r"no row labelled 'MSE\+GAN' \(did you mean 'MSE\+ID\+GAN'\?\)"):
         select_rows(spec, ["MSE+GAN"])
+
+
+@pytest.mark.parametrize("name", ["mlr-viper", "mlr-cuhk03"])
+def test_real_data_specs_carry_the_honest_baselines(name: str) -> None:
+    spec = load_spec(Path(__file__).resolve().parents[1] / "benchmarks" / "specs" / f"{name}.toml")
+    rows = {r.label: r for r in spec.runs}
+    assert [r.label for r in spec.runs] == ["HR query (upper bound)", "bicubic", "res-aug re-id, no SR",
+                                            "SRGAN (MSE+ID+GAN)", "INTACT", "INTACT without bridge"]
+    assert (rows["HR query (upper bound)"].query, rows["bicubic"].query) == ("hr", "bicubic")
+    baseline = rows["res-aug re-id, no SR"]
+    assert baseline.query == "bicubic" and baseline.settings["res_aug"] > 0
+    for label in ("HR query (upper bound)", "bicubic", "res-aug re-id, no SR"):
+        assert rows[label].settings["sr"] == "bicubic" and rows[label].settings["sr_iters"] == 0
+    assert [rows[k].settings["reg"] for k in list(rows)[3:]] == ["gan", "intact", "intact-nobridge"]
+    assert set(spec.presets) == {"cpu", "paper"} and spec.presets["cpu"]["reid"] == "resnet18"
