@@ -491,6 +491,7 @@ def notes(groups: Sequence[Group]) -> list[str]:
     return out
 
 
+TEXT_COLUMNS = ("Run", "Data", "Query")  # left-aligned; numbers are right-aligned
 QUERY_NAMES = {"sr": "SR", "bicubic": "bicubic", "hr": "HR"}
 
 LEGEND = (
@@ -515,7 +516,7 @@ def render_markdown(
     lines = [f"# {title} ({protocol_line(groups)})", "", LEGEND, ""]
     if rows:
         lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "|".join(["---", "---"] + ["---:"] * (len(header) - 2)) + "|")
+        lines.append("|" + "|".join("---" if h in TEXT_COLUMNS else "---:" for h in header) + "|")
         lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
     else:
         lines.append("_No finished runs._")
