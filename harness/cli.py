@@ -122,6 +122,14 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def stage0_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``run_options`` without the SR-stage ones (pretraining never builds an SR model)."""
+    func = run_options(func)
+    sr_only = {"sr", "reg", "disc", "sr_iters", "lr", "finetune_reid", "grad_clip"}
+    func.__click_params__ = [p for p in func.__click_params__ if p.name not in sr_only]
+    return func
+
+
 def _values(kw: dict[str, Any]) -> dict[str, Any]:
     protocol = {
         "ratios": kw.pop("ratios"), "lr_cameras": kw.pop("lr_cameras"), "kernel": kw.pop("kernel"),
@@ -163,7 +171,7 @@ def run(out: str | None, resume_dir: str | None, stage0_cache: str | None, **kw:
 
 
 @main.command()
-@run_options
+@stage0_options
 @click.option("--out", "weights_out", required=True, type=click.Path(dir_okay=False),
               help="Where to write the re-id weights (a plain state_dict, for --reid-weights).")
 @click.option("--run-dir", type=click.Path(), help="Run folder (default runs/<time>-pretrain-<data>-<reid>).")
@@ -181,9 +189,6 @@ def pretrain(weights_out: str, run_dir: str | None, stage0_cache: str | None, **
     from harness.runner import pretrain_reid, resolve_config
 
     values = _values(kw)
-    given = {k for k in ("sr", "reg", "sr_iters") if values.get(k) is not None}
-    if given:
-        raise HarnessError(f"pretrain trains re-id alone; drop {', '.join('--' + g.replace('_', '-') for g in sorted(given))}")
     values.update({"sr": "bicubic", "reg": "none", "sr_iters": 0})
     config = resolve_config(values, _registry())
     folder = Path(run_dir) if run_dir else Path("runs") / (
