@@ -322,7 +322,7 @@ def _ratio_order(ratio: str) -> tuple[float, str]:
 def _check_group(group: Group) -> None:
     recipes = [recipe(r.config) for r in group.runs if r.config]
     if group.label and len(recipes) > 1:
-        keys = set().union(*recipes)
+        keys = set().union(*recipes) - {SPLIT_KEY}  # splits of one row differ there by design
         differ = sorted(
             k for k in keys if len({json.dumps(r.get(k), default=str) for r in recipes}) > 1
         )
@@ -330,11 +330,12 @@ def _check_group(group: Group) -> None:
             group.notes.append(
                 f"label {group.label!r} groups runs whose configs differ in: {', '.join(differ)}"
             )
-    seeds = [s for s in group.seeds if s is not None]
-    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    draws = [(r.seed, flatten(r.config).get(SPLIT_KEY)) for r in group.runs if r.seed is not None]
+    repeated = sorted({d for d in draws if draws.count(d) > 1}, key=str)
     if repeated:
+        shown = ", ".join(str(s) if split is None else f"{s} (split {split})" for s, split in repeated)
         group.notes.append(
-            f"{group.name}: seed(s) {', '.join(map(str, repeated))} appear more than once; "
+            f"{group.name}: seed(s) {shown} appear more than once; "
             "the std understates the spread over seeds"
         )
     if len(group.protocol_versions) > 1:
@@ -491,6 +492,7 @@ def notes(groups: Sequence[Group]) -> list[str]:
     return out
 
 
+SPLIT_KEY = "options.split"  # a dataset's seeded train/test split (VIPeR's 10)
 TEXT_COLUMNS = ("Run", "Data", "Query")  # left-aligned; numbers are right-aligned
 QUERY_NAMES = {"sr": "SR", "bicubic": "bicubic", "hr": "HR"}
 

@@ -224,3 +224,13 @@ def test_a_single_gallery_shot_run_shows_its_spread_over_trials(tmp_path) -> Non
     _, rows = lb.table(groups)
     assert rows[0][3] == "50.0 ± 3.0†" and rows[0][6] == "40.0"
     assert rows[1][3] == "55.0 ± 7.1"
+
+
+def test_splits_of_one_row_are_neither_a_config_clash_nor_a_repeated_seed(tmp_path) -> None:
+    runs = [make_run(tmp_path, f"split{k}", seed=0, r1=0.3 + 0.1 * k, label="INTACT", options={"split": k})
+            for k in range(3)]
+    (g,) = lb.group(lb.collect(runs))
+    assert g.notes == [] and g.n == 3
+    again = make_run(tmp_path, "again", seed=0, r1=0.3, label="INTACT", options={"split": 1})
+    (g,) = lb.group(lb.collect([*runs, again]))
+    assert g.notes == ["INTACT: seed(s) 0 (split 1) appear more than once; the std understates the spread over seeds"]
