@@ -56,6 +56,13 @@ def random_erasing(x: Tensor, generator: torch.Generator, p: float = 0.5) -> Ten
     return out
 
 
+def _luma(x: Tensor) -> Tensor:
+    """ITU-R 601 grey level (torchvision's rgb_to_grayscale); single-channel input is its own."""
+    if x.shape[1] != 3:
+        return x
+    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+
+
 def color_jitter(
     x: Tensor, generator: torch.Generator, p: float, strength: float = 0.3
 ) -> Tensor:
@@ -71,9 +78,9 @@ def color_jitter(
     factors = (1 + strength * (2 * torch.rand(3, b, generator=generator) - 1)).to(x.device, x.dtype)
     view = (b, 1, 1, 1)
     out = x * factors[0].view(view)  # brightness
-    gray = (0.299 * out[:, 0:1] + 0.587 * out[:, 1:2] + 0.114 * out[:, 2:3]) if x.shape[1] == 3 else out
-    out = (out - gray.mean((-3, -2, -1), keepdim=True)) * factors[1].view(view) + gray.mean((-3, -2, -1), keepdim=True)
-    gray = (0.299 * out[:, 0:1] + 0.587 * out[:, 1:2] + 0.114 * out[:, 2:3]) if x.shape[1] == 3 else out
+    mean = _luma(out).mean((-3, -2, -1), keepdim=True)
+    out = (out - mean) * factors[1].view(view) + mean  # contrast
+    gray = _luma(out)
     out = (out - gray) * factors[2].view(view) + gray  # saturation
     return torch.where(apply[:, None, None, None], out.clamp(0.0, 1.0), x)
 

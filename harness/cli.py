@@ -139,9 +139,10 @@ def _values(kw: dict[str, Any]) -> dict[str, Any]:
     return {**kw, "protocol": protocol}
 
 
-def _default_run_dir(config) -> Path:
+def _default_run_dir(config, models: str | None = None) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{stamp}-{config.data}-{config.sr}-{config.reid}-{config.reg}-s{config.seed}"
+    models = models or f"{config.sr}-{config.reid}-{config.reg}"
+    return Path("runs") / f"{stamp}-{config.data}-{models}-s{config.seed}"
 
 
 @main.command()
@@ -174,7 +175,7 @@ def run(out: str | None, resume_dir: str | None, stage0_cache: str | None, **kw:
 @stage0_options
 @click.option("--out", "weights_out", required=True, type=click.Path(dir_okay=False),
               help="Where to write the re-id weights (a plain state_dict, for --reid-weights).")
-@click.option("--run-dir", type=click.Path(), help="Run folder (default runs/<time>-pretrain-<data>-<reid>).")
+@click.option("--run-dir", type=click.Path(), help="Run folder (default runs/<time>-<data>-pretrain-<reid>-s<seed>).")
 @click.option("--stage0-cache", type=click.Path(file_okay=False),
               help="Folder of finished stage-0 re-id models (shared with harness run / bench).")
 @_friendly
@@ -188,12 +189,12 @@ def pretrain(weights_out: str, run_dir: str | None, stage0_cache: str | None, **
     """
     from harness.runner import pretrain_reid, resolve_config
 
+    registry = _registry()
     values = _values(kw)
     values.update({"sr": "bicubic", "reg": "none", "sr_iters": 0})
-    config = resolve_config(values, _registry())
-    folder = Path(run_dir) if run_dir else Path("runs") / (
-        f"{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-pretrain-{config.data}-{config.reid}-s{config.seed}")
-    path = pretrain_reid(config, folder, Path(weights_out), _registry(), echo=click.echo,
+    config = resolve_config(values, registry)
+    folder = Path(run_dir) if run_dir else _default_run_dir(config, f"pretrain-{config.reid}")
+    path = pretrain_reid(config, folder, Path(weights_out), registry, echo=click.echo,
                          stage0_cache_dir=Path(stage0_cache) if stage0_cache else None)
     click.echo(f"wrote re-id weights to {path} (use --reid-weights {path})")
 
