@@ -22,7 +22,6 @@ result (``ProtocolConfig`` plus ``PROTOCOL_VERSION``):
 from __future__ import annotations
 
 import os
-
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
