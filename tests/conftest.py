@@ -29,3 +29,17 @@ def shared_data():
     if not os.path.isdir(path):
         pytest.skip(f"real data not available: {path} is absent (it sits beside the project in CI)")
     return path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors gain nothing from threads, and on a busy 2-core box threads spin (20x slower).
+
+    Opt in per module with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -21,8 +21,6 @@ from harness.data.synthetic import write_layout
 from harness.errors import DatasetError
 from harness.weights import load_reid_weights
 
-SHARED = Path(__file__).parents[1].parent / "shared" / "data"
-
 
 def invoke(*args: str):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
@@ -157,10 +155,8 @@ def test_pack_refuses_a_folder_without_images(tmp_path) -> None:
         pack_dataset(tmp_path / "empty", tmp_path / "out.tar")
 
 
-def test_pack_real_viper_parses_as_viper(tmp_path) -> None:
-    src = SHARED / "viper"
-    if not src.is_dir():
-        pytest.skip(f"real data not available: {src} is absent (it sits beside the project)")
+def test_pack_real_viper_parses_as_viper(tmp_path, shared_data) -> None:
+    src = Path(shared_data) / "viper"
     out = tmp_path / "viper-64x24"
     summary = pack_dataset(src, out, size=(64, 24))
     assert summary.images == 1264
@@ -203,19 +199,12 @@ def test_color_jitter_is_a_stage0_setting(tmp_path) -> None:
 # -- the MLR specs end to end on the real folders (CI-sized) ------------------------------------
 
 
-def _real(name: str) -> Path:
-    path = SHARED / name
-    if not path.is_dir():
-        pytest.skip(f"real data not available: {path} is absent (it sits beside the project)")
-    return path
-
-
 def _board_rows(out: Path) -> dict[str, dict]:
     return {g["label"]: g for g in json.loads((out / "leaderboard.json").read_text())["groups"]}
 
 
-def test_mlr_viper_spec_runs_end_to_end_on_two_splits(tmp_path) -> None:
-    root = _real("viper")
+def test_mlr_viper_spec_runs_end_to_end_on_two_splits(tmp_path, shared_data) -> None:
+    root = Path(shared_data) / "viper"
     out = tmp_path / "viper"
     rows = ("HR query (upper bound)", "bicubic", "INTACT")  # the other rows differ only in flags
     result = invoke("bench", "benchmarks/specs/mlr-viper.toml", "--data-root", root, "--preset", "smoke",
@@ -238,8 +227,8 @@ def test_mlr_viper_spec_runs_end_to_end_on_two_splits(tmp_path) -> None:
     assert "46.2 / 73.1 / 81.6" in board and "| Query |" in board
 
 
-def test_mlr_cuhk03_spec_runs_its_intact_row(tmp_path) -> None:
-    root = _real("cuhk03-labeled")
+def test_mlr_cuhk03_spec_runs_its_intact_row(tmp_path, shared_data) -> None:
+    root = Path(shared_data) / "cuhk03-labeled"
     out = tmp_path / "cuhk03"
     result = invoke("bench", "benchmarks/specs/mlr-cuhk03.toml", "--data-root", root, "--preset", "smoke",
                     "--reid", "resnet18", "--row", "INTACT", "--out", out)

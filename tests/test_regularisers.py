@@ -32,13 +32,7 @@ REID_DIM, FD_DIM, BRIDGE, CLASSES = 6, 7, 5, 5
 SIZE = (16, 8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy 2-core box threads spin (20x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 NAMES = ["none", "gan", "intact", "intact-nobridge", "common-space", "d-to-r"]
