@@ -19,7 +19,7 @@ from harness.errors import HarnessError
 from harness.io import atomic_torch_save
 
 PATTERN = "ckpt-{stage}-{iteration:07d}.pt"
-STAGE_ORDER = {"reid": 0, "sr": 1, "done": 2}
+STAGE_ORDER = {"reid": 0, "warmup": 1, "sr": 2, "done": 3}
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:

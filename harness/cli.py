@@ -51,6 +51,18 @@ def _parse_floats(ctx: click.Context, param: click.Parameter, value: str | None)
         raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from exc
 
 
+def _parse_size(ctx: click.Context, param: click.Parameter, value: str | None):
+    if value is None:
+        return None
+    from harness.config import parse_hr_size
+
+    try:
+        parse_hr_size(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    return value
+
+
 def _parse_ints(ctx: click.Context, param: click.Parameter, value: str | None):
     if value is None:
         return None
@@ -86,17 +98,23 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--data", help="Dataset. Default: synthetic (built in, no files needed)."),
         click.option("--data-root", type=click.Path(), help="Folder holding the dataset in its official layout."),
         click.option("--preset", type=click.Choice(["smoke", "cpu", "paper"]), help="Bundle of defaults; default: paper with CUDA, cpu without."),
-        click.option("--height", type=int), click.option("--width", type=int),
+        click.option("--height", type=int, help="Re-id input height (every image is resized to it on the way into re-id)."),
+        click.option("--width", type=int, help="Re-id input width."),
+        click.option("--hr-size", "hr_size", callback=_parse_size, metavar="HxW",
+                     help="HR size, the SR target LR queries are made from (default: the dataset's native size; "
+                          "the cpu preset uses 64x32)."),
         click.option("--batch-size", type=int),
         click.option("--reid-iters", type=int, help="Stage 0 iterations (re-id on HR)."),
+        click.option("--sr-warmup-iters", type=int, help="Pixel-loss warm start of G before stage 1 (SRGAN's SRResNet stage); cached."),
         click.option("--sr-iters", type=int, help="Stage 1 iterations (Algorithm 1)."),
         click.option("--lr", type=float, help="Learning rate of G (and default of other modules)."),
         click.option("--lr-reid", type=float),
+        click.option("--lr-warmup", type=float, help="Learning rate of G's pixel-loss warm start."),
         click.option("--triplet/--no-triplet", default=None, help="Add torchreid's triplet loss in stage 0."),
         click.option("--res-aug", type=float, help="Probability of resolution augmentation in stage 0."),
         click.option("--random-erasing", type=float, help="Probability of random erasing in stage 0 (default 0.5)."),
         click.option("--color-jitter", type=float, help="Probability of brightness/contrast/saturation jitter in stage 0."),
-        click.option("--finetune-reid/--no-finetune-reid", default=None, help="Update re-id in the G step (default on)."),
+        click.option("--finetune-reid/--no-finetune-reid", default=None, help="Also train re-id in the G step, on HR and SR images together (default off: Algorithm 1 outputs an SR model)."),
         click.option("--reid-weights", type=click.Path(), help="Local re-id weights (state_dict); never downloaded."),
         click.option("--seed", type=int),
         click.option("--ratios", callback=_parse_floats, help="MLR downsampling ratios, e.g. 2,3,4."),
@@ -125,7 +143,7 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def stage0_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """``run_options`` without the SR-stage ones (pretraining never builds an SR model)."""
     func = run_options(func)
-    sr_only = {"sr", "reg", "disc", "sr_iters", "lr", "finetune_reid", "grad_clip"}
+    sr_only = {"sr", "reg", "disc", "sr_iters", "sr_warmup_iters", "lr_warmup", "lr", "finetune_reid", "grad_clip"}
     func.__click_params__ = [p for p in func.__click_params__ if p.name not in sr_only]
     return func
 

@@ -38,6 +38,10 @@ class ReidDataset:
     single_gallery_shot: evaluate VIPeR/CUHK03/CAVIAR style: one random gallery
         image per identity, CMC averaged over ``protocol.trials`` draws.
     native_lr: query images are genuinely LR (CAVIAR); nothing is downsampled.
+    hr_size: the (H, W) of this dataset's HR images, the size SR restores and LR
+        queries are made from: the native size where images share one (Market
+        128x64, VIPeR 128x48), a fixed standard size where they vary (CUHK03).
+        ``None`` falls back to the run's re-id size.
     info: anything worth recording (split ids, source folder, counts).
     """
 
@@ -48,6 +52,7 @@ class ReidDataset:
     default_lr_cameras: tuple[int, ...] = (0,)
     single_gallery_shot: bool = False
     native_lr: bool = False
+    hr_size: tuple[int, int] | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -67,6 +72,7 @@ class ReidDataset:
             "train": stats(self.train),
             "query": stats(self.query),
             "gallery": stats(self.gallery),
+            "hr_size": list(self.hr_size) if self.hr_size else None,
             **self.info,
         }
 
@@ -96,7 +102,9 @@ class StepContext:
 
     ``sr()`` runs the generator once per iteration and keeps its graph, so a
     D step can use ``sr().detach()`` and the later G step backpropagates
-    through the very same forward (G does not change between them).
+    through the very same forward (G does not change between them). It always
+    runs G in training mode, whichever step asks first, so the cached output
+    is the one the G step would have computed itself.
     """
 
     def __init__(self, batch: TrainBatch, models: Mapping[str, nn.Module], config: RunConfig):
@@ -113,13 +121,17 @@ class StepContext:
             generator = self.models["G"]
             params = [p for p in generator.parameters()]
             was = [p.requires_grad for p in params]
+            modes = [(m, m.training) for m in generator.modules()]
             for p in params:
                 p.requires_grad_(True)
+            generator.train()
             try:
                 self.cache["sr"] = generator(self.batch.x_lr, self.batch.out_size)
             finally:
                 for p, flag in zip(params, was, strict=True):
                     p.requires_grad_(flag)
+                for m, mode in modes:
+                    m.training = mode
         return self.cache["sr"]
 
 
@@ -149,7 +161,7 @@ class BuildContext:
     config: RunConfig
     reid_dim: int
     make_discriminator: Callable[[], nn.Module]
-    image_size: tuple[int, int]
+    image_size: tuple[int, int]  # the HR size: what D and the SR output see
 
     def feature_dim(self, module: nn.Module) -> int:
         """Dim of ``f_d`` from a dry forward of a discriminator."""

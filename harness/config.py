@@ -16,7 +16,7 @@ from typing import Any
 from harness.errors import HarnessError
 
 #: Bump whenever the MLR construction changes in a way that changes numbers.
-PROTOCOL_VERSION = "mlr-1.0"
+PROTOCOL_VERSION = "mlr-2.0"
 
 KERNELS = ("bicubic", "bilinear", "area", "nearest")
 
@@ -64,6 +64,12 @@ class RunConfig:
 
     ``options`` holds every declared option of the selected plugins, defaults
     filled in, so the saved config is complete without reading plugin code.
+
+    Two image sizes, kept apart on purpose (protocol ``mlr-2.0``):
+    ``hr_height x hr_width`` is the HR size, the SR target from which LR queries
+    and training pairs are made (``None``: the dataset's declared native size,
+    filled in before ``config.json`` is final); ``height x width`` is the re-id
+    model's input size, to which every image is resized on its way into re-id.
     """
 
     sr: str = "srgan"
@@ -75,10 +81,14 @@ class RunConfig:
     preset: str = "cpu"
     height: int = 64
     width: int = 32
+    hr_height: int | None = None
+    hr_width: int | None = None
     batch_size: int = 32
     reid_iters: int = 300
+    sr_warmup_iters: int = 0
     sr_iters: int = 300
     lr: float = 1e-4
+    lr_warmup: float = 1e-3
     lr_reid: float = 1e-3
     weight_decay: float = 5e-4
     label_smooth: float = 0.1
@@ -87,7 +97,7 @@ class RunConfig:
     res_aug: float = 0.0
     color_jitter: float = 0.0
     metric: str = "cosine"
-    finetune_reid: bool = True
+    finetune_reid: bool = False
     reid_weights: str | None = None
     seed: int = 0
     device: str = "auto"
@@ -109,7 +119,11 @@ class RunConfig:
             raise ConfigError(f"image size {self.height}x{self.width} is too small (min 8x4)")
         if self.batch_size < 2:
             raise ConfigError("batch_size must be >= 2")
-        if self.reid_iters < 0 or self.sr_iters < 0:
+        if (self.hr_height is None) != (self.hr_width is None):
+            raise ConfigError("give both hr_height and hr_width, or neither (the dataset's native size)")
+        if self.hr_height is not None and (self.hr_height < 8 or self.hr_width < 4):
+            raise ConfigError(f"HR size {self.hr_height}x{self.hr_width} is too small (min 8x4)")
+        if self.reid_iters < 0 or self.sr_iters < 0 or self.sr_warmup_iters < 0:
             raise ConfigError("iteration counts must be >= 0")
         if self.metric not in ("cosine", "euclidean"):
             raise ConfigError(f"metric must be cosine or euclidean, not {self.metric!r}")
@@ -117,6 +131,18 @@ class RunConfig:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} is a probability in [0, 1]")
         object.__setattr__(self, "options", dict(self.options))
+
+    @property
+    def hr_size(self) -> tuple[int, int]:
+        """The HR (SR target) size; the re-id size until the dataset's native size is filled in."""
+        if self.hr_height is None or self.hr_width is None:
+            return (self.height, self.width)
+        return (int(self.hr_height), int(self.hr_width))
+
+    @property
+    def reid_size(self) -> tuple[int, int]:
+        """The re-id model's input size."""
+        return (int(self.height), int(self.width))
 
     def option(self, key: str, default: Any = None) -> Any:
         """A plugin option; the registry has already filled declared defaults."""
@@ -141,6 +167,21 @@ class RunConfig:
         if unknown:
             raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
         return cls(**data, protocol=ProtocolConfig(**proto))
+
+
+def parse_hr_size(value: Any) -> tuple[int | None, int | None]:
+    """``"128x64"`` or ``(128, 64)`` -> (128, 64); ``"native"`` -> (None, None): the dataset's own size."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "native":
+            return (None, None)
+        parts = text.split("x")
+        if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
+            return (int(parts[0]), int(parts[1]))
+        raise ConfigError(f"HR size must look like 128x64 (height x width) or 'native', got {value!r}")
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return (int(value[0]), int(value[1]))
+    raise ConfigError(f"HR size must look like 128x64 (height x width) or 'native', got {value!r}")
 
 
 def _jsonable(value: Any) -> Any:

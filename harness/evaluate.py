@@ -80,7 +80,7 @@ def evaluate_models(
 ) -> tuple[dict, dict[str, Tensor]]:
     """Metrics for SR, bicubic and HR queries, and a few sample images for the report."""
     protocol = config.protocol
-    size = (config.height, config.width)
+    size = data.hr_size  # SR restores the HR size; the re-id model resizes to its own input
     amp = torch.bfloat16 if (config.amp and device.type == "cuda") else None
     bs = config.eval_batch_size
     g_was = generator.training

@@ -1,5 +1,17 @@
 """Loss terms and forward helpers shared by the regularisers (plain functions).
 
+Scales. ``L_MSE`` is the per-element mean of the squared error (SRGAN's
+pixel loss), not the seed's squared L2 norm summed over the image: the sum
+grows with the image size (6,144 elements at 64x32, 98,304 at 256x128), so
+every weight beside it would have to change with the preset. With the mean,
+the weights are chosen once so the pixel term leads: at a warm-started G the
+MSE is about 2e-3, and the defaults (``lambda_c = lambda_g = lambda_a = 3e-4``)
+keep the ID, GAN and critic terms below it. Measured on synthetic data at the
+``cpu`` preset (benchmarks/RESULTS.md): 1e-4 and 3e-4 keep SR about 1 dB above
+bicubic at x2, x3 and x4; 1e-3 (SRGAN's GAN weight) already drops x2 below
+bicubic. A run whose SR PSNR falls below bicubic's has let another term lead. To reproduce the seed's summed form at
+``H x W``, divide our weights by ``3 H W``.
+
 Every term is computed in float32 (``.float()``), so a bf16 autocast forward
 never reduces a loss in low precision. The association terms use plain
 ``F.mse_loss`` (the mean over batch *and* feature dims of the squared error,
@@ -24,6 +36,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from harness.components import StepContext
+from harness.schedule import inference_mode_layers
 
 # --------------------------------------------------------------------------
 # Plain losses
@@ -111,10 +124,28 @@ def observe(module: nn.Module, *args: Any) -> Any:
     return functional_call(module, _state(module, detach_params=True), args)
 
 
+def reid_is_trained(ctx: StepContext) -> bool:
+    """Whether the current step trains the re-id model (``--finetune-reid``)."""
+    return any(p.requires_grad for p in ctx["reid"].parameters())
+
+
 def reid_on_sr(ctx: StepContext) -> tuple[Tensor, Tensor]:
-    """``(logits, f_c')`` of the re-id model on this iteration's SR batch, once per G step."""
+    """``(logits, f_c')`` of the re-id model on this iteration's SR batch, once per G step.
+
+    When the step also trains the re-id model, it sees the HR batch in the same
+    forward (one batch, so its BatchNorm statistics are those of HR and SR
+    together): trained on SR alone it would drift away from the HR gallery it
+    must still embed. The HR half is kept for :func:`reid_hr_terms`.
+    """
     if "G/reid_sr" not in ctx.cache:
-        ctx.cache["G/reid_sr"] = ctx["reid"](ctx.sr())
+        reid, x_sr = ctx["reid"], ctx.sr()
+        if reid_is_trained(ctx):
+            logits, feats = reid(torch.cat([x_sr, ctx.batch.x_hr.to(x_sr.dtype)]))
+            n = len(x_sr)
+            ctx.cache["G/reid_sr"] = (logits[:n], feats[:n])
+            ctx.cache["G/reid_hr"] = (logits[n:], feats[n:])
+        else:
+            ctx.cache["G/reid_sr"] = reid(x_sr)
     return ctx.cache["G/reid_sr"]
 
 
@@ -136,12 +167,14 @@ def reid_features_for_critic(ctx: StepContext) -> Tensor:
     When the re-id model is frozen in this step the ID forward is reused; when
     it is being fine-tuned, a second forward with detached parameters keeps the
     critic's gradient off them exactly (``autograd.grad`` subtraction would
-    cost as much and not be exact).
+    cost as much and not be exact), with its normalisation layers in inference
+    mode like every other critic read.
     """
     reid = ctx["reid"]
-    if any(p.requires_grad for p in reid.parameters()):
+    if reid_is_trained(ctx):
         if "G/reid_sr_noparam" not in ctx.cache:
-            ctx.cache["G/reid_sr_noparam"] = forward_without_param_grad(reid, ctx.sr())
+            with inference_mode_layers(reid):  # the critic's one mode: running statistics
+                ctx.cache["G/reid_sr_noparam"] = forward_without_param_grad(reid, ctx.sr())
         return ctx.cache["G/reid_sr_noparam"][1]
     return reid_on_sr(ctx)[1]
 
@@ -163,6 +196,22 @@ def real_disc_features(ctx: StepContext, disc: str = "D") -> Tensor:
 # --------------------------------------------------------------------------
 
 
+def reid_hr_terms(ctx: StepContext) -> dict[str, Tensor]:
+    """``{"id_hr": CE}`` on the HR batch when the step fine-tunes the re-id model, else ``{}``.
+
+    Unweighted: it reaches the re-id parameters only (the HR batch does not
+    depend on G), and keeps the re-id model trained on its own task.
+    """
+    if not reid_is_trained(ctx):
+        return {}
+    if "G/reid_hr" not in ctx.cache:
+        reid_on_sr(ctx)
+    if "G/reid_hr" not in ctx.cache:
+        return {}
+    logits, _ = ctx.cache["G/reid_hr"]
+    return {"id_hr": identity_ce(logits, ctx.batch.pids, ctx.config.label_smooth)}
+
+
 def sr_terms(
     ctx: StepContext, lambda_c: float, lambda_g: float = 0.0, disc: str | None = "D"
 ) -> dict[str, Tensor]:
@@ -176,6 +225,7 @@ def sr_terms(
     if lambda_c:
         logits, _ = reid_on_sr(ctx)
         terms["id"] = lambda_c * identity_ce(logits, ctx.batch.pids, ctx.config.label_smooth)
+    terms.update(reid_hr_terms(ctx))
     if lambda_g and disc is not None and disc in ctx.models:
         logit, _ = disc_on_sr(ctx, disc)
         terms["gan"] = lambda_g * gan_g_loss(logit)

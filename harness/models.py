@@ -6,7 +6,8 @@ training, with an error that names the plugin and what was expected.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -42,6 +43,25 @@ def describe(value: Any) -> str:
     return type(value).__name__
 
 
+@contextlib.contextmanager
+def untouched(model: nn.Module) -> Iterator[None]:
+    """Run dry forwards without leaving a trace: buffers (BatchNorm statistics) are restored.
+
+    A train-mode contract check on random images would otherwise move the running
+    statistics of a freshly loaded re-id model by 10% towards noise.
+    """
+    saved = {name: b.detach().clone() for name, b in model.named_buffers()}
+    was = model.training
+    try:
+        yield
+    finally:
+        model.train(was)
+        with torch.no_grad():
+            for name, b in model.named_buffers():
+                if name in saved:
+                    b.copy_(saved[name])
+
+
 def check_reid(entry: Entry, model: nn.Module, num_classes: int, size: tuple[int, int]) -> int:
     """Dry forward in train and eval mode; returns the feature dim."""
     x = torch.rand(2, 3, *size)
@@ -66,6 +86,15 @@ def check_reid(entry: Entry, model: nn.Module, num_classes: int, size: tuple[int
     return int(f.shape[1])
 
 
+def _untouched_check(check: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapped(entry: Entry, model: nn.Module, *args: Any) -> Any:
+        with untouched(model):
+            return check(entry, model, *args)
+
+    wrapped.__doc__, wrapped.__name__ = check.__doc__, check.__name__
+    return wrapped
+
+
 def check_sr(entry: Entry, model: nn.Module, size: tuple[int, int], ratio: float) -> None:
     from harness.data.mlr import lr_size
 
@@ -86,11 +115,46 @@ def check_discriminator(entry: Entry, model: nn.Module, size: tuple[int, int]) -
         raise contract_error(entry, "logit (2,) and f_d (2, D)", describe(out))
 
 
+def resize_to_input(module: nn.Module, size: tuple[int, int]) -> nn.Module:
+    """Make ``module`` resize every input to ``size`` (H, W) first, keeping its state_dict keys.
+
+    Why a forward pre-hook and not a wrapper module: the re-id model's weights
+    files (``--reid-weights``, ``harness pretrain``) keep the backbone's own keys,
+    and every caller (the evaluator, the trainer, a third-party regulariser's
+    ``ctx["reid"](x)``) gets the same resize without knowing about it. Bilinear,
+    antialiased when shrinking, differentiable, so gradients reach the SR image.
+    """
+    size = (int(size[0]), int(size[1]))
+
+    def hook(_module: nn.Module, args: tuple) -> tuple | None:
+        x = args[0]
+        if tuple(x.shape[-2:]) == size:
+            return None
+        shrink = x.shape[-2] > size[0] or x.shape[-1] > size[1]
+        resized = torch.nn.functional.interpolate(
+            x, size=size, mode="bilinear", align_corners=False, antialias=shrink
+        )
+        return (resized, *args[1:])
+
+    module.register_forward_pre_hook(hook)
+    module.input_size = size  # type: ignore[assignment]
+    return module
+
+
+check_reid = _untouched_check(check_reid)
+check_sr = _untouched_check(check_sr)
+check_discriminator = _untouched_check(check_discriminator)
+
+
 def build_models(
     config: RunConfig, registry: Registry, num_classes: int
 ) -> tuple[dict[str, nn.Module], Regulariser]:
-    """G, reid and the regulariser's modules, all contract-checked on CPU."""
-    size = (config.height, config.width)
+    """G, reid and the regulariser's modules, all contract-checked on CPU.
+
+    G and D work at the HR size; the re-id model is built for the re-id size and
+    resizes whatever it is given (see :func:`resize_to_input`).
+    """
+    size = config.hr_size
     sr_entry = registry.lookup("sr", config.sr)
     reid_entry = registry.lookup("reid", config.reid)
     reg_entry = registry.lookup("regulariser", config.reg)
@@ -108,6 +172,7 @@ def build_models(
         from harness.weights import load_reid_weights
 
         load_reid_weights(reid, config.reid_weights)
+    resize_to_input(reid, config.reid_size)
     reid_dim = check_reid(reid_entry, reid, num_classes, size)
 
     def make_discriminator() -> nn.Module:

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from harness.checkpoint import latest_checkpoint
-from harness.config import PROTOCOL_VERSION, ConfigError, ProtocolConfig, RunConfig
+from harness.config import PROTOCOL_VERSION, ConfigError, ProtocolConfig, RunConfig, parse_hr_size
+from harness.data.mlr import lr_size, ratio_key
 from harness.errors import HarnessError
 from harness.io import append_jsonl, atomic_write_json
 from harness.presets import default_preset, preset_values
@@ -57,7 +58,7 @@ def resolve_config(values: Mapping[str, Any], registry: Registry) -> RunConfig:
     base = preset_values(preset)
     user_options = dict(values.pop("options", {}) or {})
     user_protocol = {k: v for k, v in dict(values.pop("protocol", {}) or {}).items() if v is not None}
-    unknown = sorted(set(values) - _RUN_FIELDS)
+    unknown = sorted(set(values) - _RUN_FIELDS - {"hr_size"})
     if unknown:
         raise ConfigError(f"unknown settings: {', '.join(unknown)}")
     bad_proto = sorted(set(user_protocol) - _PROTOCOL_FIELDS)
@@ -65,7 +66,10 @@ def resolve_config(values: Mapping[str, Any], registry: Registry) -> RunConfig:
         raise ConfigError(f"unknown protocol settings: {', '.join(bad_proto)}")
     protocol = {**base.pop("protocol", {}), **user_protocol}
     preset_options = base.pop("options", {})
+    hr_size = values.pop("hr_size", None)
     fields = {**base, **values, "preset": preset}
+    if hr_size is not None:  # "native" clears a preset's HR size
+        fields["hr_height"], fields["hr_width"] = parse_hr_size(hr_size)
     config = RunConfig(**fields, protocol=ProtocolConfig(**protocol))
 
     declared: dict[str, Any] = {}
@@ -166,7 +170,7 @@ def config_document(config: RunConfig, extra: Mapping[str, Any] | None = None) -
 #: RunConfig fields that stage 0 (re-id on HR) depends on, besides the re-id
 #: and dataset plugins' own options.
 STAGE0_FIELDS = (
-    "reid", "data", "data_root", "height", "width", "batch_size", "reid_iters", "lr_reid",
+    "reid", "data", "data_root", "height", "width", "hr_height", "hr_width", "batch_size", "reid_iters", "lr_reid",
     "weight_decay", "label_smooth", "triplet", "random_erasing", "res_aug", "color_jitter", "reid_weights",
     "seed", "amp", "channels_last", "skip_bad_images",
 )
@@ -174,20 +178,43 @@ STAGE0_FIELDS = (
 
 def stage0_key(config: RunConfig, registry: Registry, device: torch.device) -> str:
     """A hash of everything stage 0 depends on: equal keys give bit-identical re-id models."""
+    return _recipe_key(config, registry, device, STAGE0_FIELDS,
+                       (("reid", config.reid), ("dataset", config.data)),
+                       ("ratios", "seed", "lr_cameras", "kernel", "antialias"))
+
+
+#: RunConfig fields that the pixel-loss warm start of G depends on, besides the
+#: SR and dataset plugins' own options.
+WARMUP_FIELDS = (
+    "sr", "data", "data_root", "hr_height", "hr_width", "batch_size", "sr_warmup_iters", "lr_warmup",
+    "grad_clip", "seed", "amp", "channels_last", "skip_bad_images",
+)
+
+
+def _recipe_key(config: RunConfig, registry: Registry, device: torch.device, fields: tuple[str, ...],
+                plugins: tuple[tuple[str, str], ...], protocol: tuple[str, ...]) -> str:
     import hashlib
 
     doc = config.to_dict()
-    owned = set(registry.lookup("reid", config.reid).options) | set(registry.lookup("dataset", config.data).options)
+    owned: set[str] = set()
+    for kind, name in plugins:
+        owned |= set(registry.lookup(kind, name).options)
     key = {
-        "fields": {k: doc[k] for k in STAGE0_FIELDS},
+        "fields": {k: doc[k] for k in fields},
         "options": {k: v for k, v in doc["options"].items() if k in owned},
-        "protocol": {"ratios": doc["protocol"]["ratios"], "seed": doc["protocol"]["seed"],
-                     "lr_cameras": doc["protocol"]["lr_cameras"]},
+        "protocol": {k: doc["protocol"][k] for k in protocol},
         "device": device.type,
         "version": PROTOCOL_VERSION,
         "torch": torch.__version__,
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def warmup_key(config: RunConfig, registry: Registry, device: torch.device) -> str:
+    """A hash of everything the warm start depends on: equal keys give bit-identical generators."""
+    return _recipe_key(config, registry, device, WARMUP_FIELDS,
+                       (("sr", config.sr), ("dataset", config.data)),
+                       ("ratios", "kernel", "antialias", "lr_cameras", "seed"))
 
 
 def run_experiment(
@@ -228,12 +255,22 @@ def run_experiment(
 
     seed_everything(config.seed)
     data = prepare_data(config, registry)
+    if config.hr_size != data.hr_size or config.hr_height is None:
+        # The dataset declares its native HR size: the config on disk says which was used.
+        config = config.replace(hr_height=data.hr_size[0], hr_width=data.hr_size[1])
+        if main_rank and not resume:
+            doc = config_document(config, extra)
+            doc["world_size"] = distributed.world_size()
+            atomic_write_json(run_dir / "config.json", doc)
+    echo(f"HR size {config.hr_height}x{config.hr_width} (LR x{'/x'.join(ratio_key(r) for r in config.protocol.ratios)}: "
+         f"{', '.join('x'.join(map(str, lr_size(config.hr_size, r))) for r in config.protocol.ratios)}); "
+         f"re-id input {config.height}x{config.width}")
     if data.bad_images:
         echo(f"skipped {len(data.bad_images)} unreadable image(s), e.g. {data.bad_images[0]}")
     desc = data.split.describe()
     if main_rank and not resume:
         listing = {"protocol": dataclasses.asdict(config.protocol), "data": config.data,
-                   "options": dict(config.options), **data.split.listing(config.data_root)}
+                   "options": dict(config.options), **data.split.listing(config.data_root, data.hr_size)}
         atomic_write_json(run_dir / "split.json", listing)
     echo(f"data: {desc['num_train']} train images of {desc['num_train_ids']} ids; "
          f"{desc['num_query']} LR queries (cameras {desc['lr_cameras']}, ratios {desc['query_ratio_counts']}); "
@@ -241,11 +278,13 @@ def run_experiment(
     seed_everything(config.seed)
     models, regulariser = build_models(config, registry, data.num_classes)
     log_path = run_dir / "log.jsonl"
-    cache = None
+    cache = warmup_cache = None
     if stage0_cache_dir is not None and not distributed.is_distributed():
         cache = Path(stage0_cache_dir) / f"stage0-{config.reid}-{stage0_key(config, registry, device)}.pt"
+        warmup_cache = Path(stage0_cache_dir) / f"warmup-{config.sr}-{warmup_key(config, registry, device)}.pt"
     log = (lambda rec: append_jsonl(log_path, rec)) if main_rank else (lambda rec: None)
-    trainer = Trainer(config, data, models, regulariser, run_dir, device, log, stage0_cache=cache)
+    trainer = Trainer(config, data, models, regulariser, run_dir, device, log, stage0_cache=cache,
+                      warmup_cache=warmup_cache)
     if resume:
         ckpt = latest_checkpoint(run_dir / "checkpoints")
         if ckpt is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -16,16 +16,71 @@ from torch import Tensor, nn
 from harness.components import Step, StepContext
 from harness.errors import NumericalError
 
+#: Layers whose training flag changes what a forward writes (running statistics) or
+#: computes (dropout). A frozen module runs them in inference mode.
+STATEFUL_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm,
+                   nn.modules.dropout._DropoutNd)
+
+
+def inference_layers(module: nn.Module) -> None:
+    """Normalisation and dropout layers of ``module`` to eval mode, the module itself untouched.
+
+    The module keeps its training-mode *outputs* (a re-id model still returns
+    ``(logits, f_c)``), but normalises with its running statistics and changes none.
+    """
+    for layer in module.modules():
+        if isinstance(layer, STATEFUL_LAYERS):
+            layer.eval()
+
+
+@contextlib.contextmanager
+def inference_mode_layers(module: nn.Module) -> Iterator[None]:
+    """:func:`inference_layers` for the duration of a block, then the previous modes."""
+    modes = [(m, m.training) for m in module.modules()]
+    inference_layers(module)
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
 
 def set_trainable(models: Mapping[str, nn.Module], trainable: tuple[str, ...]) -> None:
-    """``requires_grad`` on exactly the named modules' parameters."""
+    """``requires_grad`` and training mode on exactly the named modules.
+
+    Every other module is frozen: no parameter gradient, and its normalisation
+    and dropout layers in inference mode (:func:`inference_layers`), so reading
+    it (``f_c`` of the re-id model, ``f_d`` of D) uses the statistics it was
+    trained with and updates none of them.
+    """
     unknown = [name for name in trainable if name not in models]
     if unknown:
         raise KeyError(f"step names unknown modules {unknown}; modules: {sorted(models)}")
     for name, module in models.items():
         flag = name in trainable
+        module.train()
+        if not flag:
+            inference_layers(module)
         for p in module.parameters():
             p.requires_grad_(flag)
+
+
+@contextlib.contextmanager
+def buffers_restored(modules: Iterable[nn.Module]) -> Iterator[None]:
+    """Whatever a block does, the modules' buffers end as they began (bit for bit).
+
+    The backstop behind :func:`set_trainable`: a third-party module may keep
+    state that no training flag guards (a spectral-norm power-iteration vector,
+    a feature queue); a step that does not train it must not change it.
+    """
+    saved = [(b, b.detach().clone()) for m in modules for b in m.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                if not torch.equal(buffer, value):
+                    buffer.copy_(value)
 
 
 def make_optimizer(
@@ -76,13 +131,15 @@ class StepRunner:
             if self.amp_dtype is not None
             else contextlib.nullcontext()
         )
-        with autocast:
-            terms = dict(step.loss(ctx))
-        if not terms:
-            raise ValueError(f"step {step.name!r} returned no loss terms")
-        total: Tensor = sum(t.float() for t in terms.values())  # type: ignore[assignment]
-        if total.requires_grad:
-            total.backward()
+        frozen = [m for name, m in self.models.items() if name not in step.trainable]
+        with buffers_restored(frozen):
+            with autocast:
+                terms = dict(step.loss(ctx))
+            if not terms:
+                raise ValueError(f"step {step.name!r} returned no loss terms")
+            total: Tensor = sum(t.float() for t in terms.values())  # type: ignore[assignment]
+            if total.requires_grad:
+                total.backward()
         if optimizer is not None:
             from harness.distributed import average_gradients
 
@@ -94,6 +151,13 @@ class StepRunner:
         return {f"{step.name}/{k}": v.detach() for k, v in terms.items()}  # type: ignore[return-value]
 
     def run_iteration(self, ctx: StepContext, iteration: int = 0) -> dict[str, Tensor]:
+        """Every step once, in order, on one batch.
+
+        The SR batch is computed first, with G in training mode and outside any
+        step, so G's own state (if it has any) moves once per iteration whatever
+        step first reads ``ctx.sr()``.
+        """
+        ctx.sr()
         out: dict[str, Tensor] = {}
         for step in self.steps:
             out.update(self.run(step, ctx, iteration))

@@ -301,7 +301,7 @@ def check_sr_model(registry: Registry, name: str, config: RunConfig) -> list[str
 
     entry = registry.lookup("sr", name)
     config = _configured(entry, config)
-    label, size = _label(entry), (config.height, config.width)
+    label, size = _label(entry), config.hr_size  # SR restores the HR size
     model = _module(entry, _seeded(config.seed, lambda: _build(entry, config)))
     twin = _module(entry, _seeded(config.seed, lambda: _build(entry, config)))
     ratios = sorted({*config.protocol.ratios, ANY_FACTOR})
@@ -455,7 +455,7 @@ def check_discriminator(registry: Registry, name: str, config: RunConfig) -> lis
     """``(logit [B], f_d [B, D])`` in both modes, one feature size, gradients to the input."""
     entry = registry.lookup("discriminator", name)
     config = _configured(entry, config)
-    label, size = _label(entry), (config.height, config.width)
+    label, size = _label(entry), config.hr_size  # D judges HR-size images
     model = _module(entry, _seeded(config.seed, lambda: _build(entry, config)))
     twin = _module(entry, _seeded(config.seed, lambda: _build(entry, config)))
     x = _images(BATCH, size, seed=7)
@@ -608,7 +608,7 @@ def _one_iteration(entry: Entry, config: RunConfig) -> tuple[dict[str, float], l
     """Build the regulariser around tiny G / re-id / D and run each step once, in order."""
     from harness.schedule import StepRunner
 
-    size = (config.height, config.width)
+    size = config.hr_size
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         reg = _build(entry, config)
@@ -813,7 +813,7 @@ def check_dataset(
         f"with gallery matches"
     )
 
-    size = (config.height, config.width)
+    size = dataset.hr_size or config.hr_size
     for name_ in ("train", "query", "gallery"):
         records = getattr(dataset, name_)[:sample]
         try:

@@ -1,10 +1,14 @@
 """Algorithm 1 as one visible loop.
 
-Stage 0 trains the re-id model on HR images. Stage 1 runs the regulariser's
-schedule of steps each iteration (e.g. INTACT: D, then phi+sigma, then G),
-freezing every module a step does not name. All randomness flows from one
-seeded generator plus torch's global RNG, both checkpointed, so a resumed
-CPU run ends bit-identical to an uninterrupted one.
+Stage 0 trains the re-id model on HR images. The warm start trains G alone on
+the pixel loss (SRGAN's SRResNet stage), so the adversarial and association
+terms refine a generator that already super-resolves instead of steering a
+blank one. Stage 1 runs the regulariser's schedule of steps each iteration
+(e.g. INTACT: D, then phi+sigma, then G), freezing every module a step does
+not name. Stage 0 and the warm start each draw from their own seeded
+generators, so either can be cached and shared by runs that agree on its
+recipe. All generators are checkpointed, so a resumed CPU run ends
+bit-identical to an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from harness.data.mlr import TrainRatioSampler, downsample
 from harness.data.prepare import PreparedData
 from harness.distributed import all_gather_int, average_gradients, barrier, is_main
 from harness.errors import NumericalError
+from harness.losses import pixel_mse
 from harness.schedule import StepRunner, check_finite
 
 LogFn = Callable[[dict[str, Any]], None]
@@ -65,6 +70,7 @@ class Trainer:
         device: torch.device,
         log: LogFn,
         stage0_cache: Path | None = None,
+        warmup_cache: Path | None = None,
     ):
         self.config = config
         self.data = data
@@ -97,10 +103,16 @@ class Trainer:
         # One ratio per batch, the same on every rank, so all ranks run the same graph.
         self.ratio_generator = torch.Generator().manual_seed(config.seed * 1000 + 5)
         self.ratio_sampler = TrainRatioSampler(config.protocol.ratios, self.ratio_generator)
+        # The warm start has its own generators: its result depends on its own recipe only.
+        self.warmup_generator = torch.Generator().manual_seed(config.seed * 1000 + 6 + 7919 * self.rank)
+        self.warmup_ratio_generator = torch.Generator().manual_seed(config.seed * 1000 + 7)
+        generator_params = list(models["G"].parameters())
+        self.warmup_optimizer = torch.optim.Adam(generator_params, lr=config.lr_warmup) if generator_params else None
         self.stage = "reid"
         self.iteration = 0
         self._triplet = None
         self.stage0_cache = stage0_cache
+        self.warmup_cache = warmup_cache
 
     # -- checkpoints -----------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -111,6 +123,9 @@ class Trainer:
             "step_optimizers": self.runner.state_dict(),
             "rng": rng_state(self.generator),
             "ratio_rng": self.ratio_generator.get_state(),
+            "warmup_rng": self.warmup_generator.get_state(),
+            "warmup_ratio_rng": self.warmup_ratio_generator.get_state(),
+            "warmup_optimizer": self.warmup_optimizer.state_dict() if self.warmup_optimizer else None,
             "config": self.config.to_dict(),
         }
 
@@ -122,6 +137,10 @@ class Trainer:
         self.runner.load_state_dict(ckpt["step_optimizers"])
         restore_rng(ckpt["rng"], self.generator)
         self.ratio_generator.set_state(ckpt["ratio_rng"])
+        self.warmup_generator.set_state(ckpt["warmup_rng"])
+        self.warmup_ratio_generator.set_state(ckpt["warmup_ratio_rng"])
+        if self.warmup_optimizer is not None and ckpt.get("warmup_optimizer") is not None:
+            self.warmup_optimizer.load_state_dict(ckpt["warmup_optimizer"])
         self.stage = ckpt["stage"]
         self.iteration = int(ckpt["iteration"])
         if self.rank > 0:  # the checkpoint holds rank 0's sampler; the others re-derive theirs
@@ -164,11 +183,17 @@ class Trainer:
         x = augment.random_erasing(x, self.generator, cfg.random_erasing)
         return self._to_float((x * 255).round().to(torch.uint8)), self.data.train_pids[idx].to(self.device)
 
-    def sr_batch(self) -> TrainBatch:
-        idx = self._sample(self.config.batch_size)
-        ratio = self.ratio_sampler()
+    def sr_batch(self, generator: torch.Generator | None = None,
+                 ratio_generator: torch.Generator | None = None) -> TrainBatch:
+        """HR training images and their LR versions, made as the protocol makes LR queries."""
+        generator = generator or self.generator
+        idx = torch.randint(len(self.data.train_pids), (self.config.batch_size,), generator=generator)
+        if ratio_generator is None:
+            ratio = self.ratio_sampler()
+        else:
+            ratio = TrainRatioSampler(self.config.protocol.ratios, ratio_generator)()
         x_hr = self.data.train_images[idx].float().div_(255.0)
-        x_hr = augment.random_flip(x_hr, self.generator)
+        x_hr = augment.random_flip(x_hr, generator)
         x_hr = self._to_float((x_hr * 255).round().to(torch.uint8))
         x_lr = downsample(x_hr, ratio, self.config.protocol)
         return TrainBatch(x_lr=x_lr, x_hr=x_hr, pids=self.data.train_pids[idx].to(self.device), ratio=ratio)
@@ -201,7 +226,7 @@ class Trainer:
         self.models["reid"].load_state_dict(cached["reid"])
         restore_rng(cached["rng"], self.generator)
         self.log({"stage": "reid", "iteration": self.config.reid_iters, "stage0_cache": str(path)})
-        self.stage, self.iteration = "sr", 0
+        self.stage, self.iteration = "warmup", 0
         self.checkpoint()
         return True
 
@@ -237,6 +262,52 @@ class Trainer:
             self._after_iteration({f"reid/{k}": v.detach() for k, v in terms.items()}, bar)
         bar.close()
         self._save_stage0()
+        self.stage, self.iteration = "warmup", 0
+        self.checkpoint()
+
+    def _load_warmup(self) -> bool:
+        """Reuse a finished warm start of an identical G recipe (same result, no work)."""
+        path = self.warmup_cache
+        if path is None or self.iteration != 0 or not path.is_file():
+            return False
+        from harness.checkpoint import safe_load
+
+        self.models["G"].load_state_dict(safe_load(path)["G"])
+        self.log({"stage": "warmup", "iteration": self.config.sr_warmup_iters, "warmup_cache": str(path)})
+        self.stage, self.iteration = "sr", 0
+        self.checkpoint()
+        return True
+
+    def train_warmup(self) -> None:
+        """G alone on the pixel loss; every other module is untouched (not even run)."""
+        cfg = self.config
+        generator = self.models["G"]
+        if self.warmup_optimizer is None or cfg.sr_warmup_iters == 0 or self._load_warmup():
+            self.stage, self.iteration = "sr", 0
+            return
+        generator.train()
+        for p in generator.parameters():
+            p.requires_grad_(True)
+        bar = _progress(cfg.sr_warmup_iters, "warm start: G on pixel loss", self.iteration)
+        while self.iteration < cfg.sr_warmup_iters:
+            batch = self.sr_batch(self.warmup_generator, self.warmup_ratio_generator)
+            with self._autocast():
+                x_sr = generator(batch.x_lr, batch.out_size)
+            loss = pixel_mse(x_sr, batch.x_hr)
+            self.warmup_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            average_gradients(generator.parameters())
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(generator.parameters(), cfg.grad_clip)
+            self.warmup_optimizer.step()
+            self.iteration += 1
+            bar.update(1)
+            self._after_iteration({"warmup/mse": loss.detach()}, bar)
+        bar.close()
+        if is_main() and self.warmup_cache is not None and not self.warmup_cache.is_file():
+            from harness.io import atomic_torch_save
+
+            atomic_torch_save({"G": generator.state_dict()}, self.warmup_cache)
         self.stage, self.iteration = "sr", 0
         self.checkpoint()
 
@@ -274,6 +345,8 @@ class Trainer:
     def fit(self) -> None:
         if self.stage == "reid":
             self.train_reid()
+        if self.stage == "warmup":
+            self.train_warmup()
         if self.stage == "sr":
             self.train_sr()
         barrier()

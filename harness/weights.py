@@ -66,7 +66,12 @@ def _strip(key: str, prefix: str) -> str:
 
 def _align(source: dict[str, Tensor], target: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Rename ``source`` by the wrapper prefix (added or removed) that matches most keys."""
-    prefixes = {""} | {k.split(".", 1)[0] + "." for k in list(source) + list(target) if "." in k}
+    prefixes = {""}
+    for key in list(source) + list(target):  # wrapper prefixes up to two levels ("backbone.model.")
+        parts = key.split(".")
+        for depth in (1, 2):
+            if len(parts) > depth:
+                prefixes.add(".".join(parts[:depth]) + ".")
     best, best_hits = source, sum(k in target for k in source)
     for prefix in sorted(prefixes):
         for renamed in (

@@ -285,12 +285,21 @@ def test_shipped_specs_cover_the_paper_numbers() -> None:
     table1 = {label.split(":")[0]: tuple(p.values()) for label, p in papers["table1"].items()}
     assert table1 == {
         "MLR-Market-1501": (88.1, 95.0, 96.9),
-        "MLR-CUHK03": (86.4, 97.4, 98.5),
+        "MLR-CUHK03 (cuhk03-partial, 100 test ids)": (86.4, 97.4, 98.5),
         "MLR-VIPeR": (46.2, 73.1, 81.6),
         "MLR-DukeMTMC-reID": (81.2, 90.1, 92.8),
         "CAVIAR (genuine LR)": (44.0, 81.8, 93.9),
     }
     assert all(label.endswith(": INTACT") for label in papers["table1"])
+
+
+def test_table1_uses_the_seeds_cuhk03_protocol_and_bicubic_rows_do_not_learn() -> None:
+    spec = load_spec(Path(SPECS[0]).parent / "table1.toml")
+    rows = {run.label: run.settings for run in spec.runs}
+    cuhk = [s for label, s in rows.items() if label.startswith("MLR-CUHK03")]
+    assert cuhk and all(s["data"] == "cuhk03-partial" for s in cuhk)  # 1,367/100-style, single-shot
+    bicubic = [s for label, s in rows.items() if label.endswith(": bicubic")]
+    assert len(bicubic) == 5 and all(s["sr_iters"] == 0 and s["sr"] == "bicubic" for s in bicubic)
 
 
 SPLIT_SPEC = """

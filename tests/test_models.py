@@ -241,24 +241,32 @@ def test_classifier_of_another_id_count_is_skipped(reid_models, registry, tmp_pa
     target = build(registry, "reid", "osnet_x0_25", 9).eval()
     report = load_reid_weights(target, path)
     classifier = [k for k in target.state_dict() if ".classifier." in f".{k}"]
-    assert classifier == ["model.classifier.weight", "model.classifier.bias"]
+    assert classifier == ["classifier.weight"]  # the shared head's bias-free classifier
     assert report == {
-        "loaded": len(target.state_dict()) - 2,
-        "skipped": 2,
-        "missing": 2,
+        "loaded": len(target.state_dict()) - 1,
+        "skipped": 1,
+        "missing": 1,
         "unexpected": 0,
     }
     x = torch.rand(2, 3, *HR)
     with torch.no_grad():
         assert torch.equal(target(x), source(x))  # eval features do not use the classifier
-    assert target.model.classifier.weight.shape[0] == 9
+    assert target.classifier.weight.shape[0] == 9
 
 
-def test_raw_torchreid_state_dict_loads_into_the_wrapper(reid_models, registry, tmp_path):
-    source = reid_models["osnet_x0_25"]
-    torch.save({"state_dict": source.model.state_dict(), "epoch": 3}, tmp_path / "raw.pt")
-    report = load_reid_weights(build(registry, "reid", "osnet_x0_25", 5), tmp_path / "raw.pt")
-    assert report["loaded"] == len(source.state_dict()) and report["missing"] == 0
+def test_raw_torchreid_state_dict_loads_into_the_wrapper(registry, tmp_path):
+    from plugins.reid.torchreid_models import import_torchreid_models
+
+    raw = import_torchreid_models().build_model("osnet_x0_25", 7, loss="triplet", pretrained=False)
+    torch.save({"state_dict": raw.state_dict(), "epoch": 3}, tmp_path / "raw.pt")
+    target = build(registry, "reid", "osnet_x0_25", 5)
+    report = load_reid_weights(target, tmp_path / "raw.pt")
+    trunk = [k for k in target.state_dict() if k.startswith("backbone.")]
+    assert report["loaded"] == len(trunk)  # the whole trunk; the shared head starts fresh
+    assert report["missing"] == len(target.state_dict()) - len(trunk)
+    assert report["unexpected"] > 0  # torchreid's own FC and classifier, dropped by the wrapper
+    for key in trunk:
+        assert torch.equal(target.state_dict()[key], raw.state_dict()[key[len("backbone.model."):]])
 
 
 @pytest.mark.parametrize(

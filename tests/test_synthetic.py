@@ -57,8 +57,8 @@ def test_dataset_splits_counts_and_labels():
 
 def test_factory_reads_size_seed_and_options_from_config():
     config = RunConfig(
-        height=48,
-        width=24,
+        hr_height=48,
+        hr_width=24,
         seed=3,
         options={
             "synth_train_ids": 3,
@@ -73,7 +73,8 @@ def test_factory_reads_size_seed_and_options_from_config():
     # One image per camera: the gallery is every test image (own-camera copies of
     # a query are removed at evaluation).
     assert [r.pid for r in ds.gallery] == [r.pid for r in ds.query]
-    assert ds.train[0].image.shape == (48, 24, 3)
+    assert ds.train[0].image.shape == (48, 24, 3)  # drawn at the HR size
+    assert ds.hr_size == (48, 24)
     assert ds.info["synth_seed"] == [7, 3]
     other = S.synthetic_dataset(None, config.replace(seed=4))
     assert not np.array_equal(ds.train[0].image, other.train[0].image)

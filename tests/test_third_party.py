@@ -117,7 +117,7 @@ BUILTINS = [
     (
         "regulariser",
         "none",
-        "step 'G' gives finite scalar terms id, mse; it changes G, reid and nothing else",
+        "step 'G' gives finite scalar terms id, mse; it changes G and nothing else",
     ),
     (
         "regulariser",

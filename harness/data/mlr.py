@@ -12,9 +12,14 @@ result (``ProtocolConfig`` plus ``PROTOCOL_VERSION``):
   (Market-style), so every true match comes from an HR camera;
 * training pairs ``(x_l, x_h)`` come from downsampling HR training images;
   each batch shares one ratio (bucketing), drawn from ``ratios``;
-* downsampling resizes an HR image of the run's size ``(H, W)`` to
-  ``(round(H / r), round(W / r))`` with ``torch.nn.functional.interpolate``
-  using ``kernel`` and ``antialias`` (deterministic on CPU);
+* the HR size ``(H, W)`` is the dataset's native size (declared by its
+  reader; a fixed standard size where images vary) or the run's
+  ``hr_height x hr_width``; it is the SR target, and the re-id model resizes
+  whatever it is given to its own input size;
+* downsampling resizes an HR image to ``(round(H / r), round(W / r))`` with
+  ``torch.nn.functional.interpolate`` using ``kernel`` and ``antialias``
+  (deterministic on CPU), so Market-1501 (128x64) at x2/x3/x4 gives the
+  paper's 64x32 / 43x21 / 32x16 queries;
 * genuinely LR datasets (``native_lr``) are not downsampled: their queries
   keep their own resolution, bucketed to the nearest configured ratio.
 """
@@ -89,9 +94,10 @@ class MLRSplit:
         }
 
 
-    def listing(self, root: str | None = None) -> dict:
+    def listing(self, root: str | None = None, hr_size: tuple[int, int] | None = None) -> dict:
         """Every image of the split by file (relative to ``root``), with its id, camera and,
-        for queries, its LR ratio: the split file a run folder keeps, so a number can be
+        for queries, its LR ratio and LR size (H, W) made from ``hr_size``: the split file a
+        run folder keeps, so a number can be
         traced to the exact identities and images behind it (nothing is written into the
         dataset folder). In-memory images (the synthetic set) are named by their index."""
 
@@ -108,12 +114,18 @@ class MLRSplit:
         def rows(records: list[Record]) -> list[list]:
             return [[name(r, i), int(r.pid), int(r.camid)] for i, r in enumerate(records)]
 
+        def query_row(row: list, ratio: float) -> list:
+            lr = list(lr_size(hr_size, ratio)) if hr_size else None
+            return row + [float(ratio), lr]
+
         return {
             "columns": ["image", "pid", "camid"],
+            "query_columns": ["image", "pid", "camid", "ratio", "lr_size"],
+            "hr_size": list(hr_size) if hr_size else None,
             "train_ids": sorted({int(r.pid) for r in self.train}),
             "test_ids": sorted({int(r.pid) for r in self.query} | {int(r.pid) for r in self.gallery}),
             "train": rows(self.train),
-            "query": [row + [float(ratio)] for row, ratio in zip(rows(self.query), self.query_ratios, strict=True)],
+            "query": [query_row(row, ratio) for row, ratio in zip(rows(self.query), self.query_ratios, strict=True)],
             "gallery": rows(self.gallery),
         }
 

@@ -1,8 +1,10 @@
 """From a dataset name to tensors in memory, with the MLR protocol applied.
 
 Images are decoded once (in DataLoader workers) into one uint8 tensor per
-split at the run's size; training and evaluation then index tensors, so data
-loading never limits throughput, and the run is reproducible bit-for-bit.
+split at the HR size (the dataset's native size, or the run's ``hr_height x
+hr_width``); training and evaluation then index tensors, so data loading never
+limits throughput, and the run is reproducible bit-for-bit. LR images are made
+from these HR tensors, never from images already resized for the re-id model.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class PreparedData:
     gallery_pids: Tensor
     gallery_camids: Tensor
     bad_images: list[str]
+    hr_size: tuple[int, int] = (64, 32)
 
     @property
     def num_classes(self) -> int:
@@ -49,11 +52,20 @@ def split_ratios(config: RunConfig) -> tuple[float, ...]:
     return tuple(float(r) for r in config.protocol.ratios)
 
 
+def resolve_hr_size(config: RunConfig, declared: tuple[int, int] | None) -> tuple[int, int]:
+    """The run's HR size if given, else the dataset's declared one, else the re-id size."""
+    if config.hr_height is not None and config.hr_width is not None:
+        return (int(config.hr_height), int(config.hr_width))
+    if declared:
+        return (int(declared[0]), int(declared[1]))
+    return config.reid_size
+
+
 def prepare_data(config: RunConfig, registry: Registry) -> PreparedData:
     entry = registry.lookup("dataset", config.data)
     dataset = entry.factory(config.data_root, config)
     split = build_mlr(dataset, config.protocol)
-    size = (config.height, config.width)
+    size = resolve_hr_size(config, dataset.hr_size)
     bad: list[str] = []
 
     def load(records: list[Record]):
@@ -74,7 +86,7 @@ def prepare_data(config: RunConfig, registry: Registry) -> PreparedData:
         # nearest configured ratio (the images were loaded at HR size, so the
         # evaluator's downsampling brings them back to about their native size).
         heights = [int(query.sizes[j][0]) for j in range(len(query.keep))]
-        ratios = [min(split_ratios(config), key=lambda r: abs(r - config.height / max(1, h))) for h in heights]
+        ratios = [min(split_ratios(config), key=lambda r: abs(r - size[0] / max(1, h))) for h in heights]
         split.query_ratios = [0.0] * len(split.query)
         for j, i in enumerate(query.keep):
             split.query_ratios[i] = ratios[j]
@@ -92,4 +104,5 @@ def prepare_data(config: RunConfig, registry: Registry) -> PreparedData:
         gallery_pids=g_pids,
         gallery_camids=g_cams,
         bad_images=bad,
+        hr_size=size,
     )

@@ -549,15 +549,24 @@ def generate(spec: SynthSpec) -> tuple[SynthImages, SynthImages]:
     return train, test
 
 
+#: The size the generator draws at when a run names no HR size (Market-1501's native size).
+NATIVE_SIZE = (128, 64)
+
+
 def spec_from_config(config: RunConfig) -> SynthSpec:
-    """The spec a run asks for: its image size, seeds and ``synth_*`` options."""
+    """The spec a run asks for: its HR size, seeds and ``synth_*`` options.
+
+    The pedestrians are drawn at the run's HR size (the native size of this
+    dataset is whatever it is drawn at), so LR queries are made from the
+    drawing itself, never from a resized copy.
+    """
     return SynthSpec(
         train_ids=int(config.option("synth_train_ids", 64)),
         test_ids=int(config.option("synth_test_ids", 64)),
         cameras=int(config.option("synth_cameras", 4)),
         images_per_camera=int(config.option("synth_images_per_camera", 4)),
-        height=config.height,
-        width=config.width,
+        height=config.hr_height or NATIVE_SIZE[0],
+        width=config.hr_width or NATIVE_SIZE[1],
         seed=(int(config.option("synth_seed", 0)), int(config.seed)),
     )
 
@@ -588,6 +597,7 @@ def build_dataset(spec: SynthSpec) -> ReidDataset:
         query=query,
         gallery=gallery,
         default_lr_cameras=(0,),
+        hr_size=(spec.height, spec.width),
         info={
             "source": "procedural (harness.data.synthetic)",
             "synth_seed": list(spec.seed) if isinstance(spec.seed, Sequence) else spec.seed,

@@ -6,38 +6,57 @@ folder holding it). The parsing lives in :mod:`harness.data.folders`.
 
 from __future__ import annotations
 
+import dataclasses
+
 from harness import Option, RunConfig, hookimpl
 from harness.components import ReidDataset
 from harness.data import folders
 
+#: The HR size each reader declares (H, W): the SR target that LR queries are made from.
+#: Native where a dataset's images share one size (Market-1501 128x64, VIPeR 128x48);
+#: where they vary (DukeMTMC-reID, CUHK03, CAVIAR), Market's 128x64, the size at which
+#: the paper quotes its LR sizes (64x32, 43x21, 32x16).
+HR_SIZES = {
+    "market1501": (128, 64),
+    "dukemtmc": (128, 64),
+    "cuhk03": (128, 64),
+    "cuhk03-partial": (128, 64),
+    "viper": (128, 48),
+    "caviar": (128, 64),
+}
+
+
+def _declared(name: str, dataset: ReidDataset) -> ReidDataset:
+    return dataclasses.replace(dataset, hr_size=HR_SIZES[name])
+
 
 def _market1501(root: str | None, config: RunConfig) -> ReidDataset:
     keep = bool(config.option("market_distractors", True))
-    return folders.read_market1501(root, keep_distractors=keep)
+    return _declared("market1501", folders.read_market1501(root, keep_distractors=keep))
 
 
 def _dukemtmc(root: str | None, config: RunConfig) -> ReidDataset:
-    return folders.read_dukemtmc(
-        root, keep_distractors=bool(config.option("duke_distractors", True))
-    )
+    keep = bool(config.option("duke_distractors", True))
+    return _declared("dukemtmc", folders.read_dukemtmc(root, keep_distractors=keep))
 
 
 def _cuhk03(root: str | None, config: RunConfig) -> ReidDataset:
-    return folders.read_cuhk03_np(root, subset=str(config.option("cuhk03_subset", "labeled")))
+    subset = str(config.option("cuhk03_subset", "labeled"))
+    return _declared("cuhk03", folders.read_cuhk03_np(root, subset=subset))
 
 
 def _cuhk03_partial(root: str | None, config: RunConfig) -> ReidDataset:
-    return folders.read_cuhk03_partial(root)
+    return _declared("cuhk03-partial", folders.read_cuhk03_partial(root))
 
 
 def _viper(root: str | None, config: RunConfig) -> ReidDataset:
     split = int(config.option("split", 0))
-    return folders.read_viper(root, split=split, seed=config.protocol.seed)
+    return _declared("viper", folders.read_viper(root, split=split, seed=config.protocol.seed))
 
 
 def _caviar(root: str | None, config: RunConfig) -> ReidDataset:
     split = int(config.option("split", 0))
-    return folders.read_caviar(root, split=split, seed=config.protocol.seed)
+    return _declared("caviar", folders.read_caviar(root, split=split, seed=config.protocol.seed))
 
 
 _SPLIT = {"split": Option(0, "which seeded train/test id split (with --protocol seed)")}

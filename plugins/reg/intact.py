@@ -1,8 +1,12 @@
 """``intact`` and ``intact-nobridge``: the Inter-Task Association Critic (Cheng et al., CVPR 2020).
 
-Features: ``f_c`` is the re-id model's identity feature (the embedding before
-its classifier, the second output in train mode); ``f_d`` is the
-discriminator's penultimate feature of the same image.
+Features: ``f_c`` is the re-id model's identity feature (the pooled backbone
+feature before the BNNeck, the second output in train mode, for timm and
+torchreid backbones alike); ``f_d`` is the discriminator's penultimate feature
+of the same image. Every read of them comes from a frozen module with its
+normalisation layers in inference mode (running statistics, nothing updated):
+``f_c``, ``f_d`` on real HR in the association step and ``f_c'``, ``f_d'`` on
+SR in the G step alike (see docs/intact.md).
 
 The association network ``phi`` maps ``f_c -> f_d`` on *real HR* images:
 ``L_intact = ||phi(f_c) - f_d||^2``.
@@ -65,9 +69,9 @@ from plugins.reg.mlp import EncoderDecoder, mlp
 ASSOCIATION_OPTIONS: dict[str, Option] = {
     **GAN_OPTIONS,
     "lambda_a": Option(
-        0.1,
-        "weight of the association critic L_dis in the G step (per-element MSE, "
-        "so independent of feature dims; same order as the ID weight)",
+        3e-4,
+        "weight of the association critic L_dis in the G step (per-element MSE, so independent "
+        "of feature dims; same order as the ID weight, below the pixel term)",
     ),
     "phi_hidden": Option(256, "hidden width of the association networks"),
     "phi_depth": Option(

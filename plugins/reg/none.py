@@ -16,7 +16,11 @@ from harness import Option, Regulariser, RunConfig, Step, StepContext, hookimpl
 from harness.losses import sr_terms
 
 SR_OPTIONS: dict[str, Option] = {
-    "lambda_c": Option(0.1, "weight of the ID (cross-entropy) loss on SR images in the G step"),
+    "lambda_c": Option(
+        3e-4,
+        "weight of the ID (cross-entropy) loss on SR images in the G step (small: the per-pixel "
+        "MSE of about 2e-3 must lead; see harness.losses)",
+    ),
 }
 
 

@@ -19,6 +19,11 @@ For an input of size ``(h, w)`` and an ``out_size`` of ``(H, W)``:
   ``(H, W)`` and added to the bicubic upsampling (the "resize then refine"
   rule with the refinement computed at LR cost).
 
+No BatchNorm (as EDSR found, and for a reason of our own): every batch holds
+one downsampling ratio, so BatchNorm's running statistics would mix the
+ratios' feature statistics and eval-time outputs would be normalised with the
+wrong ones; BatchNorm also costs PSNR in SR generally (Lim et al., 2017).
+
 Output convention (same as ``bicubic``): unclamped in training mode so that
 no gradient is cut, clamped to [0, 1] in eval mode.
 """
@@ -36,16 +41,14 @@ SCALES = (2, 3, 4)
 
 
 class ResidualBlock(nn.Module):
-    """conv-BN-PReLU-conv-BN plus identity."""
+    """conv-PReLU-conv plus identity (EDSR's block: no BatchNorm)."""
 
     def __init__(self, channels: int):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(channels),
+            nn.Conv2d(channels, channels, 3, padding=1),
             nn.PReLU(channels),
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(channels),
+            nn.Conv2d(channels, channels, 3, padding=1),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -97,9 +100,7 @@ class SRResNet(nn.Module):
             )
         self.head = nn.Sequential(nn.Conv2d(3, channels, 9, padding=4), nn.PReLU(channels))
         self.body = nn.Sequential(*[ResidualBlock(channels) for _ in range(blocks)])
-        self.body_end = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels)
-        )
+        self.body_end = nn.Conv2d(channels, channels, 3, padding=1)
         self.tails = nn.ModuleDict({str(k): _tail(channels, k) for k in SCALES})
         self.out = nn.Conv2d(channels, 3, 9, padding=4)
         nn.init.zeros_(self.out.weight)  # untrained generator == bicubic, exactly
