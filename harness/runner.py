@@ -358,7 +358,11 @@ def load_run_config(run_dir: Path) -> RunConfig:
     path = run_dir / "config.json"
     if not path.is_file():
         raise HarnessError(f"{run_dir} is not a run folder: config.json is missing")
-    return RunConfig.from_dict(json.loads(path.read_text())["config"])
+    doc = json.loads(path.read_text())
+    config = dict(doc["config"])
+    if "hr_height" not in config:  # an mlr-1.0 run: its HR size was the re-id size
+        config["hr_height"], config["hr_width"] = config.get("height", 64), config.get("width", 32)
+    return RunConfig.from_dict(config)
 
 
 def evaluate_run(run_dir: Path, registry: Registry, echo: Echo = print) -> dict[str, Any]:

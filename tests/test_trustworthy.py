@@ -275,3 +275,21 @@ def test_f_c_is_the_pooled_feature_before_the_bnneck(registry, name):
     pooled = model.backbone(model.normalize(x)).mean(dim=(2, 3))
     torch.testing.assert_close(f_c, pooled)
     assert model.bnneck.num_features == f_c.shape[1]
+
+
+def test_an_mlr_1_run_folder_keeps_its_hr_size_on_re_evaluation(tmp_path):
+    from harness.runner import load_run_config
+
+    doc = {"config": {"height": 48, "width": 24}, "protocol_version": "mlr-1.0"}
+    (tmp_path / "config.json").write_text(json.dumps(doc))
+    assert load_run_config(tmp_path).hr_size == (48, 24)
+
+
+def test_a_malformed_hr_size_is_a_usage_error():
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    result = CliRunner().invoke(main, ["run", "--preset", "smoke", "--hr-size", "128by64"])
+    assert result.exit_code == 2
+    assert "128x64" in result.output and "native" in result.output
