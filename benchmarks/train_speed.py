@@ -21,7 +21,7 @@ from harness.components import StepContext, TrainBatch
 from harness.data.mlr import downsample
 from harness.models import build_models
 from harness.registry import get_registry
-from harness.runner import resolve_config
+from harness.run import resolve_config
 from harness.schedule import StepRunner
 
 

@@ -13,6 +13,8 @@ from harness.components import (
     Step,
     StepContext,
     TrainBatch,
+    coerce_option,
+    read_options,
 )
 from harness.config import PROTOCOL_VERSION, ConfigError, ProtocolConfig, RunConfig
 from harness.errors import BadImageError, DatasetError, HarnessError, PluginError, UnknownNameError
@@ -38,6 +40,8 @@ __all__ = [
     "StepContext",
     "TrainBatch",
     "UnknownNameError",
+    "coerce_option",
     "hookimpl",
+    "read_options",
     "__version__",
 ]

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.components import coerce_option
 from harness.config import ConfigError, ProtocolConfig, RunConfig
 from harness.io import atomic_write_text
 
@@ -353,6 +354,22 @@ def is_complete(run_dir: str | Path) -> bool:
         return False
 
 
+def run_row(spec: BenchSpec, out_dir: Path, settings: dict, run_dir: Path, label: str,
+            paper: dict | None, query: str, *, registry: Any = None, echo: Callable[[str], None] = print) -> None:
+    """One planned run: resolve its settings, then train (or resume) and evaluate it."""
+    from harness.config import resolve_config
+    from harness.registry import get_registry
+    from harness.run import run_experiment
+
+    registry = registry or get_registry()
+    config = resolve_config(settings, registry)
+    echo(f"== {label} (seed {config.seed}) -> {run_dir}")
+    resume = (run_dir / "config.json").is_file()
+    run_experiment(config, run_dir, registry, resume=resume, echo=echo,
+                   extra={"label": label, "paper": paper, "bench": spec.name, "query": query},
+                   stage0_cache_dir=out_dir / ".stage0-cache")
+
+
 def write_bench_leaderboard(spec: BenchSpec, out_dir: str | Path) -> list[Path]:
     """The leaderboard of every seed folder of the spec's rows (unfinished ones are listed)."""
     from harness import leaderboard as lb
@@ -371,16 +388,12 @@ def write_bench_leaderboard(spec: BenchSpec, out_dir: str | Path) -> list[Path]:
 
 
 def _same(wanted: Any, stored: Any) -> bool:
-    """Loose equality: command-line strings ("0.5", "true") against the typed saved values."""
-    if wanted == stored:
-        return True
+    """Equality after typing command-line strings ("0.5", "true") like the saved values."""
     if isinstance(wanted, list | tuple) and isinstance(stored, list | tuple):
         return len(wanted) == len(stored) and all(map(_same, wanted, stored))
-    if str(wanted).lower() == str(stored).lower():
-        return True
     try:
-        return float(wanted) == float(stored)
-    except (TypeError, ValueError):
+        return coerce_option(wanted, stored) == stored
+    except ConfigError:
         return False
 
 
@@ -422,20 +435,25 @@ def _seed_order(path: Path) -> tuple[int, int, str]:
 def run_bench(
     spec: BenchSpec,
     out_dir: str | Path,
-    run_fn: RunFn,
+    run_fn: RunFn | None = None,
     *,
     seeds: int = 1,
     overrides: Mapping[str, Any] | None = None,
     progress: Callable[[str], None] = print,
     splits: int | None = None,
+    registry: Any = None,
 ) -> list[Path]:
     """Run every unfinished (row, seed, split) in order, then write the spec's leaderboard.
 
-    ``run_fn(settings, run_dir, label, paper, query)`` trains one run and writes its folder.
-    If it raises, the leaderboard of what has finished is still written, then the error
-    propagates.
+    ``run_fn(settings, run_dir, label, paper, query)`` trains one run and writes its folder;
+    by default :func:`run_row` (``harness.run.run_experiment`` with the bench's shared
+    stage-0 and warm-start cache). If it raises, the leaderboard of what has finished is
+    still written, then the error propagates.
     """
     out_dir = Path(out_dir)
+    if run_fn is None:
+        def run_fn(settings: dict, run_dir: Path, label: str, paper: dict | None, query: str) -> None:
+            run_row(spec, out_dir, settings, run_dir, label, paper, query, registry=registry, echo=progress)
     plan = expand(spec, overrides, seeds, out_dir, splits)
     for run in plan:
         stale = stale_settings(run)

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from harness.config import KERNELS
+from harness.config import KERNELS, coerce_setting
 from harness.errors import HarnessError
 
 os.environ.setdefault("KMP_WARNINGS", "0")
@@ -172,7 +172,7 @@ def _default_run_dir(config, models: str | None = None) -> Path:
 @_friendly
 def run(out: str | None, resume_dir: str | None, stage0_cache: str | None, **kw: Any) -> None:
     """Train an SR + re-id cascade under the MLR protocol and evaluate it."""
-    from harness.runner import load_run_config, resolve_config, run_experiment
+    from harness.run import load_run_config, resolve_config, run_experiment
 
     registry = _registry()
     if resume_dir:
@@ -191,9 +191,10 @@ def run(out: str | None, resume_dir: str | None, stage0_cache: str | None, **kw:
 
 @main.command()
 @stage0_options
-@click.option("--out", "weights_out", required=True, type=click.Path(dir_okay=False),
+@click.option("--weights", "weights_out", required=True, type=click.Path(dir_okay=False),
               help="Where to write the re-id weights (a plain state_dict, for --reid-weights).")
-@click.option("--run-dir", type=click.Path(), help="Run folder (default runs/<time>-<data>-pretrain-<reid>-s<seed>).")
+@click.option("--out", "run_dir", type=click.Path(),
+              help="Run folder, as for harness run (default runs/<time>-<data>-pretrain-<reid>-s<seed>).")
 @click.option("--stage0-cache", type=click.Path(file_okay=False),
               help="Folder of finished stage-0 re-id models (shared with harness run / bench).")
 @_friendly
@@ -202,10 +203,11 @@ def pretrain(weights_out: str, run_dir: str | None, stage0_cache: str | None, **
 
     The way to start from something better than random weights where no ImageNet
     weights can be had: e.g. pretrain on CUHK03, then
-    `harness run --data viper --reid-weights weights.pt` fine-tunes on VIPeR.
+    `harness pretrain --data cuhk03-partial ... --weights cuhk03.pt`, then
+    `harness run --data viper --reid-weights cuhk03.pt` fine-tunes on VIPeR.
     The run folder keeps the usual report (HR and bicubic queries on --data's test set).
     """
-    from harness.runner import pretrain_reid, resolve_config
+    from harness.run import pretrain_reid, resolve_config
 
     registry = _registry()
     values = _values(kw)
@@ -222,29 +224,41 @@ def pretrain(weights_out: str, run_dir: str | None, stage0_cache: str | None, **
 @_friendly
 def eval_(run_dir: str) -> None:
     """Re-evaluate a finished run from its final checkpoint."""
-    from harness.runner import evaluate_run
+    from harness.run import evaluate_run
 
     evaluate_run(Path(run_dir), _registry(), echo=click.echo)
 
 
 # ---------------------------------------------------------------------------- list
 @main.command("list")
-@click.option("--verbose", "-v", is_flag=True, help="Also show each component's options and defaults.")
+@click.argument("pattern", required=False)
+@click.option("--verbose", "-v", is_flag=True, help="Also show each component's options, defaults and preset values.")
 @_friendly
-def list_(verbose: bool) -> None:
-    """Every registered SR model, discriminator, re-id model, regulariser and dataset."""
+def list_(pattern: str | None, verbose: bool) -> None:
+    """Every registered SR model, discriminator, re-id model, regulariser and dataset.
+
+    PATTERN filters names with shell wildcards, as timm's list_models does
+    (`harness list 'intact*'`, `harness list '*cuhk*'`).
+    """
+    import fnmatch
+
     from harness.registry import KINDS
 
     registry = _registry()
     for kind in KINDS:
+        names = [n for n in registry.names(kind) if pattern is None or fnmatch.fnmatch(n, pattern)]
+        if pattern is not None and not names:
+            continue
         click.echo(f"{kind}:")
-        for name in registry.names(kind):
+        for name in names:
             entry = registry.entries[kind][name]
             click.echo(f"  {name:<22} {entry.summary}  [{entry.plugin}]")
             if verbose:
                 for key, option in sorted(entry.options.items()):
-                    click.echo(f"      -o {key}={option.default!r:<10} {option.help}")
-        for res in registry.resolvers(kind):
+                    presets = "".join(f", {p} {v!r}" for p, v in sorted(option.presets.items()))
+                    click.echo(f"      -o {key}={option.default!r:<10} {option.help}"
+                               + (f" (presets: {presets[2:]})" if presets else ""))
+        for res in registry.resolvers(kind) if pattern is None else []:
             click.echo(f"  {'<name>':<22} {res.summary}  [{res.plugin}]")
     if registry.failed:
         click.echo("plugins that failed to load:")
@@ -300,38 +314,17 @@ def bench(spec: str, seeds: int, rows: tuple[str, ...], splits: int | None, out:
           preset: str | None, reid: str | None, options: dict, settings: dict) -> None:
     """Run a grid of runs from SPEC.toml (finished runs are skipped) and write its leaderboard."""
     from harness import bench as bench_mod
-    from harness.runner import resolve_config, run_experiment
 
     registry = _registry()
     loaded = bench_mod.select_rows(bench_mod.load_spec(Path(spec)), rows)
     overrides: dict[str, Any] = {k: v for k, v in {"data": data, "data_root": data_root, "preset": preset, "reid": reid}.items() if v}
-    overrides.update({k: _literal(v) for k, v in settings.items()})
+    overrides.update({k: coerce_setting(k, v) for k, v in settings.items()})
     if options:
         overrides["options"] = options
     out_dir = Path(out) if out else Path("runs") / "bench" / loaded.name
-
-    def run_fn(settings: dict, run_dir: Path, label: str, paper: dict | None, query: str) -> None:
-        config = resolve_config(settings, registry)
-        click.echo(f"== {label} (seed {config.seed}) -> {run_dir}")
-        resume = (run_dir / "config.json").is_file()
-        run_experiment(config, run_dir, registry, resume=resume, echo=click.echo,
-                       extra={"label": label, "paper": paper, "bench": loaded.name, "query": query},
-                       stage0_cache_dir=out_dir / ".stage0-cache")
-
-    bench_mod.run_bench(loaded, out_dir, run_fn, seeds=seeds, overrides=overrides, progress=click.echo,
-                        splits=splits)
+    bench_mod.run_bench(loaded, out_dir, seeds=seeds, overrides=overrides, progress=click.echo,
+                        splits=splits, registry=registry)
     click.echo((out_dir / "leaderboard.md").read_text() if (out_dir / "leaderboard.md").is_file() else "")
-
-
-def _literal(value: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    if value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    return value
 
 
 # ---------------------------------------------------------------------------- data
@@ -344,21 +337,20 @@ def data() -> None:
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write.")
 @click.option("--layout", default="market1501", show_default=True,
               type=click.Choice(["market1501", "dukemtmc", "cuhk03", "cuhk03-partial", "viper", "caviar"]))
-@click.option("--train-ids", default=64, show_default=True)
-@click.option("--test-ids", default=64, show_default=True)
-@click.option("--cameras", default=4, show_default=True)
-@click.option("--images-per-camera", default=4, show_default=True)
-@click.option("--height", default=128, show_default=True)
-@click.option("--width", default=64, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--train-ids", type=int, help="Training identities (default: the synthetic dataset's own).")
+@click.option("--test-ids", type=int, help="Test identities.")
+@click.option("--cameras", type=int)
+@click.option("--images-per-camera", type=int)
+@click.option("--height", type=int, help="Image height (default: the generator's native 128).")
+@click.option("--width", type=int)
+@click.option("--seed", type=int)
 @_friendly
-def data_synth(out: str, layout: str, train_ids: int, test_ids: int, cameras: int,
-               images_per_camera: int, height: int, width: int, seed: int) -> None:
+def data_synth(out: str, layout: str, **sizes: int | None) -> None:
     """Write the synthetic dataset to disk in an official layout."""
-    from harness.data.synthetic import write_layout
-
-    path = write_layout(Path(out), layout, train_ids=train_ids, test_ids=test_ids, cameras=cameras,
-                        images_per_camera=images_per_camera, height=height, width=width, seed=seed)
+    writer = getattr(_registry().lookup("dataset", "synthetic").factory, "write_layout", None)
+    if writer is None:
+        raise HarnessError("the registered 'synthetic' dataset offers no layout writer (write_layout)")
+    path = writer(Path(out), layout, **{k: v for k, v in sizes.items() if v is not None})
     click.echo(f"wrote synthetic {layout} data to {path}")
 
 
@@ -396,7 +388,7 @@ def data_info(name: str, data_root: str | None, preset: str) -> None:
     import json
 
     from harness.data.mlr import build_mlr
-    from harness.runner import resolve_config
+    from harness.run import resolve_config
 
     registry = _registry()
     config = resolve_config({"data": name, "data_root": data_root, "preset": preset}, registry)
@@ -415,8 +407,8 @@ def check_plugin(name: str, kind: str | None, data_root: str | None) -> None:
 
     Tiny inputs on CPU (the smoke preset); prints one line per passed check.
     """
+    from harness.contracts import check_component, component_config, find_components
     from harness.errors import DatasetError
-    from harness.testing import check_component, component_config, find_components
 
     registry = _registry()
     checked = 0

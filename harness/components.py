@@ -193,10 +193,61 @@ class Regulariser:
 
 @dataclass(frozen=True)
 class Option:
-    """A declared plugin option: its default and one line of help."""
+    """A declared plugin option: its default, one line of help, and per-preset values.
+
+    Declared once, beside the plugin that reads it, so the core's presets name
+    only core fields: ``Option(8, "residual blocks", presets={"smoke": 2, "cpu": 6})``.
+    """
 
     default: Any
     help: str
+    presets: Mapping[str, Any] = field(default_factory=dict)
+
+    def value_for(self, preset: str | None) -> Any:
+        """The value under ``preset`` (the default where the preset names none)."""
+        return self.presets.get(preset, self.default) if preset else self.default
+
+
+def coerce_option(value: Any, default: Any) -> Any:
+    """The one rule turning a string (CLI ``-o``, bench ``--set``, TOML) into an option's type.
+
+    The declared default's type decides: booleans accept 1/0, true/false,
+    yes/no, on/off; numbers are parsed; strings, ``None`` defaults and
+    non-string values pass through unchanged.
+    """
+    from harness.config import ConfigError
+
+    if not isinstance(value, str) or isinstance(default, str) or default is None:
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+    if isinstance(default, bool):
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"expected a boolean, got {value!r}")
+    try:
+        return type(default)(value)
+    except ValueError as exc:
+        raise ConfigError(f"expected {type(default).__name__}, got {value!r}") from exc
+
+
+def read_options(config: RunConfig, declared: Mapping[str, Option]) -> dict[str, Any]:
+    """A plugin's declared options from ``config``: the declared default where absent, typed.
+
+    ``resolve_config`` has already filled every declared option of a run's
+    plugins (preset values included); the defaults serve a ``RunConfig`` built
+    by hand (tests, notebooks).
+    """
+    out: dict[str, Any] = {}
+    for key, option in declared.items():
+        value = config.option(key, option.default)
+        default = option.default
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and value is not None:
+            value = type(default)(value)
+        out[key] = value
+    return out
 
 
 @dataclass(frozen=True)

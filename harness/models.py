@@ -6,15 +6,15 @@ training, with an error that names the plugin and what was expected.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from harness.components import BuildContext, Entry, Regulariser
 from harness.config import RunConfig
+from harness.contracts import dry_run_discriminator, dry_run_reid, dry_run_sr
 from harness.errors import PluginError
 from harness.registry import Registry
 
@@ -29,90 +29,6 @@ def _call(entry: Entry, *args: Any) -> Any:
             f"{entry.kind} {entry.name!r} (plugin {entry.plugin!r}) failed to build: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
-
-
-def contract_error(entry: Entry, expected: str, got: str) -> PluginError:
-    return PluginError(f"{entry.kind} {entry.name!r} (plugin {entry.plugin!r}) broke its contract: expected {expected}, got {got}")
-
-
-def describe(value: Any) -> str:
-    if isinstance(value, Tensor):
-        return f"tensor {tuple(value.shape)} {value.dtype}"
-    if isinstance(value, (tuple, list)):
-        return f"{type(value).__name__} of ({', '.join(describe(v) for v in value)})"
-    return type(value).__name__
-
-
-@contextlib.contextmanager
-def untouched(model: nn.Module) -> Iterator[None]:
-    """Run dry forwards without leaving a trace: buffers (BatchNorm statistics) are restored.
-
-    A train-mode contract check on random images would otherwise move the running
-    statistics of a freshly loaded re-id model by 10% towards noise.
-    """
-    saved = {name: b.detach().clone() for name, b in model.named_buffers()}
-    was = model.training
-    try:
-        yield
-    finally:
-        model.train(was)
-        with torch.no_grad():
-            for name, b in model.named_buffers():
-                if name in saved:
-                    b.copy_(saved[name])
-
-
-def check_reid(entry: Entry, model: nn.Module, num_classes: int, size: tuple[int, int]) -> int:
-    """Dry forward in train and eval mode; returns the feature dim."""
-    x = torch.rand(2, 3, *size)
-    was = model.training
-    try:
-        with torch.no_grad():
-            model.train()
-            out = model(x)
-            if not (isinstance(out, (tuple, list)) and len(out) == 2):
-                raise contract_error(entry, "(logits, f_c) in train mode", describe(out))
-            logits, feat = out
-            if logits.shape != (2, num_classes) or feat.ndim != 2 or feat.shape[0] != 2:
-                raise contract_error(entry, f"logits (2, {num_classes}) and f_c (2, D) in train mode", describe(out))
-            model.eval()
-            f = model(x)
-            if not isinstance(f, Tensor) or f.ndim != 2 or f.shape[0] != 2 or not f.is_floating_point():
-                raise contract_error(entry, "a float (2, D) feature tensor in eval mode", describe(f))
-            if not torch.isfinite(f).all():
-                raise contract_error(entry, "finite features", "NaN or inf")
-    finally:
-        model.train(was)
-    return int(f.shape[1])
-
-
-def _untouched_check(check: Callable[..., Any]) -> Callable[..., Any]:
-    def wrapped(entry: Entry, model: nn.Module, *args: Any) -> Any:
-        with untouched(model):
-            return check(entry, model, *args)
-
-    wrapped.__doc__, wrapped.__name__ = check.__doc__, check.__name__
-    return wrapped
-
-
-def check_sr(entry: Entry, model: nn.Module, size: tuple[int, int], ratio: float) -> None:
-    from harness.data.mlr import lr_size
-
-    x = torch.rand(2, 3, *lr_size(size, ratio))
-    with torch.no_grad():
-        y = model(x, size)
-    if not isinstance(y, Tensor) or tuple(y.shape) != (2, 3, *size) or not y.is_floating_point():
-        raise contract_error(entry, f"forward(x_lr, out_size) -> float tensor (2, 3, {size[0]}, {size[1]})", describe(y))
-
-
-def check_discriminator(entry: Entry, model: nn.Module, size: tuple[int, int]) -> None:
-    with torch.no_grad():
-        out = model(torch.rand(2, 3, *size))
-    if not (isinstance(out, (tuple, list)) and len(out) == 2):
-        raise contract_error(entry, "(logit, f_d)", describe(out))
-    logit, feat = out
-    if logit.reshape(-1).shape[0] != 2 or feat.ndim != 2 or feat.shape[0] != 2:
-        raise contract_error(entry, "logit (2,) and f_d (2, D)", describe(out))
 
 
 def resize_to_input(module: nn.Module, size: tuple[int, int]) -> nn.Module:
@@ -141,11 +57,6 @@ def resize_to_input(module: nn.Module, size: tuple[int, int]) -> nn.Module:
     return module
 
 
-check_reid = _untouched_check(check_reid)
-check_sr = _untouched_check(check_sr)
-check_discriminator = _untouched_check(check_discriminator)
-
-
 def build_models(
     config: RunConfig, registry: Registry, num_classes: int
 ) -> tuple[dict[str, nn.Module], Regulariser]:
@@ -165,7 +76,7 @@ def build_models(
     torch.manual_seed(config.seed * 1000 + 1)
     generator = _call(sr_entry, config)
     for ratio in sorted(set(config.protocol.ratios)):
-        check_sr(sr_entry, generator, size, ratio)
+        dry_run_sr(sr_entry, generator, size, ratio)
     torch.manual_seed(config.seed * 1000 + 2)
     reid = _call(reid_entry, config, num_classes)
     if config.reid_weights:
@@ -173,12 +84,12 @@ def build_models(
 
         load_reid_weights(reid, config.reid_weights)
     resize_to_input(reid, config.reid_size)
-    reid_dim = check_reid(reid_entry, reid, num_classes, size)
+    reid_dim = dry_run_reid(reid_entry, reid, num_classes, size)
 
     def make_discriminator() -> nn.Module:
         entry = registry.lookup("discriminator", config.disc)
         disc = _call(entry, config)
-        check_discriminator(entry, disc, size)
+        dry_run_discriminator(entry, disc, size)
         return disc
 
     torch.manual_seed(config.seed * 1000 + 3)

@@ -3,7 +3,8 @@
 ``cpu`` is sized so a 2-core CPU finishes a whole run with the default
 resnet18 in about 7 minutes (resnet50 takes about 11; add ``--reid-iters 300
 --sr-iters 180`` to bring it under 10); ``paper`` is the 256x128 schedule for a GPU;
-``smoke`` exists for tests and takes seconds.
+``smoke`` exists for tests and takes seconds. Presets name core fields only: a
+plugin's option carries its own per-preset values (``Option(..., presets=...)``).
 
 HR size: ``paper`` leaves it to the dataset (Market-1501's native 128x64, so
 its LR queries are the paper's 64x32 / 43x21 / 32x16, and the re-id model sees
@@ -30,15 +31,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "log_every": 2,
         "ckpt_every": 50,
         "eval_batch_size": 64,
-        "options": {
-            "synth_train_ids": 8,
-            "synth_test_ids": 6,
-            "synth_images_per_camera": 2,
-            "sr_blocks": 2,
-            "sr_channels": 16,
-            "disc_channels": 8,
-            "disc_feat_dim": 32,
-        },
         "protocol": {"trials": 2},
     },
     "cpu": {
@@ -52,15 +44,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sr_iters": 250,
         "log_every": 25,
         "ckpt_every": 100,
-        "options": {
-            "synth_train_ids": 100,
-            "synth_test_ids": 100,
-            "synth_images_per_camera": 4,
-            "sr_blocks": 6,
-            "sr_channels": 32,
-            "disc_channels": 16,
-            "disc_feat_dim": 128,
-        },
     },
     "paper": {
         "height": 256,
@@ -75,15 +58,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "workers": 8,
         "amp": True,
         "channels_last": True,
-        "options": {
-            "synth_train_ids": 500,
-            "synth_test_ids": 500,
-            "synth_images_per_camera": 6,
-            "sr_blocks": 16,
-            "sr_channels": 64,
-            "disc_channels": 64,
-            "disc_feat_dim": 256,
-        },
     },
 }
 

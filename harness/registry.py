@@ -122,16 +122,19 @@ class Registry:
             self.failed[name] = f"{type(exc).__name__}: {exc}"
             return
         self.plugins[name] = dist
+        others = [p for p in self.pm.get_plugins() if p is not plugin]
         for kind, hook_name in KINDS.items():
-            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
-                if impl.plugin is not plugin:
-                    continue
-                try:
-                    impl.function(registry=KindRegistry(kind, name, self))
-                except PluginError:
-                    raise
-                except Exception as exc:
-                    self.failed[name] = f"{hook_name} raised {type(exc).__name__}: {exc}"
+            if not any(impl.plugin is plugin for impl in getattr(self.pm.hook, hook_name).get_hookimpls()):
+                continue
+            # Through pluggy, restricted to this plugin: an implementation may take a
+            # subset of the hook's arguments, and each registration knows its plugin.
+            caller = self.pm.subset_hook_caller(hook_name, remove_plugins=others)
+            try:
+                caller(registry=KindRegistry(kind, name, self))
+            except PluginError:
+                raise
+            except Exception as exc:
+                self.failed[name] = f"{hook_name} raised {type(exc).__name__}: {exc}"
 
     def _add(self, entry: Entry) -> None:
         table = self.entries[entry.kind]

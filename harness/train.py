@@ -209,7 +209,11 @@ class Trainer:
         terms = {"ce": F.cross_entropy(logits.float(), pids, label_smoothing=self.config.label_smooth)}
         if self.config.triplet:
             if self._triplet is None:
-                from torchreid.reid.losses import TripletLoss
+                import warnings
+
+                with warnings.catch_warnings():  # torchreid's Cython-evaluator notice: not ours to use
+                    warnings.filterwarnings("ignore", message="Cython evaluation")
+                    from torchreid.reid.losses import TripletLoss
 
                 self._triplet = TripletLoss(margin=0.3)
             terms["triplet"] = self._triplet(feats.float(), pids)

@@ -13,7 +13,7 @@ from harness import ProtocolConfig, Regulariser, Step, hookimpl
 from harness.data.mlr import draw_query_ratios
 from harness.errors import NumericalError, PluginError
 from harness.registry import Registry
-from harness.runner import resolve_config, run_experiment
+from harness.run import resolve_config, run_experiment
 
 
 def _registry_with(plugin: object) -> Registry:

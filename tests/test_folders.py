@@ -11,10 +11,14 @@ from pathlib import Path
 import pytest
 
 from harness import DatasetError, RunConfig
-from harness.data import folders as Fo
 from harness.data.loading import load_images
-from harness.data.synthetic import write_layout
 from harness.registry import Registry
+from plugins.data.caviar import read_caviar
+from plugins.data.cuhk03 import VAL_PID_OFFSET, read_cuhk03_np, read_cuhk03_partial
+from plugins.data.dukemtmc import read_dukemtmc
+from plugins.data.market1501 import read_market1501
+from plugins.data.synthetic import write_layout
+from plugins.data.viper import read_viper
 
 SHARED = Path(__file__).parents[1].parent / "shared" / "data"
 TINY = dict(train_ids=4, test_ids=3, cameras=3, images_per_camera=2, height=32, width=16)
@@ -45,7 +49,7 @@ def _copy(src: Path, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("rel", ["", "Market-1501-v15.09.15"])
 def test_market_reads_from_data_folder_or_its_parent(layouts, rel):
-    ds = Fo.read_market1501(layouts["market1501"] / rel)
+    ds = read_market1501(layouts["market1501"] / rel)
     assert len(ds.train) == 4 * 3 * 2 and len(ds.query) == 3 * 3 and len(ds.gallery) == 3 * 3
     assert sorted({r.pid for r in ds.train}) == [0, 1, 2, 3]  # relabelled
     assert {r.pid for r in ds.query} == {r.pid for r in ds.gallery} == {5, 6, 7}  # original ids
@@ -57,7 +61,7 @@ def test_market_reads_from_data_folder_or_its_parent(layouts, rel):
 def test_market_nested_in_market1501_folder(layouts, tmp_path):
     target = tmp_path / "market1501"
     shutil.copytree(layouts["market1501"], target)
-    assert Fo.read_market1501(tmp_path).info["source"].endswith("market1501/Market-1501-v15.09.15")
+    assert read_market1501(tmp_path).info["source"].endswith("market1501/Market-1501-v15.09.15")
 
 
 def test_market_drops_junk_and_keeps_distractors_in_the_gallery(layouts, tmp_path):
@@ -66,40 +70,40 @@ def test_market_drops_junk_and_keeps_distractors_in_the_gallery(layouts, tmp_pat
     shutil.copy(some, root / "bounding_box_test" / "-1_c1s1_000001_00.jpg")
     shutil.copy(some, root / "bounding_box_test" / "0000_c2s1_000002_00.jpg")
     (root / "query" / "Thumbs.db").write_bytes(b"not an image")  # ignored like the release's
-    ds = Fo.read_market1501(root)
+    ds = read_market1501(root)
     assert len(ds.gallery) == 3 * 3 + 1
     assert [r.camid for r in ds.gallery if r.pid == 0] == [1]
     assert ds.info["dropped"] == {"junk (-1)": 1, "distractors (0)": 0}
-    no_distractors = Fo.read_market1501(root, keep_distractors=False)
+    no_distractors = read_market1501(root, keep_distractors=False)
     assert len(no_distractors.gallery) == 3 * 3
     assert no_distractors.info["dropped"]["distractors (0)"] == 1
 
 
 def test_duke_layout(layouts):
-    ds = Fo.read_dukemtmc(layouts["dukemtmc"])
+    ds = read_dukemtmc(layouts["dukemtmc"])
     assert ds.name == "dukemtmc"
     assert len(ds.train) == 24 and len(ds.query) == 9 and len(ds.gallery) == 9
     assert Path(ds.query[0].image).name.startswith("0005_c1_f")
 
 
 def test_cuhk03_np_subsets(layouts):
-    ds = Fo.read_cuhk03_np(layouts["cuhk03"], subset="labeled")
+    ds = read_cuhk03_np(layouts["cuhk03"], subset="labeled")
     assert ds.info["subset"] == "labeled" and len(ds.train) == 24
     assert Path(ds.train[0].image).suffix == ".png"
     with pytest.raises(DatasetError, match="no cuhk03 layout found under .*cuhk03-np/detected"):
-        Fo.read_cuhk03_np(layouts["cuhk03"], subset="detected")
+        read_cuhk03_np(layouts["cuhk03"], subset="detected")
     with pytest.raises(DatasetError, match="'labeled' or 'detected'"):
-        Fo.read_cuhk03_np(layouts["cuhk03"], subset="both")
+        read_cuhk03_np(layouts["cuhk03"], subset="both")
 
 
 # -- CUHK03 partial, VIPeR, CAVIAR -------------------------------------------
 
 
 def test_cuhk03_partial_layout(layouts):
-    ds = Fo.read_cuhk03_partial(layouts["cuhk03-partial"])
+    ds = read_cuhk03_partial(layouts["cuhk03-partial"])
     assert ds.single_gallery_shot and ds.default_lr_cameras == (0,)
     assert len(ds.train) == 4 * 2 * 2 and ds.num_train_pids == 4
-    offset = Fo.VAL_PID_OFFSET
+    offset = VAL_PID_OFFSET
     assert (
         {r.pid for r in ds.query} == {r.pid for r in ds.gallery} == {offset, offset + 1, offset + 2}
     )
@@ -110,20 +114,20 @@ def test_cuhk03_partial_layout(layouts):
 def test_viper_split_is_seeded_recorded_and_never_written(layouts):
     root = layouts["viper"]
     before = _tree(root)
-    a = Fo.read_viper(root, split=0, seed=0)
+    a = read_viper(root, split=0, seed=0)
     assert _tree(root) == before  # no splits.json or anything else
     assert a.single_gallery_shot and a.default_lr_cameras == (0,)
     ids = 4 + 3
     assert len(a.info["test_ids"]) == ids // 2
     assert sorted(r.pid for r in a.query) == a.info["test_ids"] == sorted(r.pid for r in a.gallery)
     assert len(a.train) == 2 * (ids - ids // 2)
-    assert Fo.read_viper(root, split=0, seed=0).info["test_ids"] == a.info["test_ids"]
-    others = {tuple(Fo.read_viper(root, split=s, seed=0).info["test_ids"]) for s in range(1, 6)}
+    assert read_viper(root, split=0, seed=0).info["test_ids"] == a.info["test_ids"]
+    others = {tuple(read_viper(root, split=s, seed=0).info["test_ids"]) for s in range(1, 6)}
     assert others - {tuple(a.info["test_ids"])}
 
 
 def test_caviar_uses_ids_seen_by_both_cameras_and_native_lr_queries(layouts):
-    ds = Fo.read_caviar(layouts["caviar"], split=0)
+    ds = read_caviar(layouts["caviar"], split=0)
     assert ds.native_lr and ds.single_gallery_shot and ds.default_lr_cameras == (1,)
     # write_layout leaves camera 2 out for every fourth training id (id 4 here).
     assert ds.info["ids_in_both_cameras"] == 6 and ds.info["ids_in_one_camera_only"] == 1
@@ -138,7 +142,7 @@ def test_caviar_uses_ids_seen_by_both_cameras_and_native_lr_queries(layouts):
 
 def test_no_root_and_missing_root(tmp_path):
     with pytest.raises(DatasetError, match="pass --data-root DIR"):
-        Fo.read_market1501(None)
+        read_market1501(None)
     missing = tmp_path / "nope"
     with pytest.raises(
         DatasetError,
@@ -146,13 +150,13 @@ def test_no_root_and_missing_root(tmp_path):
         "bounding_box_train/, query/, bounding_box_test/ with files named like "
         "0002_c1s1_000451_01.jpg",
     ):
-        Fo.read_market1501(missing)
+        read_market1501(missing)
 
 
 def test_folder_without_the_layout_lists_what_it_found(tmp_path):
     (tmp_path / "stuff").mkdir()
     with pytest.raises(DatasetError) as err:
-        Fo.read_viper(tmp_path)
+        read_viper(tmp_path)
     msg = str(err.value)
     assert f"no viper layout found under {tmp_path}" in msg
     assert "cam_a/ and cam_b/" in msg and "found there: stuff/" in msg
@@ -164,7 +168,7 @@ def test_incomplete_layout_names_the_missing_folder(layouts, tmp_path):
     with pytest.raises(
         DatasetError, match=f"market1501 folder {root} is incomplete: missing query/"
     ):
-        Fo.read_market1501(tmp_path)
+        read_market1501(tmp_path)
 
 
 def test_empty_folder(layouts, tmp_path):
@@ -174,7 +178,7 @@ def test_empty_folder(layouts, tmp_path):
     with pytest.raises(
         DatasetError, match=r"no images \(.jpg.*\) in .*val; expected folders train/"
     ):
-        Fo.read_cuhk03_partial(root)
+        read_cuhk03_partial(root)
 
 
 def test_bad_file_names_are_listed(layouts, tmp_path):
@@ -186,27 +190,28 @@ def test_bad_file_names_are_listed(layouts, tmp_path):
         match=r"1 file name\(s\) in .*query do not match the layout: "
         r"person_one.jpg; expected .*0002_c1s1_000451_01.jpg",
     ):
-        Fo.read_market1501(root)
+        read_market1501(root)
     viper = _copy(layouts["viper"], tmp_path) / "VIPeR"
     shutil.copy(next((viper / "cam_a").iterdir()), viper / "cam_a" / "a_b.bmp")
     with pytest.raises(DatasetError, match="a_b.bmp; expected folders cam_a/ and cam_b/"):
-        Fo.read_viper(viper)
+        read_viper(viper)
 
 
 def test_caviar_without_images(tmp_path):
     (tmp_path / "CAVIAR4REID" / "caviarReID").mkdir(parents=True)
     with pytest.raises(DatasetError, match="no CAVIAR4REID images under .*0001013.jpg"):
-        Fo.read_caviar(tmp_path)
+        read_caviar(tmp_path)
 
 
 # -- registration -------------------------------------------------------------
 
 
 def test_plugin_registers_every_reader_and_passes_options(layouts):
-    import plugins.data.folders as plugin
+    import importlib
 
     registry = Registry()
-    registry.register_plugin(plugin, "data-folders")
+    for name in ("market1501", "dukemtmc", "cuhk03", "viper", "caviar"):  # one module each
+        registry.register_plugin(importlib.import_module(f"plugins.data.{name}"), f"data-{name}")
     assert registry.failed == {}
     assert set(registry.names("dataset")) == {
         "market1501",
@@ -235,7 +240,7 @@ def _real(name: str) -> Path:
 
 
 def test_real_viper_parses_into_316_316():
-    ds = Fo.read_viper(_real("viper"))
+    ds = read_viper(_real("viper"))
     assert len(ds.train) == 632 and ds.num_train_pids == 316
     assert len(ds.query) == len(ds.gallery) == 316
     assert len(ds.info["test_ids"]) == 316 and ds.info["ids_in_one_camera_only"] == 0
@@ -246,8 +251,8 @@ def test_real_viper_parses_into_316_316():
 
 
 def test_real_cuhk03_partial_parses():
-    ds = Fo.read_cuhk03_partial(_real("cuhk03-labeled"))
+    ds = read_cuhk03_partial(_real("cuhk03-labeled"))
     assert len(ds.train) == 7239 and ds.num_train_pids == 743
     assert len(ds.query) + len(ds.gallery) == 938
     assert len({r.pid for r in ds.query}) == 100 == len({r.pid for r in ds.gallery})
-    assert min(r.pid for r in ds.query) >= Fo.VAL_PID_OFFSET
+    assert min(r.pid for r in ds.query) >= VAL_PID_OFFSET

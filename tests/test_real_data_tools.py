@@ -15,11 +15,11 @@ from PIL import Image
 from harness import augment
 from harness.checkpoint import latest_checkpoint
 from harness.cli import main
-from harness.data import folders as Fo
 from harness.data.pack import pack_dataset
-from harness.data.synthetic import write_layout
 from harness.errors import DatasetError
 from harness.weights import load_reid_weights
+from plugins.data.synthetic import write_layout
+from plugins.data.viper import read_viper
 
 
 def invoke(*args: str):
@@ -33,7 +33,7 @@ def invoke(*args: str):
 def pretrained(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("pretrain")
     weights, run_dir = root / "w.pt", root / "run"
-    result = invoke("pretrain", "--preset", "smoke", "--reid-iters", "3", "--out", weights, "--run-dir", run_dir)
+    result = invoke("pretrain", "--preset", "smoke", "--reid-iters", "3", "--weights", weights, "--out", run_dir)
     assert result.exit_code == 0, result.output
     assert f"wrote re-id weights to {weights}" in result.output
     return weights, run_dir
@@ -61,7 +61,7 @@ def test_pretrained_weights_start_a_run_on_other_data(pretrained, tmp_path) -> N
     assert result.exit_code == 0, result.output
     from harness.models import build_models
     from harness.registry import get_registry
-    from harness.runner import resolve_config
+    from harness.run import resolve_config
 
     config = resolve_config({"preset": "smoke", "options": {"synth_train_ids": 5}}, get_registry())
     reid = build_models(config, get_registry(), 5)[0]["reid"]
@@ -70,7 +70,7 @@ def test_pretrained_weights_start_a_run_on_other_data(pretrained, tmp_path) -> N
 
 
 def test_pretrain_refuses_sr_settings() -> None:
-    result = CliRunner().invoke(main, ["pretrain", "--preset", "smoke", "--reg", "intact", "--out", "x.pt"])
+    result = CliRunner().invoke(main, ["pretrain", "--preset", "smoke", "--reg", "intact", "--weights", "x.pt"])
     assert result.exit_code == 2 and "No such option '--reg'" in result.output
 
 
@@ -123,8 +123,8 @@ def test_pack_keeps_the_layout_and_resizes_every_image(viper_layout, tmp_path) -
     for path in out.rglob("*.bmp"):
         with Image.open(path) as img:
             assert img.size == (16, 32) and img.format == "BMP"
-    ds = Fo.read_viper(out)  # the same reader parses the copy
-    assert ds.num_train_pids == len(Fo.read_viper(viper_layout).train) // 2
+    ds = read_viper(out)  # the same reader parses the copy
+    assert ds.num_train_pids == len(read_viper(viper_layout).train) // 2
 
 
 def test_pack_into_one_tar_is_byte_identical_when_repeated(viper_layout, tmp_path) -> None:
@@ -160,7 +160,7 @@ def test_pack_real_viper_parses_as_viper(tmp_path, shared_data) -> None:
     out = tmp_path / "viper-64x24"
     summary = pack_dataset(src, out, size=(64, 24))
     assert summary.images == 1264
-    ds = Fo.read_viper(out)
+    ds = read_viper(out)
     assert ds.num_train_pids == 316 and len(ds.query) == len(ds.gallery) == 316
 
 

@@ -11,7 +11,7 @@ from harness.registry import BUILTIN_DISTRIBUTION, Registry
 
 BUILTINS = {
     "sr-bicubic", "sr-srgan", "disc-srgan", "reid-timm", "reid-torchreid",
-    "reg-none", "reg-gan", "reg-intact", "reg-associations", "data-synthetic", "data-folders",
+    "reg-none", "reg-gan", "reg-intact", "reg-associations", "data-synthetic", "data-market1501", "data-dukemtmc", "data-cuhk03", "data-viper", "data-caviar",
 }
 
 

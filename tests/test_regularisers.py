@@ -26,7 +26,7 @@ from harness.losses import (
 )
 from harness.registry import get_registry
 from harness.schedule import StepRunner
-from plugins.reg.none import generator_trainable
+from plugins.reg.base import generator_trainable
 
 REID_DIM, FD_DIM, BRIDGE, CLASSES = 6, 7, 5, 5
 SIZE = (16, 8)

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from harness import RunConfig
-from harness.data import synthetic as S
 from harness.registry import Registry
+from plugins.data import synthetic as S
 
 SMALL = S.SynthSpec(train_ids=6, test_ids=5, cameras=3, images_per_camera=2, height=32, width=16)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from harness.config import ConfigError
-from harness.runner import resolve_config, run_experiment
+from harness.run import resolve_config, run_experiment
 
 
 def test_preset_values_and_explicit_override(registry):

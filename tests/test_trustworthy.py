@@ -19,10 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness import RunConfig
+from harness.cache import warmup_key
 from harness.data.mlr import downsample, lr_size, upsample_bicubic
 from harness.data.prepare import prepare_data
 from harness.models import build_models
-from harness.runner import resolve_config, run_experiment, warmup_key
+from harness.run import resolve_config, run_experiment
 from harness.schedule import StepRunner, buffers_restored, set_trainable
 from harness.train import Trainer
 
@@ -122,7 +123,7 @@ def test_contract_checks_leave_loaded_statistics_alone(registry):
     torch.manual_seed(0)
     reid = registry.lookup("reid", "resnet18").factory(config, 5)
     before = state(reid)
-    from harness.models import check_reid
+    from harness.contracts import dry_run_reid as check_reid
 
     check_reid(registry.lookup("reid", "resnet18"), reid, 5, config.reid_size)
     assert same_state(before, state(reid))
@@ -190,7 +191,7 @@ def test_paper_preset_keeps_the_dataset_native_size(registry):
 
 
 def test_folder_readers_declare_their_hr_size(registry, tmp_path):
-    from harness.data.synthetic import write_layout
+    from plugins.data.synthetic import write_layout
 
     expected = {"market1501": (128, 64), "viper": (128, 48), "cuhk03-partial": (128, 64)}
     for layout, size in expected.items():
@@ -278,7 +279,7 @@ def test_f_c_is_the_pooled_feature_before_the_bnneck(registry, name):
 
 
 def test_an_mlr_1_run_folder_keeps_its_hr_size_on_re_evaluation(tmp_path):
-    from harness.runner import load_run_config
+    from harness.run import load_run_config
 
     doc = {"config": {"height": 48, "width": 24}, "protocol_version": "mlr-1.0"}
     (tmp_path / "config.json").write_text(json.dumps(doc))

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.data.folders import IMAGE_EXTENSIONS as IMAGE_SUFFIXES
+from harness.data.layout import IMAGE_EXTENSIONS as IMAGE_SUFFIXES
 from harness.errors import DatasetError
 
 

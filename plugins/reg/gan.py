@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from harness import BuildContext, Option, RunConfig, Step, StepContext, hookimpl
 from harness.losses import gan_d_loss, sr_terms
-from plugins.reg.none import SR_OPTIONS, SRRegulariser
+from plugins.reg.base import SR_OPTIONS, SRRegulariser
 
 GAN_OPTIONS: dict[str, Option] = {
     **SR_OPTIONS,

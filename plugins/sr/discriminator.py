@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from harness import Option, RunConfig, hookimpl
+from harness import Option, RunConfig, hookimpl, read_options
 
 
 def _stage(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
@@ -50,11 +50,17 @@ class SRGANDiscriminator(nn.Module):
         return self.logit(f_d).squeeze(1), f_d
 
 
+DISC_OPTIONS = {
+    "disc_channels": Option(32, "channels of the first conv (doubled every other stage)",
+                            presets={"smoke": 8, "cpu": 16, "paper": 64}),
+    "disc_feat_dim": Option(256, "dim of the penultimate feature f_d",
+                            presets={"smoke": 32, "cpu": 128, "paper": 256}),
+}
+
+
 def build_srgan_discriminator(config: RunConfig) -> nn.Module:
-    return SRGANDiscriminator(
-        channels=int(config.option("disc_channels", 32)),
-        feat_dim=int(config.option("disc_feat_dim", 256)),
-    )
+    opts = read_options(config, DISC_OPTIONS)
+    return SRGANDiscriminator(channels=opts["disc_channels"], feat_dim=opts["disc_feat_dim"])
 
 
 @hookimpl
@@ -63,8 +69,5 @@ def harness_register_discriminators(registry) -> None:
         "srgan",
         build_srgan_discriminator,
         "SRGAN conv discriminator, adaptive pooling (any size); f_d = dense feature",
-        options={
-            "disc_channels": Option(32, "channels of the first conv (doubled every other stage)"),
-            "disc_feat_dim": Option(256, "dim of the penultimate feature f_d"),
-        },
+        options=DISC_OPTIONS,
     )

@@ -34,7 +34,7 @@ import math
 
 from torch import Tensor, nn
 
-from harness import Option, RunConfig, hookimpl
+from harness import Option, RunConfig, hookimpl, read_options
 from plugins.sr.bicubic import bicubic_resize
 
 SCALES = (2, 3, 4)
@@ -116,10 +116,17 @@ class SRResNet(nn.Module):
         return y if self.training else y.clamp(0.0, 1.0)
 
 
+SRGAN_OPTIONS = {
+    "sr_blocks": Option(8, "residual blocks in the generator body",
+                        presets={"smoke": 2, "cpu": 6, "paper": 16}),
+    "sr_channels": Option(64, "feature channels of the generator",
+                          presets={"smoke": 16, "cpu": 32, "paper": 64}),
+}
+
+
 def build_srgan(config: RunConfig) -> nn.Module:
-    return SRResNet(
-        blocks=int(config.option("sr_blocks", 8)), channels=int(config.option("sr_channels", 64))
-    )
+    opts = read_options(config, SRGAN_OPTIONS)
+    return SRResNet(blocks=opts["sr_blocks"], channels=opts["sr_channels"])
 
 
 @hookimpl
@@ -128,8 +135,5 @@ def harness_register_sr(registry) -> None:
         "srgan",
         build_srgan,
         "SRResNet generator (SRGAN), residual on bicubic; pixel shuffle x2/x3/x4, any factor",
-        options={
-            "sr_blocks": Option(8, "residual blocks in the generator body"),
-            "sr_channels": Option(64, "feature channels of the generator"),
-        },
+        options=SRGAN_OPTIONS,
     )

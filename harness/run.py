@@ -1,4 +1,4 @@
-"""One run end to end: resolve config, prepare data, train, evaluate, report.
+"""One run end to end: prepare data, train, evaluate, report (and pretrain, eval).
 
 The run folder is the unit of truth: ``config.json`` first, checkpoints while
 training, and ``metrics.json`` with ``status: complete`` only at the very end.
@@ -8,100 +8,29 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import platform
 import random
-import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from harness.cache import stage0_key, warmup_key
 from harness.checkpoint import latest_checkpoint
-from harness.config import PROTOCOL_VERSION, ConfigError, ProtocolConfig, RunConfig, parse_hr_size
+from harness.config import PROTOCOL_VERSION, ConfigError, RunConfig, resolve_config
 from harness.data.mlr import lr_size, ratio_key
 from harness.errors import HarnessError
 from harness.io import append_jsonl, atomic_write_json
-from harness.presets import default_preset, preset_values
+from harness.provenance import config_document
 from harness.registry import Registry
 
 Echo = Callable[[str], None]
 
-_PROTOCOL_FIELDS = {f.name for f in dataclasses.fields(ProtocolConfig)}
-_RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)} - {"options", "protocol"}
-
-
-def selected_entries(config: RunConfig, registry: Registry) -> list:
-    entries = [
-        registry.lookup("sr", config.sr),
-        registry.lookup("reid", config.reid),
-        registry.lookup("regulariser", config.reg),
-        registry.lookup("dataset", config.data),
-        registry.lookup("discriminator", config.disc),
-    ]
-    return entries
-
-
-def resolve_config(values: Mapping[str, Any], registry: Registry) -> RunConfig:
-    """Preset < explicit values; every declared option of the selected plugins filled in.
-
-    ``values`` holds only what the user gave (None means "not given", timm's
-    habit), with ``options`` and ``protocol`` as nested dicts.
-    """
-    values = {k: v for k, v in values.items() if v is not None}
-    preset = values.get("preset") or default_preset()
-    base = preset_values(preset)
-    user_options = dict(values.pop("options", {}) or {})
-    user_protocol = {k: v for k, v in dict(values.pop("protocol", {}) or {}).items() if v is not None}
-    unknown = sorted(set(values) - _RUN_FIELDS - {"hr_size"})
-    if unknown:
-        raise ConfigError(f"unknown settings: {', '.join(unknown)}")
-    bad_proto = sorted(set(user_protocol) - _PROTOCOL_FIELDS)
-    if bad_proto:
-        raise ConfigError(f"unknown protocol settings: {', '.join(bad_proto)}")
-    protocol = {**base.pop("protocol", {}), **user_protocol}
-    preset_options = base.pop("options", {})
-    hr_size = values.pop("hr_size", None)
-    fields = {**base, **values, "preset": preset}
-    if hr_size is not None:  # "native" clears a preset's HR size
-        fields["hr_height"], fields["hr_width"] = parse_hr_size(hr_size)
-    config = RunConfig(**fields, protocol=ProtocolConfig(**protocol))
-
-    declared: dict[str, Any] = {}
-    for entry in selected_entries(config, registry):
-        for key, option in entry.options.items():
-            declared.setdefault(key, option.default)
-    stray = sorted(set(user_options) - set(declared))
-    if stray:
-        raise ConfigError(
-            f"unknown option(s) {', '.join(stray)} for sr={config.sr}, reid={config.reid}, "
-            f"reg={config.reg}, data={config.data}, disc={config.disc}; "
-            f"their options: {', '.join(sorted(declared)) or '(none)'}"
-        )
-    options = {**declared, **{k: v for k, v in preset_options.items() if k in declared}}
-    options.update({k: _coerce(v, declared[k]) for k, v in user_options.items()})
-    return config.replace(options=options)
-
-
-def _coerce(value: Any, default: Any) -> Any:
-    """CLI option strings become the type of the declared default."""
-    if not isinstance(value, str) or isinstance(default, str) or default is None:
-        return value
-    if isinstance(default, bool):
-        if value.lower() in ("1", "true", "yes", "on"):
-            return True
-        if value.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"expected a boolean, got {value!r}")
-    try:
-        return type(default)(value)
-    except ValueError as exc:
-        raise ConfigError(f"expected {type(default).__name__}, got {value!r}") from exc
+__all__ = ["evaluate_run", "load_run_config", "pretrain_reid", "resolve_config", "resolve_device",
+           "run_experiment"]
 
 
 def resolve_device(config: RunConfig, echo: Echo) -> tuple[RunConfig, torch.device]:
@@ -120,25 +49,6 @@ def resolve_device(config: RunConfig, echo: Echo) -> tuple[RunConfig, torch.devi
     return config, device
 
 
-def package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in ("crossres-harness", "torch", "torchvision", "timm", "torchreid", "kornia", "numpy"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def git_commit() -> str | None:
-    try:
-        root = Path(__file__).resolve().parents[1]
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -153,68 +63,6 @@ def check_run_dir(run_dir: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise HarnessError(f"cannot write to the output folder {run_dir}: {exc.strerror or exc}") from exc
-
-
-def config_document(config: RunConfig, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "config": config.to_dict(),
-        "protocol_version": PROTOCOL_VERSION,
-        "seed": config.seed,
-        "versions": package_versions(),
-        "git_commit": git_commit(),
-        "command": " ".join(sys.argv),
-        **dict(extra or {}),
-    }
-
-
-#: RunConfig fields that stage 0 (re-id on HR) depends on, besides the re-id
-#: and dataset plugins' own options.
-STAGE0_FIELDS = (
-    "reid", "data", "data_root", "height", "width", "hr_height", "hr_width", "batch_size", "reid_iters", "lr_reid",
-    "weight_decay", "label_smooth", "triplet", "random_erasing", "res_aug", "color_jitter", "reid_weights",
-    "seed", "amp", "channels_last", "skip_bad_images",
-)
-
-
-def stage0_key(config: RunConfig, registry: Registry, device: torch.device) -> str:
-    """A hash of everything stage 0 depends on: equal keys give bit-identical re-id models."""
-    return _recipe_key(config, registry, device, STAGE0_FIELDS,
-                       (("reid", config.reid), ("dataset", config.data)),
-                       ("ratios", "seed", "lr_cameras", "kernel", "antialias"))
-
-
-#: RunConfig fields that the pixel-loss warm start of G depends on, besides the
-#: SR and dataset plugins' own options.
-WARMUP_FIELDS = (
-    "sr", "data", "data_root", "hr_height", "hr_width", "batch_size", "sr_warmup_iters", "lr_warmup",
-    "grad_clip", "seed", "amp", "channels_last", "skip_bad_images",
-)
-
-
-def _recipe_key(config: RunConfig, registry: Registry, device: torch.device, fields: tuple[str, ...],
-                plugins: tuple[tuple[str, str], ...], protocol: tuple[str, ...]) -> str:
-    import hashlib
-
-    doc = config.to_dict()
-    owned: set[str] = set()
-    for kind, name in plugins:
-        owned |= set(registry.lookup(kind, name).options)
-    key = {
-        "fields": {k: doc[k] for k in fields},
-        "options": {k: v for k, v in doc["options"].items() if k in owned},
-        "protocol": {k: doc["protocol"][k] for k in protocol},
-        "device": device.type,
-        "version": PROTOCOL_VERSION,
-        "torch": torch.__version__,
-    }
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def warmup_key(config: RunConfig, registry: Registry, device: torch.device) -> str:
-    """A hash of everything the warm start depends on: equal keys give bit-identical generators."""
-    return _recipe_key(config, registry, device, WARMUP_FIELDS,
-                       (("sr", config.sr), ("dataset", config.data)),
-                       ("ratios", "kernel", "antialias", "lr_cameras", "seed"))
 
 
 def run_experiment(

@@ -1,0 +1,64 @@
+"""Keys of the models a run may share with other runs: stage 0 and the G warm start.
+
+Runs that agree on every setting a stage depends on get bit-identical results
+from it (CPU, seeded), so ``harness bench`` trains each once and reuses it.
+A key is a hash of exactly those settings; anything left out would let two
+different recipes share a model, anything extra only costs a retrain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import torch
+
+from harness.config import PROTOCOL_VERSION, RunConfig
+from harness.registry import Registry
+
+#: RunConfig fields that stage 0 (re-id on HR) depends on, besides the re-id
+#: and dataset plugins' own options.
+STAGE0_FIELDS = (
+    "reid", "data", "data_root", "height", "width", "hr_height", "hr_width", "batch_size", "reid_iters", "lr_reid",
+    "weight_decay", "label_smooth", "triplet", "random_erasing", "res_aug", "color_jitter", "reid_weights",
+    "seed", "amp", "channels_last", "skip_bad_images",
+)
+
+
+def stage0_key(config: RunConfig, registry: Registry, device: torch.device) -> str:
+    """A hash of everything stage 0 depends on: equal keys give bit-identical re-id models."""
+    return _recipe_key(config, registry, device, STAGE0_FIELDS,
+                       (("reid", config.reid), ("dataset", config.data)),
+                       ("ratios", "seed", "lr_cameras", "kernel", "antialias"))
+
+
+#: RunConfig fields that the pixel-loss warm start of G depends on, besides the
+#: SR and dataset plugins' own options.
+WARMUP_FIELDS = (
+    "sr", "data", "data_root", "hr_height", "hr_width", "batch_size", "sr_warmup_iters", "lr_warmup",
+    "grad_clip", "seed", "amp", "channels_last", "skip_bad_images",
+)
+
+
+def _recipe_key(config: RunConfig, registry: Registry, device: torch.device, fields: tuple[str, ...],
+                plugins: tuple[tuple[str, str], ...], protocol: tuple[str, ...]) -> str:
+    doc = config.to_dict()
+    owned: set[str] = set()
+    for kind, name in plugins:
+        owned |= set(registry.lookup(kind, name).options)
+    key = {
+        "fields": {k: doc[k] for k in fields},
+        "options": {k: v for k, v in doc["options"].items() if k in owned},
+        "protocol": {k: doc["protocol"][k] for k in protocol},
+        "device": device.type,
+        "version": PROTOCOL_VERSION,
+        "torch": torch.__version__,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def warmup_key(config: RunConfig, registry: Registry, device: torch.device) -> str:
+    """A hash of everything the warm start depends on: equal keys give bit-identical generators."""
+    return _recipe_key(config, registry, device, WARMUP_FIELDS,
+                       (("sr", config.sr), ("dataset", config.data)),
+                       ("ratios", "kernel", "antialias", "lr_cameras", "seed"))
