@@ -88,7 +88,7 @@ class RunConfig:
     sr_warmup_iters: int = 0
     sr_iters: int = 300
     lr: float = 1e-4
-    lr_warmup: float = 1e-3
+    lr_warmup: float = 5e-4
     lr_reid: float = 1e-3
     weight_decay: float = 5e-4
     label_smooth: float = 0.1

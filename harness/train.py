@@ -57,6 +57,23 @@ def pk_indices(pids: Tensor, batch_size: int, instances: int, generator: torch.G
     return torch.cat(out)
 
 
+def warmup_schedule(iters: int) -> Callable[[int], float]:
+    """Learning-rate factor of the warm start: a linear ramp over the first 5%, then cosine to 0.
+
+    Why: a constant 1e-3 sped the pixel loss up but diverged on one seed in three
+    (MSE x15 at iteration 200, never back below bicubic); the ramp keeps Adam's
+    first, badly estimated steps small and the decay lets G settle at the end.
+    """
+    ramp = max(1, iters // 20)
+
+    def factor(i: int) -> float:
+        if i < ramp:
+            return (i + 1) / ramp
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (i - ramp) / max(1, iters - ramp))))
+
+    return factor
+
+
 class Trainer:
     """Owns the modules, optimisers, RNG and checkpoints of one run."""
 
@@ -108,6 +125,10 @@ class Trainer:
         self.warmup_ratio_generator = torch.Generator().manual_seed(config.seed * 1000 + 7)
         generator_params = list(models["G"].parameters())
         self.warmup_optimizer = torch.optim.Adam(generator_params, lr=config.lr_warmup) if generator_params else None
+        self.warmup_scheduler = (
+            torch.optim.lr_scheduler.LambdaLR(self.warmup_optimizer, warmup_schedule(config.sr_warmup_iters))
+            if self.warmup_optimizer is not None else None
+        )
         self.stage = "reid"
         self.iteration = 0
         self._triplet = None
@@ -126,6 +147,7 @@ class Trainer:
             "warmup_rng": self.warmup_generator.get_state(),
             "warmup_ratio_rng": self.warmup_ratio_generator.get_state(),
             "warmup_optimizer": self.warmup_optimizer.state_dict() if self.warmup_optimizer else None,
+            "warmup_scheduler": self.warmup_scheduler.state_dict() if self.warmup_scheduler else None,
             "config": self.config.to_dict(),
         }
 
@@ -141,6 +163,7 @@ class Trainer:
         self.warmup_ratio_generator.set_state(ckpt["warmup_ratio_rng"])
         if self.warmup_optimizer is not None and ckpt.get("warmup_optimizer") is not None:
             self.warmup_optimizer.load_state_dict(ckpt["warmup_optimizer"])
+            self.warmup_scheduler.load_state_dict(ckpt["warmup_scheduler"])
         self.stage = ckpt["stage"]
         self.iteration = int(ckpt["iteration"])
         if self.rank > 0:  # the checkpoint holds rank 0's sampler; the others re-derive theirs
@@ -304,6 +327,7 @@ class Trainer:
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(generator.parameters(), cfg.grad_clip)
             self.warmup_optimizer.step()
+            self.warmup_scheduler.step()
             self.iteration += 1
             bar.update(1)
             self._after_iteration({"warmup/mse": loss.detach()}, bar)

@@ -294,3 +294,13 @@ def test_a_malformed_hr_size_is_a_usage_error():
     result = CliRunner().invoke(main, ["run", "--preset", "smoke", "--hr-size", "128by64"])
     assert result.exit_code == 2
     assert "128x64" in result.output and "native" in result.output
+
+
+def test_warm_start_ramps_up_then_decays_to_zero():
+    from harness.train import warmup_schedule
+
+    factor = warmup_schedule(100)
+    values = [factor(i) for i in range(100)]
+    assert values[0] == pytest.approx(0.2) and values[4] == pytest.approx(1.0)  # 5-step ramp
+    assert all(b <= a for a, b in zip(values[4:], values[5:], strict=False))  # then only down
+    assert values[-1] < 0.01
