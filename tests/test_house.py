@@ -136,3 +136,15 @@ def test_list_filters_names_with_wildcards():
     names = [line.split()[0] for line in result.output.splitlines() if line.startswith("  ")]
     assert names == ["intact", "intact-nobridge"]
     assert "dataset:" not in result.output
+
+
+def test_a_run_does_not_print_torchreids_cython_notice(tmp_path):
+    """The harness never uses torchreid's evaluator, so its 'Cython evaluation' warning is noise."""
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--preset", "smoke", "--triplet", "--sr", "bicubic",
+         "--sr-iters", "0", "--reid-iters", "1", "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300, env={"HARNESS_DISABLE_PLUGIN_AUTOLOAD": "1",
+                                                          "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Cython" not in result.stdout + result.stderr
