@@ -130,23 +130,40 @@ def reid_is_trained(ctx: StepContext) -> bool:
 
 
 def reid_on_sr(ctx: StepContext) -> tuple[Tensor, Tensor]:
-    """``(logits, f_c')`` of the re-id model on this iteration's SR batch, once per G step.
+    """``(logits, f_c')`` of the re-id model on this iteration's SR batch, for G's terms.
 
-    When the step also trains the re-id model, it sees the HR batch in the same
-    forward (one batch, so its BatchNorm statistics are those of HR and SR
-    together): trained on SR alone it would drift away from the HR gallery it
-    must still embed. The HR half is kept for :func:`reid_hr_terms`.
+    The graph reaches G only. A frozen re-id model runs as the step left it
+    (normalisation in inference mode); one the step also trains runs the same
+    way, through a forward with detached parameters, so G's ID and critic terms
+    see the same model either way and never train the re-id model (its own
+    training is :func:`reid_own_terms`).
     """
     if "G/reid_sr" not in ctx.cache:
         reid, x_sr = ctx["reid"], ctx.sr()
         if reid_is_trained(ctx):
-            logits, feats = reid(torch.cat([x_sr, ctx.batch.x_hr.to(x_sr.dtype)]))
-            n = len(x_sr)
-            ctx.cache["G/reid_sr"] = (logits[:n], feats[:n])
-            ctx.cache["G/reid_hr"] = (logits[n:], feats[n:])
+            with inference_mode_layers(reid):
+                ctx.cache["G/reid_sr"] = forward_without_param_grad(reid, x_sr)
         else:
             ctx.cache["G/reid_sr"] = reid(x_sr)
     return ctx.cache["G/reid_sr"]
+
+
+def reid_own_terms(ctx: StepContext) -> dict[str, Tensor]:
+    """``--finetune-reid``: the re-id model's own ID loss on SR and HR images, else ``{}``.
+
+    One forward of the *detached* SR batch and the HR batch together (so its
+    BatchNorm statistics are those of both, and no gradient of these terms
+    reaches G, not even through the batch statistics), each term at the weight
+    of the re-id model's own training: trained on SR alone it would drift away
+    from the HR gallery it must still embed.
+    """
+    if not reid_is_trained(ctx):
+        return {}
+    x_sr = ctx.sr().detach()
+    logits, _ = ctx["reid"](torch.cat([x_sr, ctx.batch.x_hr.to(x_sr.dtype)]))
+    n, smooth = len(x_sr), ctx.config.label_smooth
+    return {"reid_sr": identity_ce(logits[:n], ctx.batch.pids, smooth),
+            "reid_hr": identity_ce(logits[n:], ctx.batch.pids, smooth)}
 
 
 def disc_on_sr(ctx: StepContext, disc: str = "D") -> tuple[Tensor, Tensor]:
@@ -164,18 +181,9 @@ def disc_on_sr(ctx: StepContext, disc: str = "D") -> tuple[Tensor, Tensor]:
 def reid_features_for_critic(ctx: StepContext) -> Tensor:
     """``f_c'`` on SR for an association critic: a graph to G, never to the re-id parameters.
 
-    When the re-id model is frozen in this step the ID forward is reused; when
-    it is being fine-tuned, a second forward with detached parameters keeps the
-    critic's gradient off them exactly (``autograd.grad`` subtraction would
-    cost as much and not be exact), with its normalisation layers in inference
-    mode like every other critic read.
+    The same forward as G's ID term (:func:`reid_on_sr`): normalisation in
+    inference mode, parameters detached when the step fine-tunes the re-id model.
     """
-    reid = ctx["reid"]
-    if reid_is_trained(ctx):
-        if "G/reid_sr_noparam" not in ctx.cache:
-            with inference_mode_layers(reid):  # the critic's one mode: running statistics
-                ctx.cache["G/reid_sr_noparam"] = forward_without_param_grad(reid, ctx.sr())
-        return ctx.cache["G/reid_sr_noparam"][1]
     return reid_on_sr(ctx)[1]
 
 
@@ -196,22 +204,6 @@ def real_disc_features(ctx: StepContext, disc: str = "D") -> Tensor:
 # --------------------------------------------------------------------------
 
 
-def reid_hr_terms(ctx: StepContext) -> dict[str, Tensor]:
-    """``{"id_hr": CE}`` on the HR batch when the step fine-tunes the re-id model, else ``{}``.
-
-    Unweighted: it reaches the re-id parameters only (the HR batch does not
-    depend on G), and keeps the re-id model trained on its own task.
-    """
-    if not reid_is_trained(ctx):
-        return {}
-    if "G/reid_hr" not in ctx.cache:
-        reid_on_sr(ctx)
-    if "G/reid_hr" not in ctx.cache:
-        return {}
-    logits, _ = ctx.cache["G/reid_hr"]
-    return {"id_hr": identity_ce(logits, ctx.batch.pids, ctx.config.label_smooth)}
-
-
 def sr_terms(
     ctx: StepContext, lambda_c: float, lambda_g: float = 0.0, disc: str | None = "D"
 ) -> dict[str, Tensor]:
@@ -225,7 +217,7 @@ def sr_terms(
     if lambda_c:
         logits, _ = reid_on_sr(ctx)
         terms["id"] = lambda_c * identity_ce(logits, ctx.batch.pids, ctx.config.label_smooth)
-    terms.update(reid_hr_terms(ctx))
+    terms.update(reid_own_terms(ctx))
     if lambda_g and disc is not None and disc in ctx.models:
         logit, _ = disc_on_sr(ctx, disc)
         terms["gan"] = lambda_g * gan_g_loss(logit)

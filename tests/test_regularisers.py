@@ -219,7 +219,7 @@ def test_each_step_moves_exactly_its_modules_and_names_its_terms(name, step_name
         if module_name not in step.trainable:
             assert all(p.grad is None for p in module.parameters()), module_name
     # a fine-tuned re-id model also sees the HR batch, with its own ID term
-    hr_term = {"id_hr"} if (step_name == "G" and finetune) else set()
+    hr_term = {"reid_sr", "reid_hr"} if (step_name == "G" and finetune) else set()
     assert {k.split("/", 1)[1] for k in terms} == EXPECTED_TERMS[name][step_name] | hr_term
     assert all(k.startswith(f"{step_name}/") for k in terms)
     assert math.isfinite(sum(float(v) for v in terms.values()))
