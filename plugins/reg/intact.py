@@ -41,9 +41,9 @@ feature sizes.
    ``L_sr + lambda_a * L_dis``, ``L_dis = ||phi(f_c') - f_d'||^2`` on the SR
    batch: ``f_c' = reid(x_sr)``, ``f_d' = D(x_sr)``. ``phi`` and D are frozen;
    the gradient reaches G through both ``f_c'`` and ``f_d'``; the re-id
-   parameters get none from ``L_dis`` (a parameter-detached forward when they
-   are being fine-tuned, see :func:`harness.losses.reid_features_for_critic`),
-   only from the ID term.
+   parameters get none from G's terms (a parameter-detached forward when they
+   are being fine-tuned, see :func:`harness.losses.reid_on_sr`), only from
+   their own ID loss on SR and HR (:func:`harness.losses.reid_own_terms`).
 
 :class:`AssociationCritic` is the shape shared with the rivals in
 :mod:`plugins.reg.associations`: they differ only in the maps they learn.
