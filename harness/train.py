@@ -60,7 +60,7 @@ def pk_indices(pids: Tensor, batch_size: int, instances: int, generator: torch.G
 def warmup_schedule(iters: int) -> Callable[[int], float]:
     """Learning-rate factor of the warm start: a linear ramp over the first 5%, then cosine to 0.
 
-    Why: a constant 1e-3 sped the pixel loss up but diverged on one seed in three
+    Why: a constant 1e-3 sped the pixel loss up but diverged on one of two seeds
     (MSE x15 at iteration 200, never back below bicubic); the ramp keeps Adam's
     first, badly estimated steps small and the decay lets G settle at the end.
     """
