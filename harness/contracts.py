@@ -39,6 +39,7 @@ from harness.components import (
 from harness.config import RunConfig
 from harness.errors import DatasetError, PluginError, UnknownNameError
 from harness.registry import KINDS, Registry
+from harness.schedule import buffers_restored
 from harness.standins import (
     BATCH,
     TINY_CLASSES,
@@ -92,16 +93,12 @@ def untouched(model: nn.Module) -> Iterator[None]:
     A train-mode contract check on random images would otherwise move the running
     statistics of a freshly loaded re-id model by 10% towards noise.
     """
-    saved = {name: b.detach().clone() for name, b in model.named_buffers()}
     was = model.training
     try:
-        yield
+        with buffers_restored([model]):
+            yield
     finally:
         model.train(was)
-        with torch.no_grad():
-            for name, b in model.named_buffers():
-                if name in saved:
-                    b.copy_(saved[name])
 
 
 def _untouched_check(check: Callable[..., Any]) -> Callable[..., Any]:

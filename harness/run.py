@@ -103,7 +103,7 @@ def run_experiment(
 
     seed_everything(config.seed)
     data = prepare_data(config, registry)
-    if config.hr_size != data.hr_size or config.hr_height is None:
+    if (config.hr_height, config.hr_width) != data.hr_size:
         # The dataset declares its native HR size: the config on disk says which was used.
         config = config.replace(hr_height=data.hr_size[0], hr_width=data.hr_size[1])
         if main_rank and not resume:

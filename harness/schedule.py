@@ -77,10 +77,9 @@ def buffers_restored(modules: Iterable[nn.Module]) -> Iterator[None]:
     try:
         yield
     finally:
-        with torch.no_grad():
+        with torch.no_grad():  # copy unconditionally: comparing first would sync with the device
             for buffer, value in saved:
-                if not torch.equal(buffer, value):
-                    buffer.copy_(value)
+                buffer.copy_(value)
 
 
 def make_optimizer(

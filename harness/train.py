@@ -123,6 +123,7 @@ class Trainer:
         # The warm start has its own generators: its result depends on its own recipe only.
         self.warmup_generator = torch.Generator().manual_seed(config.seed * 1000 + 6 + 7919 * self.rank)
         self.warmup_ratio_generator = torch.Generator().manual_seed(config.seed * 1000 + 7)
+        self.warmup_ratio_sampler = TrainRatioSampler(config.protocol.ratios, self.warmup_ratio_generator)
         generator_params = list(models["G"].parameters())
         self.warmup_optimizer = torch.optim.Adam(generator_params, lr=config.lr_warmup) if generator_params else None
         self.warmup_scheduler = (
@@ -207,14 +208,11 @@ class Trainer:
         return self._to_float((x * 255).round().to(torch.uint8)), self.data.train_pids[idx].to(self.device)
 
     def sr_batch(self, generator: torch.Generator | None = None,
-                 ratio_generator: torch.Generator | None = None) -> TrainBatch:
+                 ratio_sampler: TrainRatioSampler | None = None) -> TrainBatch:
         """HR training images and their LR versions, made as the protocol makes LR queries."""
         generator = generator or self.generator
         idx = torch.randint(len(self.data.train_pids), (self.config.batch_size,), generator=generator)
-        if ratio_generator is None:
-            ratio = self.ratio_sampler()
-        else:
-            ratio = TrainRatioSampler(self.config.protocol.ratios, ratio_generator)()
+        ratio = (ratio_sampler or self.ratio_sampler)()
         x_hr = self.data.train_images[idx].float().div_(255.0)
         x_hr = augment.random_flip(x_hr, generator)
         x_hr = self._to_float((x_hr * 255).round().to(torch.uint8))
@@ -317,7 +315,7 @@ class Trainer:
             p.requires_grad_(True)
         bar = _progress(cfg.sr_warmup_iters, "warm start: G on pixel loss", self.iteration)
         while self.iteration < cfg.sr_warmup_iters:
-            batch = self.sr_batch(self.warmup_generator, self.warmup_ratio_generator)
+            batch = self.sr_batch(self.warmup_generator, self.warmup_ratio_sampler)
             with self._autocast():
                 x_sr = generator(batch.x_lr, batch.out_size)
             loss = pixel_mse(x_sr, batch.x_hr)

@@ -216,7 +216,10 @@ def test_pixel_warm_start_beats_bicubic_on_training_pairs(registry, tmp_path):
                            options={"sr_blocks": 1, "sr_channels": 8})
     generator = trainer.models["G"]
     torch.manual_seed(0)
-    batch = trainer.sr_batch(torch.Generator().manual_seed(5), torch.Generator().manual_seed(5))
+    from harness.data.mlr import TrainRatioSampler
+
+    sampler = TrainRatioSampler(trainer.config.protocol.ratios, torch.Generator().manual_seed(5))
+    batch = trainer.sr_batch(torch.Generator().manual_seed(5), sampler)
     bicubic = F.mse_loss(upsample_bicubic(batch.x_lr, batch.out_size), batch.x_hr)
     generator.eval()
     with torch.no_grad():
