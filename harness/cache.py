@@ -21,15 +21,21 @@ from harness.registry import Registry
 STAGE0_FIELDS = (
     "reid", "data", "data_root", "height", "width", "hr_height", "hr_width", "batch_size", "reid_iters", "lr_reid",
     "weight_decay", "label_smooth", "triplet", "random_erasing", "res_aug", "color_jitter", "reid_weights",
-    "seed", "amp", "channels_last", "skip_bad_images",
+    "reid_init", "seed", "amp", "channels_last", "skip_bad_images",
 )
 
 
-def stage0_key(config: RunConfig, registry: Registry, device: torch.device) -> str:
-    """A hash of everything stage 0 depends on: equal keys give bit-identical re-id models."""
+def stage0_key(config: RunConfig, registry: Registry, device: torch.device,
+               init_sha256: str | None = None) -> str:
+    """A hash of everything stage 0 depends on: equal keys give bit-identical re-id models.
+
+    ``init_sha256`` is the hash of the initial weights ``reid_init`` resolved to:
+    ``imagenet`` names a search, and two machines may find different files.
+    """
     return _recipe_key(config, registry, device, STAGE0_FIELDS,
                        (("reid", config.reid), ("dataset", config.data)),
-                       ("ratios", "seed", "lr_cameras", "kernel", "antialias"))
+                       ("ratios", "seed", "lr_cameras", "kernel", "antialias"),
+                       salt={"init_sha256": init_sha256} if init_sha256 else None)
 
 
 #: RunConfig fields that the pixel-loss warm start of G depends on, besides the
@@ -41,7 +47,8 @@ WARMUP_FIELDS = (
 
 
 def _recipe_key(config: RunConfig, registry: Registry, device: torch.device, fields: tuple[str, ...],
-                plugins: tuple[tuple[str, str], ...], protocol: tuple[str, ...]) -> str:
+                plugins: tuple[tuple[str, str], ...], protocol: tuple[str, ...],
+                salt: dict | None = None) -> str:
     doc = config.to_dict()
     owned: set[str] = set()
     for kind, name in plugins:
@@ -53,6 +60,7 @@ def _recipe_key(config: RunConfig, registry: Registry, device: torch.device, fie
         "device": device.type,
         "version": PROTOCOL_VERSION,
         "torch": torch.__version__,
+        **(salt or {}),
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 

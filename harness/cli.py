@@ -116,6 +116,8 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--color-jitter", type=float, help="Probability of brightness/contrast/saturation jitter in stage 0."),
         click.option("--finetune-reid/--no-finetune-reid", default=None, help="Also train re-id in the G step, on HR and SR images together (default off: Algorithm 1 outputs an SR model)."),
         click.option("--reid-weights", type=click.Path(), help="Local re-id weights (state_dict); never downloaded."),
+        click.option("--reid-init", help="Initial backbone weights: scratch (default), imagenet (found on this machine: "
+                     "timm/torchvision caches, then weight packages; never downloaded), or a file PATH."),
         click.option("--seed", type=int),
         click.option("--ratios", callback=_parse_floats, help="MLR downsampling ratios, e.g. 2,3,4."),
         click.option("--lr-cameras", callback=_parse_ints, help="Cameras whose queries are made LR, e.g. 0."),
@@ -235,7 +237,7 @@ def eval_(run_dir: str) -> None:
 @click.option("--verbose", "-v", is_flag=True, help="Also show each component's options, defaults and preset values.")
 @_friendly
 def list_(pattern: str | None, verbose: bool) -> None:
-    """Every registered SR model, discriminator, re-id model, regulariser and dataset.
+    """Every registered SR model, discriminator, re-id model, regulariser, dataset and weight source.
 
     PATTERN filters names with shell wildcards, as timm's list_models does
     (`harness list 'intact*'`, `harness list '*cuhk*'`).
@@ -253,6 +255,10 @@ def list_(pattern: str | None, verbose: bool) -> None:
         for name in names:
             entry = registry.entries[kind][name]
             click.echo(f"  {name:<22} {entry.summary}  [{entry.plugin}]")
+            if kind == "weights":
+                from harness.pretrained import availability
+
+                click.echo(f"      {availability(entry.factory)}")
             if verbose:
                 for key, option in sorted(entry.options.items()):
                     presets = "".join(f", {p} {v!r}" for p, v in sorted(option.presets.items()))

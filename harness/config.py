@@ -99,6 +99,8 @@ class RunConfig:
     metric: str = "cosine"
     finetune_reid: bool = False
     reid_weights: str | None = None
+    reid_init: str = "scratch"
+    reid_requested: str | None = None
     seed: int = 0
     device: str = "auto"
     amp: bool = False
@@ -290,6 +292,11 @@ def resolve_config(values: Mapping[str, Any], registry: Any) -> RunConfig:
     if hr_size is not None:  # "native" clears a preset's HR size
         fields["hr_height"], fields["hr_width"] = parse_hr_size(hr_size)
     config = RunConfig(**fields, protocol=ProtocolConfig(**protocol))
+    if "|" in config.reid:  # a preference list: the first backbone whose initial weights are here
+        from harness.pretrained import choose_backbone
+
+        chosen, _ = choose_backbone(config.reid.split("|"), config.reid_init, registry)
+        config = config.replace(reid=chosen, reid_requested=config.reid)
 
     declared = declared_options(config, registry)
     user_options = {_unqualify(k, declared): v for k, v in user_options.items()}

@@ -782,6 +782,37 @@ def check_dataset(
     return passed
 
 
+def check_weight_source(registry: Registry, name: str, config: RunConfig) -> list[str]:
+    """For each backbone the source names: its file is found, its sha256 matches, and it
+    loads strictly into that re-id backbone. A source with nothing installed says what to install."""
+    from harness.pretrained import FoundWeights, load_init, sha256_file
+
+    entry = registry.entries["weights"].get(name) or registry.lookup("weights", name)
+    source = entry.factory
+    label = _label(entry)
+    for attr in ("tier", "install_hint", "serves", "find", "expected_sha256", "read"):
+        if not hasattr(source, attr):
+            raise _broke(entry, f"a weight source with .{attr} (harness.pretrained.WeightSource)", type(source).__name__)
+    lines = []
+    for backbone in getattr(source, "backbones", ()):
+        with _guard(entry, f"finding weights for {backbone}"):
+            path = source.find(backbone)
+        if path is None:
+            lines.append(f"{label}: nothing installed for {backbone} ({source.install_hint})")
+            continue
+        digest = sha256_file(path)
+        expected = source.expected_sha256(backbone, path)
+        if expected is not None and not digest.startswith(expected):
+            raise _broke(entry, f"{path} with sha256 {expected}", digest)
+        reid = registry.lookup("reid", backbone).factory(config, TINY_CLASSES)
+        with _guard(entry, f"loading {path} into {backbone}"):
+            record = load_init(reid, FoundWeights(backbone, name, source.tier, str(path), digest), registry)
+        lines.append(f"{label}: {backbone} <- {path} (sha256 ok, {record['tensors']} tensors {record['converted']})")
+    if not lines:
+        lines.append(f"{label}: a {source.tier} source for any backbone it serves (none to check offline)")
+    return lines
+
+
 # ---------------------------------------------------------------------------
 # Dispatch
 # ---------------------------------------------------------------------------
@@ -791,6 +822,7 @@ _CHECKS: dict[str, Callable[[Registry, str, RunConfig], list[str]]] = {
     "discriminator": check_discriminator,
     "reid": check_reid_model,
     "regulariser": check_regulariser,
+    "weights": check_weight_source,
 }
 
 
@@ -845,5 +877,7 @@ def component_config(registry: Registry, entry: Entry, root: str | None = None) 
     """The ``smoke`` preset on CPU with ``entry`` selected, its options at their defaults."""
     from harness.run import resolve_config
 
-    values = {"preset": "smoke", "device": "cpu", _CONFIG_FIELD[entry.kind]: entry.name}
+    values = {"preset": "smoke", "device": "cpu"}
+    if entry.kind in _CONFIG_FIELD:
+        values[_CONFIG_FIELD[entry.kind]] = entry.name
     return resolve_config({**values, "data_root": root}, registry)

@@ -124,6 +124,31 @@ def harness_register_datasets(registry: KindRegistry) -> None:
     """
 
 
+@hookspec
+def harness_register_weights(registry: KindRegistry) -> None:
+    """Register sources of pretrained backbone weights found on this machine.
+
+    A source is an object with ``tier`` (``"cache"``: a library's own download
+    cache; ``"package"``: an installed package carrying the file), an
+    ``install_hint``, and ``serves(backbone)``, ``find(backbone) -> Path | None``,
+    ``expected_sha256(backbone, path)`` and ``read(path) -> state_dict``
+    (:class:`harness.pretrained.WeightSource`). ``find`` must never download.
+    ``--reid-init imagenet`` takes the first source, in tier order, that finds a
+    file; the harness checks its sha256 and converts it to the backbone's layout.
+    :class:`harness.PackagedWeights` covers the common case of a file in a package.
+
+    :param registry: add sources with ``registry.add(name, source, summary)``.
+
+    Example::
+
+        @hookimpl
+        def harness_register_weights(registry):
+            registry.add("resnet50-mypkg", PackagedWeights(
+                backbones=("resnet50",), package="my_weights", file="r50.pth",
+                sha256="...", install_hint="pip install my-weights"), "ResNet-50 ImageNet")
+    """
+
+
 # --------------------------------------------------------------------------
 # Observation: called after the fact; must not change results.
 # --------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from harness.components import BuildContext, Entry, Regulariser
 from harness.config import RunConfig
 from harness.contracts import dry_run_discriminator, dry_run_reid, dry_run_sr
 from harness.errors import PluginError
+from harness.pretrained import FoundWeights
 from harness.registry import Registry
 
 
@@ -58,12 +59,14 @@ def resize_to_input(module: nn.Module, size: tuple[int, int]) -> nn.Module:
 
 
 def build_models(
-    config: RunConfig, registry: Registry, num_classes: int
+    config: RunConfig, registry: Registry, num_classes: int, init: FoundWeights | None = None
 ) -> tuple[dict[str, nn.Module], Regulariser]:
     """G, reid and the regulariser's modules, all contract-checked on CPU.
 
     G and D work at the HR size; the re-id model is built for the re-id size and
-    resizes whatever it is given (see :func:`resize_to_input`).
+    resizes whatever it is given (see :func:`resize_to_input`). ``init`` (from
+    :func:`harness.pretrained.resolve_init`) loads the re-id backbone's initial
+    weights; ``--reid-weights`` then loads on top of it.
     """
     size = config.hr_size
     sr_entry = registry.lookup("sr", config.sr)
@@ -79,6 +82,10 @@ def build_models(
         dry_run_sr(sr_entry, generator, size, ratio)
     torch.manual_seed(config.seed * 1000 + 2)
     reid = _call(reid_entry, config, num_classes)
+    if init is not None:
+        from harness.pretrained import load_init
+
+        load_init(reid, init, registry)
     if config.reid_weights:
         from harness.weights import load_reid_weights
 

@@ -33,6 +33,7 @@ KINDS: dict[str, str] = {
     "reid": "harness_register_reid",
     "regulariser": "harness_register_regularisers",
     "dataset": "harness_register_datasets",
+    "weights": "harness_register_weights",
 }
 
 Resolver = Callable[[str], "Callable[..., Any] | None"]

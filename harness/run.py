@@ -24,6 +24,7 @@ from harness.config import PROTOCOL_VERSION, ConfigError, RunConfig, resolve_con
 from harness.data.mlr import lr_size, ratio_key
 from harness.errors import HarnessError
 from harness.io import append_jsonl, atomic_write_json
+from harness.pretrained import describe_init, resolve_init
 from harness.provenance import config_document
 from harness.registry import Registry
 
@@ -90,6 +91,8 @@ def run_experiment(
     config, device = resolve_device(config, echo)
     if rank_device is not None:
         device = rank_device
+    init = resolve_init(config.reid_init, config.reid, registry)
+    extra = {**dict(extra or {}), "reid_init": init.record() if init else {"source": "scratch"}}
     if main_rank:
         check_run_dir(run_dir)
         if not resume:
@@ -100,6 +103,7 @@ def run_experiment(
     distributed.barrier()
     echo(f"run folder {run_dir}  preset={config.preset}  device={device}  "
          f"sr={config.sr} reid={config.reid} reg={config.reg} data={config.data}")
+    echo(describe_init(config, init))
 
     seed_everything(config.seed)
     data = prepare_data(config, registry)
@@ -124,11 +128,11 @@ def run_experiment(
          f"{desc['num_query']} LR queries (cameras {desc['lr_cameras']}, ratios {desc['query_ratio_counts']}); "
          f"{desc['num_gallery']} HR gallery images")
     seed_everything(config.seed)
-    models, regulariser = build_models(config, registry, data.num_classes)
+    models, regulariser = build_models(config, registry, data.num_classes, init=init)
     log_path = run_dir / "log.jsonl"
     cache = warmup_cache = None
     if stage0_cache_dir is not None and not distributed.is_distributed():
-        cache = Path(stage0_cache_dir) / f"stage0-{config.reid}-{stage0_key(config, registry, device)}.pt"
+        cache = Path(stage0_cache_dir) / f"stage0-{config.reid}-{stage0_key(config, registry, device, init.sha256 if init else None)}.pt"
         warmup_cache = Path(stage0_cache_dir) / f"warmup-{config.sr}-{warmup_key(config, registry, device)}.pt"
     log = (lambda rec: append_jsonl(log_path, rec)) if main_rank else (lambda rec: None)
     trainer = Trainer(config, data, models, regulariser, run_dir, device, log, stage0_cache=cache,
@@ -154,6 +158,7 @@ def run_experiment(
         "bad_images": len(data.bad_images),
         "parameters": count_parameters(models),
         "world_size": distributed.world_size(),
+        "reid_init": extra["reid_init"],
     })
     write_run_report(run_dir, metrics, samples)
     atomic_write_json(run_dir / "metrics.json", metrics)

@@ -66,14 +66,24 @@ class ReidHead(nn.Module):
     """backbone -> global average pool -> BNNeck -> bias-free classifier.
 
     ``backbone(x)`` must return a feature map ``[B, C, H, W]`` (or tokens
-    ``[B, N, C]``, or pooled ``[B, C]``) with ``C == feature_dim``.
+    ``[B, N, C]``, or pooled ``[B, C]``) with ``C == feature_dim``. ``mean`` and
+    ``std`` are the input normalisation the backbone's pretrained weights expect
+    (timm's ``pretrained_cfg``: 0.5 for TensorFlow ports such as EfficientNet-Lite),
+    a property of the architecture, so a model and its weights files agree.
     """
 
-    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        feature_dim: int,
+        num_classes: int,
+        mean: tuple[float, ...] = IMAGENET_MEAN,
+        std: tuple[float, ...] = IMAGENET_STD,
+    ):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1 (got {num_classes})")
-        self.normalize = Normalize()
+        self.normalize = Normalize(tuple(mean), tuple(std))
         self.backbone = backbone
         self.feature_dim = int(feature_dim)
         self.bnneck = bn_neck(self.feature_dim)

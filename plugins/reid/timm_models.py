@@ -1,8 +1,11 @@
 """Re-id backbones from timm: three named ones, and any other timm name on demand.
 
 timm is imported inside the factories, so listing plugins stays fast. Weights
-are never downloaded (``pretrained=False`` always); start from a local file
-with ``--reid-weights`` instead. Every backbone is built headless
+are never downloaded (``pretrained=False`` always); ImageNet weights found on
+this machine load with ``--reid-init imagenet`` (:mod:`harness.pretrained`), a
+re-id model's own with ``--reid-weights``. Inputs are normalised as the
+architecture's timm ``pretrained_cfg`` says, so converted weights see what they
+were trained on. Every backbone is built headless
 (``num_classes=0, global_pool=''``) and wrapped in the shared BNNeck head of
 :mod:`plugins.reid.common`.
 """
@@ -42,7 +45,9 @@ def timm_factory(name: str) -> Callable[[RunConfig, int], nn.Module]:
     def build(config: RunConfig, num_classes: int) -> nn.Module:
         size = (config.height, config.width)
         backbone = create_backbone(name, size)
-        return ReidHead(backbone, infer_channels(backbone, size), num_classes)
+        cfg = getattr(backbone, "pretrained_cfg", None) or {}
+        norm = {k: tuple(cfg[k]) for k in ("mean", "std") if len(cfg.get(k) or ()) == 3}
+        return ReidHead(backbone, infer_channels(backbone, size), num_classes, **norm)
 
     build.__name__ = f"build_timm_{name}"
     return build
