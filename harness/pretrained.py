@@ -225,13 +225,13 @@ def fit_to_backbone(source: Mapping[str, Tensor], target: Mapping[str, Tensor]) 
             f"backbone's {len(wanted)}, and their names do not match (e.g. {body[0][0] if body else '-'} "
             f"vs {wanted[0][0] if wanted else '-'}); another architecture?"
         )
-    for (skey, sval), (tkey, tval) in zip(body, wanted):
+    for (skey, sval), (tkey, tval) in zip(body, wanted, strict=True):
         if tuple(sval.shape) != tuple(tval.shape):
             raise HarnessError(
                 f"the weights do not fit this backbone: in order, {skey} {tuple(sval.shape)} would load "
                 f"into {tkey} {tuple(tval.shape)}; another architecture?"
             )
-    return {tkey: sval for (_, sval), (tkey, _) in zip(body, wanted)}, "by order"
+    return {tkey: sval for (_, sval), (tkey, _) in zip(body, wanted, strict=True)}, "by order"
 
 
 def backbone_of(reid: nn.Module) -> nn.Module:
