@@ -308,6 +308,14 @@ class PackagedWeights:
         return read_tensor_file(path)
 
 
+def init_record(config: Any, found: FoundWeights | None) -> dict[str, Any]:
+    """What ``config.json`` and ``metrics.json`` say the re-id backbone started from."""
+    record = found.record() if found else {"backbone": config.reid, "source": "scratch"}
+    if getattr(config, "reid_requested", None):
+        record["requested"] = config.reid_requested
+    return record
+
+
 def describe_init(config: Any, found: FoundWeights | None) -> str:
     """One line for the run's log: which backbone starts from what (and what a preference list passed over)."""
     chosen = ""

@@ -214,7 +214,13 @@ def format_summary(metrics: Mapping[str, Any]) -> str:
         f"{metrics.get('num_queries', '?')} queries",
         f"{metrics.get('num_gallery', '?')} gallery",
     ]
-    lines = [", ".join(facts) + " (Rank-k and mAP in %, PSNR in dB)", line(header)]
+    lines = [", ".join(facts) + " (Rank-k and mAP in %, PSNR in dB)"]
+    init = metrics.get("reid_init")
+    if init:
+        start = "random weights" if init.get("source") == "scratch" else f"{init.get('source')} weights"
+        asked = f" (first of {init['requested']} available here)" if init.get("requested") else ""
+        lines.append(f"re-id backbone {init.get('backbone', '?')}{asked}, started from {start}")
+    lines.append(line(header))
     lines.append("  ".join("-" * w for w in widths))
     lines += [line(r) for r in rows]
     return "\n".join(lines)

