@@ -21,7 +21,7 @@ from harness.registry import Registry
 STAGE0_FIELDS = (
     "reid", "data", "data_root", "height", "width", "hr_height", "hr_width", "batch_size", "reid_iters", "lr_reid",
     "weight_decay", "label_smooth", "triplet", "random_erasing", "res_aug", "color_jitter", "reid_weights",
-    "reid_init", "seed", "amp", "channels_last", "skip_bad_images",
+    "partial_weights", "reid_init", "seed", "amp", "channels_last", "skip_bad_images",
 )
 
 

@@ -9,17 +9,24 @@ from __future__ import annotations
 
 import pickle
 import random
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from harness.errors import HarnessError
+from harness.errors import DiskFullError, HarnessError
 from harness.io import atomic_torch_save
 
 PATTERN = "ckpt-{stage}-{iteration:07d}.pt"
 STAGE_ORDER = {"reid": 0, "warmup": 1, "sr": 2, "done": 3}
+#: the re-id model as stage 0 left it, written once; later checkpoints of a run whose
+#: re-id model is frozen do not repeat it (it cannot change), which halves their size
+FROZEN_REID = "reid-stage0.pt"
+#: settings that may differ between a run and its resume without changing any result
+RESUME_FREE = ("device", "workers", "log_every", "ckpt_every", "keep_checkpoints", "eval_batch_size")
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
@@ -54,10 +61,32 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
 def save_checkpoint(directory: Path, stage: str, iteration: int, payload: dict[str, Any], keep: int) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / PATTERN.format(stage=stage, iteration=iteration)
-    atomic_torch_save({"stage": stage, "iteration": iteration, **payload}, path)
+    try:
+        atomic_torch_save({"stage": stage, "iteration": iteration, **payload}, path)
+    except DiskFullError as exc:
+        previous = list_checkpoints(directory)
+        kept = f"the last good checkpoint {previous[-1].name} is kept" if previous else "no checkpoint was kept"
+        raise DiskFullError(f"disk full while writing checkpoint {path}; {kept}; free some space, "
+                            f"then harness run --resume {directory.parent}") from exc
     for old in list_checkpoints(directory)[:-max(1, keep)]:
         old.unlink(missing_ok=True)
     return path
+
+
+def save_frozen_reid(directory: Path, state: dict[str, Any]) -> Path:
+    """The re-id weights every later checkpoint of this run shares (see ``FROZEN_REID``)."""
+    return atomic_torch_save(state, directory / FROZEN_REID)
+
+
+def settings_differing(saved: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """``key: saved != config`` for every result-changing setting that differs."""
+    diffs = []
+    for key in sorted(set(saved) | set(config)):
+        if key in RESUME_FREE:
+            continue
+        if saved.get(key) != config.get(key):
+            diffs.append(f"{key}: {saved.get(key)!r} != {config.get(key)!r}")
+    return diffs
 
 
 def _order(path: Path) -> tuple[int, int]:
@@ -84,11 +113,37 @@ def safe_load(path: str | Path, what: str = "checkpoint", hint: str = "") -> Any
         raise HarnessError(f"cannot read {what} from {path}: it is corrupt or truncated ({exc})") from exc
 
 
-def latest_checkpoint(directory: Path) -> dict[str, Any] | None:
-    """The newest readable checkpoint (a torn file from a crash is skipped)."""
+def latest_checkpoint(
+    directory: Path, config: dict[str, Any] | None = None, warn: Callable[[str], None] | None = None
+) -> dict[str, Any] | None:
+    """The newest readable checkpoint; a torn file from a crash is skipped, and said so.
+
+    With ``config`` (the run's ``to_dict()``), a checkpoint written under other
+    settings is refused: a run folder belongs to one run. A checkpoint that left
+    the frozen re-id model out gets it back from ``FROZEN_REID``.
+    """
+    warn = warn or (lambda message: warnings.warn(message, stacklevel=3))
     for path in reversed(list_checkpoints(directory)):
         try:
-            return safe_load(path)
-        except HarnessError:
+            ckpt = safe_load(path)
+        except HarnessError as exc:
+            warn(f"skipping checkpoint {path.name}: {exc}")
             continue
+        if not isinstance(ckpt, dict) or "models" not in ckpt or "stage" not in ckpt:
+            warn(f"skipping {path.name}: not a harness checkpoint")
+            continue
+        saved = ckpt.get("config")
+        if config is not None and isinstance(saved, dict):
+            diffs = settings_differing(saved, config)
+            if diffs:
+                raise HarnessError(
+                    f"{path} was written by another run ({'; '.join(diffs[:4])}): a run folder holds one run; "
+                    f"write this run elsewhere with --out, or resume the folder's own run"
+                )
+        if "reid" not in ckpt["models"]:
+            frozen = directory / FROZEN_REID
+            if not frozen.is_file():
+                raise HarnessError(f"{path} leaves the frozen re-id model to {frozen}, which is missing")
+            ckpt["models"]["reid"] = safe_load(frozen, what="frozen re-id weights")
+        return ckpt
     return None

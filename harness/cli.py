@@ -116,6 +116,7 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--color-jitter", type=float, help="Probability of brightness/contrast/saturation jitter in stage 0."),
         click.option("--finetune-reid/--no-finetune-reid", default=None, help="Also train re-id in the G step, on HR and SR images together (default off: Algorithm 1 outputs an SR model)."),
         click.option("--reid-weights", type=click.Path(), help="Local re-id weights (state_dict); never downloaded."),
+        click.option("--partial-weights", is_flag=True, default=None, help="Accept --reid-weights that cover only part of the re-id model (on purpose)."),
         click.option("--reid-init", help="Initial backbone weights: scratch (default), imagenet (found on this machine: "
                      "timm/torchvision caches, then weight packages; never downloaded), or a file PATH."),
         click.option("--seed", type=int),

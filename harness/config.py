@@ -99,6 +99,7 @@ class RunConfig:
     metric: str = "cosine"
     finetune_reid: bool = False
     reid_weights: str | None = None
+    partial_weights: bool = False
     reid_init: str = "scratch"
     reid_requested: str | None = None
     seed: int = 0

@@ -26,3 +26,7 @@ class BadImageError(DatasetError):
 
 class NumericalError(HarnessError):
     """A loss became NaN or inf."""
+
+
+class DiskFullError(HarnessError):
+    """The disk filled while writing a file; nothing already written was replaced."""

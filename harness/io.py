@@ -1,11 +1,16 @@
 """Atomic file writes: a reader never sees half a result file.
 
 Every file goes to a temporary sibling first and is renamed into place;
-``os.replace`` is atomic on POSIX and Windows within one filesystem.
+``os.replace`` is atomic on POSIX and Windows within one filesystem. The file
+gets the permissions a plain ``open`` would give under the process's umask
+(``mkstemp`` alone makes it owner-only, and a lab shares its results). A full
+disk is reported as one line naming the file, and the half-written temporary
+is removed: the file it would have replaced is untouched.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -13,22 +18,64 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+#: what a temporary file is called; ``remove_partial_writes`` cleans up after a crash
+TMP_SUFFIX = ".tmp"
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC anywhere in the chain (torch.save buries it under a RuntimeError)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
 
 def _atomic(path: str | os.PathLike[str], mode: str, write: Callable[[IO[Any]], None]) -> Path:
+    from harness.errors import DiskFullError
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if is_disk_full(exc):
+            kept = " (the previous version is kept)" if path.exists() else ""
+            raise DiskFullError(f"disk full while writing {path}{kept}: free some space, then resume") from exc
         raise
     return path
+
+
+def remove_partial_writes(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete temporaries a killed process left behind (``.<name>.<random>.tmp``) in ``folder``
+    and its subfolders; returns what was removed."""
+    folder = Path(folder)
+    removed = []
+    if folder.is_dir():
+        for tmp in folder.rglob(f".*{TMP_SUFFIX}"):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    return removed
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

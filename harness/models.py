@@ -59,7 +59,8 @@ def resize_to_input(module: nn.Module, size: tuple[int, int]) -> nn.Module:
 
 
 def build_models(
-    config: RunConfig, registry: Registry, num_classes: int, init: FoundWeights | None = None
+    config: RunConfig, registry: Registry, num_classes: int, init: FoundWeights | None = None,
+    echo: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, nn.Module], Regulariser]:
     """G, reid and the regulariser's modules, all contract-checked on CPU.
 
@@ -89,7 +90,11 @@ def build_models(
     if config.reid_weights:
         from harness.weights import load_reid_weights
 
-        load_reid_weights(reid, config.reid_weights)
+        counts = load_reid_weights(reid, config.reid_weights, partial=config.partial_weights)
+        if echo is not None:
+            echo(f"re-id weights {config.reid_weights}: {counts['loaded']} tensors loaded, "
+                 f"{counts['missing']} missing, {counts['unexpected']} unexpected, "
+                 f"{counts['skipped']} classifier tensors skipped (another number of identities)")
     resize_to_input(reid, config.reid_size)
     reid_dim = dry_run_reid(reid_entry, reid, num_classes, size)
 

@@ -23,7 +23,7 @@ from harness.checkpoint import latest_checkpoint
 from harness.config import PROTOCOL_VERSION, ConfigError, RunConfig, resolve_config
 from harness.data.mlr import lr_size, ratio_key
 from harness.errors import HarnessError
-from harness.io import append_jsonl, atomic_write_json
+from harness.io import append_jsonl, atomic_write_json, remove_partial_writes
 from harness.pretrained import describe_init, init_record, resolve_init
 from harness.provenance import config_document
 from harness.registry import Registry
@@ -54,6 +54,63 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+#: what a run writes into its folder; any of them means the folder holds a run
+RUN_FILES = ("config.json", "metrics.json", "split.json", "log.jsonl", "checkpoints")
+#: what a complete run folder promises (sr_samples.png where the run has an SR query)
+PROMISED = ("config.json", "split.json", "metrics.json", "cmc.csv", "cmc.png", "log.jsonl")
+
+
+def refuse_foreign_run(run_dir: Path) -> None:
+    """A run folder belongs to one run: a new run never writes into another run's folder."""
+    present = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if not present:
+        return
+    what = "a run"
+    try:
+        doc = json.loads((run_dir / "config.json").read_text())
+        cfg = doc["config"]
+        status = json.loads((run_dir / "metrics.json").read_text()).get("status", "?") \
+            if (run_dir / "metrics.json").is_file() else "no metrics"
+        what = f"a run ({cfg['sr']}/{cfg['reid']}/{cfg['reg']} on {cfg['data']}, seed {cfg['seed']}, {status})"
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    raise HarnessError(
+        f"{run_dir} already holds {what} ({', '.join(present)}): continue it with "
+        f"harness run --resume {run_dir}, or write this run elsewhere with --out NEW_FOLDER"
+    )
+
+
+def trim_log(path: Path, stage: str, iteration: int) -> None:
+    """Drop log lines past the checkpoint a resume starts from, so no iteration is logged twice."""
+    from harness.checkpoint import STAGE_ORDER
+    from harness.io import atomic_write_text
+
+    if not path.is_file():
+        return
+    here = (STAGE_ORDER.get(stage, 0), iteration)
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # a line torn by the crash
+        position = (STAGE_ORDER.get(rec.get("stage"), -1), int(rec.get("iteration", 0)))
+        if "stage" not in rec or position <= here:
+            kept.append(line)
+    atomic_write_text(path, "".join(f"{line}\n" for line in kept))
+
+
+def mark_complete(run_dir: Path, metrics: Mapping[str, Any]) -> None:
+    """Write ``metrics.json`` (``status: complete``) last, and only when every promised file is there."""
+    log = run_dir / "log.jsonl"
+    if not log.is_file():
+        log.touch()  # a run too short to log anything still promises its (empty) log
+    missing = [name for name in PROMISED if name != "metrics.json" and not (run_dir / name).is_file()]
+    if missing:
+        raise HarnessError(f"{run_dir} would be marked complete without {', '.join(missing)}; not marking it")
+    atomic_write_json(run_dir / "metrics.json", dict(metrics))
 
 
 def check_run_dir(run_dir: Path) -> None:
@@ -94,6 +151,8 @@ def run_experiment(
     init = resolve_init(config.reid_init, config.reid, registry)
     extra = {**dict(extra or {}), "reid_init": init_record(config, init)}
     if main_rank:
+        if not resume:
+            refuse_foreign_run(run_dir)
         check_run_dir(run_dir)
         if not resume:
             doc = config_document(config, extra)
@@ -120,7 +179,12 @@ def run_experiment(
     if data.bad_images:
         echo(f"skipped {len(data.bad_images)} unreadable image(s), e.g. {data.bad_images[0]}")
     desc = data.split.describe()
-    if main_rank and not resume:
+    if data.num_classes < 2:
+        raise HarnessError(
+            f"{config.data}: the training split has {data.num_classes} identity; re-id training needs at "
+            "least two (its ID loss is zero with one), so nothing could be learned"
+        )
+    if main_rank and (not resume or not (run_dir / "split.json").is_file()):
         listing = {"protocol": dataclasses.asdict(config.protocol), "data": config.data,
                    "options": dict(config.options), **data.split.listing(config.data_root, data.hr_size)}
         atomic_write_json(run_dir / "split.json", listing)
@@ -128,7 +192,7 @@ def run_experiment(
          f"{desc['num_query']} LR queries (cameras {desc['lr_cameras']}, ratios {desc['query_ratio_counts']}); "
          f"{desc['num_gallery']} HR gallery images")
     seed_everything(config.seed)
-    models, regulariser = build_models(config, registry, data.num_classes, init=init)
+    models, regulariser = build_models(config, registry, data.num_classes, init=init, echo=echo)
     log_path = run_dir / "log.jsonl"
     cache = warmup_cache = None
     if stage0_cache_dir is not None and not distributed.is_distributed():
@@ -138,10 +202,16 @@ def run_experiment(
     trainer = Trainer(config, data, models, regulariser, run_dir, device, log, stage0_cache=cache,
                       warmup_cache=warmup_cache)
     if resume:
-        ckpt = latest_checkpoint(run_dir / "checkpoints")
+        for tmp in remove_partial_writes(run_dir):
+            echo(f"removed {tmp.name}, a write the interrupted run left unfinished")
+        ckpt = latest_checkpoint(run_dir / "checkpoints", config.to_dict(), warn=echo)
         if ckpt is not None:
             trainer.load_state(ckpt)
+            if main_rank:
+                trim_log(log_path, trainer.stage, trainer.iteration)
             echo(f"resumed at stage {trainer.stage}, iteration {trainer.iteration}")
+        elif main_rank and log_path.is_file():
+            log_path.unlink()  # no checkpoint: training starts over, and so does its log
     trainer.fit()
     if not main_rank:  # rank 0 evaluates the (identical) models and writes the results
         distributed.shutdown()
@@ -161,7 +231,7 @@ def run_experiment(
         "reid_init": extra["reid_init"],
     })
     write_run_report(run_dir, metrics, samples)
-    atomic_write_json(run_dir / "metrics.json", metrics)
+    mark_complete(run_dir, metrics)
     echo(format_summary(metrics))
     registry.hook().harness_run_finished(run_dir=str(run_dir), metrics=metrics)
     if distributed.is_distributed():
@@ -244,6 +314,6 @@ def evaluate_run(run_dir: Path, registry: Registry, echo: Echo = print) -> dict[
     metrics.update({k: v for k, v in old.items() if k not in metrics})
     metrics.update({"status": "complete", "protocol_version": PROTOCOL_VERSION, "eval_time_s": round(time.time() - start, 2)})
     write_run_report(run_dir, metrics, samples)
-    atomic_write_json(run_dir / "metrics.json", metrics)
+    mark_complete(run_dir, metrics)
     echo(format_summary(metrics))
     return metrics

@@ -7,14 +7,12 @@ single step on a tiny problem and inspect which parameters moved.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterable, Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
 
 from harness.components import Step, StepContext
-from harness.errors import NumericalError
 
 #: Layers whose training flag changes what a forward writes (running statistics) or
 #: computes (dropout). A frozen module runs them in inference mode.
@@ -170,14 +168,3 @@ class StepRunner:
             if opt is not None and state.get(name) is not None:
                 opt.load_state_dict(state[name])
 
-
-def check_finite(terms: Mapping[str, Tensor], iteration: int) -> None:
-    """Raise naming the step and term when a loss is NaN or inf (one host sync)."""
-    for key, value in terms.items():
-        v = float(value)
-        if not math.isfinite(v):
-            step, _, term = key.partition("/")
-            raise NumericalError(
-                f"loss term {term!r} of step {step!r} is {v} at iteration {iteration}; "
-                "the last checkpoint before it is kept in the run folder"
-            )

@@ -25,7 +25,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from harness import augment
-from harness.checkpoint import restore_rng, rng_state, save_checkpoint
+from harness.checkpoint import (
+    FROZEN_REID,
+    restore_rng,
+    rng_state,
+    save_checkpoint,
+    save_frozen_reid,
+)
 from harness.components import Regulariser, StepContext, TrainBatch
 from harness.config import RunConfig
 from harness.data.mlr import TrainRatioSampler, downsample
@@ -33,7 +39,7 @@ from harness.data.prepare import PreparedData
 from harness.distributed import all_gather_int, average_gradients, barrier, is_main
 from harness.errors import NumericalError
 from harness.losses import pixel_mse
-from harness.schedule import StepRunner, check_finite
+from harness.schedule import StepRunner
 
 LogFn = Callable[[dict[str, Any]], None]
 
@@ -135,13 +141,18 @@ class Trainer:
         self._triplet = None
         self.stage0_cache = stage0_cache
         self.warmup_cache = warmup_cache
+        self._finite_keys: tuple[str, ...] = ()
+        self._first_bad: tuple[Tensor, Tensor] | None = None
 
     # -- checkpoints -----------------------------------------------------------
+    def _reid_frozen(self) -> bool:
+        """After stage 0, unless a step of the schedule trains it, the re-id model cannot change."""
+        return self.stage != "reid" and not any("reid" in step.trainable for step in self.steps)
+
     def state(self) -> dict[str, Any]:
-        return {
-            "models": {k: m.state_dict() for k, m in self.models.items()},
-            "reid_optimizer": self.reid_optimizer.state_dict(),
-            "reid_scheduler": self.reid_scheduler.state_dict(),
+        frozen = self._reid_frozen()
+        state: dict[str, Any] = {
+            "models": {k: m.state_dict() for k, m in self.models.items() if not (frozen and k == "reid")},
             "step_optimizers": self.runner.state_dict(),
             "rng": rng_state(self.generator),
             "ratio_rng": self.ratio_generator.get_state(),
@@ -151,12 +162,17 @@ class Trainer:
             "warmup_scheduler": self.warmup_scheduler.state_dict() if self.warmup_scheduler else None,
             "config": self.config.to_dict(),
         }
+        if not frozen:  # stage 0's optimiser matters only until stage 0 ends
+            state["reid_optimizer"] = self.reid_optimizer.state_dict()
+            state["reid_scheduler"] = self.reid_scheduler.state_dict()
+        return state
 
     def load_state(self, ckpt: dict[str, Any]) -> None:
         for name, module in self.models.items():
             module.load_state_dict(ckpt["models"][name])
-        self.reid_optimizer.load_state_dict(ckpt["reid_optimizer"])
-        self.reid_scheduler.load_state_dict(ckpt["reid_scheduler"])
+        if "reid_optimizer" in ckpt:
+            self.reid_optimizer.load_state_dict(ckpt["reid_optimizer"])
+            self.reid_scheduler.load_state_dict(ckpt["reid_scheduler"])
         self.runner.load_state_dict(ckpt["step_optimizers"])
         restore_rng(ckpt["rng"], self.generator)
         self.ratio_generator.set_state(ckpt["ratio_rng"])
@@ -173,6 +189,10 @@ class Trainer:
     def checkpoint(self) -> Path | None:
         if not is_main():  # rank 0 writes; the others hold identical weights
             return None
+        self.check_weights_finite()
+        directory = self.run_dir / "checkpoints"
+        if self._reid_frozen() and not (directory / FROZEN_REID).is_file():
+            save_frozen_reid(directory, self.models["reid"].state_dict())
         return save_checkpoint(
             self.run_dir / "checkpoints", self.stage, self.iteration, self.state(), self.config.keep_checkpoints
         )
@@ -286,6 +306,7 @@ class Trainer:
             bar.update(1)
             self._after_iteration({f"reid/{k}": v.detach() for k, v in terms.items()}, bar)
         bar.close()
+        self.check_weights_finite()  # before the stage-0 cache, which other runs would reuse
         self._save_stage0()
         self.stage, self.iteration = "warmup", 0
         self.checkpoint()
@@ -330,6 +351,7 @@ class Trainer:
             bar.update(1)
             self._after_iteration({"warmup/mse": loss.detach()}, bar)
         bar.close()
+        self.check_weights_finite()
         if is_main() and self.warmup_cache is not None and not self.warmup_cache.is_file():
             from harness.io import atomic_torch_save
 
@@ -349,19 +371,63 @@ class Trainer:
             bar.update(1)
             self._after_iteration(terms, bar)
         bar.close()
+        self.check_weights_finite()
         self.stage, self.iteration = "done", 0
         self.checkpoint()
+
+    # -- finiteness: tracked on the device every iteration, read at log and checkpoint time
+    def _track_finite(self, terms: dict[str, Tensor]) -> None:
+        """Remember, without a host sync, the first iteration whose loss terms were not finite."""
+        keys = tuple(terms)
+        if keys != self._finite_keys:
+            self.flush_finite()
+            self._finite_keys = keys
+            self._first_bad = None
+        bad = ~torch.isfinite(torch.stack([v.detach().float().reshape(()) for v in terms.values()]))
+        here = torch.full((), self.iteration, dtype=torch.int64, device=bad.device)
+        if self._first_bad is None:
+            self._first_bad = (torch.where(bad.any(), here, -1), bad)
+            return
+        first_iter, first_terms = self._first_bad
+        new = bad.any() & (first_iter < 0)
+        self._first_bad = (torch.where(new, here, first_iter), torch.where(new, bad, first_terms))
+
+    def flush_finite(self) -> None:
+        """One host sync: raise naming the first non-finite iteration and term since the last check."""
+        if self._first_bad is None:
+            return
+        first_iter, first_terms = self._first_bad
+        iteration = int(first_iter)
+        if iteration < 0:
+            return
+        names = [k for k, flag in zip(self._finite_keys, first_terms.tolist(), strict=True) if flag]
+        self.log({"stage": self.stage, "iteration": iteration, "error": "non-finite loss", "terms": names})
+        step, _, term = names[0].partition("/")
+        raise NumericalError(
+            f"loss term {term!r} of step {step!r} first became non-finite at iteration {iteration} "
+            f"of stage {self.stage!r} ({', '.join(names)}); no checkpoint after it was written, "
+            "the last good one is kept in the run folder (lower the learning rate or set --grad-clip)"
+        )
+
+    def check_weights_finite(self) -> None:
+        """One host sync per checkpoint: a non-finite weight is never written."""
+        self.flush_finite()
+        for name, module in self.models.items():
+            tensors = [t for t in module.state_dict().values() if t.is_floating_point()]
+            if tensors and not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+                self.log({"stage": self.stage, "iteration": self.iteration, "error": f"non-finite weights in {name}"})
+                raise NumericalError(
+                    f"the weights of {name!r} are not finite at iteration {self.iteration} of stage "
+                    f"{self.stage!r}; no checkpoint was written, the last good one is kept in the run folder"
+                )
 
     def _after_iteration(self, terms: dict[str, Tensor], bar: Any) -> None:
         cfg = self.config
         ckpt_now = bool(cfg.ckpt_every) and self.iteration % cfg.ckpt_every == 0
         log_now = self.iteration % cfg.log_every == 0 or self.iteration == 1
+        self._track_finite(terms)
         if log_now or ckpt_now:  # the only host syncs in the loop; never checkpoint a NaN
-            try:
-                check_finite(terms, self.iteration)
-            except NumericalError:
-                self.log({"stage": self.stage, "iteration": self.iteration, "error": "non-finite loss"})
-                raise
+            self.flush_finite()
             values = {k: round(float(v), 5) for k, v in terms.items()}
             bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in values.items()}, refresh=False)
             self.log({"stage": self.stage, "iteration": self.iteration, "time": time.time(), **values})

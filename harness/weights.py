@@ -88,12 +88,24 @@ def _is_classifier(key: str) -> bool:
     return "classifier" in key.split(".")
 
 
-def load_reid_weights(model: nn.Module, path: str | Path) -> dict[str, int]:
+#: module names of heads: a file's own head and the harness's are never required to match
+HEAD_PARTS = {"classifier", "fc", "_fc", "head", "last_linear", "bnneck"}
+
+
+def _is_head(key: str) -> bool:
+    return bool(HEAD_PARTS & set(key.split(".")))
+
+
+def load_reid_weights(model: nn.Module, path: str | Path, partial: bool = False) -> dict[str, int]:
     """Load ``path`` into ``model`` in place; returns counts of what happened.
 
     ``skipped`` counts classifier tensors whose shape differs (weights trained
     on another number of identities); any other shape mismatch means another
-    architecture and raises. Raises :class:`HarnessError` when nothing loads.
+    architecture and raises. So does a file that leaves part of the model
+    (classifier aside) unloaded, or holds tensors the model has no place for
+    (a resnet34 file fits every resnet18 key, and more): ``partial=True``
+    (``--partial-weights``) accepts those on purpose. Raises
+    :class:`HarnessError` when nothing loads.
     """
     path = Path(path)
     target = model.state_dict()
@@ -116,6 +128,20 @@ def load_reid_weights(model: nn.Module, path: str | Path) -> dict[str, int]:
         raise HarnessError(
             f"nothing in {path} matches the re-id model ({len(source)} tensors in the file, "
             f"e.g. {', '.join(list(source)[:3])}; the model expects e.g. {', '.join(list(target)[:3])})"
+        )
+    missing = [k for k in target if k not in usable and not _is_head(k)]
+    unexpected = [k for k in source if k not in target and not _is_head(k)]
+    if (missing or unexpected) and not partial:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} of the model's {len(target)} tensors are not in the file "
+                         f"(e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} tensors of the file have no place in the model "
+                         f"(e.g. {', '.join(unexpected[:3])})")
+        raise HarnessError(
+            f"{path} does not cover this re-id model: {'; '.join(parts)}. Weights of another "
+            "architecture? Pass --partial-weights to load the matching part on purpose"
         )
     model.load_state_dict(usable, strict=False)
     return {

@@ -94,7 +94,7 @@ def test_reid_without_feature_output_is_caught(faulty, tmp_path):
 
 
 def test_nan_loss_stops_with_step_term_and_iteration(faulty, tmp_path):
-    with pytest.raises(NumericalError, match=r"loss term 'mse' of step 'G' is nan at iteration 3"):
+    with pytest.raises(NumericalError, match=r"loss term 'mse' of step 'G' first became non-finite at iteration 3"):
         _run(faulty, tmp_path, reg="nan-after", sr="srgan", log_every=1, ckpt_every=1)
     ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("ckpt-sr-*.pt"))
     assert ckpts and ckpts[-1] == "ckpt-sr-0000002.pt"  # the last one is from before the NaN

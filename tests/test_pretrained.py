@@ -91,7 +91,9 @@ def test_third_party_source_initialises_the_backbone_and_is_recorded(tmp_path):
     assert recorded["source"] == "tiny" and recorded["sha256"] == sha256_file(path)
     assert metrics["reid_init"]["sha256"] == recorded["sha256"]
     # zero iterations: the final re-id backbone is exactly the file's tensors
-    ckpt = torch.load(sorted((out / "checkpoints").glob("ckpt-*.pt"))[-1], weights_only=True)
+    from harness.checkpoint import latest_checkpoint
+
+    ckpt = latest_checkpoint(out / "checkpoints")
     trunk = {k[len("backbone."):]: v for k, v in ckpt["models"]["reid"].items() if k.startswith("backbone.")}
     assert set(trunk) == set(state)
     assert all(torch.equal(trunk[k], state[k]) for k in state)
