@@ -44,6 +44,7 @@ from typing import Any
 
 from harness.components import coerce_option
 from harness.config import ConfigError, ProtocolConfig, RunConfig
+from harness.errors import HarnessError
 from harness.io import atomic_write_text
 
 if sys.version_info >= (3, 11):
@@ -168,6 +169,11 @@ def parse_spec(
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f'{source}: needs a name = "..." (it names the output folder)')
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or ".." in name:
+        raise ConfigError(
+            f"{source}: name {name!r} must be a plain folder name (letters, digits, '.', '_', '-'; "
+            "no '/' or '..'): it names the bench's output folder under runs/bench/"
+        )
     description = data.get("description", "")
     if not isinstance(description, str):
         raise ConfigError(f"{source}: description must be a string")
@@ -237,7 +243,9 @@ def load_spec(path: str | Path) -> BenchSpec:
             data = tomllib.load(handle)
     except FileNotFoundError as exc:
         raise ConfigError(f"bench spec {path} does not exist") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except IsADirectoryError as exc:
+        raise ConfigError(f"bench spec {path} is a folder; give the .toml file") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     return parse_spec(data, str(path), path)
 
@@ -354,6 +362,20 @@ def is_complete(run_dir: str | Path) -> bool:
         return False
 
 
+def check_plan(plan: Sequence[PlannedRun], registry: Any = None) -> None:
+    """Resolve every planned run's settings before the first one trains, so a typo in the
+    last row of a grid fails in a second, not after hours of the rows above it."""
+    from harness.config import resolve_config
+    from harness.registry import get_registry
+
+    registry = registry or get_registry()
+    for run in plan:
+        try:
+            resolve_config(dict(run.settings), registry)
+        except HarnessError as exc:
+            raise ConfigError(f"row {run.label!r} (seed {run.seed}): {exc}") from exc
+
+
 def run_row(spec: BenchSpec, out_dir: Path, settings: dict, run_dir: Path, label: str,
             paper: dict | None, query: str, *, registry: Any = None, echo: Callable[[str], None] = print) -> None:
     """One planned run: resolve its settings, then train (or resume) and evaluate it."""
@@ -442,8 +464,12 @@ def run_bench(
     progress: Callable[[str], None] = print,
     splits: int | None = None,
     registry: Any = None,
+    validate: bool | None = None,
 ) -> list[Path]:
     """Run every unfinished (row, seed, split) in order, then write the spec's leaderboard.
+
+    Every row's settings are resolved first (``validate``; on by default with the
+    default ``run_fn``), so a bad name or value anywhere in the grid stops it at once.
 
     ``run_fn(settings, run_dir, label, paper, query)`` trains one run and writes its folder;
     by default :func:`run_row` (``harness.run.run_experiment`` with the bench's shared
@@ -451,10 +477,13 @@ def run_bench(
     still written, then the error propagates.
     """
     out_dir = Path(out_dir)
+    validate = run_fn is None if validate is None else validate
     if run_fn is None:
         def run_fn(settings: dict, run_dir: Path, label: str, paper: dict | None, query: str) -> None:
             run_row(spec, out_dir, settings, run_dir, label, paper, query, registry=registry, echo=progress)
     plan = expand(spec, overrides, seeds, out_dir, splits)
+    if validate:
+        check_plan(plan, registry)
     for run in plan:
         stale = stale_settings(run)
         if stale:

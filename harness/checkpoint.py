@@ -103,14 +103,20 @@ def list_checkpoints(directory: Path) -> list[Path]:
 def safe_load(path: str | Path, what: str = "checkpoint", hint: str = "") -> Any:
     """``torch.load(weights_only=True)``; a file that needs pickled code is refused, never run."""
     path = Path(path)
+    if path.is_dir():
+        raise HarnessError(f"{what} {path} is a folder; give the file")
     if not path.is_file():
         raise HarnessError(f"{what} file {path} does not exist")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise HarnessError(f"refusing to unpickle code from {path}{hint}") from exc
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise HarnessError(f"cannot read {what} from {path}: it is corrupt or truncated ({exc})") from exc
+        if "Weights only load failed" in str(exc):
+            raise HarnessError(f"refusing to unpickle code from {path}{hint}") from exc
+        raise HarnessError(f"cannot read {what} from {path}: not a PyTorch file, or a corrupt one ({exc})") from exc
+    except Exception as exc:  # torch raises many types for a torn or foreign file (KeyError, RuntimeError ...)
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise HarnessError(f"cannot read {what} from {path}: it is corrupt, truncated or not a PyTorch file "
+                           f"({type(exc).__name__}: {first})") from exc
 
 
 def latest_checkpoint(

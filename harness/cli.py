@@ -32,6 +32,15 @@ def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
         except HarnessError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except KeyboardInterrupt:
+            from harness.run import ACTIVE_RUNS
+
+            hint = "".join(f"; continue with harness run --resume {d} (its last checkpoint is kept)"
+                           for d in ACTIVE_RUNS[-1:])
+            if func.__name__ == "bench":
+                hint = "; rerun the same harness bench command to continue (finished rows are skipped)"
+            click.echo(f"interrupted{hint}", err=True)
+            sys.exit(130)
 
     return wrapper
 
@@ -135,6 +144,8 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--grad-clip", type=float, help="Clip gradient norm in every step."),
         click.option("--skip-bad-images", is_flag=True, default=None, help="Skip and count unreadable images instead of failing."),
         click.option("--log-every", type=int), click.option("--ckpt-every", type=int),
+        click.option("--keep-checkpoints", type=int, help="Newest checkpoints kept on disk (default 2); the "
+                     "frozen re-id model is one extra file, reid-stage0.pt, written once after stage 0."),
         click.option("-o", "--option", "options", multiple=True, callback=_parse_options, metavar="KEY=VALUE",
                      help="Plugin option (see harness list --verbose); repeatable."),
     ]

@@ -6,6 +6,7 @@ these classes are the contract between the core and the plugins.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
@@ -202,10 +203,39 @@ class Option:
     default: Any
     help: str
     presets: Mapping[str, Any] = field(default_factory=dict)
+    #: inclusive bounds of a numeric option (``None``: unbounded); NaN and inf are never accepted
+    min: float | None = None
+    max: float | None = None
+    #: the value must be strictly above ``min`` (a learning rate, a temperature)
+    exclusive_min: bool = False
+    #: the values a string option may take
+    choices: tuple[Any, ...] | None = None
 
     def value_for(self, preset: str | None) -> Any:
         """The value under ``preset`` (the default where the preset names none)."""
         return self.presets.get(preset, self.default) if preset else self.default
+
+    def allowed(self) -> str:
+        """What the option accepts, for error messages and ``harness list --verbose``."""
+        if self.choices is not None:
+            return "one of " + ", ".join(map(repr, self.choices))
+        low = "" if self.min is None else (f"> {self.min:g}" if self.exclusive_min else f">= {self.min:g}")
+        high = "" if self.max is None else f"<= {self.max:g}"
+        return " and ".join(p for p in (low, high) if p) or "any finite value"
+
+    def check(self, key: str, value: Any) -> None:
+        """Raise a ConfigError naming ``key`` when ``value`` is outside what the option allows."""
+        from harness.config import ConfigError
+
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(f"-o {key}={value!r}: must be {self.allowed()}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return
+        bad = not math.isfinite(value)
+        bad = bad or (self.min is not None and (value <= self.min if self.exclusive_min else value < self.min))
+        bad = bad or (self.max is not None and value > self.max)
+        if bad:
+            raise ConfigError(f"-o {key}={value!r}: must be {self.allowed()} ({self.help})")
 
 
 def coerce_option(value: Any, default: Any) -> Any:

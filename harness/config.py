@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,9 +47,11 @@ class ProtocolConfig:
     def __post_init__(self) -> None:
         if not self.ratios:
             raise ConfigError("protocol.ratios must name at least one downsampling ratio")
-        bad = [r for r in self.ratios if not float(r) >= 1.0]
+        bad = [r for r in self.ratios if not (math.isfinite(float(r)) and float(r) >= 1.0)]
         if bad:
-            raise ConfigError(f"protocol.ratios must all be >= 1 (got {bad}); a ratio r makes an image r times smaller")
+            raise ConfigError(f"--ratios must all be finite and >= 1 (got {bad}); a ratio r makes an image r times smaller")
+        if not 0 <= int(self.seed) < MAX_SEED:
+            raise ConfigError(f"--protocol-seed must be in [0, 2^32) (got {self.seed})")
         if self.kernel not in KERNELS:
             raise ConfigError(f"protocol.kernel {self.kernel!r} is not one of {', '.join(KERNELS)}")
         if self.trials < 1:
@@ -56,6 +59,54 @@ class ProtocolConfig:
         object.__setattr__(self, "ratios", tuple(float(r) for r in self.ratios))
         if self.lr_cameras is not None:
             object.__setattr__(self, "lr_cameras", tuple(int(c) for c in self.lr_cameras))
+
+
+#: seeds are combined arithmetically (seed * 1000 + k) and given to numpy, which takes 32 bits
+MAX_SEED = 2**32
+
+#: field -> (low, high, low exclusive): the run settings a number must respect
+FIELD_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
+    "lr": (0.0, None, True),
+    "lr_warmup": (0.0, None, True),
+    "lr_reid": (0.0, None, True),
+    "weight_decay": (0.0, None, False),
+    "label_smooth": (0.0, 0.999, False),
+    "seed": (0, MAX_SEED - 1, False),
+    "log_every": (1, None, False),
+    "ckpt_every": (0, None, False),
+    "keep_checkpoints": (1, None, False),
+    "eval_batch_size": (1, None, False),
+    "workers": (0, None, False),
+    "grad_clip": (0.0, None, True),
+}
+DEVICE_TYPES = ("auto", "cpu", "cuda", "mps")
+#: images per identity in a triplet batch (harness.train.pk_indices)
+TRIPLET_INSTANCES = 4
+
+
+def _check_ranges(config: Any) -> None:
+    """Every numeric setting against its meaning: one line naming the option and what is allowed."""
+    for name, (low, high, exclusive) in FIELD_RANGES.items():
+        value = getattr(config, name)
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{flag} must be a number (got {value!r})")
+        ok = math.isfinite(value) and (low is None or (value > low if exclusive else value >= low))
+        ok = ok and (high is None or value <= high)
+        if not ok:
+            bounds = [f"> {low}" if exclusive else f">= {low}"] if low is not None else []
+            bounds += [f"<= {high}"] if high is not None else []
+            raise ConfigError(f"{flag} must be finite and {' and '.join(bounds)} (got {value!r})")
+    kind = str(config.device).split(":")[0]
+    if kind not in DEVICE_TYPES or (":" in str(config.device) and not str(config.device).split(":", 1)[1].isdigit()):
+        raise ConfigError(f"--device must be auto, cpu, cuda, cuda:N or mps (got {config.device!r})")
+    if config.triplet and config.batch_size < 2 * TRIPLET_INSTANCES:
+        raise ConfigError(
+            f"--triplet needs --batch-size >= {2 * TRIPLET_INSTANCES} (two identities of "
+            f"{TRIPLET_INSTANCES} images each, so every anchor has a negative); got {config.batch_size}"
+        )
 
 
 @dataclass(frozen=True)
@@ -128,6 +179,7 @@ class RunConfig:
             raise ConfigError(f"HR size {self.hr_height}x{self.hr_width} is too small (min 8x4)")
         if self.reid_iters < 0 or self.sr_iters < 0 or self.sr_warmup_iters < 0:
             raise ConfigError("iteration counts must be >= 0")
+        _check_ranges(self)
         if self.metric not in ("cosine", "euclidean"):
             raise ConfigError(f"metric must be cosine or euclidean, not {self.metric!r}")
         for name in ("random_erasing", "res_aug", "color_jitter"):
@@ -265,6 +317,14 @@ def _unqualify(key: str, declared: Mapping[str, tuple[Any, Any]]) -> str:
     return key
 
 
+def _named(key: str, value: Any) -> Any:
+    """``coerce_setting`` whose error names the setting."""
+    try:
+        return coerce_setting(key, value)
+    except ConfigError as exc:
+        raise ConfigError(f"{key}={value!r}: {exc}") from None
+
+
 def resolve_config(values: Mapping[str, Any], registry: Any) -> RunConfig:
     """Preset < explicit values; every declared option of the selected plugins filled in.
 
@@ -289,7 +349,7 @@ def resolve_config(values: Mapping[str, Any], registry: Any) -> RunConfig:
         raise ConfigError(f"unknown protocol settings: {', '.join(bad_proto)}")
     protocol = {**base.pop("protocol", {}), **user_protocol}
     hr_size = values.pop("hr_size", None)
-    fields = {**base, **{k: coerce_setting(k, v) for k, v in values.items()}, "preset": preset}
+    fields = {**base, **{k: _named(k, v) for k, v in values.items()}, "preset": preset}
     if hr_size is not None:  # "native" clears a preset's HR size
         fields["hr_height"], fields["hr_width"] = parse_hr_size(hr_size)
     config = RunConfig(**fields, protocol=ProtocolConfig(**protocol))
@@ -309,5 +369,11 @@ def resolve_config(values: Mapping[str, Any], registry: Any) -> RunConfig:
             f"their options: {', '.join(sorted(declared)) or '(none)'}"
         )
     options = {key: option.value_for(preset) for key, (option, _) in declared.items()}
-    options.update({k: coerce_option(v, declared[k][0].default) for k, v in user_options.items()})
+    for key, value in user_options.items():
+        try:
+            options[key] = coerce_option(value, declared[key][0].default)
+        except ConfigError as exc:
+            raise ConfigError(f"-o {key}={value}: {exc}") from None
+    for key, value in options.items():
+        declared[key][0].check(key, value)
     return config.replace(options=options)

@@ -45,6 +45,7 @@ class _Resolver:
     summary: str
     plugin: str
     options: Mapping[str, Option] = field(default_factory=dict)
+    names: Callable[[], Iterable[str]] | None = None
 
 
 class KindRegistry:
@@ -66,14 +67,20 @@ class KindRegistry:
         self._owner._add(Entry(self.kind, name, factory, summary, self.plugin, dict(options or {})))
 
     def add_resolver(
-        self, resolver: Resolver, summary: str, options: Mapping[str, Option] | None = None
+        self,
+        resolver: Resolver,
+        summary: str,
+        options: Mapping[str, Option] | None = None,
+        names: Callable[[], Iterable[str]] | None = None,
     ) -> None:
         """Resolve names not registered explicitly (e.g. any timm model name).
 
         ``resolver(name)`` returns a factory or ``None``. Explicit names win.
+        ``names()``, where given, lists the names it knows, for "did you mean"
+        suggestions on a typo (called only then).
         """
         self._owner._resolvers.setdefault(self.kind, []).append(
-            _Resolver(resolver, summary, self.plugin, dict(options or {}))
+            _Resolver(resolver, summary, self.plugin, dict(options or {}), names)
         )
 
 
@@ -164,7 +171,10 @@ class Registry:
             if factory is not None:
                 return Entry(kind, name, factory, res.summary, res.plugin, res.options)
         known = sorted(table)
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        close = suggest(name, known)
+        for res in self._resolvers.get(kind, []):
+            if not close and res.names is not None:
+                close = suggest(name, list(res.names()))
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         extra = "".join(f"; also: {r.summary}" for r in self._resolvers.get(kind, []))
         raise UnknownNameError(
@@ -173,6 +183,14 @@ class Registry:
 
     def hook(self) -> Any:
         return self.pm.hook
+
+
+def suggest(name: str, known: Iterable[str], n: int = 3) -> list[str]:
+    """Close names, case aside (``SRGAN`` -> ``srgan``, ``efficientnet_b00`` -> ``efficientnet_b0``)."""
+    by_lower: dict[str, str] = {}
+    for k in known:
+        by_lower.setdefault(k.lower(), k)
+    return [by_lower[c] for c in difflib.get_close_matches(name.lower(), list(by_lower), n=n, cutoff=0.6)]
 
 
 def _check_kind(kind: str) -> str:

@@ -10,7 +10,6 @@ import dataclasses
 import json
 import random
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -42,8 +41,7 @@ def resolve_device(config: RunConfig, echo: Echo) -> tuple[RunConfig, torch.devi
         raise ConfigError("--device cuda was asked for but no CUDA device is available")
     device = torch.device(name)
     if config.amp and device.type != "cuda":
-        warnings.warn("--amp needs a GPU; running in float32 on CPU", stacklevel=2)
-        echo("warning: --amp needs a GPU; running in float32 on CPU")
+        echo("warning: --amp needs a GPU; running in float32 on CPU")  # once: not also a Python warning
         config = config.replace(amp=False)
     if config.compile and device.type != "cuda":
         config = config.replace(compile=False)
@@ -123,7 +121,39 @@ def check_run_dir(run_dir: Path) -> None:
         raise HarnessError(f"cannot write to the output folder {run_dir}: {exc.strerror or exc}") from exc
 
 
+#: the run folder being trained, so an interrupt can say how to continue it
+ACTIVE_RUNS: list[Path] = []
+
+
 def run_experiment(
+    config: RunConfig,
+    run_dir: Path,
+    registry: Registry,
+    *,
+    resume: bool = False,
+    echo: Echo = print,
+    extra: Mapping[str, Any] | None = None,
+    stage0_cache_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate one run in ``run_dir`` (or continue it with ``resume``); returns its metrics.
+
+    While it runs, ``ACTIVE_RUNS`` names its folder, so the CLI can answer an
+    interrupt with the command that continues it.
+    """
+    ACTIVE_RUNS.append(run_dir)
+    try:
+        metrics = _run_experiment(config, run_dir, registry, resume=resume, echo=echo, extra=extra,
+                                  stage0_cache_dir=stage0_cache_dir)
+    except KeyboardInterrupt:
+        raise  # the folder stays named for the interrupt message
+    except BaseException:
+        ACTIVE_RUNS.remove(run_dir)
+        raise
+    ACTIVE_RUNS.remove(run_dir)
+    return metrics
+
+
+def _run_experiment(
     config: RunConfig,
     run_dir: Path,
     registry: Registry,
@@ -186,7 +216,8 @@ def run_experiment(
         )
     if main_rank and (not resume or not (run_dir / "split.json").is_file()):
         listing = {"protocol": dataclasses.asdict(config.protocol), "data": config.data,
-                   "options": dict(config.options), **data.split.listing(config.data_root, data.hr_size)}
+                   "options": dict(config.options), "skipped_images": list(data.bad_images),
+                   **data.split.listing(config.data_root, data.hr_size)}
         atomic_write_json(run_dir / "split.json", listing)
     echo(f"data: {desc['num_train']} train images of {desc['num_train_ids']} ids; "
          f"{desc['num_query']} LR queries (cameras {desc['lr_cameras']}, ratios {desc['query_ratio_counts']}); "
@@ -281,11 +312,21 @@ def load_run_config(run_dir: Path) -> RunConfig:
     path = run_dir / "config.json"
     if not path.is_file():
         raise HarnessError(f"{run_dir} is not a run folder: config.json is missing")
-    doc = json.loads(path.read_text())
+    try:
+        doc = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HarnessError(f"{path} is corrupt (not JSON: {exc}); the run cannot be resumed from it") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
+        raise HarnessError(f"{path} is corrupt: it holds no 'config' table; the run cannot be resumed from it")
     config = dict(doc["config"])
     if "hr_height" not in config:  # an mlr-1.0 run: its HR size was the re-id size
         config["hr_height"], config["hr_width"] = config.get("height", 64), config.get("width", 32)
-    return RunConfig.from_dict(config)
+    try:
+        return RunConfig.from_dict(config)
+    except HarnessError as exc:
+        raise HarnessError(f"{path} is corrupt: {exc}") from exc
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise HarnessError(f"{path} is corrupt: {type(exc).__name__}: {exc}") from exc
 
 
 def evaluate_run(run_dir: Path, registry: Registry, echo: Echo = print) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from harness.checkpoint import (
     save_frozen_reid,
 )
 from harness.components import Regulariser, StepContext, TrainBatch
-from harness.config import RunConfig
+from harness.config import TRIPLET_INSTANCES, RunConfig
 from harness.data.mlr import TrainRatioSampler, downsample
 from harness.data.prepare import PreparedData
 from harness.distributed import all_gather_int, average_gradients, barrier, is_main
@@ -210,7 +210,7 @@ class Trainer:
     def reid_batch(self) -> tuple[Tensor, Tensor]:
         cfg = self.config
         if cfg.triplet:
-            idx = pk_indices(self.data.train_pids, cfg.batch_size, 4, self.generator)
+            idx = pk_indices(self.data.train_pids, cfg.batch_size, TRIPLET_INSTANCES, self.generator)
         else:
             idx = self._sample(cfg.batch_size)
         if self.iteration == 0 and self.stage == "reid":

@@ -51,7 +51,7 @@ def test_unknown_option_exits_2_listing_valid_ones():
 def test_bad_ratio_exits_2():
     result = CliRunner().invoke(main, ["run", *SMOKE, "--ratios", "0.5,2"])
     assert result.exit_code == 2
-    assert "ratios must all be >= 1" in result.output
+    assert "ratios must all be finite and >= 1" in result.output
 
 
 def test_unwritable_output_folder(tmp_path):

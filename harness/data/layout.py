@@ -157,7 +157,7 @@ def half_split(
 
 
 #: The option every dataset with seeded splits declares (``harness bench --splits N``).
-SPLIT_OPTION = Option(0, "which seeded train/test id split (with --protocol seed)")
+SPLIT_OPTION = Option(0, "which seeded train/test id split (with --protocol seed)", min=0)
 
 
 def check_nonempty(name: str, train: list, query: list, gallery: list, where: Path) -> None:

@@ -90,7 +90,13 @@ def prepare_data(config: RunConfig, registry: Registry) -> PreparedData:
         split.query_ratios = [0.0] * len(split.query)
         for j, i in enumerate(query.keep):
             split.query_ratios[i] = ratios[j]
-    q_ratios = torch.tensor([split.query_ratios[i] for i in query.keep], dtype=torch.float32)
+    # Skipped images leave the split itself, so split.json and metrics["split"] list exactly
+    # the images that were trained on and evaluated.
+    split.query_ratios = [split.query_ratios[i] for i in query.keep]
+    split.train = [split.train[i] for i in train.keep]
+    split.query = [split.query[i] for i in query.keep]
+    split.gallery = [split.gallery[i] for i in gallery.keep]
+    q_ratios = torch.tensor(split.query_ratios, dtype=torch.float32)
     return PreparedData(
         split=split,
         dataset_summary=dataset.summary(),

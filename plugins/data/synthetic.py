@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from harness import Option, Record, ReidDataset, RunConfig, hookimpl, read_options
+from harness import DatasetError, Option, Record, ReidDataset, RunConfig, hookimpl, read_options
 
 # Part labels of the label map; the palette is indexed by them.
 BG, SKIN, HAIR, TOP, BOTTOM, SHOES, BAG, LOGO, OCC, TOP2 = range(10)
@@ -553,13 +553,13 @@ NATIVE_SIZE = (128, 64)
 
 #: Declared once, with the size each preset wants (a 2-core CPU run, a GPU run, a test).
 SYNTH_OPTIONS: dict[str, Option] = {
-    "synth_train_ids": Option(64, "training identities", presets={"smoke": 8, "cpu": 100, "paper": 500}),
+    "synth_train_ids": Option(64, "training identities", presets={"smoke": 8, "cpu": 100, "paper": 500}, min=2),
     "synth_test_ids": Option(64, "test identities (query + gallery)",
-                             presets={"smoke": 6, "cpu": 100, "paper": 500}),
-    "synth_cameras": Option(4, "cameras (>= 2); camera 0 gives the LR queries"),
+                             presets={"smoke": 6, "cpu": 100, "paper": 500}, min=1),
+    "synth_cameras": Option(4, "cameras (>= 2); camera 0 gives the LR queries", min=2),
     "synth_images_per_camera": Option(4, "images per identity per camera",
-                                      presets={"smoke": 2, "cpu": 4, "paper": 6}),
-    "synth_seed": Option(0, "generator seed, combined with the run's seed"),
+                                      presets={"smoke": 2, "cpu": 4, "paper": 6}, min=1),
+    "synth_seed": Option(0, "generator seed, combined with the run's seed", min=0),
 }
 
 
@@ -620,7 +620,13 @@ def build_dataset(spec: SynthSpec) -> ReidDataset:
 
 
 def synthetic_dataset(root: str | None, config: RunConfig) -> ReidDataset:
-    """Dataset factory (``root`` is ignored: nothing is read or written)."""
+    """Dataset factory: generated in memory, so a ``--data-root`` is a mistake worth saying."""
+    if root is not None:
+        raise DatasetError(
+            f"--data-root {root} was given, but the synthetic dataset is generated and reads no folder; "
+            "drop --data-root, or name the dataset of that folder with --data "
+            "(harness data synth writes synthetic data in a real layout)"
+        )
     return build_dataset(spec_from_config(config))
 
 

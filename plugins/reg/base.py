@@ -24,6 +24,7 @@ SR_OPTIONS: dict[str, Option] = {
         3e-4,
         "weight of the ID (cross-entropy) loss on SR images in the G step (small: the per-pixel "
         "MSE of about 2e-3 must lead; see harness.losses)",
+        min=0.0,
     ),
 }
 

@@ -19,9 +19,10 @@ from plugins.reg.base import SR_OPTIONS, SRRegulariser
 GAN_OPTIONS: dict[str, Option] = {
     **SR_OPTIONS,
     "lambda_g": Option(
-        3e-4, "weight of the generator's adversarial loss (SRGAN used 1e-3; 1e-3 costs PSNR below bicubic here)"
+        3e-4, "weight of the generator's adversarial loss (SRGAN used 1e-3; 1e-3 costs PSNR below bicubic here)",
+        min=0.0,
     ),
-    "lr_D": Option(1e-4, "learning rate of the discriminator"),
+    "lr_D": Option(1e-4, "learning rate of the discriminator", min=0.0, exclusive_min=True),
 }
 
 

@@ -72,18 +72,19 @@ ASSOCIATION_OPTIONS: dict[str, Option] = {
         3e-4,
         "weight of the association critic L_dis in the G step (per-element MSE, so independent "
         "of feature dims; same order as the ID weight, below the pixel term)",
+        min=0.0,
     ),
-    "phi_hidden": Option(256, "hidden width of the association networks"),
+    "phi_hidden": Option(256, "hidden width of the association networks", min=1),
     "phi_depth": Option(
-        2, "linear layers in each association MLP (phi's encoder and decoder each)"
+        2, "linear layers in each association MLP (phi's encoder and decoder each)", min=1
     ),
-    "bridge_dim": Option(64, "dim of the bridge / common space"),
-    "lr_phi": Option(1e-4, "learning rate of the association networks"),
+    "bridge_dim": Option(64, "dim of the bridge / common space", min=1),
+    "lr_phi": Option(1e-4, "learning rate of the association networks", min=0.0, exclusive_min=True),
 }
 
 INTACT_OPTIONS: dict[str, Option] = {
     **ASSOCIATION_OPTIONS,
-    "lambda_e": Option(1.0, "weight of the bridging loss L_e in the association step"),
+    "lambda_e": Option(1.0, "weight of the bridging loss L_e in the association step", min=0.0),
 }
 
 

@@ -64,4 +64,10 @@ def resolve(name: str) -> Callable[[RunConfig, int], nn.Module] | None:
 def harness_register_reid(registry) -> None:
     for name, summary in NAMED.items():
         registry.add(name, timm_factory(name), summary)
-    registry.add_resolver(resolve, "any timm model name (timm.list_models())")
+    registry.add_resolver(resolve, "any timm model name (timm.list_models())", names=_timm_names)
+
+
+def _timm_names() -> list[str]:
+    import timm
+
+    return timm.list_models()

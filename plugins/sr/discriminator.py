@@ -52,9 +52,9 @@ class SRGANDiscriminator(nn.Module):
 
 DISC_OPTIONS = {
     "disc_channels": Option(32, "channels of the first conv (doubled every other stage)",
-                            presets={"smoke": 8, "cpu": 16, "paper": 64}),
+                            presets={"smoke": 8, "cpu": 16, "paper": 64}, min=1),
     "disc_feat_dim": Option(256, "dim of the penultimate feature f_d",
-                            presets={"smoke": 32, "cpu": 128, "paper": 256}),
+                            presets={"smoke": 32, "cpu": 128, "paper": 256}, min=1),
 }
 
 

@@ -1,0 +1,385 @@
+"""The reliability promise (docs/reliability.md): faults and bad inputs, each a clear one-line
+error or a correct complete run. One test (or one parametrized case) per row of that table."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from harness.cli import main
+from harness.errors import DiskFullError, HarnessError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SMOKE = ["--preset", "smoke", "--device", "cpu"]
+#: the issue's K: a smoke run long enough to checkpoint several times
+K = [*SMOKE, "--reg", "intact", "--reid-iters", "6", "--sr-warmup-iters", "2", "--sr-iters", "6",
+     "--ckpt-every", "2"]
+
+
+def cli(*args: str, env: dict | None = None):
+    return CliRunner().invoke(main, list(args), env=env)
+
+
+def one_line_error(result, *needles: str) -> str:
+    """Exit code 2, no traceback, one ``error:`` line holding every needle."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def _metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+# ------------------------------------------------------------------ 1. a run folder holds one run
+
+
+def test_a_new_run_refuses_a_folder_holding_another_run(tmp_path):
+    out = tmp_path / "R"
+    assert cli("run", *K, "--out", str(out)).exit_code == 0
+    before = (out / "metrics.json").read_text()
+    one_line_error(cli("run", *K, "--seed", "1", "--out", str(out)),
+                   "already holds a run", "seed 0", "--resume", "--out")
+    assert (out / "metrics.json").read_text() == before
+
+
+def test_resume_refuses_checkpoints_written_under_other_settings(tmp_path):
+    out = tmp_path / "R"
+    assert cli("run", *K, "--out", str(out)).exit_code == 0
+    doc = json.loads((out / "config.json").read_text())
+    doc["config"]["seed"] = 1  # what a second run writing into the folder would leave
+    (out / "config.json").write_text(json.dumps(doc))
+    one_line_error(cli("run", "--resume", str(out)), "was written by another run", "seed: 0 != 1")
+
+
+# ------------------------------------------------------------------ 2. NaN between log steps
+
+
+def _no_nonfinite_checkpoint(run: Path) -> None:
+    for path in (run / "checkpoints").glob("*.pt"):
+        ckpt = torch.load(path, weights_only=True)
+        models = ckpt.get("models", {"reid": ckpt}) if isinstance(ckpt, dict) else {}
+        for state in models.values():
+            for value in state.values():
+                if torch.is_tensor(value) and value.is_floating_point():
+                    assert torch.isfinite(value).all(), path.name
+
+
+def test_nan_between_log_steps_is_caught_at_its_iteration_and_never_checkpointed(tmp_path):
+    out = tmp_path / "R"
+    result = cli("run", *SMOKE, "--lr-reid", "1e12", "--log-every", "1000", "--reid-iters", "10",
+                 "--sr-iters", "0", "--out", str(out))
+    line = one_line_error(result, "first became non-finite at iteration", "of stage 'reid'")
+    first = int(line.split("at iteration ")[1].split()[0])
+    assert 1 <= first <= 10
+    assert not list((out / "checkpoints").glob("ckpt-done-*")), "a NaN run must not reach done"
+    _no_nonfinite_checkpoint(out)
+    assert _metrics(out)["status"] == "running"
+
+
+def test_nan_in_the_gan_steps_is_named_and_never_checkpointed(tmp_path):
+    out = tmp_path / "R"
+    result = cli("run", *SMOKE, "--reg", "gan", "-o", "lr_D=1e12", "--lr", "1e12", "--log-every", "1000",
+                 "--sr-iters", "6", "--out", str(out))
+    one_line_error(result, "non-finite", "stage 'sr'")
+    _no_nonfinite_checkpoint(out)
+
+
+# ------------------------------------------------------------------ 3. weights of another architecture
+
+
+def _resnet_weights(tmp_path: Path, name: str) -> Path:
+    from harness.config import RunConfig
+    from harness.registry import get_registry
+
+    model = get_registry().lookup("reid", name).factory(RunConfig(height=32, width=16), 5)
+    path = tmp_path / f"{name}.pt"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def test_weights_of_a_bigger_architecture_are_refused(tmp_path):
+    path = _resnet_weights(tmp_path, "resnet34")
+    one_line_error(cli("run", *SMOKE, "--reid", "resnet18", "--reid-weights", str(path), "--out",
+                       str(tmp_path / "R")), "does not cover this re-id model", "no place in the model",
+                   "--partial-weights")
+
+
+def test_a_file_of_one_tensor_is_refused_and_partial_loads_are_counted(tmp_path):
+    path = tmp_path / "one.pt"
+    full = torch.load(_resnet_weights(tmp_path, "resnet18"), weights_only=True)
+    torch.save({"backbone.conv1.weight": full["backbone.conv1.weight"]}, path)
+    one_line_error(cli("run", *SMOKE, "--reid-weights", str(path), "--out", str(tmp_path / "R")),
+                   "not in the file")
+    result = cli("run", *SMOKE, "--reid-weights", str(path), "--partial-weights", "--sr-iters", "0",
+                 "--out", str(tmp_path / "P"))
+    assert result.exit_code == 0, result.output
+    assert "1 tensors loaded" in result.output and "missing" in result.output
+
+
+# ------------------------------------------------------------------ 4. every promised file
+
+
+def test_a_resume_rewrites_a_missing_split_json(tmp_path):
+    out = tmp_path / "R"
+    assert cli("run", *K, "--out", str(out)).exit_code == 0
+    (out / "split.json").unlink()
+    (out / "metrics.json").write_text(json.dumps({"status": "running"}))
+    assert cli("run", "--resume", str(out)).exit_code == 0
+    assert (out / "split.json").is_file() and _metrics(out)["status"] == "complete"
+
+
+# ------------------------------------------------------------------ 5. permissions
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_result_files_honour_the_umask(tmp_path, umask, mode):
+    from harness.io import atomic_torch_save, atomic_write_text
+
+    old = os.umask(umask)
+    try:
+        text = atomic_write_text(tmp_path / "a.json", "{}")
+        weights = atomic_torch_save({"w": torch.zeros(1)}, tmp_path / "w.pt")
+    finally:
+        os.umask(old)
+    assert text.stat().st_mode & 0o777 == mode
+    assert weights.stat().st_mode & 0o777 == mode
+
+
+# ------------------------------------------------------------------ 6. set-ups that cannot learn
+
+
+def test_one_training_identity_is_refused():
+    one_line_error(cli("run", *SMOKE, "-o", "synth_train_ids=1"), "synth_train_ids=1", ">= 2")
+
+
+def test_a_dataset_with_one_training_identity_is_refused(tmp_path):
+    from harness import ReidDataset, hookimpl
+    from harness.components import Record
+    from harness.config import resolve_config
+    from harness.registry import Registry
+    from harness.run import run_experiment
+
+    class OneId:
+        @hookimpl
+        def harness_register_datasets(self, registry):
+            def build(root, config):
+                img = (torch.rand(32, 16, 3) * 255).to(torch.uint8).numpy()
+                train = [Record(img, 0, c) for c in (0, 1)]
+                test = [Record(img, p, c) for p in (1, 2) for c in (0, 1)]
+                return ReidDataset("one-id", train, [r for r in test if r.camid == 0],
+                                   [r for r in test if r.camid == 1])
+            registry.add("one-id", build, "one training identity")
+
+    reg = Registry()
+    reg.load_entry_points(autoload=False)
+    reg.register_plugin(OneId(), "one-id")
+    config = resolve_config({"preset": "smoke", "data": "one-id", "device": "cpu"}, reg)
+    with pytest.raises(HarnessError, match="has 1 identity; re-id training needs at least two"):
+        run_experiment(config, tmp_path / "R", reg, echo=lambda *_: None)
+
+
+# ------------------------------------------------------------------ 7. disk full
+
+
+def _disk_full(*args, **kwargs):
+    try:
+        raise OSError(28, "No space left on device")
+    except OSError as exc:
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598") from exc
+
+
+def test_disk_full_is_one_line_and_keeps_the_previous_file(tmp_path, monkeypatch):
+    from harness.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path, "sr", 1, {"models": {}}, keep=2)
+    monkeypatch.setattr(torch, "save", _disk_full)
+    with pytest.raises(DiskFullError, match="disk full while writing checkpoint .*ckpt-sr-0000002.pt; "
+                                            "the last good checkpoint ckpt-sr-0000001.pt is kept"):
+        save_checkpoint(tmp_path, "sr", 2, {"models": {}}, keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-sr-0000001.pt"]  # no .tmp left
+
+
+def test_a_resume_removes_partial_temporaries(tmp_path):
+    out = tmp_path / "R"
+    assert cli("run", *K, "--out", str(out)).exit_code == 0
+    torn = out / "checkpoints" / ".ckpt-sr-0000008.pt.abc123.tmp"
+    torn.write_bytes(b"\0" * 1000)
+    (out / "metrics.json").write_text(json.dumps({"status": "running"}))
+    result = cli("run", "--resume", str(out))
+    assert result.exit_code == 0 and not torn.exists()
+    assert "removed .ckpt-sr-0000008.pt.abc123.tmp" in result.output
+
+
+# ------------------------------------------------------------------ 8 and 9. bad values: one line, the option named
+
+BAD_VALUES = [
+    (["--log-every", "0"], "--log-every"),
+    (["--batch-size", "2", "--triplet"], "--triplet needs --batch-size >= 8"),
+    (["--seed", "-5"], "--seed"),
+    (["--seed", str(2**64)], "--seed"),
+    (["--protocol-seed", "-1"], "--protocol-seed"),
+    (["--device", "foo"], "--device must be auto, cpu, cuda"),
+    (["--lr-reid", "nan"], "--lr-reid must be finite"),
+    (["--lr-reid", "-0.1"], "--lr-reid must be finite and > 0"),
+    (["-o", "synth_test_ids=0"], "-o synth_test_ids=0"),
+    (["--reg", "intact", "-o", "phi_depth=0"], "-o phi_depth=0"),
+    (["--lr", "-1"], "--lr must be finite and > 0"),
+    (["--reg", "gan", "-o", "lr_D=-1"], "-o lr_D=-1.0: must be > 0"),
+    (["--grad-clip", "-1"], "--grad-clip"),
+    (["--ratios", "inf"], "--ratios must all be finite"),
+    (["--data-root", "/tmp"], "synthetic dataset is generated and reads no folder"),
+    (["-o", "lambda_c=abc"], "-o lambda_c=abc: expected float"),
+    (["--sr", "SRGAN"], "Did you mean 'srgan'?"),
+    (["--reid", "efficientnet_b00"], "Did you mean 'efficientnet_b0'"),
+    (["--reid-weights", "/tmp"], "is a folder; give the file"),
+    (["--height", "8", "--width", "2"], "too small"),
+]
+
+
+@pytest.mark.parametrize(("args", "needle"), BAD_VALUES, ids=[" ".join(a) for a, _ in BAD_VALUES])
+def test_bad_values_are_one_line_naming_the_option(tmp_path, args, needle):
+    one_line_error(cli("run", *SMOKE, *args, "--out", str(tmp_path / "R")), needle)
+    assert not (tmp_path / "R").exists() or not (tmp_path / "R" / "checkpoints").exists()
+
+
+def test_a_text_file_as_weights_is_one_line(tmp_path):
+    text = tmp_path / "weights.pt"
+    text.write_text("hello")
+    one_line_error(cli("run", *SMOKE, "--reid-weights", str(text), "--out", str(tmp_path / "R")),
+                   "cannot read re-id weights", "not a PyTorch file")
+
+
+@pytest.mark.parametrize("corrupt", ["not json {", json.dumps([1, 2]),
+                                     json.dumps({"config": {"height": "tall", "nope": 1}})],
+                         ids=["not-json", "no-config-table", "bad-values"])
+def test_a_corrupt_config_json_on_resume_is_one_line(tmp_path, corrupt):
+    out = tmp_path / "R"
+    out.mkdir()
+    (out / "config.json").write_text(corrupt)
+    one_line_error(cli("run", "--resume", str(out)), "config.json is corrupt")
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    ('name = "x"\n[defaults]\nheight = "abc"\n[[runs]]\nlabel = "a"\n', "height='abc': expected int"),
+    (bytes(range(128, 256)), "not valid TOML"),
+    ('name = "../../escape"\n[[runs]]\nlabel = "a"\n', "must be a plain folder name"),
+], ids=["height-abc", "binary", "name-escapes"])
+def test_bad_bench_specs_are_one_line(tmp_path, content, needle):
+    spec = tmp_path / "spec.toml"
+    spec.write_bytes(content if isinstance(content, bytes) else content.encode())
+    one_line_error(cli("bench", str(spec), "--preset", "smoke", "--out", str(tmp_path / "B")), needle)
+    assert not (tmp_path / "escape").exists()
+
+
+# ------------------------------------------------------------------ 10. bookkeeping
+
+
+def test_a_bad_row_anywhere_in_the_grid_stops_the_bench_before_any_training(tmp_path):
+    spec = tmp_path / "spec.toml"
+    spec.write_text('name = "late"\n[defaults]\npreset = "smoke"\n[[runs]]\nlabel = "ok"\n'
+                    '[[runs]]\nlabel = "bad"\nsr = "SRGANN"\n')
+    one_line_error(cli("bench", str(spec), "--out", str(tmp_path / "B")), "row 'bad'", "Did you mean 'srgan'?")
+    assert not (tmp_path / "B" / "ok").exists()
+
+
+def test_skipped_images_leave_split_json_and_the_metrics(tmp_path):
+    data = tmp_path / "market"
+    assert cli("data", "synth", "--out", str(data), "--layout", "market1501", "--train-ids", "8", "--test-ids",
+               "6", "--images-per-camera", "2", "--height", "32", "--width", "16").exit_code == 0
+    query = sorted((data / "Market-1501-v15.09.15" / "query").glob("*.jpg"))
+    query[0].write_bytes(b"not a jpeg")
+    out = tmp_path / "R"
+    result = cli("run", *SMOKE, "--data", "market1501", "--data-root", str(data), "--skip-bad-images",
+                 "--sr-iters", "0", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    split = json.loads((out / "split.json").read_text())
+    names = [row[0] for row in split["query"]]
+    assert not any(query[0].name in n for n in names)
+    assert any(query[0].name in s for s in split["skipped_images"])
+    assert _metrics(out)["split"]["num_query"] == len(names) == _metrics(out)["num_queries"]
+
+
+def test_log_jsonl_has_each_iteration_once_after_a_resume(tmp_path):
+    from harness.checkpoint import list_checkpoints
+
+    out = tmp_path / "R"
+    assert cli("run", *K, "--log-every", "1", "--keep-checkpoints", "50", "--out", str(out)).exit_code == 0
+    # a crash just after ckpt-sr-0000004: the checkpoints after it are lost, the log ran on
+    for path in list_checkpoints(out / "checkpoints"):
+        if path.name.startswith("ckpt-done") or path.name > "ckpt-sr-0000004.pt":
+            path.unlink()
+    (out / "metrics.json").write_text(json.dumps({"status": "running"}))
+    result = cli("run", "--resume", str(out))
+    assert result.exit_code == 0 and "resumed at stage sr, iteration 4" in result.output
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    keys = [(r["stage"], r["iteration"]) for r in rows if "stage" in r and "error" not in r]
+    assert ("sr", 6) in keys and len(keys) == len(set(keys)), "an iteration was logged twice"
+
+
+# ------------------------------------------------------------------ 11. messages
+
+
+def test_a_skipped_corrupt_checkpoint_is_reported(tmp_path):
+    out = tmp_path / "R"
+    assert cli("run", *K, "--out", str(out)).exit_code == 0
+    from harness.checkpoint import list_checkpoints
+
+    newest = list_checkpoints(out / "checkpoints")[-1]
+    newest.write_bytes(b"garbage")
+    (out / "metrics.json").write_text(json.dumps({"status": "running"}))
+    result = cli("run", "--resume", str(out))
+    assert result.exit_code == 0 and f"skipping checkpoint {newest.name}" in result.output
+
+
+def test_amp_on_cpu_is_said_once(tmp_path):
+    result = cli("run", *SMOKE, "--amp", "--sr-iters", "0", "--out", str(tmp_path / "R"))
+    assert result.exit_code == 0 and result.output.count("--amp needs a GPU") == 1
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_how_to_continue(tmp_path):
+    out = tmp_path / "R"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HARNESS_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", *SMOKE, "--reid-iters", "100000",
+                             "--log-every", "1", "--out", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "log.jsonl").is_file():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output
+    assert f"interrupted; continue with harness run --resume {out}" in output
+    assert "Traceback" not in output and "Aborted!" not in output
+
+
+# ------------------------------------------------------------------ 12. checkpoint size
+
+
+def test_checkpoints_after_stage0_leave_the_frozen_reid_model_to_one_file(tmp_path):
+    from harness.checkpoint import FROZEN_REID, latest_checkpoint
+
+    out = tmp_path / "R"
+    assert cli("run", *K, "--out", str(out)).exit_code == 0
+    ckpts = out / "checkpoints"
+    done = torch.load(sorted(ckpts.glob("ckpt-done-*.pt"))[0], weights_only=True)
+    assert "reid" not in done["models"] and "reid_optimizer" not in done
+    assert (ckpts / FROZEN_REID).is_file()
+    assert "reid" in latest_checkpoint(ckpts)["models"]  # put back on load
+    frozen = (ckpts / FROZEN_REID).stat().st_size
+    assert sorted(ckpts.glob("ckpt-done-*.pt"))[0].stat().st_size < frozen * 3
