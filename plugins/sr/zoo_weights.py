@@ -11,6 +11,7 @@ is kept on the module as ``loaded_weights``; the run records it in config.json.
 
 from __future__ import annotations
 
+import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
             obj: Any = load_file(str(file), device="cpu")
         else:
             obj = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ConfigError(
+            f"--sr-weights {path}: it holds pickled objects besides tensors, which are never "
+            "executed (read with weights_only=True); save model.state_dict() or .safetensors"
+        ) from None
     except (OSError, RuntimeError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(
