@@ -42,7 +42,7 @@ def stage0_key(config: RunConfig, registry: Registry, device: torch.device,
 #: SR and dataset plugins' own options.
 WARMUP_FIELDS = (
     "sr", "data", "data_root", "hr_height", "hr_width", "batch_size", "sr_warmup_iters", "lr_warmup",
-    "grad_clip", "seed", "amp", "channels_last", "skip_bad_images",
+    "grad_clip", "seed", "amp", "channels_last", "skip_bad_images", "sr_weights",
 )
 
 
@@ -67,6 +67,13 @@ def _recipe_key(config: RunConfig, registry: Registry, device: torch.device, fie
 
 def warmup_key(config: RunConfig, registry: Registry, device: torch.device) -> str:
     """A hash of everything the warm start depends on: equal keys give bit-identical generators."""
-    return _recipe_key(config, registry, device, WARMUP_FIELDS,
+    # --sr-weights by content: the same checkpoint under another path shares the warm start.
+    fields = tuple(f for f in WARMUP_FIELDS if f != "sr_weights")
+    salt = None
+    if config.sr_weights:
+        from harness.pretrained import sha256_file
+
+        salt = {"sr_weights_sha256": sha256_file(config.sr_weights)}
+    return _recipe_key(config, registry, device, fields,
                        (("sr", config.sr), ("dataset", config.data)),
-                       ("ratios", "kernel", "antialias", "lr_cameras", "seed"))
+                       ("ratios", "kernel", "antialias", "lr_cameras", "seed"), salt=salt)

@@ -125,6 +125,8 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--color-jitter", type=float, help="Probability of brightness/contrast/saturation jitter in stage 0."),
         click.option("--finetune-reid/--no-finetune-reid", default=None, help="Also train re-id in the G step, on HR and SR images together (default off: Algorithm 1 outputs an SR model)."),
         click.option("--reid-weights", type=click.Path(), help="Local re-id weights (state_dict); never downloaded."),
+        click.option("--sr-weights", type=click.Path(), help="Local pretrained SR checkpoint (.pth read with "
+                     "weights_only=True, or .safetensors) for an SR-zoo --sr, e.g. ESRGAN, SwinIR, HAT; never downloaded."),
         click.option("--partial-weights", is_flag=True, default=None, help="Accept --reid-weights that cover only part of the re-id model (on purpose)."),
         click.option("--reid-init", help="Initial backbone weights: scratch (default), imagenet (found on this machine: "
                      "timm/torchvision caches, then weight packages; never downloaded), or a file PATH."),
@@ -157,7 +159,8 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def stage0_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """``run_options`` without the SR-stage ones (pretraining never builds an SR model)."""
     func = run_options(func)
-    sr_only = {"sr", "reg", "disc", "sr_iters", "sr_warmup_iters", "lr_warmup", "lr", "finetune_reid", "grad_clip"}
+    sr_only = {"sr", "reg", "disc", "sr_iters", "sr_warmup_iters", "lr_warmup", "lr", "finetune_reid", "grad_clip",
+               "sr_weights"}
     func.__click_params__ = [p for p in func.__click_params__ if p.name not in sr_only]
     return func
 

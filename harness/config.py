@@ -150,6 +150,8 @@ class RunConfig:
     metric: str = "cosine"
     finetune_reid: bool = False
     reid_weights: str | None = None
+    #: a pretrained SR checkpoint the SR plugin loads (the zoo: any spandrel-recognised file)
+    sr_weights: str | None = None
     partial_weights: bool = False
     reid_init: str = "scratch"
     reid_requested: str | None = None

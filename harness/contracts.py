@@ -194,11 +194,12 @@ def _guard(entry: Entry, doing: str) -> Iterator[None]:
 
 
 def _configured(entry: Entry, config: RunConfig) -> RunConfig:
-    """``config`` with the component selected and its declared option defaults filled in.
+    """``config`` with the component selected and its declared options filled in at the
+    config's preset (a ``smoke`` check builds the ``smoke`` size, as a smoke run would).
 
     Options already in ``config`` win, so a caller can check a non-default setting.
     """
-    options = {key: option.default for key, option in entry.options.items()}
+    options = {key: option.value_for(config.preset) for key, option in entry.options.items()}
     options.update(config.options)
     return config.replace(**{_CONFIG_FIELD[entry.kind]: entry.name}, options=options)
 

@@ -79,6 +79,9 @@ def build_models(
     # what lets runs that differ only in sr/reg share one stage-0 result).
     torch.manual_seed(config.seed * 1000 + 1)
     generator = _call(sr_entry, config)
+    if config.sr_weights and not getattr(generator, "loaded_weights", None):
+        raise PluginError(f"--sr-weights: sr {config.sr!r} (plugin {sr_entry.plugin!r}) loads no "
+                          "pretrained weights; name an SR-zoo architecture (harness list)")
     for ratio in sorted(set(config.protocol.ratios)):
         dry_run_sr(sr_entry, generator, size, ratio)
     torch.manual_seed(config.seed * 1000 + 2)

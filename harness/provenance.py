@@ -19,7 +19,7 @@ from harness.config import PROTOCOL_VERSION, RunConfig
 
 def package_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for name in ("crossres-harness", "torch", "torchvision", "timm", "torchreid", "kornia", "numpy"):
+    for name in ("crossres-harness", "torch", "torchvision", "timm", "torchreid", "spandrel", "kornia", "numpy"):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -224,6 +224,13 @@ def _run_experiment(
          f"{desc['num_gallery']} HR gallery images")
     seed_everything(config.seed)
     models, regulariser = build_models(config, registry, data.num_classes, init=init, echo=echo)
+    if config.sr_weights:  # what the SR plugin found in --sr-weights: architecture, scale, sha256
+        extra["sr_weights"] = dict(models["G"].loaded_weights)
+        echo(f"SR weights {config.sr_weights}: {extra['sr_weights']['architecture']} "
+             f"x{extra['sr_weights']['scale']}, sha256 {extra['sr_weights']['sha256'][:12]}")
+        if main_rank and not resume:
+            atomic_write_json(run_dir / "config.json", {**config_document(config, extra),
+                                                        "world_size": distributed.world_size()})
     log_path = run_dir / "log.jsonl"
     cache = warmup_cache = None
     if stage0_cache_dir is not None and not distributed.is_distributed():
