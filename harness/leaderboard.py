@@ -121,6 +121,7 @@ class Group:
     cmc_std: dict[str, list[float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     name_parts: list[str] = field(default_factory=list)
+    short_parts: list[str] = field(default_factory=list)
 
     @property
     def short(self) -> str:
@@ -405,15 +406,21 @@ def _name_groups(groups: list[Group]) -> None:
         parts += [f"{_setting_name(k)}={_value_text(rec[k])}" for k in differ if _declared(rec, k)]
         group.name_parts = parts
         group.name = " ".join(parts)
+    heads = {g.name_parts[0] for g in unlabelled if g.config}
+    for group in unlabelled:
+        # A cut name must still tell rows apart: where every row shares sr/reid/reg, the
+        # short name spends its characters on the settings that differ.
+        if len(heads) == 1 and len(group.name_parts) > 1:
+            group.short_parts = group.name_parts[1:]
 
 
 def short_name(group: Group, limit: int = SHORT_NAME) -> str:
-    """The name cut to ``limit`` characters for tables and legends: whole settings while they
-    fit, then ``+N`` for the rest (a label is cut with an ellipsis); the full name stays in
-    :attr:`Group.name`."""
-    parts = group.name_parts or [group.name]
+    """The name cut to about ``limit`` characters for tables and legends: whole settings
+    while they fit, then ``+N`` for the rest (a label is cut with an ellipsis); the full name
+    stays in :attr:`Group.name`."""
     if len(group.name) <= limit:
         return group.name
+    parts = group.short_parts or group.name_parts or [group.name]
     head = parts[0] if len(parts[0]) <= limit else parts[0][: limit - 1] + "…"
     kept = [head]
     for i, part in enumerate(parts[1:], start=1):

@@ -89,7 +89,7 @@ def cmc_figure(
 
     names = [n for n, c in curves.items() if list(c)]
     longest = max((len(n) for n in names), default=0)
-    legend_width = 0.45 + 0.065 * longest if names else 0.0  # inches, 8-point text
+    legend_width = 0.45 + 0.058 * longest if names else 0.0  # inches, 8-point text
     fig = Figure(figsize=(5.6 + legend_width, 4.2), dpi=110, layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     for name, curve in curves.items():

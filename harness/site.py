@@ -125,7 +125,8 @@ def _png_data(fig: Any) -> str:
 
 
 def _cell_html(header: str, cell: lb.Cell) -> str:
-    sort = "" if cell.sort is None else f' data-sort="{_esc(cell.sort)}"'
+    value = f"{cell.sort:.6g}" if isinstance(cell.sort, float) else cell.sort
+    sort = "" if value is None else f' data-sort="{_esc(value)}"'
     cls = ' class="text"' if header in lb.TEXT_COLUMNS else ""
     if header.startswith("Paper"):
         cls = ' class="paper"'
