@@ -38,7 +38,7 @@ body { font-family: system-ui, sans-serif; margin: 1em 1.2em; color: #222; max-w
 h1 { font-size: 1.4em; margin: 0.2em 0; } h2 { font-size: 1.15em; margin: 1.4em 0 0.3em; }
 p.legend, p.meta { color: #555; font-size: 0.85em; margin: 0.3em 0; }
 nav ul { margin: 0.3em 0; padding-left: 1.2em; font-size: 0.9em; }
-table.board { border-collapse: collapse; font-size: 0.8em; width: 100%; table-layout: auto; }
+table.board { border-collapse: collapse; font-size: 0.8em; max-width: 100%; }
 table.board th, table.board td { border: 1px solid #ccc; padding: 0.2em 0.3em; vertical-align: top; }
 table.board th { background: #f3f3f3; cursor: pointer; user-select: none; font-weight: 600;
   white-space: normal; overflow-wrap: anywhere; }
@@ -52,6 +52,9 @@ details summary { cursor: pointer; }
 details .recipe { font-size: 0.9em; color: #444; margin: 0.2em 0; }
 details .links { font-size: 0.85em; margin: 0.1em 0; }
 figure { margin: 0.8em 0; } figure img { max-width: 100%; height: auto; }
+.figs { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
+.figs > figure, .figs > div { flex: 0 1 auto; max-width: 100%; }
+figure.cmc img { width: 620px; } figure.samples img { height: 440px; width: auto; }
 figcaption { font-size: 0.85em; color: #555; }
 .thumbs { display: flex; flex-wrap: wrap; gap: 0.8em; }
 ul.notes { font-size: 0.85em; color: #833; }
@@ -213,13 +216,14 @@ def _samples_html(board: lb.Board, out_dir: Path | None) -> str:
     rows, shown = _sample_rows(board)
     if shown:
         image = _png_data(samples_figure(rows))
+        missing = [g.short for g in board.groups if g.query == "sr" and g.n and g not in shown]
         caption = (
-            "The same query images through LR (nearest-upsampled) / bicubic / each row's SR / HR "
-            f"(first run of each row; {len(shown)} of {len(board.groups)} rows stored sr_samples.pt "
-            "for these images)."
+            "The same query images through LR (nearest-upsampled) / bicubic / each SR row's SR / HR "
+            "(the first run of each row, from its sr_samples.pt)."
+            + (f" Not shown (no sr_samples.pt for these images): {', '.join(missing)}." if missing else "")
         )
         return (f'<figure class="samples"><img alt="SR samples" src="{image}">'
-                f"<figcaption>{_esc(caption)}</figcaption></figure>")
+                f'<figcaption style="max-width: 32em">{_esc(caption)}</figcaption></figure>')
     stored = [(g, run.run_dir / "sr_samples.png") for g in board.groups if g.query == "sr"
               for run in g.runs[:1] if (run.run_dir / "sr_samples.png").is_file()]
     if not stored:
@@ -229,9 +233,9 @@ def _samples_html(board: lb.Board, out_dir: Path | None) -> str:
         f'src="{_esc(_href(p, out_dir))}"></a><figcaption>{_esc(g.short)}</figcaption></figure>'
         for g, p in stored
     )
-    return ('<p class="meta">SR samples as each run stored them (LR / bicubic / SR / HR rows; '
+    return ('<div><p class="meta">SR samples as each run stored them (LR / bicubic / SR / HR rows; '
             "these runs predate sr_samples.pt, so their rows cannot be set side by side):</p>"
-            f'<div class="thumbs">{thumbs}</div>')
+            f'<div class="thumbs">{thumbs}</div></div>')
 
 
 def _board_html(board: lb.Board, paper: Mapping[str, Mapping[str, float]] | None, out_dir: Path | None) -> str:
@@ -244,8 +248,8 @@ def _board_html(board: lb.Board, paper: Mapping[str, Mapping[str, float]] | None
     if finished:
         parts.append(_table_html(board, paper, out_dir))
         cmc = _png_data(lb.cmc_plot(board.groups, f"Mean CMC: {board.title}"))
-        parts.append(f'<figure class="cmc"><img alt="mean CMC, {_esc(board.title)}" src="{cmc}"></figure>')
-        parts.append(_samples_html(board, out_dir))
+        parts.append(f'<div class="figs"><figure class="cmc"><img alt="mean CMC, {_esc(board.title)}" '
+                     f'src="{cmc}"></figure>{_samples_html(board, out_dir)}</div>')
     else:
         parts.append("<p><em>No finished runs.</em></p>")
     extra = lb.notes(board.groups)
