@@ -148,6 +148,7 @@ def test_site_links_runs_and_sets_the_same_queries_side_by_side(tmp_path) -> Non
 def test_runs_without_stored_tensors_show_their_own_sample_figures(tmp_path) -> None:
     run = make_run(tmp_path / "runs", "old", reg="intact")
     (run / "sr_samples.png").write_bytes(PNG_MAGIC)
+    (run / "sr_samples.pt").write_bytes(b"not a torch file")  # corrupt: ignored, not fatal
     page = lb.render_html(lb.group(lb.collect([run])), out_dir=tmp_path / "site")
     assert 'src="../runs/old/sr_samples.png"' in page and 'alt="SR samples"' not in page
 
