@@ -153,11 +153,12 @@ def _run_cell(g: lb.Group, cell: lb.Cell, out_dir: Path | None) -> str:
         )
         folder = f'<a href="{_esc(_href(run.run_dir, out_dir))}/">{_esc(run.run_dir.name)}</a>'
         links.append(f'<div class="links">{folder}: {files}</div>')
+    full = f'<div class="recipe">{_esc(g.name)}</div>' if g.short != g.name else ""
     bench = f'<div class="recipe">bench {_esc(g.bench)}</div>' if g.bench else ""
     return (
         f'<td class="text run" data-sort="{_esc(cell.sort)}"><details>'
         f'<summary title="{_esc(g.name)}">{_esc(g.short)}</summary>'
-        f'<div class="recipe">{_esc(g.name)}</div>{bench}{"".join(links)}</details></td>'
+        f'{full}{bench}{"".join(links)}</details></td>'
     )
 
 

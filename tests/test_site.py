@@ -64,7 +64,8 @@ def test_long_names_are_cut_in_tables_and_legends_but_kept_whole(tmp_path) -> No
     assert [x.short for x in groups] == [f"batch_size={16 + k} lr={lrs[k]} +3" for k in range(3)]
     assert all(len(x.short) <= lb.SHORT_NAME for x in groups)
     page = lb.render_html(groups)
-    assert f'<summary title="{g.name}">{g.short}</summary>' in page  # full name one click away
+    # the full name is one click away: a tooltip and the first line of the row's details
+    assert f'<summary title="{g.name}">{g.short}</summary><div class="recipe">{g.name}</div>' in page
     fig = lb.cmc_plot(groups)
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [x.short for x in groups]
 
