@@ -290,18 +290,22 @@ def list_(pattern: str | None, verbose: bool) -> None:
 # ---------------------------------------------------------------------------- leaderboard / bench
 @main.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--out", type=click.Path(), help="Folder for leaderboard.md/.html/.json (default: print only).")
+@click.option("--out", type=click.Path(),
+              help="Folder for the static site (index.html) and leaderboard.md/.json (default: print only).")
 @_friendly
 def leaderboard(run_dirs: tuple[str, ...], out: str | None) -> None:
-    """Mean ± std over seeds of finished runs, as markdown (and HTML with --out)."""
+    """One table per dataset of finished runs (mean ± std over seeds): markdown, and with
+    --out a static site that opens from file:// (index.html)."""
     from harness import leaderboard as lb
 
     dirs = _expand_run_dirs([Path(d) for d in run_dirs])
-    groups = lb.group(lb.collect(dirs)) if hasattr(lb, "group") else lb.collect(dirs)
+    groups = lb.group(lb.collect(dirs))
     click.echo(lb.render_markdown(groups))
     if out:
         lb.write_leaderboard(Path(out), groups)
-        click.echo(f"wrote {out}/leaderboard.md and leaderboard.html")
+        tables = len(lb.boards(groups))
+        click.echo(f"wrote {Path(out) / 'index.html'} ({tables} table(s); open it in a browser), "
+                   "leaderboard.md and leaderboard.json")
 
 
 def _expand_run_dirs(dirs: list[Path]) -> list[Path]:

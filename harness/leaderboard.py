@@ -17,9 +17,6 @@ finished one.
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -52,6 +49,9 @@ SCALAR_METRICS = ("rank1", "rank5", "rank10", "mAP", "mINP", "psnr", "ssim")
 
 #: Core fields a row is named by when it has no label.
 NAME_FIELDS = ("sr", "reid", "reg")
+
+#: Characters of a row name shown in tables and legends; the full name is one click away.
+SHORT_NAME = 36
 
 
 # --------------------------------------------------------------------------- data types
@@ -120,6 +120,12 @@ class Group:
     cmc: dict[str, list[float]] = field(default_factory=dict)
     cmc_std: dict[str, list[float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    name_parts: list[str] = field(default_factory=list)
+    short_parts: list[str] = field(default_factory=list)
+
+    @property
+    def short(self) -> str:
+        return short_name(self)
 
     @property
     def n(self) -> int:
@@ -149,6 +155,7 @@ class Group:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "short": self.short,
             "label": self.label,
             "bench": self.bench,
             "query": self.query,
@@ -344,33 +351,135 @@ def _check_group(group: Group) -> None:
         )
 
 
+def _declared(rec: Mapping[str, Any], key: str) -> bool:
+    """A row declares a setting when its config holds a value for it (``None`` is "not this
+    row's option": a plugin option the row's plugins do not have)."""
+    return rec.get(key) is not None
+
+
+def _differing(recipes: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Settings (beyond sr/reid/reg and the dataset) whose values differ among the rows that
+    declare them; an option a row does not have is not a difference."""
+    keys = sorted(set().union(*recipes)) if recipes else []
+    out = []
+    for k in keys:
+        if k in NAME_FIELDS or k == "data":
+            continue
+        declared = [r for r in recipes if _declared(r, k)]
+        if len({json.dumps(r[k], default=str) for r in declared}) > 1:
+            out.append(k)
+    return out
+
+
+def _setting_name(key: str) -> str:
+    """``options.lambda_a`` reads as ``lambda_a``: plugin options and core fields never share
+    a name (the registry refuses it), so the prefix adds only width."""
+    return key.removeprefix("options.")
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
+
+
 def _name_groups(groups: list[Group]) -> None:
-    """Label if given (with its bench where labels repeat), else the core plugins plus
-    whatever else tells unlabelled rows apart."""
+    """Label if given (with its bench where labels repeat), else ``sr/reid/reg`` plus the
+    settings that tell unlabelled rows apart (see :func:`_differing`)."""
     benches: dict[str, set[str | None]] = {}
     for g in groups:
         if g.label:
             benches.setdefault(g.label, set()).add(g.bench)
     for g in groups:
-        if g.label and len(benches[g.label]) > 1:
-            g.name = f"{g.bench or '?'}: {g.label}"
+        if g.label:
+            g.name = f"{g.bench or '?'}: {g.label}" if len(benches[g.label]) > 1 else g.label
+            g.name_parts = [g.name]
     unlabelled = [g for g in groups if not g.label]
     recipes = [recipe(g.config) for g in unlabelled]
-    keys = sorted(set().union(*recipes)) if recipes else []
-    differ = [
-        k
-        for k in keys
-        if k not in NAME_FIELDS
-        and k != "data"
-        and len({json.dumps(r.get(k), default=str) for r in recipes}) > 1
-    ]
+    differ = _differing(recipes)
     for group, rec in zip(unlabelled, recipes, strict=True):
         if not group.config:
             group.name = str((group.runs or group.pending)[0].run_dir)
+            group.name_parts = [group.name]
             continue
         parts = ["/".join(str(rec.get(k, "?")) for k in NAME_FIELDS)]
-        parts += [f"{k}={rec.get(k)}" for k in differ]
+        parts += [f"{_setting_name(k)}={_value_text(rec[k])}" for k in differ if _declared(rec, k)]
+        group.name_parts = parts
         group.name = " ".join(parts)
+    heads = {g.name_parts[0] for g in unlabelled if g.config}
+    for group in unlabelled:
+        # A cut name must still tell rows apart: where every row shares sr/reid/reg, the
+        # short name spends its characters on the settings that differ.
+        if len(heads) == 1 and len(group.name_parts) > 1:
+            group.short_parts = group.name_parts[1:]
+
+
+def short_name(group: Group, limit: int = SHORT_NAME) -> str:
+    """The name cut to about ``limit`` characters for tables and legends: whole settings
+    while they fit, then ``+N`` for the rest (a label is cut with an ellipsis); the full name
+    stays in :attr:`Group.name`."""
+    if len(group.name) <= limit:
+        return group.name
+    parts = group.short_parts or group.name_parts or [group.name]
+    head = parts[0] if len(parts[0]) <= limit else parts[0][: limit - 1] + "…"
+    kept = [head]
+    for i, part in enumerate(parts[1:], start=1):
+        rest = len(parts) - i - 1
+        tail = f" +{rest}" if rest else ""
+        if len(" ".join([*kept, part])) + len(tail) > limit:
+            break
+        kept.append(part)
+    dropped = len(parts) - len(kept)
+    return " ".join(kept) + (f" +{dropped}" if dropped else "")
+
+
+def board_key(g: Group) -> tuple[str, str]:
+    """Rows are comparable only on one dataset under one protocol version: the table a group
+    belongs to."""
+    data = str(g.config.get("data", "?")) if g.config else "?"
+    versions = g.protocol_versions if g.runs else sorted(
+        {str((r.config.get("protocol") or {}).get("version") or r.protocol_version or "?")
+         for r in g.pending}
+    )
+    return data, ", ".join(versions)
+
+
+@dataclass
+class Board:
+    """One table and one CMC plot: the groups of one dataset under one protocol version."""
+
+    data: str
+    protocol: str
+    groups: list[Group]
+
+    @property
+    def benches(self) -> list[str]:
+        return sorted({g.bench for g in self.groups if g.bench})
+
+    @property
+    def eval_style(self) -> str | None:
+        styles = {g.eval_style for g in self.groups if g.eval_style}
+        return ", ".join(sorted(styles)) if styles else None
+
+    @property
+    def title(self) -> str:
+        style = f", {self.eval_style}" if self.eval_style else ""
+        return f"{self.data}{style} (protocol {self.protocol})"
+
+    @property
+    def slug(self) -> str:
+        text = f"{self.data}-{self.protocol}".lower()
+        return "".join(c if c.isalnum() or c in "-." else "-" for c in text).strip("-") or "board"
+
+
+def boards(groups: Iterable[Any]) -> list[Board]:
+    """Groups split by dataset and protocol version (:func:`board_key`), in first-seen order;
+    runs of different datasets are never ranked or averaged together."""
+    out: dict[tuple[str, str], Board] = {}
+    for g in _as_groups(groups):
+        key = board_key(g)
+        out.setdefault(key, Board(key[0], key[1], [])).groups.append(g)
+    return list(out.values())
 
 
 def group(results: Iterable[RunResult]) -> list[Group]:
@@ -387,7 +496,8 @@ def group(results: Iterable[RunResult]) -> list[Group]:
         if g.paper is None and run.paper:
             g.paper = run.paper
     out = list(groups.values())
-    _name_groups(out)
+    for board in boards(out):
+        _name_groups(board.groups)  # names tell apart the rows of one table
     for g in out:
         _summarise(g)
         _check_group(g)
@@ -415,6 +525,19 @@ def _fmt(stat: Stat | None, scale: float = 100.0, digits: int = 1) -> str:
     return text
 
 
+@dataclass
+class Cell:
+    """One table cell: the text markdown shows and the value a click sorts by."""
+
+    text: str
+    sort: float | str | None = None
+
+
+def _stat_cell(stat: Stat | None, scale: float = 100.0, digits: int = 1) -> Cell:
+    value = None if stat is None or math.isnan(stat.mean) else scale * stat.mean
+    return Cell(_fmt(stat, scale, digits), value)
+
+
 def _paper_for(
     g: Group, paper: Mapping[str, Mapping[str, float]] | None
 ) -> Mapping[str, float] | None:
@@ -429,10 +552,15 @@ def _ratio_label(ratio: str) -> str:
     return f"R-1 ×{ratio}"
 
 
-def table(
+def table_cells(
     groups: Sequence[Group], paper: Mapping[str, Mapping[str, float]] | None = None
-) -> tuple[list[str], list[list[str]]]:
-    """Header and rows shared by the markdown and HTML renderings (finished groups only)."""
+) -> tuple[list[str], list[list[Cell]]]:
+    """Header and cells shared by the markdown and HTML renderings (finished groups only).
+
+    A ``Data`` column appears only when the groups span several datasets; a per-dataset
+    board (:func:`boards`) names its dataset in its heading instead, which keeps a Table-1
+    sized board within a 1280-pixel window.
+    """
     shown = [g for g in groups if g.n > 0]
     ratios = sorted(
         {r for g in shown for r in g.per_ratio.get(g.query, {})},
@@ -442,7 +570,9 @@ def table(
     papers = [_paper_for(g, paper) for g in shown]
     with_paper = any(papers)
     with_query = any(g.query != "sr" for g in shown)
-    header = ["Run", "Data"] + (["Query"] if with_query else []) + ["Runs", "R-1", "R-5", "R-10", "mAP"]
+    with_data = len({str(g.config.get("data", "?")) for g in shown}) > 1
+    header = ["Run"] + (["Data"] if with_data else []) + (["Query"] if with_query else [])
+    header += ["Runs", "R-1", "R-5", "R-10", "mAP"]
     header += [_ratio_label(r) for r in ratios]
     header += ["PSNR", "SSIM"]
     header += [f"{'HR' if k == 'hr' else k} R-1" for k in others]
@@ -450,28 +580,43 @@ def table(
         header += ["Paper R-1/5/10", "Δ R-1"]
     rows = []
     for g, pap in zip(shown, papers, strict=True):
-        data = str(g.config.get("data", "?"))
-        if g.eval_style == "single-gallery-shot":
-            data += " (single-shot)"
         q = g.query
-        row = [g.name, data] + ([QUERY_NAMES.get(q, q)] if with_query else []) + [str(g.n)]
-        row += [_fmt(g.stat(q, m)) for m in ("rank1", "rank5", "rank10", "mAP")]
-        row += [_fmt(g.per_ratio.get(q, {}).get(r, {}).get("rank1")) for r in ratios]
-        row += [_fmt(g.stat(q, "psnr"), 1.0, 2), _fmt(g.stat(q, "ssim"), 1.0, 3)]
-        row += [_fmt(g.stat(k, "rank1")) for k in others]
+        row = [Cell(g.name, g.name.lower())]
+        if with_data:
+            data = str(g.config.get("data", "?"))
+            if g.eval_style == "single-gallery-shot":
+                data += " (single-shot)"
+            row.append(Cell(data, data))
+        if with_query:
+            row.append(Cell(QUERY_NAMES.get(q, q), QUERY_NAMES.get(q, q).lower()))
+        row.append(Cell(str(g.n), float(g.n)))
+        row += [_stat_cell(g.stat(q, m)) for m in ("rank1", "rank5", "rank10", "mAP")]
+        row += [_stat_cell(g.per_ratio.get(q, {}).get(r, {}).get("rank1")) for r in ratios]
+        row += [_stat_cell(g.stat(q, "psnr"), 1.0, 2), _stat_cell(g.stat(q, "ssim"), 1.0, 3)]
+        row += [_stat_cell(g.stat(k, "rank1")) for k in others]
         if with_paper:
             if pap:
                 nums = [pap.get(k) for k in ("rank1", "rank5", "rank10")]
-                row.append(" / ".join("-" if v is None else f"{float(v):.1f}" for v in nums))
+                text = " / ".join("-" if v is None else f"{float(v):.1f}" for v in nums)
+                row.append(Cell(text, None if nums[0] is None else float(nums[0])))
                 ours = g.stat(q, "rank1")
                 if ours is not None and pap.get("rank1") is not None and math.isfinite(ours.mean):
-                    row.append(f"{100.0 * ours.mean - float(pap['rank1']):+.1f}")
+                    delta = 100.0 * ours.mean - float(pap["rank1"])
+                    row.append(Cell(f"{delta:+.1f}", delta))
                 else:
-                    row.append("-")
+                    row.append(Cell("-"))
             else:
-                row += ["", ""]
+                row += [Cell(""), Cell("")]
         rows.append(row)
     return header, rows
+
+
+def table(
+    groups: Sequence[Group], paper: Mapping[str, Mapping[str, float]] | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """:func:`table_cells` as plain text."""
+    header, rows = table_cells(groups, paper)
+    return header, [[c.text for c in row] for row in rows]
 
 
 def protocol_line(groups: Sequence[Group]) -> str:
@@ -507,84 +652,54 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _markdown_table(groups: Sequence[Group], paper: Mapping[str, Mapping[str, float]] | None) -> list[str]:
+    header, rows = table(groups, paper)
+    if not rows:
+        return ["_No finished runs._"]
+    lines = ["| " + " | ".join(header) + " |"]
+    lines.append("|" + "|".join("---" if h in TEXT_COLUMNS else "---:" for h in header) + "|")
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
 def render_markdown(
     groups: Iterable[Any],
     paper: Mapping[str, Mapping[str, float]] | None = None,
     title: str = "Leaderboard",
 ) -> str:
-    """A GitHub-markdown table; ``paper`` maps a row's label to {rank1, rank5, rank10} in %."""
+    """GitHub-markdown tables, one per dataset and protocol version (:func:`boards`);
+    ``paper`` maps a row's label to {rank1, rank5, rank10} in %."""
     groups = _as_groups(groups)
-    header, rows = table(groups, paper)
-    lines = [f"# {title} ({protocol_line(groups)})", "", LEGEND, ""]
-    if rows:
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "|".join("---" if h in TEXT_COLUMNS else "---:" for h in header) + "|")
-        lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
-    else:
-        lines.append("_No finished runs._")
+    lines = [f"# {title} ({protocol_line(groups)})", "", LEGEND]
+    for board in boards(groups):
+        lines += ["", f"## {board.title}", ""]
+        lines += _markdown_table(board.groups, paper)
+    if not groups:
+        lines += ["", "_No finished runs._"]
     extra = notes(groups)
     if extra:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in extra]
     return "\n".join(lines) + "\n"
 
 
+def legend_names(groups: Sequence[Group]) -> dict[int, str]:
+    """Short names for legends, made unique within one plot (``#2`` where two cut alike)."""
+    out: dict[int, str] = {}
+    seen: dict[str, int] = {}
+    for g in groups:
+        name = g.short
+        seen[name] = seen.get(name, 0) + 1
+        out[id(g)] = name if seen[name] == 1 else f"{name} #{seen[name]}"
+    return out
+
+
 def cmc_plot(groups: Sequence[Group], title: str = "Mean CMC") -> Any:
     """Mean CMC of each finished group (its row's query kind), ±1 std over runs where there
-    are several."""
-    curves = {g.name: g.cmc[g.query] for g in groups if g.n and g.query in g.cmc}
-    bands = {g.name: g.cmc_std[g.query] for g in groups if g.n > 1 and g.query in g.cmc_std}
+    are several; the legend holds the short row names, outside the axes."""
+    names = legend_names(groups)
+    curves = {names[id(g)]: g.cmc[g.query] for g in groups if g.n and g.query in g.cmc}
+    bands = {names[id(g)]: g.cmc_std[g.query] for g in groups if g.n > 1 and g.query in g.cmc_std}
     return cmc_figure(curves, title, bands)
-
-
-def _png_base64(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-_CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; }
-td { text-align: right; white-space: nowrap; }
-td:first-child, td:nth-child(2) { text-align: left; }
-th { background: #f3f3f3; }
-p.legend { color: #555; max-width: 60em; }
-"""
-
-
-def render_html(
-    groups: Iterable[Any],
-    paper: Mapping[str, Mapping[str, float]] | None = None,
-    title: str = "Leaderboard",
-) -> str:
-    """A standalone page (no external assets): the table and the CMC plot as inline PNG."""
-    groups = _as_groups(groups)
-    header, rows = table(groups, paper)
-    esc = html.escape
-    heading = f"{title} ({protocol_line(groups)})"
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{esc(heading)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{esc(heading)}</h1>",
-        f'<p class="legend">{esc(LEGEND)}</p>',
-    ]
-    if rows:
-        parts.append("<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header))
-        parts.append("</tr></thead><tbody>")
-        for row in rows:
-            parts.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
-        parts.append("</tbody></table>")
-        image = _png_base64(cmc_plot(groups))
-        parts.append(f'<p><img alt="mean CMC" src="data:image/png;base64,{image}"></p>')
-    else:
-        parts.append("<p><em>No finished runs.</em></p>")
-    extra = notes(groups)
-    if extra:
-        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in extra) + "</ul>")
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
 
 
 def to_json(groups: Iterable[Any], paper: Mapping[str, Mapping[str, float]] | None = None) -> dict:
@@ -595,7 +710,23 @@ def to_json(groups: Iterable[Any], paper: Mapping[str, Mapping[str, float]] | No
         d["paper"] = _paper_for(g, paper)
         rows.append(d)
     versions = sorted({v for g in groups if g.n for v in g.protocol_versions})
-    return {"protocol_versions": versions, "groups": rows, "notes": notes(groups)}
+    tables = [
+        {"data": b.data, "protocol": b.protocol, "title": b.title, "rows": [g.name for g in b.groups]}
+        for b in boards(groups)
+    ]
+    return {"protocol_versions": versions, "boards": tables, "groups": rows, "notes": notes(groups)}
+
+
+def render_html(
+    groups: Iterable[Any],
+    paper: Mapping[str, Mapping[str, float]] | None = None,
+    title: str = "Leaderboard",
+    out_dir: str | Path | None = None,
+) -> str:
+    """The static site's page (:mod:`harness.site`); links are relative to ``out_dir``."""
+    from harness.site import render_site
+
+    return render_site(_as_groups(groups), paper, title, out_dir)
 
 
 def write_leaderboard(
@@ -604,12 +735,20 @@ def write_leaderboard(
     paper: Mapping[str, Mapping[str, float]] | None = None,
     title: str = "Leaderboard",
 ) -> list[Path]:
-    """leaderboard.md, leaderboard.html, leaderboard.json and cmc.png, each written atomically."""
+    """The site (index.html; leaderboard.html is the same page), leaderboard.md,
+    leaderboard.json and the CMC plot of each table (cmc.png for a single table, else
+    cmc-<dataset>-<protocol>.png), each written atomically."""
     out_dir = Path(out_dir)
     groups = _as_groups(groups)
-    return [
+    page = render_html(groups, paper, title, out_dir)
+    written = [
+        atomic_write_text(out_dir / "index.html", page),
+        atomic_write_text(out_dir / "leaderboard.html", page),
         atomic_write_text(out_dir / "leaderboard.md", render_markdown(groups, paper, title)),
-        atomic_write_text(out_dir / "leaderboard.html", render_html(groups, paper, title)),
         atomic_write_json(out_dir / "leaderboard.json", to_json(groups, paper)),
-        atomic_save_figure(cmc_plot(groups), out_dir / "cmc.png"),
     ]
+    tables = [b for b in boards(groups) if any(g.n for g in b.groups)]
+    for board in tables:
+        name = "cmc.png" if len(tables) == 1 else f"cmc-{board.slug}.png"
+        written.append(atomic_save_figure(cmc_plot(board.groups, f"Mean CMC: {board.title}"), out_dir / name))
+    return written

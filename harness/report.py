@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.io import atomic_save_figure, atomic_write_text
+from harness.io import atomic_save_figure, atomic_torch_save, atomic_write_text
 
 #: Query kinds in display order; any other kind (e.g. "lr-aug") follows, sorted.
 PRIMARY_KINDS = ("sr", "bicubic", "hr")
@@ -80,10 +80,17 @@ def cmc_figure(
     max_rank: int = 50,
     dashed: Iterable[str] = (),
 ) -> Any:
-    """A CMC figure (percent over rank 1..max_rank), optional ±bands, reference curves dashed."""
+    """A CMC figure (percent over rank 1..max_rank), optional ±bands, reference curves dashed.
+
+    The legend sits to the right of the axes, never over a curve (CMC curves fill every
+    corner of the plot); constrained layout makes room for it.
+    """
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.0, 4.2), dpi=110)
+    names = [n for n, c in curves.items() if list(c)]
+    longest = max((len(n) for n in names), default=0)
+    legend_width = 0.45 + 0.058 * longest if names else 0.0  # inches, 8-point text
+    fig = Figure(figsize=(5.6 + legend_width, 4.2), dpi=110, layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     for name, curve in curves.items():
         values = [100.0 * float(v) for v in list(curve)[:max_rank]]
@@ -103,11 +110,11 @@ def cmc_figure(
     ax.set_ylim(0, 101)
     ax.set_xlabel("rank")
     ax.set_ylabel("matching rate (%)")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False,
+                  borderaxespad=0.0)
     return fig
 
 
@@ -127,6 +134,55 @@ def plot_cmc(path: str | Path, queries: Mapping[str, Mapping[str, Any]], title: 
 # --------------------------------------------------------------------------- SR samples
 
 
+def samples_figure(rows: Sequence[tuple[str, Any]], max_images: int = 8) -> Any:
+    """A grid of images, one labelled row per entry of ``rows`` ((name, B x 3 x H x W)).
+
+    Tensors are float in [0, 1] or uint8; rows smaller than the first row's largest image
+    (LR) are nearest-upsampled so their pixels stay visible.
+    """
+    import torch
+    import torch.nn.functional as F
+    from matplotlib.figure import Figure
+
+    def as_float(x: Any) -> torch.Tensor:
+        x = x.detach().cpu()
+        return x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
+
+    tensors = [(name, as_float(x)) for name, x in rows]
+    for name, x in tensors:
+        if x.dim() != 4:
+            raise ValueError(f"expected B x C x H x W images for {name}, got shape {tuple(x.shape)}")
+    size = max((x.shape[-2:] for _, x in tensors), key=lambda s: s[0] * s[1], default=None)
+    if size is None:
+        raise ValueError("no sample images to plot")
+
+    def prepare(x: torch.Tensor) -> torch.Tensor:
+        x = x[:max_images]
+        if x.shape[-2:] != size:
+            x = F.interpolate(x, size=tuple(size), mode="nearest")
+        return x.clamp(0.0, 1.0)
+
+    grid = [(name, prepare(x)) for name, x in tensors]
+    n = min(len(images) for _, images in grid)
+    if n == 0:
+        raise ValueError("no sample images to plot")
+    height, width = int(size[0]), int(size[1])
+    cell = 1.0  # inches per image row; dpi follows the image height so no pixel is lost
+    label = 0.35 + 0.075 * max(len(name) for name, _ in grid)  # inches for the row names
+    fig_w = n * cell * width / height + label + 0.1
+    fig = Figure(figsize=(fig_w, len(grid) * cell + 0.1), dpi=max(100, math.ceil(height / cell)))
+    for r, (name, images) in enumerate(grid):
+        for c in range(n):
+            ax = fig.add_subplot(len(grid), n, r * n + c + 1)
+            ax.imshow(images[c].permute(1, 2, 0).numpy(), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(name, fontsize=9, rotation=0, ha="right", va="center")
+    fig.subplots_adjust(left=label / fig_w, right=0.99, top=0.99, bottom=0.01, wspace=0.05, hspace=0.05)
+    return fig
+
+
 def plot_sr_samples(
     path: str | Path,
     lr: Any,
@@ -135,49 +191,44 @@ def plot_sr_samples(
     bicubic: Any | None = None,
     max_images: int = 8,
 ) -> Path:
-    """Rows LR (nearest-upsampled so its pixels stay visible), bicubic, SR, HR.
-
-    Tensors are float B x 3 x H x W in [0, 1]; LR may be smaller than HR.
-    """
-    import torch
-    import torch.nn.functional as F
-    from matplotlib.figure import Figure
-
-    hr = hr.detach().float().cpu()
+    """Rows LR (nearest-upsampled so its pixels stay visible), bicubic, SR, HR."""
     if hr.dim() != 4:
         raise ValueError(f"expected B x C x H x W images, got shape {tuple(hr.shape)}")
-    size = hr.shape[-2:]
+    rows = [("LR", lr)] + ([("bicubic", bicubic)] if bicubic is not None else []) + [("SR", sr), ("HR", hr)]
+    return atomic_save_figure(samples_figure(rows, max_images), path)
 
-    def prepare(x: torch.Tensor) -> torch.Tensor:
-        x = x.detach().float().cpu()[:max_images]
-        if x.shape[-2:] != size:
-            x = F.interpolate(x, size=tuple(size), mode="nearest")
-        return x.clamp(0.0, 1.0)
 
-    rows = [("LR", prepare(lr))]
-    if bicubic is not None:
-        rows.append(("bicubic", prepare(bicubic)))
-    rows += [("SR", prepare(sr)), ("HR", prepare(hr))]
-    n = min(len(images) for _, images in rows)
-    if n == 0:
-        raise ValueError("no sample images to plot")
+#: the sample images as uint8 tensors, so a leaderboard can set rows of one dataset side by side
+SAMPLES_FILE = "sr_samples.pt"
+SAMPLE_KINDS = ("lr", "bicubic", "sr", "hr")
 
-    height, width = int(size[0]), int(size[1])
-    cell = 1.0  # inches per image row; dpi follows the image height so no pixel is lost
-    fig = Figure(
-        figsize=(n * cell * width / height + 0.5, len(rows) * cell + 0.1),
-        dpi=max(100, math.ceil(height / cell)),
-    )
-    for r, (name, images) in enumerate(rows):
-        for c in range(n):
-            ax = fig.add_subplot(len(rows), n, r * n + c + 1)
-            ax.imshow(images[c].permute(1, 2, 0).numpy(), interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c == 0:
-                ax.set_ylabel(name, fontsize=9)
-    fig.subplots_adjust(left=0.08, right=0.99, top=0.99, bottom=0.01, wspace=0.05, hspace=0.05)
-    return atomic_save_figure(fig, path)
+
+def save_samples(path: str | Path, samples: Mapping[str, Any], max_images: int = 8) -> Path:
+    """LR / bicubic / SR / HR sample tensors as uint8 (about 200 kB at 64x32; the HR images tell
+    a reader whether two runs show the same queries)."""
+    import torch
+
+    packed = {
+        k: (samples[k].detach().float().cpu()[:max_images].clamp(0, 1) * 255).round().to(torch.uint8)
+        for k in SAMPLE_KINDS
+        if samples.get(k) is not None
+    }
+    return atomic_torch_save(packed, path)
+
+
+def load_samples(path: str | Path) -> dict[str, Any] | None:
+    """What :func:`save_samples` wrote, or None where the file is missing or unreadable."""
+    import torch
+
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - missing, truncated or foreign: the page falls back to the PNG
+        return None
+    if not isinstance(data, dict) or not all(
+        isinstance(data.get(k), torch.Tensor) and data[k].dim() == 4 for k in ("sr", "hr")
+    ):
+        return None
+    return data
 
 
 # --------------------------------------------------------------------------- terminal summary
@@ -231,7 +282,8 @@ def write_run_report(
     metrics: Mapping[str, Any],
     samples: Mapping[str, Any] | None = None,
 ) -> list[Path]:
-    """cmc.csv, cmc.png and (with samples holding lr/sr/hr[/bicubic]) sr_samples.png."""
+    """cmc.csv, cmc.png and (with samples holding lr/sr/hr[/bicubic]) sr_samples.png and
+    sr_samples.pt."""
     run_dir = Path(run_dir)
     queries = metrics.get("queries", {})
     written = [write_cmc_csv(run_dir / "cmc.csv", queries)]
@@ -247,4 +299,5 @@ def write_run_report(
                 samples.get("bicubic"),
             )
         )
+        written.append(save_samples(run_dir / SAMPLES_FILE, samples))
     return written

@@ -186,9 +186,10 @@ def test_run_bench_is_resumable_and_writes_the_leaderboard(tmp_path) -> None:
     assert all((d / "metrics.json").is_file() for d in dirs)
     board = (out / "leaderboard.md").read_text()
     assert "mini: two rows (protocol mlr-1.0)" in board
-    assert "| MSE+ID | synthetic | 2 | 55.0 ± 7.1 |" in board
+    assert "## synthetic (protocol mlr-1.0)" in board  # the dataset heads its table
+    assert "| MSE+ID | 2 | 55.0 ± 7.1 |" in board
     assert "83.7 / 93.0 / 95.6" in board
-    assert {"leaderboard.html", "leaderboard.json", "cmc.png", "spec.toml"} <= {
+    assert {"index.html", "leaderboard.html", "leaderboard.json", "cmc.png", "spec.toml"} <= {
         p.name for p in out.iterdir()
     }
 
@@ -377,8 +378,8 @@ def test_query_rows_report_their_query_kind_in_the_leaderboard(tmp_path) -> None
     board = (out / "leaderboard.md").read_text()
     hr_row = next(line for line in board.splitlines() if line.startswith("| HR "))
     cells = [c.strip() for c in hr_row.strip("|").split("|")]
-    # Run, Data, Query, Runs, R-1 ...: mean and sample std of 90, 80, 70 over the three splits
-    assert cells[2:5] == ["HR", "3", "80.0 ± 10.0"]
+    # Run, Query, Runs, R-1 ...: mean and sample std of 90, 80, 70 over the three splits
+    assert cells[1:4] == ["HR", "3", "80.0 ± 10.0"]
     intact = json.loads((out / "leaderboard.json").read_text())["groups"][1]
     assert intact["query"] == "sr" and intact["n"] == 3
 

@@ -115,14 +115,20 @@ def test_one_label_in_two_benches_or_on_two_datasets_is_two_rows(tmp_path) -> No
         make_run(tmp_path, "c", label="INTACT", bench="mlr-cuhk03", data="cuhk03-partial"),
         make_run(tmp_path, "s", label="INTACT", bench="mlr-viper", data="synthetic"),
         make_run(tmp_path, "s1", seed=1, label="INTACT", bench="mlr-viper", data="synthetic"),
+        make_run(tmp_path, "a", label="INTACT", bench="loss-ablation", data="synthetic"),
     ]
     groups = lb.group(lb.collect(dirs))
+    # Names tell apart the rows of one table: the bench is named only where a label repeats there.
     assert [(g.name, g.n) for g in groups] == [
-        ("mlr-viper: INTACT", 1),
-        ("mlr-cuhk03: INTACT", 1),
+        ("INTACT", 1),
+        ("INTACT", 1),
         ("mlr-viper: INTACT", 2),
+        ("loss-ablation: INTACT", 1),
     ]
-    assert [g.config["data"] for g in groups] == ["viper", "cuhk03-partial", "synthetic"]
+    assert [g.config["data"] for g in groups] == ["viper", "cuhk03-partial", "synthetic", "synthetic"]
+    assert [(b.data, len(b.groups)) for b in lb.boards(groups)] == [
+        ("viper", 1), ("cuhk03-partial", 1), ("synthetic", 2)
+    ]
     assert not any(g.notes for g in groups)
 
 
@@ -151,9 +157,11 @@ def test_markdown_has_protocol_version_mean_std_and_paper(tmp_path) -> None:
     ]
     text = lb.render_markdown(lb.group(lb.collect(dirs)))
     assert text.splitlines()[0] == "# Leaderboard (protocol mlr-1.0)"
-    row = next(line for line in text.splitlines() if line.startswith("| INTACT"))
+    lines = text.splitlines()
+    assert "## synthetic, market (protocol mlr-1.0)" in lines  # the table's dataset heading
+    row = next(line for line in lines if line.startswith("| INTACT"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    header = [c.strip() for c in text.splitlines()[4].strip("|").split("|")]
+    header = [c.strip() for c in next(line for line in lines if line.startswith("| Run")).strip("|").split("|")]
     got = dict(zip(header, cells, strict=True))
     assert got["R-1"] == "85.0 ± 7.1"  # mean 0.85, sample std 0.0707
     assert got["Runs"] == "2"
@@ -180,11 +188,13 @@ def test_write_leaderboard_files(tmp_path) -> None:
     out = tmp_path / "board"
     written = lb.write_leaderboard(out, lb.group(lb.collect(dirs)), title="Ablation")
     names = sorted(p.name for p in written)
-    assert names == ["cmc.png", "leaderboard.html", "leaderboard.json", "leaderboard.md"]
+    assert names == ["cmc.png", "index.html", "leaderboard.html", "leaderboard.json", "leaderboard.md"]
+    assert (out / "index.html").read_text() == (out / "leaderboard.html").read_text()
     assert (out / "cmc.png").read_bytes()[:8] == PNG_MAGIC
     page = (out / "leaderboard.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and "data:image/png;base64," in page
-    assert "Ablation (protocol mlr-1.0)" in page and "55.0 ± 7.1" in page
+    assert "Ablation (protocol mlr-1.0)" in page
+    assert '<td data-sort="55">55.0<span class="sd">± 7.1</span></td>' in page
     data = json.loads((out / "leaderboard.json").read_text())
     assert data["protocol_versions"] == ["mlr-1.0"]
     sr1 = data["groups"][0]["queries"]["sr"]["rank1"]
@@ -221,9 +231,10 @@ def test_a_single_gallery_shot_run_shows_its_spread_over_trials(tmp_path) -> Non
     assert single.stat("sr", "rank10").std == 0.01
     assert single.stat("sr", "mAP").std == 0.0  # no per-trial mAP spread is recorded
     assert pair.stat("sr", "rank1").over == "runs"
-    _, rows = lb.table(groups)
-    assert rows[0][3] == "50.0 ± 3.0†" and rows[0][6] == "40.0"
-    assert rows[1][3] == "55.0 ± 7.1"
+    header, rows = lb.table(groups)
+    r1, mAP = header.index("R-1"), header.index("mAP")
+    assert rows[0][r1] == "50.0 ± 3.0†" and rows[0][mAP] == "40.0"
+    assert rows[1][r1] == "55.0 ± 7.1"
 
 
 def test_splits_of_one_row_are_neither_a_config_clash_nor_a_repeated_seed(tmp_path) -> None:

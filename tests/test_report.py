@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from harness.report import (
+    cmc_figure,
     format_summary,
+    load_samples,
     ordered_kinds,
     plot_cmc,
     plot_sr_samples,
@@ -116,8 +118,28 @@ def test_write_run_report_writes_all_files(tmp_path) -> None:
     hr = torch.rand(4, 3, 32, 16)
     samples = {"lr": torch.rand(4, 3, 32, 16), "sr": hr, "hr": hr, "bicubic": hr}
     written = write_run_report(tmp_path, _metrics(), samples)
-    assert sorted(p.name for p in written) == ["cmc.csv", "cmc.png", "sr_samples.png"]
+    assert sorted(p.name for p in written) == ["cmc.csv", "cmc.png", "sr_samples.png", "sr_samples.pt"]
     assert (tmp_path / "sr_samples.png").read_bytes()[:8] == PNG_MAGIC
+    stored = load_samples(tmp_path / "sr_samples.pt")  # uint8, within one grey level of the input
+    assert set(stored) == {"lr", "bicubic", "sr", "hr"} and stored["hr"].dtype == torch.uint8
+    assert (stored["hr"].float() / 255 - hr).abs().max() <= 0.5 / 255 + 1e-6
+
+
+def test_cmc_legend_never_covers_the_curves() -> None:
+    import warnings
+
+    names = [f"srgan/resnet18/intact lambda_a=0.00{k} bridge_dim={k}" for k in range(8)]
+    curves = {n: [min(1.0, 0.1 * k + 0.02 * r) for r in range(50)] for k, n in enumerate(names)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. "Tight layout not applied"
+        fig = cmc_figure(curves, "CMC")
+        fig.draw_without_rendering()  # applies the constrained layout, as savefig does
+    (ax,) = fig.axes
+    legend = ax.get_legend().get_window_extent()
+    plot = ax.get_window_extent()
+    assert legend.x0 >= plot.x1  # beside the axes, not over them
+    assert legend.x1 <= fig.bbox.x1 + 1  # and not cut off by the figure edge
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == names
 
 
 def test_write_run_report_without_samples(tmp_path) -> None:

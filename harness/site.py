@@ -1,0 +1,294 @@
+"""The leaderboard as a static site: one self-contained page a person reads in a browser.
+
+``harness leaderboard DIRS... --out site/`` writes ``index.html``: one table and one CMC
+plot per dataset and protocol version (:func:`harness.leaderboard.boards`), columns sorted
+by a click on their header (or by ``#sort=<column>`` in the address, which is how a test
+drives it in headless Chromium), every row linking to its runs' folders, the paper's numbers
+beside ours, and a figure of the same query images through LR / bicubic / each row's SR / HR.
+
+Everything is inline (style, script, images as data URIs) and nothing is fetched: the page
+opens from ``file://`` on a machine without a network. Links to run folders are relative
+to the page, so a ``runs/`` folder moved together with its site keeps working.
+
+The page must fit a 1280-pixel window without scrolling sideways: the dataset is named in
+each table's heading instead of a column, header cells wrap, a ± spread sits under its mean,
+and long row names are cut (:func:`harness.leaderboard.short_name`) with the full name and
+the run links in a ``<details>`` line one click away.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import io
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from harness import leaderboard as lb
+from harness.report import SAMPLES_FILE, load_samples, samples_figure
+
+#: files of a run folder the page links to, where they exist
+RUN_FILES = ("config.json", "metrics.json", "cmc.png", "sr_samples.png")
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 1em 1.2em; color: #222; max-width: 1240px; }
+h1 { font-size: 1.4em; margin: 0.2em 0; } h2 { font-size: 1.15em; margin: 1.4em 0 0.3em; }
+p.legend, p.meta { color: #555; font-size: 0.85em; margin: 0.3em 0; }
+nav ul { margin: 0.3em 0; padding-left: 1.2em; font-size: 0.9em; }
+table.board { border-collapse: collapse; font-size: 0.8em; max-width: 100%; }
+table.board th, table.board td { border: 1px solid #ccc; padding: 0.2em 0.3em; vertical-align: top; }
+table.board th { background: #f3f3f3; cursor: pointer; user-select: none; font-weight: 600;
+  white-space: normal; overflow-wrap: anywhere; }
+table.board th.sorted-desc::after { content: " \\25BE"; } table.board th.sorted-asc::after { content: " \\25B4"; }
+table.board td { text-align: right; white-space: nowrap; }
+table.board td.text { text-align: left; white-space: normal; }
+table.board td.run { max-width: 15em; min-width: 9em; overflow-wrap: anywhere; }
+td .sd { display: block; color: #777; font-size: 0.85em; }
+td.paper { white-space: normal; min-width: 4.5em; }
+details summary { cursor: pointer; }
+details .recipe { font-size: 0.9em; color: #444; margin: 0.2em 0; }
+details .links { font-size: 0.85em; margin: 0.1em 0; }
+figure { margin: 0.8em 0; } figure img { max-width: 100%; height: auto; }
+.figs { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
+.figs > figure, .figs > div { flex: 0 1 auto; max-width: 100%; }
+figure.cmc img { width: 620px; } figure.samples img { height: 440px; width: auto; }
+figcaption { font-size: 0.85em; color: #555; }
+.thumbs { display: flex; flex-wrap: wrap; gap: 0.8em; }
+ul.notes { font-size: 0.85em; color: #833; }
+"""
+
+# Sorting: numbers by data-sort (a mean, without its spread), text alphabetically; cells
+# without a value always go last. ``#sort=R-1`` (or ``#sort=R-1:asc``) sorts on load.
+_JS = """
+(function () {
+  function sortTable(table, col, dir) {
+    var ths = table.tHead.rows[0].cells, th = null;
+    for (var i = 0; i < ths.length; i++) {
+      ths[i].classList.remove('sorted-asc', 'sorted-desc');
+      if (ths[i].dataset.col === col) { th = ths[i]; }
+    }
+    if (!th) { return false; }
+    var idx = th.cellIndex, numeric = th.dataset.type === 'num';
+    dir = dir || (numeric ? 'desc' : 'asc');
+    var body = table.tBodies[0], rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = a.cells[idx].dataset.sort, y = b.cells[idx].dataset.sort;
+      if (x === undefined || y === undefined) { return (x === undefined) - (y === undefined); }
+      var c = numeric ? parseFloat(x) - parseFloat(y) : x.localeCompare(y);
+      return dir === 'asc' ? c : -c;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+    th.classList.add(dir === 'asc' ? 'sorted-asc' : 'sorted-desc');
+    table.dataset.sortedBy = col + ':' + dir;
+    return true;
+  }
+  function fromHash() {
+    var m = /sort=([^&:]+)(?::(asc|desc))?/.exec(decodeURIComponent(location.hash));
+    if (!m) { return; }
+    document.querySelectorAll('table.board').forEach(function (t) { sortTable(t, m[1], m[2]); });
+  }
+  document.querySelectorAll('table.board').forEach(function (table) {
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th) {
+      th.addEventListener('click', function () {
+        var now = th.classList.contains('sorted-desc') ? 'asc'
+          : th.classList.contains('sorted-asc') ? 'desc' : null;
+        sortTable(table, th.dataset.col, now);
+      });
+    });
+  });
+  fromHash();
+  window.addEventListener('hashchange', fromHash);
+  document.body.dataset.pageWidth = String(document.documentElement.scrollWidth);
+  document.body.dataset.viewWidth = String(window.innerWidth);
+}());
+"""
+
+
+def _esc(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _href(path: Path, out_dir: Path | None) -> str:
+    """A link to a local file: relative to the page where there is one, else a file:// URI."""
+    if out_dir is not None:
+        try:
+            return Path(os.path.relpath(path.resolve(), out_dir.resolve())).as_posix()
+        except ValueError:  # another drive (Windows)
+            pass
+    return path.resolve().as_uri()
+
+
+def _png_data(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _cell_html(header: str, cell: lb.Cell) -> str:
+    value = f"{cell.sort:.6g}" if isinstance(cell.sort, float) else cell.sort
+    sort = "" if value is None else f' data-sort="{_esc(value)}"'
+    cls = ' class="text"' if header in lb.TEXT_COLUMNS else ""
+    if header.startswith("Paper"):
+        cls = ' class="paper"'
+    text = cell.text
+    if " ± " in text:
+        mean, spread = text.split(" ± ", 1)
+        body = f'{_esc(mean)}<span class="sd">± {_esc(spread)}</span>'
+    else:
+        body = _esc(text)
+    return f"<td{cls}{sort}>{body}</td>"
+
+
+def _run_cell(g: lb.Group, cell: lb.Cell, out_dir: Path | None) -> str:
+    """Short name; the full name and links to every run's folder and files one click away."""
+    links = []
+    for run in g.runs:
+        files = " · ".join(
+            f'<a href="{_esc(_href(run.run_dir / f, out_dir))}">{_esc(f)}</a>'
+            for f in RUN_FILES
+            if (run.run_dir / f).is_file()
+        )
+        folder = f'<a href="{_esc(_href(run.run_dir, out_dir))}/">{_esc(run.run_dir.name)}</a>'
+        links.append(f'<div class="links">{folder}: {files}</div>')
+    full = f'<div class="recipe">{_esc(g.name)}</div>' if g.short != g.name else ""
+    bench = f'<div class="recipe">bench {_esc(g.bench)}</div>' if g.bench else ""
+    return (
+        f'<td class="text run" data-sort="{_esc(cell.sort)}"><details>'
+        f'<summary title="{_esc(g.name)}">{_esc(g.short)}</summary>'
+        f'{full}{bench}{"".join(links)}</details></td>'
+    )
+
+
+def _table_html(board: lb.Board, paper: Mapping[str, Mapping[str, float]] | None, out_dir: Path | None) -> str:
+    header, rows = lb.table_cells(board.groups, paper)
+    shown = [g for g in board.groups if g.n > 0]
+    head = "".join(
+        f'<th data-col="{_esc(h)}" data-type="{"text" if h in lb.TEXT_COLUMNS else "num"}"'
+        f' title="sort by {_esc(h)}">{_esc(h)}</th>'
+        for h in header
+    )
+    body = []
+    for g, row in zip(shown, rows, strict=True):
+        cells = [_run_cell(g, row[0], out_dir)]
+        cells += [_cell_html(h, c) for h, c in zip(header[1:], row[1:], strict=True)]
+        body.append(f'<tr data-name="{_esc(g.name)}">' + "".join(cells) + "</tr>")
+    return (
+        f'<table class="board" id="table-{_esc(board.slug)}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def _sample_rows(board: lb.Board) -> tuple[list[tuple[str, Any]], list[lb.Group]]:
+    """LR / bicubic / each SR row's SR / HR of the query images most rows share.
+
+    Runs store their samples as ``sr_samples.pt``; two runs show the same queries exactly
+    when their HR images are equal (same data, split and HR size), which is checked, not
+    assumed. Rows reporting the HR or bicubic query have no SR of their own to show.
+    """
+    found: dict[str, list[tuple[lb.Group, dict[str, Any]]]] = {}
+    for g in board.groups:
+        for run in g.runs:
+            samples = load_samples(run.run_dir / SAMPLES_FILE)
+            if samples is not None:
+                digest = hashlib.sha256(samples["hr"].numpy().tobytes()).hexdigest()
+                found.setdefault(digest, []).append((g, samples))
+                break
+    if not found:
+        return [], []
+    entries = max(found.values(), key=len)
+    first = entries[0][1]
+    rows: list[tuple[str, Any]] = [("LR", first.get("lr", first["hr"]))]
+    if first.get("bicubic") is not None:
+        rows.append(("bicubic", first["bicubic"]))
+    names = lb.legend_names([g for g, _ in entries])
+    shown = []
+    for g, samples in entries:
+        if g.query == "sr":
+            rows.append((f"SR: {names[id(g)]}", samples["sr"]))
+            shown.append(g)
+    rows.append(("HR", first["hr"]))
+    return rows, shown
+
+
+def _samples_html(board: lb.Board, out_dir: Path | None) -> str:
+    rows, shown = _sample_rows(board)
+    if shown:
+        image = _png_data(samples_figure(rows))
+        missing = [g.short for g in board.groups if g.query == "sr" and g.n and g not in shown]
+        caption = (
+            "The same query images through LR (nearest-upsampled) / bicubic / each SR row's SR / HR "
+            "(the first run of each row, from its sr_samples.pt)."
+            + (f" Not shown (no sr_samples.pt for these images): {', '.join(missing)}." if missing else "")
+        )
+        return (f'<figure class="samples"><img alt="SR samples" src="{image}">'
+                f'<figcaption style="max-width: 32em">{_esc(caption)}</figcaption></figure>')
+    stored = [(g, run.run_dir / "sr_samples.png") for g in board.groups if g.query == "sr"
+              for run in g.runs[:1] if (run.run_dir / "sr_samples.png").is_file()]
+    if not stored:
+        return ""
+    thumbs = "".join(
+        f'<figure><a href="{_esc(_href(p, out_dir))}"><img alt="{_esc(g.short)}" width="360" '
+        f'src="{_esc(_href(p, out_dir))}"></a><figcaption>{_esc(g.short)}</figcaption></figure>'
+        for g, p in stored
+    )
+    return ('<div><p class="meta">SR samples as each run stored them (LR / bicubic / SR / HR rows; '
+            "these runs predate sr_samples.pt, so their rows cannot be set side by side):</p>"
+            f'<div class="thumbs">{thumbs}</div></div>')
+
+
+def _board_html(board: lb.Board, paper: Mapping[str, Mapping[str, float]] | None, out_dir: Path | None) -> str:
+    finished = [g for g in board.groups if g.n > 0]
+    parts = [f'<section id="{_esc(board.slug)}"><h2>{_esc(board.title)}</h2>']
+    meta = [f"dataset {board.data}", f"protocol {board.protocol}", f"{len(finished)} row(s)"]
+    if board.benches:
+        meta.append("bench " + ", ".join(board.benches))
+    parts.append(f'<p class="meta">{_esc("; ".join(meta))}</p>')
+    if finished:
+        parts.append(_table_html(board, paper, out_dir))
+        cmc = _png_data(lb.cmc_plot(board.groups, f"Mean CMC: {board.title}"))
+        parts.append(f'<div class="figs"><figure class="cmc"><img alt="mean CMC, {_esc(board.title)}" '
+                     f'src="{cmc}"></figure>{_samples_html(board, out_dir)}</div>')
+    else:
+        parts.append("<p><em>No finished runs.</em></p>")
+    extra = lb.notes(board.groups)
+    if extra:
+        parts.append('<ul class="notes">' + "".join(f"<li>{_esc(n)}</li>" for n in extra) + "</ul>")
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def render_site(
+    groups: Sequence[lb.Group],
+    paper: Mapping[str, Mapping[str, float]] | None = None,
+    title: str = "Leaderboard",
+    out_dir: str | Path | None = None,
+) -> str:
+    """The whole page: a contents list, then each dataset's table, CMC plot and samples."""
+    out = Path(out_dir) if out_dir is not None else None
+    tables = lb.boards(groups)
+    contents = "".join(
+        f'<li><a href="#{_esc(b.slug)}">{_esc(b.title)}</a>'
+        + (f" ({_esc(', '.join(b.benches))})" if b.benches else "")
+        + "</li>"
+        for b in tables
+    )
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_esc(title)} ({_esc(lb.protocol_line(groups))})</h1>",
+        f'<p class="legend">{_esc(lb.LEGEND)} One table per dataset and protocol version: rows '
+        "of different tables are not comparable. Click a header to sort; click a row's name "
+        "for its full recipe and its runs.</p>",
+    ]
+    if tables:
+        parts.append(f"<nav><ul>{contents}</ul></nav>")
+        parts += [_board_html(b, paper, out) for b in tables]
+    else:
+        parts.append("<p><em>No finished runs.</em></p>")
+    parts.append(f"<script>{_JS}</script></body></html>")
+    return "\n".join(parts) + "\n"
