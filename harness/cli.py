@@ -334,10 +334,25 @@ def _expand_run_dirs(dirs: list[Path]) -> list[Path]:
 @click.option("-o", "--option", "options", multiple=True, callback=_parse_options, metavar="KEY=VALUE")
 @click.option("--set", "settings", multiple=True, callback=_parse_options, metavar="FIELD=VALUE",
               help="Override any run setting, e.g. --set sr_iters=100.")
+@click.option("--launcher", help="How runs are started: local (default with --jobs), ray, slurm, or a "
+              "plugin's (harness list launcher). Without --launcher and --jobs: one after another in this process.")
+@click.option("--jobs", type=int, help="Runs at once (default: 1 for local; ray/slurm: as many as the engine takes).")
+@click.option("--threads-per-run", type=int, help="torch threads (and CPUs asked for) per run; a run's numbers "
+              "depend on it. Default with a launcher: this machine's cores / --jobs.")
+@click.option("--gpus-per-run", type=float, help="GPUs per run (default: 1 where this machine has CUDA, else 0).")
+@click.option("--ray-address", help="Ray cluster to join (auto, ray://host:10001); same as -L address=...")
+@click.option("-L", "--launcher-option", "launcher_options", multiple=True, callback=_parse_options,
+              metavar="KEY=VALUE", help="Launcher option, e.g. -L partition=gpu -L time_min=120 (harness list -v launcher).")
 @_friendly
 def bench(spec: str, seeds: int, rows: tuple[str, ...], splits: int | None, out: str | None, data: str | None, data_root: str | None,
-          preset: str | None, reid: str | None, options: dict, settings: dict) -> None:
-    """Run a grid of runs from SPEC.toml (finished runs are skipped) and write its leaderboard."""
+          preset: str | None, reid: str | None, options: dict, settings: dict, launcher: str | None, jobs: int | None,
+          threads_per_run: int | None, gpus_per_run: float | None, ray_address: str | None,
+          launcher_options: dict) -> None:
+    """Run a grid of runs from SPEC.toml (finished runs are skipped) and write its leaderboard.
+
+    With --launcher/--jobs each run is its own process, handed to an engine (local
+    processes, Ray, Slurm); runs sharing a stage-0 model wait for the one that trains it.
+    """
     from harness import bench as bench_mod
 
     registry = _registry()
@@ -347,8 +362,24 @@ def bench(spec: str, seeds: int, rows: tuple[str, ...], splits: int | None, out:
     if options:
         overrides["options"] = options
     out_dir = Path(out) if out else Path("runs") / "bench" / loaded.name
-    bench_mod.run_bench(loaded, out_dir, seeds=seeds, overrides=overrides, progress=click.echo,
-                        splits=splits, registry=registry)
+    if ray_address:
+        if launcher not in (None, "ray"):
+            raise HarnessError(f"--ray-address is for --launcher ray, not {launcher!r}")
+        launcher = "ray"
+        launcher_options = {**launcher_options, "address": ray_address}
+    if launcher is None and jobs is not None:
+        launcher = "local"
+    if launcher is None and launcher_options:
+        raise HarnessError("-L/--launcher-option needs --launcher (or --jobs for the local one)")
+    try:
+        bench_mod.run_bench(loaded, out_dir, seeds=seeds, overrides=overrides, progress=click.echo,
+                            splits=splits, registry=registry, launcher=launcher, jobs=jobs,
+                            threads_per_run=threads_per_run, gpus_per_run=gpus_per_run,
+                            launcher_options=launcher_options)
+    except bench_mod.BenchFailed as exc:
+        click.echo((out_dir / "leaderboard.md").read_text() if (out_dir / "leaderboard.md").is_file() else "")
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
     click.echo((out_dir / "leaderboard.md").read_text() if (out_dir / "leaderboard.md").is_file() else "")
 
 

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from harness.components import (
     BuildContext,
     Entry,
+    Option,
     Record,
     ReidDataset,
     Step,
@@ -814,6 +815,21 @@ def check_weight_source(registry: Registry, name: str, config: RunConfig) -> lis
     return lines
 
 
+def check_launcher(registry: Registry, name: str, config: RunConfig) -> list[str]:
+    """A launcher's factory is callable and its options are declared Options.
+
+    The factory is not called: starting a launcher may start or join a cluster,
+    which a contract check must not do; ``tests/test_launchers.py`` runs the built-ins.
+    """
+    entry = registry.lookup("launcher", name)
+    if not callable(entry.factory):
+        raise _broke(entry, "a callable factory(LaunchSettings) -> launcher", type(entry.factory).__name__)
+    for key, option in entry.options.items():
+        if not isinstance(option, Option):
+            raise _broke(entry, f"option {key!r} declared as harness.Option", type(option).__name__)
+    return [f"{_label(entry)}: a factory with options {', '.join(sorted(entry.options)) or '(none)'} (not started)"]
+
+
 # ---------------------------------------------------------------------------
 # Dispatch
 # ---------------------------------------------------------------------------
@@ -824,6 +840,7 @@ _CHECKS: dict[str, Callable[[Registry, str, RunConfig], list[str]]] = {
     "reid": check_reid_model,
     "regulariser": check_regulariser,
     "weights": check_weight_source,
+    "launcher": check_launcher,
 }
 
 

@@ -8,16 +8,18 @@ explicitly instead of wrapping modules in ``DistributedDataParallel``: the
 regularisers call into modules (``functional_call`` on the re-id model,
 ``phi.encode``) in ways a DDP wrapper would hide, and several steps per
 iteration touch overlapping modules; the arithmetic is DDP's (mean of the
-per-rank gradients), without its communication/computation overlap.
+per-rank gradients), and so is the bucketing (a few flat all-reduces per
+step, not one per tensor), without its communication/computation overlap.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.distributed as dist
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 
 def is_distributed() -> bool:
@@ -49,14 +51,50 @@ def init_from_env() -> torch.device | None:
     return torch.device("cpu")
 
 
-def average_gradients(params: Iterable[torch.Tensor]) -> None:
+#: bytes of gradient per all-reduce (DDP's default bucket size): big enough that a step costs a
+#: handful of collectives, small enough that one bucket's copy stays cheap
+BUCKET_BYTES = 25 * 2**20
+
+
+def gradient_buckets(grads: Sequence[torch.Tensor], bucket_bytes: int = BUCKET_BYTES) -> list[list[torch.Tensor]]:
+    """Group gradients into buckets of one dtype and device, each up to ``bucket_bytes``.
+
+    In parameter order, so every rank forms the same buckets (ranks hold the same modules
+    and the same step's trainable set); a tensor larger than a bucket gets its own.
+    """
+    buckets: list[list[torch.Tensor]] = []
+    open_: dict[tuple[torch.dtype, torch.device], tuple[list[torch.Tensor], int]] = {}
+    for g in grads:
+        key = (g.dtype, g.device)
+        bucket, size = open_.get(key, ([], 0))
+        nbytes = g.numel() * g.element_size()
+        if bucket and size + nbytes > bucket_bytes:
+            buckets.append(bucket)
+            bucket, size = [], 0
+        bucket.append(g)
+        open_[key] = (bucket, size + nbytes)
+    buckets += [bucket for bucket, _ in open_.values() if bucket]
+    return buckets
+
+
+def average_gradients(params: Iterable[torch.Tensor], bucket_bytes: int = BUCKET_BYTES) -> None:
+    """Mean of every rank's gradients, in place: one all_reduce per bucket, not per tensor.
+
+    A ResNet-50 has 161 parameter tensors; one collective each costs 161 latencies per
+    step, while flat buckets of ~25 MB cost a handful (DDP's bucketing, without its
+    overlap with the backward pass). The arithmetic is unchanged (sum over ranks, then
+    divide), element by element, so the result equals the per-tensor version.
+    """
     if not is_distributed():
         return
     n = world_size()
-    for p in params:
-        if p.grad is not None:
-            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-            p.grad.div_(n)
+    grads = [p.grad for p in params if p.grad is not None]
+    for bucket in gradient_buckets(grads, bucket_bytes):
+        flat = _flatten_dense_tensors(bucket)
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        flat.div_(n)
+        for g, synced in zip(bucket, _unflatten_dense_tensors(flat, bucket), strict=True):
+            g.copy_(synced)
 
 
 def broadcast_parameters(module: torch.nn.Module) -> None:

@@ -149,6 +149,40 @@ def harness_register_weights(registry: KindRegistry) -> None:
     """
 
 
+@hookspec
+def harness_register_launchers(registry: KindRegistry) -> None:
+    """Register launchers: how ``harness bench --launcher NAME`` runs a grid's runs.
+
+    A factory takes a :class:`harness.launch.LaunchSettings` (``jobs``, ``threads``
+    and ``gpus`` per run, the launcher's own typed ``options``, ``out_dir``) and
+    returns an object with ``submit(job) -> concurrent.futures.Future`` and
+    ``close(cancel=False)``. ``submit`` hands the run to an existing engine (a
+    process pool, Ray, Slurm, Kubernetes), which calls
+    :func:`harness.launch.execute` with the :class:`~harness.launch.RunJob` where it
+    runs; the future's result is the :class:`~harness.launch.JobOutcome` it returns.
+    Import the engine inside the factory, so the harness starts without it. The
+    harness decides what may start (shared stages first), retries and reports.
+
+    :param registry: add factories with ``registry.add(name, factory, summary, options)``;
+        options are set with ``harness bench -L key=value``.
+
+    Example::
+
+        @hookimpl
+        def harness_register_launchers(registry):
+            registry.add("threads", lambda settings: ThreadLauncher(settings.jobs),
+                         "runs in a thread pool", options={"nice": Option(0, "niceness")})
+
+        class ThreadLauncher:
+            def __init__(self, jobs):
+                self.pool = concurrent.futures.ThreadPoolExecutor(jobs or 1)
+            def submit(self, job):
+                return self.pool.submit(harness.launch.execute, job)
+            def close(self, cancel=False):
+                self.pool.shutdown(cancel_futures=cancel)
+    """
+
+
 # --------------------------------------------------------------------------
 # Observation: called after the fact; must not change results.
 # --------------------------------------------------------------------------

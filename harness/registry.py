@@ -34,6 +34,7 @@ KINDS: dict[str, str] = {
     "regulariser": "harness_register_regularisers",
     "dataset": "harness_register_datasets",
     "weights": "harness_register_weights",
+    "launcher": "harness_register_launchers",
 }
 
 Resolver = Callable[[str], "Callable[..., Any] | None"]

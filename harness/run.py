@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.cache import stage0_key, warmup_key
+from harness.cache import cache_files
 from harness.checkpoint import latest_checkpoint
 from harness.config import PROTOCOL_VERSION, ConfigError, RunConfig, resolve_config
 from harness.data.mlr import lr_size, ratio_key
@@ -234,8 +234,8 @@ def _run_experiment(
     log_path = run_dir / "log.jsonl"
     cache = warmup_cache = None
     if stage0_cache_dir is not None and not distributed.is_distributed():
-        cache = Path(stage0_cache_dir) / f"stage0-{config.reid}-{stage0_key(config, registry, device, init.sha256 if init else None)}.pt"
-        warmup_cache = Path(stage0_cache_dir) / f"warmup-{config.sr}-{warmup_key(config, registry, device)}.pt"
+        cache, warmup_cache = cache_files(config, registry, device, Path(stage0_cache_dir),
+                                          init.sha256 if init else None)
     log = (lambda rec: append_jsonl(log_path, rec)) if main_rank else (lambda rec: None)
     trainer = Trainer(config, data, models, regulariser, run_dir, device, log, stage0_cache=cache,
                       warmup_cache=warmup_cache)

@@ -1,0 +1,71 @@
+"""The ``ray`` launcher: each run a Ray task asking for its CPUs and GPUs.
+
+On an existing cluster (``-L address=ray://head:10001`` or ``auto``) or on a local
+one that ``ray.init()`` starts. Ray places the tasks; the task runs the run in a
+child process (:func:`harness.launch.execute`), so a pooled Ray worker's state never
+reaches the numbers. Workers need this package installed and the bench folder on a
+shared filesystem. Ray is imported only here, when this launcher is chosen.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import Any
+
+from harness import Option, hookimpl
+from harness.errors import HarnessError
+from harness.launch import JobOutcome, LaunchSettings, RunJob, execute
+
+
+def _task(job_json: str) -> JobOutcome:
+    """What a Ray worker runs (a module-level function: workers import it by name)."""
+    return execute(RunJob.from_json(job_json))
+
+
+class RayLauncher:
+    def __init__(self, settings: LaunchSettings):
+        try:
+            import ray
+        except ImportError as exc:
+            raise HarnessError("the ray launcher needs Ray: pip install 'crossres-harness[ray]' "
+                               "(or pip install 'ray>=2.9')") from exc
+        self.ray = ray
+        self.owned = False
+        address = settings.options.get("address") or None
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"address": address} if address else {
+                # a local cluster sized to the runs asked for, so Ray runs --jobs of them at once
+                "num_cpus": settings.threads * settings.jobs if settings.jobs else None,
+            }
+            try:
+                ray.init(**{k: v for k, v in kwargs.items() if v is not None}, include_dashboard=False,
+                         log_to_driver=False, logging_level="ERROR",
+                         runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}})
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise HarnessError(f"cannot start or reach a Ray cluster ({address or 'local'}): {exc}") from exc
+            self.owned = True
+        self.remote = ray.remote(_task).options(num_cpus=settings.threads, num_gpus=settings.gpus,
+                                                max_retries=0)
+        self.refs: list[Any] = []
+
+    def submit(self, job: RunJob) -> Future[JobOutcome]:
+        ref = self.remote.remote(job.to_json())
+        self.refs.append(ref)
+        return ref.future()
+
+    def close(self, cancel: bool = False) -> None:
+        if cancel:
+            for ref in self.refs:
+                try:
+                    self.ray.cancel(ref, force=True)
+                except Exception:  # noqa: S112 - finished or lost already
+                    continue
+        if self.owned:
+            self.ray.shutdown()
+
+
+@hookimpl
+def harness_register_launchers(registry) -> None:
+    registry.add("ray", RayLauncher, "each run a Ray task with its CPU/GPU request (existing or local cluster)",
+                 options={"address": Option("", "Ray cluster address (auto, ray://host:10001); empty: "
+                                                 "start a local one")})
