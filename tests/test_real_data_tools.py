@@ -208,7 +208,7 @@ def test_mlr_viper_spec_runs_end_to_end_on_two_splits(tmp_path, shared_data) -> 
     out = tmp_path / "viper"
     rows = ("HR query (upper bound)", "bicubic", "INTACT")  # the other rows differ only in flags
     result = invoke("bench", "benchmarks/specs/mlr-viper.toml", "--data-root", root, "--preset", "smoke",
-                    "--reid", "resnet18", "--splits", "2", "--out", out, *[a for r in rows for a in ("--row", r)])
+                    "--reid", "resnet18", "--set", "reid_init=scratch", "--splits", "2", "--out", out, *[a for r in rows for a in ("--row", r)])
     assert result.exit_code == 0, result.output
     rows = _board_rows(out)
     assert list(rows) == ["HR query (upper bound)", "bicubic", "INTACT"]
@@ -231,7 +231,7 @@ def test_mlr_cuhk03_spec_runs_its_intact_row(tmp_path, shared_data) -> None:
     root = Path(shared_data) / "cuhk03-labeled"
     out = tmp_path / "cuhk03"
     result = invoke("bench", "benchmarks/specs/mlr-cuhk03.toml", "--data-root", root, "--preset", "smoke",
-                    "--reid", "resnet18", "--row", "INTACT", "--out", out)
+                    "--reid", "resnet18", "--set", "reid_init=scratch", "--row", "INTACT", "--out", out)
     assert result.exit_code == 0, result.output
     intact = _board_rows(out)["INTACT"]
     assert intact["n"] == 1 and intact["queries"]["sr"]["rank1"]["over"] == "trials"

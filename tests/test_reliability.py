@@ -244,7 +244,7 @@ BAD_VALUES = [
     (["--ratios", "inf"], "--ratios must all be finite"),
     (["--data-root", "/tmp"], "synthetic dataset is generated and reads no folder"),
     (["-o", "lambda_c=abc"], "-o lambda_c=abc: expected float"),
-    (["--sr", "SRGAN"], "Did you mean 'srgan'?"),
+    (["--sr", "SRGAN"], "Did you mean 'srgan'"),
     (["--reid", "efficientnet_b00"], "Did you mean 'efficientnet_b0'"),
     (["--reid-weights", "/tmp"], "is a folder; give the file"),
     (["--height", "8", "--width", "2"], "too small"),
@@ -293,7 +293,7 @@ def test_a_bad_row_anywhere_in_the_grid_stops_the_bench_before_any_training(tmp_
     spec = tmp_path / "spec.toml"
     spec.write_text('name = "late"\n[defaults]\npreset = "smoke"\n[[runs]]\nlabel = "ok"\n'
                     '[[runs]]\nlabel = "bad"\nsr = "SRGANN"\n')
-    one_line_error(cli("bench", str(spec), "--out", str(tmp_path / "B")), "row 'bad'", "Did you mean 'srgan'?")
+    one_line_error(cli("bench", str(spec), "--out", str(tmp_path / "B")), "row 'bad'", "Did you mean 'srgan'")
     assert not (tmp_path / "B" / "ok").exists()
 
 
