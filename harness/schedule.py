@@ -64,20 +64,37 @@ def set_trainable(models: Mapping[str, nn.Module], trainable: tuple[str, ...]) -
 
 
 @contextlib.contextmanager
-def buffers_restored(modules: Iterable[nn.Module]) -> Iterator[None]:
+def buffers_restored(modules: Iterable[nn.Module], only_changed: bool = False) -> Iterator[None]:
     """Whatever a block does, the modules' buffers end as they began (bit for bit).
 
     The backstop behind :func:`set_trainable`: a third-party module may keep
     state that no training flag guards (a spectral-norm power-iteration vector,
     a feature queue); a step that does not train it must not change it.
+
+    ``only_changed`` (the training steps): write back only buffers whose version
+    counter moved (host-side, no device sync), and the statistics of norm layers,
+    whose native kernels update them without moving it. Writing an unchanged
+    buffer would move its version and break a graph that saved it: SwinIR's
+    relative-position index, read by G's forward before the D step and needed by
+    the G step's backward. Without it (contract checks) everything is written back.
     """
-    saved = [(b, b.detach().clone()) for m in modules for b in m.buffers()]
+    saved = [
+        (owner, key, buffer, buffer._version, buffer.detach().clone(), isinstance(owner, STATEFUL_LAYERS))
+        for m in modules
+        for owner in m.modules()
+        for key, buffer in owner._buffers.items()
+        if buffer is not None
+    ]
     try:
         yield
     finally:
-        with torch.no_grad():  # copy unconditionally: comparing first would sync with the device
-            for buffer, value in saved:
-                buffer.copy_(value)
+        with torch.no_grad():
+            for owner, key, buffer, version, value, is_norm in saved:
+                replaced = owner._buffers.get(key) is not buffer
+                if replaced:
+                    owner._buffers[key] = buffer
+                if not only_changed or replaced or is_norm or buffer._version != version:
+                    buffer.copy_(value)
 
 
 def make_optimizer(
@@ -129,7 +146,7 @@ class StepRunner:
             else contextlib.nullcontext()
         )
         frozen = [m for name, m in self.models.items() if name not in step.trainable]
-        with buffers_restored(frozen):
+        with buffers_restored(frozen, only_changed=True):
             with autocast:
                 terms = dict(step.loss(ctx))
             if not terms:

@@ -203,6 +203,17 @@ def test_rcan_with_intact_runs_end_to_end(tmp_path):
     assert config["config"]["sr"] == "rcan" and config["config"]["options"]["n_resgroups"] == 1  # the smoke size
 
 
+def test_swinir_trains_under_a_gan_schedule(tmp_path):
+    """SwinIR's relative-position index (an integer buffer) is saved by G's graph, which is
+    built before the D step; restoring G's untouched buffers after the D step must not write
+    it (that moved its version and broke the G step's backward)."""
+    out = tmp_path / "swinir"
+    result = CliRunner().invoke(main, ["run", "--preset", "smoke", "--sr", "swinir", "--reg", "gan",
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "metrics.json").read_text())["status"] == "complete"
+
+
 @pytest.mark.slow
 def test_sr_weights_are_recorded_in_config_json(rcan_file, tmp_path):
     path, _ = rcan_file
