@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import torch
 from torch import Tensor, nn
 
 from harness.errors import HarnessError
@@ -99,13 +98,10 @@ def read_tensor_file(path: Path | str) -> dict[str, Tensor]:
         from safetensors.torch import load_file
 
         return dict(load_file(str(path)))
+    from harness.checkpoint import safe_load
     from harness.weights import extract_state_dict
 
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise HarnessError(f"cannot read weights file {path}: {type(exc).__name__}: {exc}") from exc
-    return extract_state_dict(obj, path)
+    return extract_state_dict(safe_load(path, what="initial weights"), path)
 
 
 def sources(registry: Any) -> list[tuple[str, WeightSource]]:
