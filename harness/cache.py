@@ -80,10 +80,37 @@ def warmup_key(config: RunConfig, registry: Registry, device: torch.device) -> s
                        ("ratios", "kernel", "antialias", "lr_cameras", "seed"), salt=salt)
 
 
+#: RunConfig fields that the critic warm-up depends on, besides the models it starts
+#: from (stage 0's re-id model, the warm-started G: their keys) and the regulariser's and
+#: discriminator's own options
+CRITIC_FIELDS = ("reg", "disc", "batch_size", "seed", "amp", "channels_last", "lr", "grad_clip")
+
+
+def critic_key(config: RunConfig, registry: Registry, device: torch.device, stage0: str, warmup: str) -> str:
+    """A hash of everything the critic warm-up depends on.
+
+    The options that only G's step reads (a regulariser's ``generator_only_options``:
+    the loss weights) are left out, so the rows of a weight sweep share one warm-up.
+    """
+    reg = registry.lookup("regulariser", config.reg)
+    generator_only = set(getattr(reg.factory, "generator_only_options", ()))
+    doc = config.to_dict()
+    options = {k: v for k, v in doc["options"].items() if k not in generator_only}
+    scoped = config.replace(options=options)
+    return _recipe_key(scoped, registry, device, CRITIC_FIELDS,
+                       (("regulariser", config.reg), ("discriminator", config.disc)),
+                       ("ratios", "kernel", "antialias"), salt={"stage0": stage0, "warmup": warmup})
+
+
 def cache_files(config: RunConfig, registry: Registry, device: torch.device, cache_dir: Path,
-                init_sha256: str | None = None) -> tuple[Path, Path]:
-    """The stage-0 and warm-start cache files of a run: one name for the trainer that writes
-    them and for ``harness bench``, which lets runs sharing a file wait for its one writer."""
+                init_sha256: str | None = None) -> tuple[Path, Path, Path]:
+    """The stage-0, warm-start and critic warm-up cache files of a run: one name for the
+    trainer that writes them and for ``harness bench``, which lets runs sharing a file wait
+    for its one writer."""
     cache_dir = Path(cache_dir)
-    return (cache_dir / f"stage0-{config.reid}-{stage0_key(config, registry, device, init_sha256)}.pt",
-            cache_dir / f"warmup-{config.sr}-{warmup_key(config, registry, device)}.pt")
+    stage0 = stage0_key(config, registry, device, init_sha256)
+    warmup = warmup_key(config, registry, device)
+    critic = critic_key(config, registry, device, stage0, warmup)
+    return (cache_dir / f"stage0-{config.reid}-{stage0}.pt",
+            cache_dir / f"warmup-{config.sr}-{warmup}.pt",
+            cache_dir / f"critic-{config.reg}-{critic}.pt")

@@ -21,7 +21,7 @@ from harness.errors import DiskFullError, HarnessError
 from harness.io import atomic_torch_save
 
 PATTERN = "ckpt-{stage}-{iteration:07d}.pt"
-STAGE_ORDER = {"reid": 0, "warmup": 1, "sr": 2, "done": 3}
+STAGE_ORDER = {"reid": 0, "warmup": 1, "critic": 2, "sr": 3, "done": 4}
 #: the re-id model as stage 0 left it, written once; later checkpoints of a run whose
 #: re-id model is frozen do not repeat it (it cannot change), which halves their size
 FROZEN_REID = "reid-stage0.pt"

@@ -153,6 +153,10 @@ class Step:
     trainable: tuple[str, ...]
     loss: LossFn
     lr: Mapping[str, float] = field(default_factory=dict)
+    #: on log iterations, called with the step's terms before their backward (their
+    #: graph alive): named scalar diagnostics of the step (e.g. which feature a critic's
+    #: gradient reaches G through). Must not change any module or the terms.
+    diagnose: Callable[[StepContext, Mapping[str, Tensor]], Mapping[str, Tensor]] | None = None
 
 
 @dataclass
@@ -190,6 +194,21 @@ class Regulariser:
 
     def schedule(self, config: RunConfig) -> list[Step]:
         raise NotImplementedError
+
+    def critic_warmup_iters(self, config: RunConfig) -> int:
+        """Iterations of the critic warm-up: the schedule's steps that do not train G, run
+        with G frozen after its pixel warm start, so a critic is informative before its
+        terms act on G (0: none, G's terms act from stage 1's first iteration)."""
+        return 0
+
+    def probe(self, ctx: StepContext) -> Mapping[str, float]:
+        """Diagnostics on held-out real HR images that no step trains on, at log iterations.
+
+        ``ctx.batch`` is the held-out batch, ``ctx.sr()`` its SR images; every module is
+        frozen and the call runs under ``no_grad``. Returns named floats (a critic's R²,
+        D's accuracy); the trainer logs them and averages them into ``metrics.json``.
+        """
+        return {}
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,7 @@ class Group:
     notes: list[str] = field(default_factory=list)
     name_parts: list[str] = field(default_factory=list)
     short_parts: list[str] = field(default_factory=list)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def short(self) -> str:
@@ -180,6 +181,7 @@ class Group:
             },
             "cmc_mean": self.cmc,
             "cmc_std": self.cmc_std,
+            "diagnostics": self.diagnostics,
             "notes": self.notes,
         }
 
@@ -300,11 +302,98 @@ def _summarise(group: Group) -> None:
     }
     if group.n == 1:
         _trial_spread(group)
+    group.diagnostics = mean_diagnostics(r.metrics.get("diagnostics") for r in group.runs)
     for kind, runs in curves.items():
         length = min(len(c) for c in runs)
         arr = np.asarray([c[:length] for c in runs], dtype=np.float64)
         group.cmc[kind] = arr.mean(0).tolist()
         group.cmc_std[kind] = (arr.std(0, ddof=1) if len(arr) > 1 else np.zeros(length)).tolist()
+
+
+def _numeric_leaves(block: Any, prefix: tuple[str, ...] = ()) -> Iterable[tuple[tuple[str, ...], float]]:
+    if isinstance(block, Mapping):
+        for key, value in block.items():
+            yield from _numeric_leaves(value, (*prefix, str(key)))
+    elif isinstance(block, int | float) and not isinstance(block, bool) and prefix:
+        yield prefix, float(block)
+
+
+def mean_diagnostics(blocks: Iterable[Any]) -> dict[str, Any]:
+    """The runs' ``diagnostics`` blocks (metrics.json) averaged leaf by leaf, like the other
+    metrics: each number is the mean over the runs that report it; the nesting and the order
+    of the first run that has a key are kept (a row's diagnostics read in its runs' order)."""
+    sums: dict[tuple[str, ...], list[float]] = {}
+    for block in blocks:
+        for path, value in _numeric_leaves(block):
+            sums.setdefault(path, []).append(value)
+    out: dict[str, Any] = {}
+    for path, values in sums.items():
+        node = out
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):  # a key that is a number in one run, a table in another
+                break
+        else:
+            if not isinstance(node.get(path[-1]), dict):
+                node[path[-1]] = float(np.mean(values))
+    return out
+
+
+def _diag_number(value: float) -> str:
+    return f"{value:.2f}" if value == 0 or abs(value) >= 0.01 else f"{value:.1e}"
+
+
+#: diagnostics keys :func:`diagnostics_text` words itself; any other key is printed as it is named
+_DIAG_KNOWN = ("grad_share", "critic_r2", "critic_r2_at_start", "critic_r2_end", "critic_gap", "dis_path_share",
+               "d_accuracy", "critic_warmup_iters")
+
+#: G's terms in the order of its objective (metrics.json stores keys sorted); others follow
+_TERM_ORDER = ("mse", "id", "gan", "dis")
+
+
+def diagnostics_text(diag: Mapping[str, Any]) -> str:
+    """One line a person reads beside a row: which terms move G, and whether its critic knows
+    anything. ``grad share mse 0.80 · id 0.10 · dis 0.20; critic R² 0.55 (0.50 at start);
+    gap 0.12; L_dis via f_c 30%; D acc 0.70; critic warm-up 200 iters`` (keys absent from
+    ``diag`` are left out; keys this function does not know are printed by name). A share is
+    a term's gradient norm on G over the total's, so shares need not sum to 1."""
+    def num(key: str) -> float | None:
+        value = diag.get(key)
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+    def shares(block: Any) -> str:
+        items = [(k, v) for k, v in (block or {}).items() if isinstance(v, int | float) and not isinstance(v, bool)]
+        items.sort(key=lambda kv: _TERM_ORDER.index(kv[0]) if kv[0] in _TERM_ORDER else len(_TERM_ORDER))
+        return " · ".join(f"{k} {_diag_number(float(v))}" for k, v in items)
+
+    parts = []
+    if isinstance(diag.get("grad_share"), Mapping) and shares(diag["grad_share"]):
+        parts.append("grad share " + shares(diag["grad_share"]))
+    r2 = num("critic_r2")
+    when = [f"{_diag_number(v)} at {at}" for at, v in (("start", num("critic_r2_at_start")),
+                                                       ("end", num("critic_r2_end"))) if v is not None]
+    if r2 is not None:
+        parts.append(f"critic R² {_diag_number(r2)}" + (f" ({', '.join(when)})" if when else ""))
+    elif when:
+        parts.append(f"critic R² {', '.join(when)}")
+    if num("critic_gap") is not None:
+        parts.append(f"gap {_diag_number(num('critic_gap'))}")
+    path = diag.get("dis_path_share")
+    fc = path.get("fc") if isinstance(path, Mapping) else None
+    if isinstance(fc, int | float) and not isinstance(fc, bool):
+        parts.append(f"L_dis via f_c {100.0 * fc:.0f}%" if abs(fc) >= 0.01 or fc == 0 else f"L_dis via f_c {100.0 * fc:.1f}%")
+    if num("d_accuracy") is not None:
+        parts.append(f"D acc {_diag_number(num('d_accuracy'))}")
+    if num("critic_warmup_iters") is not None:
+        parts.append(f"critic warm-up {num('critic_warmup_iters'):g} iters")
+    for key, value in diag.items():
+        if key in _DIAG_KNOWN:
+            continue
+        if isinstance(value, Mapping) and shares(value):
+            parts.append(f"{key} {shares(value)}")
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            parts.append(f"{key} {_diag_number(float(value))}")
+    return "; ".join(parts)
 
 
 def _trial_spread(group: Group) -> None:
@@ -662,6 +751,22 @@ def _markdown_table(groups: Sequence[Group], paper: Mapping[str, Mapping[str, fl
     return lines
 
 
+def _markdown_details(board: Board) -> list[str]:
+    """Under a table: each row's run diagnostics (where its metrics.json has them) and a
+    pointer to the weight-sweep figure, which only the site and its PNG draw."""
+    from harness import sweep
+
+    lines = []
+    rows = [(g, diagnostics_text(g.diagnostics)) for g in board.groups if g.n and g.diagnostics]
+    rows = [(g, text) for g, text in rows if text]
+    if rows:
+        lines += ["", "Diagnostics (mean over runs):", ""]
+        lines += [f"- {g.name}: {text}" for g, text in rows]
+    if sweep.drawn(sweep.curves(board.groups)):
+        lines += ["", f"{sweep.CAPTION}: drawn in the site (index.html) and its sweep PNG."]
+    return lines
+
+
 def render_markdown(
     groups: Iterable[Any],
     paper: Mapping[str, Mapping[str, float]] | None = None,
@@ -674,6 +779,7 @@ def render_markdown(
     for board in boards(groups):
         lines += ["", f"## {board.title}", ""]
         lines += _markdown_table(board.groups, paper)
+        lines += _markdown_details(board)
     if not groups:
         lines += ["", "_No finished runs._"]
     extra = notes(groups)
@@ -737,7 +843,9 @@ def write_leaderboard(
 ) -> list[Path]:
     """The site (index.html; leaderboard.html is the same page), leaderboard.md,
     leaderboard.json and the CMC plot of each table (cmc.png for a single table, else
-    cmc-<dataset>-<protocol>.png), each written atomically."""
+    cmc-<dataset>-<protocol>.png), plus the weight-sweep figure of a table whose rows form
+    one (sweep.png or sweep-<dataset>-<protocol>.png; :mod:`harness.sweep`), each written
+    atomically."""
     out_dir = Path(out_dir)
     groups = _as_groups(groups)
     page = render_html(groups, paper, title, out_dir)
@@ -747,8 +855,15 @@ def write_leaderboard(
         atomic_write_text(out_dir / "leaderboard.md", render_markdown(groups, paper, title)),
         atomic_write_json(out_dir / "leaderboard.json", to_json(groups, paper)),
     ]
+    from harness import sweep
+
     tables = [b for b in boards(groups) if any(g.n for g in b.groups)]
     for board in tables:
         name = "cmc.png" if len(tables) == 1 else f"cmc-{board.slug}.png"
         written.append(atomic_save_figure(cmc_plot(board.groups, f"Mean CMC: {board.title}"), out_dir / name))
+        curves = sweep.curves(board.groups)
+        if sweep.drawn(curves):
+            name = "sweep.png" if len(tables) == 1 else f"sweep-{board.slug}.png"
+            fig = sweep.sweep_figure(curves, f"Weight sweep: {board.title}")
+            written.append(atomic_save_figure(fig, out_dir / name))
     return written

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.diagnostics import summary_lines
 from harness.io import atomic_save_figure, atomic_torch_save, atomic_write_text
 
 #: Query kinds in display order; any other kind (e.g. "lr-aug") follows, sorted.
@@ -274,6 +275,7 @@ def format_summary(metrics: Mapping[str, Any]) -> str:
     lines.append(line(header))
     lines.append("  ".join("-" * w for w in widths))
     lines += [line(r) for r in rows]
+    lines += summary_lines(metrics.get("diagnostics") or {})
     return "\n".join(lines)
 
 

@@ -21,6 +21,8 @@ from harness.cache import cache_files
 from harness.checkpoint import latest_checkpoint
 from harness.config import PROTOCOL_VERSION, ConfigError, RunConfig, resolve_config
 from harness.data.mlr import lr_size, ratio_key
+from harness.diagnostics import read_log
+from harness.diagnostics import summarise as summarise_diagnostics
 from harness.errors import HarnessError
 from harness.io import append_jsonl, atomic_write_json, remove_partial_writes
 from harness.pretrained import describe_init, init_record, resolve_init
@@ -232,13 +234,13 @@ def _run_experiment(
             atomic_write_json(run_dir / "config.json", {**config_document(config, extra),
                                                         "world_size": distributed.world_size()})
     log_path = run_dir / "log.jsonl"
-    cache = warmup_cache = None
+    cache = warmup_cache = critic_cache = None
     if stage0_cache_dir is not None and not distributed.is_distributed():
-        cache, warmup_cache = cache_files(config, registry, device, Path(stage0_cache_dir),
-                                          init.sha256 if init else None)
+        cache, warmup_cache, critic_cache = cache_files(config, registry, device, Path(stage0_cache_dir),
+                                                        init.sha256 if init else None)
     log = (lambda rec: append_jsonl(log_path, rec)) if main_rank else (lambda rec: None)
     trainer = Trainer(config, data, models, regulariser, run_dir, device, log, stage0_cache=cache,
-                      warmup_cache=warmup_cache)
+                      warmup_cache=warmup_cache, critic_cache=critic_cache)
     if resume:
         for tmp in remove_partial_writes(run_dir):
             echo(f"removed {tmp.name}, a write the interrupted run left unfinished")
@@ -256,6 +258,9 @@ def _run_experiment(
         return {}
 
     metrics, samples = evaluate_models(models["G"], models["reid"], data, config, device)
+    diagnostics = summarise_diagnostics(read_log(log_path), trainer.critic_iters)
+    if diagnostics:
+        metrics["diagnostics"] = diagnostics
     metrics.update({
         "status": "complete",
         "protocol_version": PROTOCOL_VERSION,

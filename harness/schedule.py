@@ -11,13 +11,16 @@ from collections.abc import Iterable, Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrizations
 
 from harness.components import Step, StepContext
 
-#: Layers whose training flag changes what a forward writes (running statistics) or
-#: computes (dropout). A frozen module runs them in inference mode.
+#: Layers whose training flag changes what a forward writes (running statistics, a
+#: spectral norm's power-iteration vectors) or computes (dropout). A frozen module
+#: runs them in inference mode: a spectral-normalised D then divides by the norm its
+#: own step last estimated, the same in every read, and writes nothing.
 STATEFUL_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm,
-                   nn.modules.dropout._DropoutNd)
+                   nn.modules.dropout._DropoutNd, parametrizations._SpectralNorm)
 
 
 def inference_layers(module: nn.Module) -> None:
@@ -114,6 +117,41 @@ def make_optimizer(
     return torch.optim.Adam(groups, betas=(0.5, 0.999) if "D" in step.trainable else (0.9, 0.999))
 
 
+#: the module whose gradient the diagnostics decompose: every SR stage trains it
+GENERATOR = "G"
+
+
+def flat_norm(grads: Iterable[Tensor | None]) -> Tensor:
+    """The L2 norm of a list of gradients taken as one vector (``None``: no gradient)."""
+    squares = [g.float().pow(2).sum() for g in grads if g is not None]
+    return torch.stack(squares).sum().sqrt() if squares else torch.zeros(())
+
+
+def gradient_shares(terms: Mapping[str, Tensor], params: list[Tensor]) -> dict[str, Tensor]:
+    """``||d term / d params|| / ||d total / d params||`` for every term (no host sync).
+
+    Why: weights alone say nothing about which term drives G (a small weight on a
+    steep term can dominate); this says how much of G's update each term is. The
+    shares need not sum to 1: terms that pull against each other each count their
+    own magnitude. One extra backward per term, on the graph the update will use
+    (kept with ``retain_graph``), so the update itself is untouched.
+    """
+    if not params:
+        return {}
+    per_term: dict[str, list[Tensor | None]] = {}
+    for name, term in terms.items():
+        if term.requires_grad:
+            per_term[name] = list(torch.autograd.grad(term.float(), params, retain_graph=True, allow_unused=True))
+        else:
+            per_term[name] = [None] * len(params)
+    total = [
+        sum((grads[i] for grads in per_term.values() if grads[i] is not None), torch.zeros_like(p))
+        for i, p in enumerate(params)
+    ]
+    total_norm = flat_norm(total).clamp_min(1e-30)
+    return {name: flat_norm(grads) / total_norm for name, grads in per_term.items()}
+
+
 class StepRunner:
     """Executes steps with freezing, optional autocast, clipping and NaN checks."""
 
@@ -131,9 +169,17 @@ class StepRunner:
         self.optimizers = {s.name: make_optimizer(s, models, default_lr, weight_decay) for s in steps}
         self.amp_dtype = amp_dtype
         self.grad_clip = grad_clip
+        #: what the last diagnosed iteration measured (``grad_share/<term>`` and the steps' own)
+        self.diagnostics: dict[str, Tensor] = {}
 
-    def run(self, step: Step, ctx: StepContext, iteration: int = 0) -> dict[str, float]:
-        """One update; returns the loss terms as tensors' values (no host sync if unused)."""
+    def run(self, step: Step, ctx: StepContext, iteration: int = 0, diagnose: bool = False) -> dict[str, float]:
+        """One update; returns the loss terms as tensors' values (no host sync if unused).
+
+        ``diagnose`` (log iterations only): before the backward, measure what each
+        term contributes to the generator's gradient (:func:`gradient_shares`) and
+        run the step's own ``diagnose``; the results land in ``self.diagnostics``.
+        The update itself is the same with or without it, bit for bit.
+        """
         set_trainable(self.models, step.trainable)
         optimizer = self.optimizers[step.name]
         for module in self.models.values():  # no gradient outlives the step that made it
@@ -152,6 +198,8 @@ class StepRunner:
             if not terms:
                 raise ValueError(f"step {step.name!r} returned no loss terms")
             total: Tensor = sum(t.float() for t in terms.values())  # type: ignore[assignment]
+            if diagnose and total.requires_grad:
+                self._diagnose(step, ctx, terms)
             if total.requires_grad:
                 total.backward()
         if optimizer is not None:
@@ -164,7 +212,15 @@ class StepRunner:
             optimizer.step()
         return {f"{step.name}/{k}": v.detach() for k, v in terms.items()}  # type: ignore[return-value]
 
-    def run_iteration(self, ctx: StepContext, iteration: int = 0) -> dict[str, Tensor]:
+    def _diagnose(self, step: Step, ctx: StepContext, terms: Mapping[str, Tensor]) -> None:
+        if GENERATOR in step.trainable:
+            params = [p for p in self.models[GENERATOR].parameters() if p.requires_grad]
+            for name, share in gradient_shares(terms, params).items():
+                self.diagnostics[f"grad_share/{name}"] = share
+        if step.diagnose is not None:
+            self.diagnostics.update(step.diagnose(ctx, terms))
+
+    def run_iteration(self, ctx: StepContext, iteration: int = 0, diagnose: bool = False) -> dict[str, Tensor]:
         """Every step once, in order, on one batch.
 
         The SR batch is computed first, with G in training mode and outside any
@@ -172,9 +228,10 @@ class StepRunner:
         step first reads ``ctx.sr()``.
         """
         ctx.sr()
+        self.diagnostics = {}
         out: dict[str, Tensor] = {}
         for step in self.steps:
-            out.update(self.run(step, ctx, iteration))
+            out.update(self.run(step, ctx, iteration, diagnose))
         return out
 
     def state_dict(self) -> dict:

@@ -4,7 +4,10 @@
 plot per dataset and protocol version (:func:`harness.leaderboard.boards`), columns sorted
 by a click on their header (or by ``#sort=<column>`` in the address, which is how a test
 drives it in headless Chromium), every row linking to its runs' folders, the paper's numbers
-beside ours, and a figure of the same query images through LR / bicubic / each row's SR / HR.
+beside ours, a figure of the same query images through LR / bicubic / each row's SR / HR,
+and, where a table's rows sweep one weight, SR PSNR against SR-query Rank-1
+(:mod:`harness.sweep`). A row's details carry its runs' diagnostics (gradient shares of G's
+terms, the critic's fit) where their metrics.json has them.
 
 Everything is inline (style, script, images as data URIs) and nothing is fetched: the page
 opens from ``file://`` on a machine without a network. Links to run folders are relative
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import leaderboard as lb
+from harness import sweep
 from harness.report import SAMPLES_FILE, load_samples, samples_figure
 
 #: files of a run folder the page links to, where they exist
@@ -55,6 +59,8 @@ figure { margin: 0.8em 0; } figure img { max-width: 100%; height: auto; }
 .figs { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
 .figs > figure, .figs > div { flex: 0 1 auto; max-width: 100%; }
 figure.cmc img { width: 620px; } figure.samples img { height: 440px; width: auto; }
+figure.sweep img { width: 600px; }
+figure.sweep figcaption strong { display: block; color: #222; font-size: 1.05em; }
 figcaption { font-size: 0.85em; color: #555; }
 .thumbs { display: flex; flex-wrap: wrap; gap: 0.8em; }
 ul.notes { font-size: 0.85em; color: #833; }
@@ -103,6 +109,17 @@ _JS = """
   window.addEventListener('hashchange', fromHash);
   document.body.dataset.pageWidth = String(document.documentElement.scrollWidth);
   document.body.dataset.viewWidth = String(window.innerWidth);
+  // Each figure's rendered box and its image's decoded size, for a headless browser to read.
+  function measure() {
+    document.querySelectorAll('figure').forEach(function (f) {
+      var r = f.getBoundingClientRect(), img = f.querySelector('img');
+      f.dataset.box = Math.round(r.width) + 'x' + Math.round(r.height);
+      f.dataset.visible = String(f.offsetParent !== null && r.width > 0 && r.height > 0);
+      if (img) { f.dataset.natural = img.naturalWidth + 'x' + img.naturalHeight; }
+    });
+  }
+  measure();
+  window.addEventListener('load', measure);
 }());
 """
 
@@ -155,10 +172,12 @@ def _run_cell(g: lb.Group, cell: lb.Cell, out_dir: Path | None) -> str:
         links.append(f'<div class="links">{folder}: {files}</div>')
     full = f'<div class="recipe">{_esc(g.name)}</div>' if g.short != g.name else ""
     bench = f'<div class="recipe">bench {_esc(g.bench)}</div>' if g.bench else ""
+    text = lb.diagnostics_text(g.diagnostics) if g.diagnostics else ""
+    diag = f'<div class="recipe diagnostics">diagnostics: {_esc(text)}</div>' if text else ""
     return (
         f'<td class="text run" data-sort="{_esc(cell.sort)}"><details>'
         f'<summary title="{_esc(g.name)}">{_esc(g.short)}</summary>'
-        f'{full}{bench}{"".join(links)}</details></td>'
+        f'{full}{bench}{diag}{"".join(links)}</details></td>'
     )
 
 
@@ -239,6 +258,20 @@ def _samples_html(board: lb.Board, out_dir: Path | None) -> str:
             f'<div class="thumbs">{thumbs}</div></div>')
 
 
+def _sweep_html(board: lb.Board) -> str:
+    """The board's weight-sweep figure, or nothing where its rows sweep no weight."""
+    curves = sweep.curves(board.groups)
+    if not sweep.drawn(curves):
+        return ""
+    image = _png_data(sweep.sweep_figure(curves, f"Weight sweep: {board.title}"))
+    swept = "; ".join(f"{c.name} over {', '.join(sweep.weight_text(v) for v in c.values)}" for c in curves)
+    caption = (f"One curve per regulariser, points in weight order and labelled by the weight ({swept}); "
+               "mean over runs, bars ±1 std where a row has several. Left costs pixels, up buys re-id.")
+    return (f'<figure class="sweep" id="sweep-{_esc(board.slug)}"><figcaption><strong>{_esc(sweep.CAPTION)}'
+            f'</strong></figcaption><img alt="{_esc(sweep.CAPTION)}, {_esc(board.title)}" src="{image}">'
+            f'<p class="meta" style="max-width: 40em">{_esc(caption)}</p></figure>')
+
+
 def _board_html(board: lb.Board, paper: Mapping[str, Mapping[str, float]] | None, out_dir: Path | None) -> str:
     finished = [g for g in board.groups if g.n > 0]
     parts = [f'<section id="{_esc(board.slug)}"><h2>{_esc(board.title)}</h2>']
@@ -250,7 +283,7 @@ def _board_html(board: lb.Board, paper: Mapping[str, Mapping[str, float]] | None
         parts.append(_table_html(board, paper, out_dir))
         cmc = _png_data(lb.cmc_plot(board.groups, f"Mean CMC: {board.title}"))
         parts.append(f'<div class="figs"><figure class="cmc"><img alt="mean CMC, {_esc(board.title)}" '
-                     f'src="{cmc}"></figure>{_samples_html(board, out_dir)}</div>')
+                     f'src="{cmc}"></figure>{_sweep_html(board)}{_samples_html(board, out_dir)}</div>')
     else:
         parts.append("<p><em>No finished runs.</em></p>")
     extra = lb.notes(board.groups)

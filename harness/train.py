@@ -3,11 +3,18 @@
 Stage 0 trains the re-id model on HR images. The warm start trains G alone on
 the pixel loss (SRGAN's SRResNet stage), so the adversarial and association
 terms refine a generator that already super-resolves instead of steering a
-blank one. Stage 1 runs the regulariser's schedule of steps each iteration
-(e.g. INTACT: D, then phi+sigma, then G), freezing every module a step does
-not name. Stage 0 and the warm start each draw from their own seeded
-generators, so either can be cached and shared by runs that agree on its
-recipe. All generators are checkpointed, so a resumed CPU run ends
+blank one. The critic warm-up runs the regulariser's steps that do not train
+G (D, the association networks) with G frozen, so a critic is informative on
+the first iteration its terms act on G. Stage 1 runs the regulariser's
+schedule of steps each iteration (e.g. INTACT: D, then phi+sigma, then G),
+freezing every module a step does not name. Stage 0, the warm start and the
+critic warm-up each draw from their own seeded generators, so each can be
+cached and shared by runs that agree on its recipe.
+
+Diagnostics: on log iterations of stage 1 the step runner measures each
+term's share of G's gradient, and the regulariser probes its critics on a
+fixed held-out batch of real HR training images (``PROBE_IMAGES``) that the
+critic warm-up and stage 1 never sample. All generators are checkpointed, so a resumed CPU run ends
 bit-identical to an uninterrupted one.
 """
 
@@ -39,9 +46,33 @@ from harness.data.prepare import PreparedData
 from harness.distributed import all_gather_int, average_gradients, barrier, is_main
 from harness.errors import NumericalError
 from harness.losses import pixel_mse
-from harness.schedule import StepRunner
+from harness.schedule import (
+    GENERATOR,
+    StepRunner,
+    buffers_restored,
+    inference_mode_layers,
+    set_trainable,
+)
 
 LogFn = Callable[[dict[str, Any]], None]
+
+#: held-out real HR training images for the critics' probes (at most an eighth of the
+#: training set): never drawn by the critic warm-up or stage 1
+PROBE_IMAGES = 64
+
+
+def probe_split(num_train: int, seed: int) -> tuple[Tensor, Tensor]:
+    """``(probe indices, the rest)`` of the training images: a seeded, fixed draw.
+
+    Why held out: a critic's fit measured on the images it is trained on says
+    how well it memorised them, not whether it predicts ``f_d`` for an image it
+    has not seen, which is what it does to every SR image.
+    """
+    n = min(PROBE_IMAGES, num_train // 8)
+    order = torch.randperm(num_train, generator=torch.Generator().manual_seed(seed * 1000 + 9))
+    if n < 4:  # too few images for a variance: no probe, nothing held out
+        return order[:0], torch.arange(num_train)
+    return order[:n].sort().values, order[n:].sort().values
 
 
 def _progress(total: int, desc: str, initial: int = 0):
@@ -94,6 +125,7 @@ class Trainer:
         log: LogFn,
         stage0_cache: Path | None = None,
         warmup_cache: Path | None = None,
+        critic_cache: Path | None = None,
     ):
         self.config = config
         self.data = data
@@ -130,6 +162,13 @@ class Trainer:
         self.warmup_generator = torch.Generator().manual_seed(config.seed * 1000 + 6 + 7919 * self.rank)
         self.warmup_ratio_generator = torch.Generator().manual_seed(config.seed * 1000 + 7)
         self.warmup_ratio_sampler = TrainRatioSampler(config.protocol.ratios, self.warmup_ratio_generator)
+        # The critic warm-up has its own generators too, and draws from the images not held out.
+        self.critic_generator = torch.Generator().manual_seed(config.seed * 1000 + 10 + 7919 * self.rank)
+        self.critic_ratio_generator = torch.Generator().manual_seed(config.seed * 1000 + 11)
+        self.critic_ratio_sampler = TrainRatioSampler(config.protocol.ratios, self.critic_ratio_generator)
+        self.critic_iters = int(regulariser.critic_warmup_iters(config))
+        self.critic_steps = [s for s in self.steps if GENERATOR not in s.trainable]
+        self.probe_idx, self.sr_pool = probe_split(len(data.train_pids), config.seed)
         generator_params = list(models["G"].parameters())
         self.warmup_optimizer = torch.optim.Adam(generator_params, lr=config.lr_warmup) if generator_params else None
         self.warmup_scheduler = (
@@ -141,6 +180,7 @@ class Trainer:
         self._triplet = None
         self.stage0_cache = stage0_cache
         self.warmup_cache = warmup_cache
+        self.critic_cache = critic_cache
         self._finite_keys: tuple[str, ...] = ()
         self._first_bad: tuple[Tensor, Tensor] | None = None
 
@@ -158,6 +198,8 @@ class Trainer:
             "ratio_rng": self.ratio_generator.get_state(),
             "warmup_rng": self.warmup_generator.get_state(),
             "warmup_ratio_rng": self.warmup_ratio_generator.get_state(),
+            "critic_rng": self.critic_generator.get_state(),
+            "critic_ratio_rng": self.critic_ratio_generator.get_state(),
             "warmup_optimizer": self.warmup_optimizer.state_dict() if self.warmup_optimizer else None,
             "warmup_scheduler": self.warmup_scheduler.state_dict() if self.warmup_scheduler else None,
             "config": self.config.to_dict(),
@@ -178,6 +220,9 @@ class Trainer:
         self.ratio_generator.set_state(ckpt["ratio_rng"])
         self.warmup_generator.set_state(ckpt["warmup_rng"])
         self.warmup_ratio_generator.set_state(ckpt["warmup_ratio_rng"])
+        if "critic_rng" in ckpt:
+            self.critic_generator.set_state(ckpt["critic_rng"])
+            self.critic_ratio_generator.set_state(ckpt["critic_ratio_rng"])
         if self.warmup_optimizer is not None and ckpt.get("warmup_optimizer") is not None:
             self.warmup_optimizer.load_state_dict(ckpt["warmup_optimizer"])
             self.warmup_scheduler.load_state_dict(ckpt["warmup_scheduler"])
@@ -228,10 +273,16 @@ class Trainer:
         return self._to_float((x * 255).round().to(torch.uint8)), self.data.train_pids[idx].to(self.device)
 
     def sr_batch(self, generator: torch.Generator | None = None,
-                 ratio_sampler: TrainRatioSampler | None = None) -> TrainBatch:
-        """HR training images and their LR versions, made as the protocol makes LR queries."""
+                 ratio_sampler: TrainRatioSampler | None = None, pool: Tensor | None = None) -> TrainBatch:
+        """HR training images and their LR versions, made as the protocol makes LR queries.
+
+        ``pool``: the training images to draw from (all of them when ``None``).
+        """
         generator = generator or self.generator
-        idx = torch.randint(len(self.data.train_pids), (self.config.batch_size,), generator=generator)
+        if pool is None:
+            idx = torch.randint(len(self.data.train_pids), (self.config.batch_size,), generator=generator)
+        else:
+            idx = pool[torch.randint(len(pool), (self.config.batch_size,), generator=generator)]
         ratio = (ratio_sampler or self.ratio_sampler)()
         x_hr = self.data.train_images[idx].float().div_(255.0)
         x_hr = augment.random_flip(x_hr, generator)
@@ -320,7 +371,7 @@ class Trainer:
 
         self.models["G"].load_state_dict(safe_load(path)["G"])
         self.log({"stage": "warmup", "iteration": self.config.sr_warmup_iters, "warmup_cache": str(path)})
-        self.stage, self.iteration = "sr", 0
+        self.stage, self.iteration = "critic", 0
         self.checkpoint()
         return True
 
@@ -329,7 +380,8 @@ class Trainer:
         cfg = self.config
         generator = self.models["G"]
         if self.warmup_optimizer is None or cfg.sr_warmup_iters == 0 or self._load_warmup():
-            self.stage, self.iteration = "sr", 0
+            if self.stage == "warmup":
+                self.stage, self.iteration = "critic", 0
             return
         generator.train()
         for p in generator.parameters():
@@ -356,20 +408,125 @@ class Trainer:
             from harness.io import atomic_torch_save
 
             atomic_torch_save({"G": generator.state_dict()}, self.warmup_cache)
+        self.stage, self.iteration = "critic", 0
+        self.checkpoint()
+
+    # -- the critic warm-up ------------------------------------------------------------
+    def _critic_names(self) -> list[str]:
+        return [name for step in self.critic_steps for name in step.trainable]
+
+    def _load_critic(self) -> bool:
+        """Reuse a finished critic warm-up of an identical recipe (same result, no work)."""
+        path = self.critic_cache
+        if path is None or self.iteration != 0 or not path.is_file():
+            return False
+        from harness.checkpoint import safe_load
+
+        cached = safe_load(path)
+        for name in self._critic_names():
+            self.models[name].load_state_dict(cached["models"][name])
+        self.runner.load_state_dict(cached["optimizers"])
+        self.log({"stage": "critic", "iteration": self.critic_iters, "critic_cache": str(path)})
         self.stage, self.iteration = "sr", 0
         self.checkpoint()
+        return True
+
+    def _save_critic(self) -> None:
+        if is_main() and self.critic_cache is not None and not self.critic_cache.is_file():
+            from harness.io import atomic_torch_save
+
+            atomic_torch_save({
+                "models": {name: self.models[name].state_dict() for name in self._critic_names()},
+                "optimizers": {step.name: self.runner.state_dict()[step.name] for step in self.critic_steps},
+            }, self.critic_cache)
+
+    def train_critic(self) -> None:
+        """The schedule's steps that do not train G, with G frozen, before G sees their terms."""
+        cfg = self.config
+        if self.critic_iters == 0 or not self.critic_steps or self._load_critic():
+            self.stage, self.iteration = "sr", 0
+            return
+        for module in self.models.values():
+            module.train()
+        bar = _progress(self.critic_iters, "critic warm-up: G frozen", self.iteration)
+        while self.iteration < self.critic_iters:
+            batch = self.sr_batch(self.critic_generator, self.critic_ratio_sampler, self.sr_pool)
+            ctx = StepContext(batch, self.models, cfg)
+            with torch.no_grad():  # G is frozen: its output is an input here, no graph needed
+                ctx.sr()
+            terms: dict[str, Tensor] = {}
+            for step in self.critic_steps:
+                terms.update(self.runner.run(step, ctx, self.iteration))
+            self.iteration += 1
+            bar.update(1)
+            self._after_iteration(terms, bar, self._probe_now())
+        bar.close()
+        self.check_weights_finite()
+        self._save_critic()
+        self.stage, self.iteration = "sr", 0
+        self.checkpoint()
+
+    # -- diagnostics -------------------------------------------------------------------
+    def _probe_now(self) -> dict[str, float] | None:
+        """The regulariser's probes when this iteration is logged, else ``None``."""
+        cfg = self.config
+        if self.iteration % cfg.log_every == 0 or self.iteration == 1:
+            return self.probe()
+        return None
+
+    def probe(self) -> dict[str, float]:
+        """The regulariser's held-out diagnostics, averaged over the protocol's ratios.
+
+        Every module frozen and read in inference mode, under ``no_grad``, buffers
+        restored: a probe changes nothing, so a run's numbers do not depend on it.
+        """
+        if len(self.probe_idx) == 0:
+            return {}
+        x_hr = self._to_float(self.data.train_images[self.probe_idx])
+        pids = self.data.train_pids[self.probe_idx].to(self.device)
+        totals: dict[str, float] = {}
+        ratios = sorted(set(self.config.protocol.ratios))
+        modes = [(m, m.training) for model in self.models.values() for m in model.modules()]
+        flags = [(p, p.requires_grad) for model in self.models.values() for p in model.parameters()]
+        set_trainable(self.models, ())
+        try:
+            with torch.no_grad(), buffers_restored(self.models.values()), self._autocast():
+                for ratio in ratios:
+                    batch = TrainBatch(x_lr=downsample(x_hr, ratio, self.config.protocol), x_hr=x_hr,
+                                       pids=pids, ratio=ratio)
+                    ctx = StepContext(batch, self.models, self.config)
+                    generator = self.models[GENERATOR]
+                    with inference_mode_layers(generator):
+                        ctx.cache["sr"] = generator(batch.x_lr, batch.out_size)
+                    for key, value in self.regulariser.probe(ctx).items():
+                        totals[key] = totals.get(key, 0.0) + float(value) / len(ratios)
+        finally:
+            for module, training in modes:
+                module.training = training
+            for p, flag in flags:
+                p.requires_grad_(flag)
+        return {f"probe/{k}": round(v, 5) for k, v in totals.items()}
 
     def train_sr(self) -> None:
         cfg = self.config
         for module in self.models.values():
             module.train()
+        if self.iteration == 0 and is_main():
+            start = self.probe()  # the critic as it is when its terms first act on G
+            if start:
+                self.log({"stage": "sr", "iteration": 0, **start})
         bar = _progress(cfg.sr_iters, f"stage 1: SR with {cfg.reg}", self.iteration)
         while self.iteration < cfg.sr_iters:
-            ctx = StepContext(self.sr_batch(), self.models, cfg)
-            terms = self.runner.run_iteration(ctx, self.iteration)
+            ctx = StepContext(self.sr_batch(pool=self.sr_pool), self.models, cfg)
+            logged = (self.iteration + 1) % cfg.log_every == 0 or self.iteration == 0
+            terms = self.runner.run_iteration(ctx, self.iteration, diagnose=logged and is_main())
             self.iteration += 1
             bar.update(1)
-            self._after_iteration(terms, bar)
+            diagnostics = None
+            if logged and is_main():
+                diagnostics = {f"diag/{k}": round(float(v), 5) for k, v in self.runner.diagnostics.items()}
+                diagnostics.update(self.probe())
+            self._after_iteration(terms, bar, diagnostics)
         bar.close()
         self.check_weights_finite()
         self.stage, self.iteration = "done", 0
@@ -421,7 +578,8 @@ class Trainer:
                     f"{self.stage!r}; no checkpoint was written, the last good one is kept in the run folder"
                 )
 
-    def _after_iteration(self, terms: dict[str, Tensor], bar: Any) -> None:
+    def _after_iteration(self, terms: dict[str, Tensor], bar: Any,
+                         diagnostics: dict[str, float] | None = None) -> None:
         cfg = self.config
         ckpt_now = bool(cfg.ckpt_every) and self.iteration % cfg.ckpt_every == 0
         log_now = self.iteration % cfg.log_every == 0 or self.iteration == 1
@@ -430,7 +588,8 @@ class Trainer:
             self.flush_finite()
             values = {k: round(float(v), 5) for k, v in terms.items()}
             bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in values.items()}, refresh=False)
-            self.log({"stage": self.stage, "iteration": self.iteration, "time": time.time(), **values})
+            self.log({"stage": self.stage, "iteration": self.iteration, "time": time.time(), **values,
+                      **(diagnostics or {})})
         if ckpt_now:
             self.checkpoint()
 
@@ -439,6 +598,8 @@ class Trainer:
             self.train_reid()
         if self.stage == "warmup":
             self.train_warmup()
+        if self.stage == "critic":
+            self.train_critic()
         if self.stage == "sr":
             self.train_sr()
         barrier()

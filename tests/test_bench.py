@@ -260,14 +260,17 @@ def test_shipped_specs_load_and_expand(path: Path, tmp_path) -> None:
         assert any(r.paper for r in spec.runs)
 
 
-#: the shipped specs that reproduce a table of the paper (sr-backbones is the harness's own)
+#: the shipped specs that reproduce a table of the paper
 PAPER_TABLES = {"association-space", "bridge", "loss-ablation", "mlr-cuhk03", "mlr-viper", "table1"}
+#: the harness's own specs: the paper has no such table, so they carry no paper numbers
+OWN_SPECS = {"critic-weight", "sr-backbones"}
 
 
 def test_shipped_specs_cover_the_paper_numbers() -> None:
     papers = {p.stem: load_spec(p).paper for p in SPECS if p.stem in PAPER_TABLES}
     assert set(papers) == PAPER_TABLES
-    assert {p.stem for p in SPECS} == PAPER_TABLES | {"sr-backbones"}
+    assert {p.stem for p in SPECS} == PAPER_TABLES | OWN_SPECS
+    assert not any(load_spec(p).paper for p in SPECS if p.stem in OWN_SPECS)
     intact = {"rank1": 88.1, "rank5": 95.0, "rank10": 96.9}
     assert papers["loss-ablation"] == {
         "MSE+ID": {"rank1": 83.7, "rank5": 93.0, "rank10": 95.6},
@@ -300,6 +303,26 @@ def test_table1_uses_the_seeds_cuhk03_protocol_and_bicubic_rows_do_not_learn() -
     assert cuhk and all(s["data"] == "cuhk03-partial" for s in cuhk)  # 1,367/100-style, single-shot
     bicubic = [s for label, s in rows.items() if label.endswith(": bicubic")]
     assert len(bicubic) == 5 and all(s["sr_iters"] == 0 and s["sr"] == "bicubic" for s in bicubic)
+
+
+def test_critic_weight_sweeps_lambda_a_and_lambda_g_over_the_same_weights(tmp_path) -> None:
+    from harness.bench import check_plan
+    from harness.sweep import weight_text
+
+    spec = load_spec(Path(SPECS[0]).parent / "critic-weight.toml")
+    weights = [0.0, 3e-4, 3e-3, 1e-2, 3e-2, 1e-1]
+    assert [(r.settings["reg"], r.settings["options"]) for r in spec.runs] == (
+        [("intact", {"lambda_a": w}) for w in weights] + [("gan", {"lambda_g": w}) for w in weights]
+    )
+    # a row sets only its regulariser and its weight, so the leaderboard finds one curve per reg
+    assert all(set(r.settings) == {"reg", "options"} and r.query == "sr" for r in spec.runs)
+    assert [r.label for r in spec.runs] == (
+        [f"INTACT lambda_a={weight_text(w)}" for w in weights] + [f"GAN lambda_g={weight_text(w)}" for w in weights]
+    )
+    assert spec.runs[2].label == "INTACT lambda_a=3e-3"
+    plan = expand(spec, {"data": "synthetic", "preset": "cpu"}, out_dir=tmp_path)
+    assert len(plan) == 12 and all(r.settings["sr"] == "srgan" for r in plan)
+    check_plan(plan)  # every row resolves: each option exists on its regulariser
 
 
 SPLIT_SPEC = """

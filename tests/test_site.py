@@ -175,18 +175,22 @@ def _chromium(*args: str) -> str:
 
 
 class _Dom(HTMLParser):
-    """Header cells, rows (data-name) per table, and the body's measured widths."""
+    """Header cells, rows (data-name) per table, the body's measured widths, and each
+    figure's attributes (the page's script writes its rendered box and image size there)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.tables: list[dict] = []
         self.body: dict[str, str | None] = {}
+        self.figures: list[dict[str, str | None]] = []
         self._in_th = False
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
         a = dict(attrs)
         if tag == "body":
             self.body = a
+        elif tag == "figure":
+            self.figures.append(a)
         elif tag == "table":
             self.tables.append({"header": [], "rows": [], "sorted": a.get("data-sorted-by")})
         elif tag == "th" and self.tables:
@@ -268,3 +272,73 @@ def test_site_renders_in_chromium_fits_1280_pixels_and_sorts(tmp_path) -> None:
     _chromium(f"--screenshot={shot}", url)
     assert shot.read_bytes()[:8] == PNG_MAGIC and shot.stat().st_size > 10_000
 
+
+
+# --------------------------------------------------------------------------- weight sweep, diagnostics
+
+INTACT_OPTIONS = {"lambda_c": 0.0003, "sr_blocks": 6, "lambda_g": 0.0003, "lr_D": 0.0001, "lambda_a": 0.0003,
+                  "phi_hidden": 256, "phi_depth": 2, "bridge_dim": 64, "lr_phi": 0.0001, "lambda_e": 1.0}
+GAN_OPTIONS = {"lambda_c": 0.0003, "sr_blocks": 6, "lambda_g": 0.0003, "lr_D": 0.0001}
+
+
+def _sweep_site(tmp_path: Path) -> tuple[Path, list[Path]]:
+    """The critic-weight bench in small: INTACT over 3 values of lambda_a, GAN over 3 of
+    lambda_g (labelled rows, as the bench writes them), plus the plain MSE+ID row."""
+    runs = tmp_path / "runs"
+    dirs = [make_run(runs, "none", reg="none", label="MSE+ID", bench="critic-weight", psnr=25.3, r1=0.30)]
+    for reg, name, option, options in (("intact", "INTACT", "lambda_a", INTACT_OPTIONS),
+                                       ("gan", "GAN", "lambda_g", GAN_OPTIONS)):
+        for k, (weight, text) in enumerate(((0.0, "0"), (3e-3, "3e-3"), (3e-2, "3e-2"))):
+            d = make_run(runs, f"{reg}-{k}", reg=reg, label=f"{name} {option}={text}", bench="critic-weight",
+                         psnr=25.2 - 20 * weight - (0.1 if reg == "gan" else 0.0), r1=0.32 + 4 * weight)
+            _options(d, {**options, option: weight})
+            dirs.append(d)
+    site = tmp_path / "site"
+    lb.write_leaderboard(site, lb.group(lb.collect(dirs)), title="critic-weight")
+    return site, dirs
+
+
+def test_a_weight_sweep_is_drawn_in_the_site(tmp_path) -> None:
+    from harness import sweep
+
+    site, dirs = _sweep_site(tmp_path)
+    page = (site / "index.html").read_text()
+    assert page.count('<figure class="sweep"') == 1
+    figure = page.split('<figure class="sweep"', 1)[1].split("</figure>", 1)[0]
+    assert "<strong>Weight sweep: SR PSNR vs SR-query Rank-1</strong>" in figure
+    assert 'src="data:image/png;base64,' in figure  # inline, like the CMC plot
+    assert "intact: lambda_a over 0, 3e-3, 3e-2; gan: lambda_g over 0, 3e-3, 3e-2" in figure
+    assert (site / "sweep.png").read_bytes()[:8] == PNG_MAGIC
+    assert "Weight sweep: SR PSNR vs SR-query Rank-1: drawn in the site" in (site / "leaderboard.md").read_text()
+    groups = lb.group(lb.collect(dirs))
+    fig = sweep.sweep_figure(sweep.curves(groups))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["intact: lambda_a", "gan: lambda_g", "bicubic query"]
+    assert sorted(t.get_text() for t in ax.texts) == sorted(["0", "3e-3", "3e-2"] * 2)  # points labelled by weight
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("SR PSNR (dB)", "SR-query Rank-1 (%)")
+
+
+def test_row_details_carry_the_runs_diagnostics(tmp_path) -> None:
+    from tests.test_leaderboard import DIAGNOSTICS, _with_diagnostics
+
+    run = _with_diagnostics(make_run(tmp_path, "a", reg="intact", label="INTACT <critic>"),
+                            {**DIAGNOSTICS, "grad_share": {"mse": 0.8, "<dis>": 0.2}})
+    page = lb.render_html(lb.group(lb.collect([run, make_run(tmp_path, "b", reg="gan", label="GAN")])))
+    assert page.count('<div class="recipe diagnostics">') == 1  # the GAN row has none to show
+    assert ('<div class="recipe diagnostics">diagnostics: grad share mse 0.80 · &lt;dis&gt; 0.20; '
+            "critic R² 0.55 (0.50 at start); gap 0.12; L_dis via f_c 30%; D acc 0.70; critic warm-up 200 iters"
+            "</div>") in page
+
+
+@needs_browser
+def test_weight_sweep_figure_is_visible_in_chromium(tmp_path) -> None:
+    site, _ = _sweep_site(tmp_path)
+    dom = _Dom()
+    dom.feed(_chromium("--dump-dom", (site / "index.html").resolve().as_uri()))
+    (figure,) = [f for f in dom.figures if "sweep" in (f.get("class") or "").split()]
+    assert figure["data-visible"] == "true"
+    width, height = map(int, figure["data-box"].split("x"))
+    natural_w, natural_h = map(int, figure["data-natural"].split("x"))
+    assert width > 300 and height > 200  # laid out at its size, not collapsed
+    assert natural_w > 300 and natural_h > 200  # the inline PNG decoded
+    assert int(dom.body["data-page-width"]) <= int(dom.body["data-view-width"]) == 1280

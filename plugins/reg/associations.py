@@ -16,7 +16,8 @@ off-diagonal covariance, for both ``z_c`` and ``z_d``, weighted ``cs_var`` and
 a collapse. The guard trains the maps only; G sees the plain distance.
 
 ``d-to-r`` (Fig. 5 b): ``phi: f_d -> f_c`` learned on ``||phi(f_d) - f_c||^2``;
-G is penalised by ``||phi(f_d') - f_c'||^2``. ``phi`` has INTACT's architecture
+G is penalised by ``||phi(f_d') - f_c'||^2`` (``f_c`` standardised per dim as
+INTACT standardises ``f_d``). ``phi`` has INTACT's architecture
 (encoder, normalised code, decoder) with the dims swapped.
 
 Distances are ``F.mse_loss`` as in INTACT; gradients reach G through ``f_c'``
@@ -65,8 +66,8 @@ class CommonSpace(AssociationCritic):
             "cov": self.opts["cs_cov"] * (covariance_penalty(z_c) + covariance_penalty(z_d)),
         }
 
-    def critic_distance(self, ctx: StepContext, f_c: Tensor, f_d: Tensor) -> Tensor:
-        return association_mse(ctx["enc_c"](f_c), ctx["enc_d"](f_d))
+    def critic_fit(self, ctx: StepContext, f_c: Tensor, f_d: Tensor) -> tuple[Tensor, Tensor]:
+        return ctx["enc_c"](f_c), ctx["enc_d"](f_d)
 
 
 class DToR(AssociationCritic):
@@ -78,13 +79,15 @@ class DToR(AssociationCritic):
 
     def build_critic(self, reid_dim: int, fd_dim: int) -> dict[str, nn.Module]:
         hidden, depth = self._hidden()
-        return {"phi": EncoderDecoder(fd_dim, reid_dim, self.opts["bridge_dim"], hidden, depth)}
+        return {"phi": EncoderDecoder(fd_dim, reid_dim, self.opts["bridge_dim"], hidden, depth,
+                                      self.opts["critic_standardise"])}
 
     def association_terms(self, ctx: StepContext, f_c: Tensor, f_d: Tensor) -> dict[str, Tensor]:
-        return {"assoc": association_mse(ctx["phi"](f_d), f_c)}
+        return {"assoc": association_mse(*self.critic_fit(ctx, f_c, f_d))}
 
-    def critic_distance(self, ctx: StepContext, f_c: Tensor, f_d: Tensor) -> Tensor:
-        return association_mse(ctx["phi"](f_d), f_c)
+    def critic_fit(self, ctx: StepContext, f_c: Tensor, f_d: Tensor) -> tuple[Tensor, Tensor]:
+        phi = ctx["phi"]
+        return phi(f_d), phi.target(f_c)
 
 
 @hookimpl

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from harness import BuildContext, Option, RunConfig, Step, StepContext, hookimpl
-from harness.losses import gan_d_loss, sr_terms
+from harness.losses import gan_d_loss, observe, sr_terms
 from plugins.reg.base import SR_OPTIONS, SRRegulariser
 
 GAN_OPTIONS: dict[str, Option] = {
@@ -23,7 +24,19 @@ GAN_OPTIONS: dict[str, Option] = {
         min=0.0,
     ),
     "lr_D": Option(1e-4, "learning rate of the discriminator", min=0.0, exclusive_min=True),
+    "critic_iters": Option(
+        300, "iterations of the critic warm-up: D (and the association networks) trained with G frozen "
+        "before G sees their terms (docs/intact.md: how the number was chosen)",
+        presets={"smoke": 2, "cpu": 300, "paper": 1000}, min=0,
+    ),
 }
+
+
+def discriminator_accuracy(ctx: StepContext, disc: str = "D") -> Tensor:
+    """Share of held-out real HR judged real and of their SR judged fake (logit sign)."""
+    real_logit, _ = observe(ctx[disc], ctx.batch.x_hr)
+    fake_logit, _ = observe(ctx[disc], ctx.sr())
+    return torch.cat([(real_logit > 0), (fake_logit < 0)]).float().mean()
 
 
 def discriminator_loss(ctx: StepContext, disc: str = "D") -> dict[str, Tensor]:
@@ -45,6 +58,16 @@ class GanRegulariser(SRRegulariser):
 
     def generator_loss(self, ctx: StepContext) -> dict[str, Tensor]:
         return sr_terms(ctx, self.opts["lambda_c"], self.opts["lambda_g"], disc="D")
+
+    #: options only the G step reads: a critic warm-up does not depend on them, so rows
+    #: of a weight sweep share one (harness.cache)
+    generator_only_options: ClassVar[tuple[str, ...]] = ("lambda_c", "lambda_g", "lambda_a")
+
+    def critic_warmup_iters(self, config: RunConfig) -> int:
+        return int(self.opts["critic_iters"])
+
+    def probe(self, ctx: StepContext) -> dict[str, float]:
+        return {"d_accuracy": float(discriminator_accuracy(ctx))}
 
     def discriminator_step(self) -> Step:
         return Step("D", ("D",), discriminator_loss, lr={"D": self.opts["lr_D"]})

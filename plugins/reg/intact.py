@@ -9,7 +9,16 @@ normalisation layers in inference mode (running statistics, nothing updated):
 SR in the G step alike (see docs/intact.md).
 
 The association network ``phi`` maps ``f_c -> f_d`` on *real HR* images:
-``L_intact = ||phi(f_c) - f_d||^2``.
+``L_intact = ||phi(f_c) - f_d||^2``, with ``f_d`` standardised per dim
+(``critic_standardise``, on by default: :class:`plugins.reg.mlp.EncoderDecoder`),
+so the error reads as ``1 - R²`` and sits on the bridge term's scale.
+
+**A critic ready before it criticises.** D and the association networks are
+trained with G frozen for ``critic_iters`` iterations after G's pixel warm
+start (the trainer's critic warm-up), so ``L_dis`` acts on G from stage 1's
+first iteration with a critic that already predicts ``f_d`` on held-out
+images. Each run reports how well it does (``diagnostics`` in metrics.json;
+docs/intact.md says how to read them).
 
 **The bridge (this project's interpretation; the paper leaves it open).**
 ``phi = decoder ∘ encoder``. The encoder maps ``f_c`` into a bridge space,
@@ -51,18 +60,23 @@ feature sizes.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from typing import ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from harness import BuildContext, Option, RunConfig, Step, StepContext, hookimpl
 from harness.losses import (
     association_mse,
     disc_on_sr,
+    observe,
     real_disc_features,
     real_reid_features,
     reid_features_for_critic,
 )
+from harness.schedule import flat_norm
 from plugins.reg.gan import GAN_OPTIONS, GanRegulariser
 from plugins.reg.mlp import EncoderDecoder, mlp
 
@@ -80,6 +94,10 @@ ASSOCIATION_OPTIONS: dict[str, Option] = {
     ),
     "bridge_dim": Option(64, "dim of the bridge / common space", min=1),
     "lr_phi": Option(1e-4, "learning rate of the association networks", min=0.0, exclusive_min=True),
+    "critic_standardise": Option(
+        True, "standardise the critic's target feature per dim (running statistics of real HR), so its "
+        "error is 1 - R² and one lambda_a suits every D", choices=(True, False),
+    ),
 }
 
 INTACT_OPTIONS: dict[str, Option] = {
@@ -92,8 +110,10 @@ class AssociationCritic(GanRegulariser):
     """D step, association step on real HR, G step penalised by the frozen critic.
 
     Subclasses say which maps they learn (``build_critic``), how they are
-    trained on real HR (``association_terms``) and the distance the frozen
-    critic puts on SR features (``critic_distance``).
+    trained on real HR (``association_terms``) and what the frozen critic
+    predicts from what (``critic_fit``): ``L_dis`` is the mean squared error of
+    that prediction on SR features, and its R² on held-out real HR says how
+    much the critic knows (:meth:`probe`).
     """
 
     options: ClassVar[dict[str, Option]] = ASSOCIATION_OPTIONS
@@ -107,9 +127,13 @@ class AssociationCritic(GanRegulariser):
         """Named, weighted terms on real-HR features (no gradient to re-id or D)."""
         raise NotImplementedError
 
-    def critic_distance(self, ctx: StepContext, f_c: Tensor, f_d: Tensor) -> Tensor:
-        """Unweighted ``L_dis`` on SR features, critic modules frozen."""
+    def critic_fit(self, ctx: StepContext, f_c: Tensor, f_d: Tensor) -> tuple[Tensor, Tensor]:
+        """``(prediction, target)`` of the frozen critic for features ``f_c``, ``f_d``."""
         raise NotImplementedError
+
+    def critic_distance(self, ctx: StepContext, f_c: Tensor, f_d: Tensor) -> Tensor:
+        """Unweighted ``L_dis``: the critic's squared error on these features."""
+        return association_mse(*self.critic_fit(ctx, f_c, f_d))
 
     # -- shared machinery ----------------------------------------------------------
     def _hidden(self) -> tuple[int, int]:
@@ -127,7 +151,55 @@ class AssociationCritic(GanRegulariser):
         """``{"dis": lambda_a * L_dis}`` on the SR batch; reuses the G step's forwards."""
         f_c = reid_features_for_critic(ctx)
         _, f_d = disc_on_sr(ctx, "D")
+        ctx.cache["critic/sr_features"] = (f_c, f_d)
         return {"dis": self.opts["lambda_a"] * self.critic_distance(ctx, f_c, f_d)}
+
+    def dis_paths(self, ctx: StepContext, terms: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """How much of ``L_dis``'s gradient on G arrives through ``f_c'`` and through ``f_d'``.
+
+        ``dis_path_share/fc = |g_fc| / (|g_fc| + |g_fd|)``, where ``g_fc`` is the
+        gradient on G's parameters of ``L_dis`` backpropagated through ``f_c'`` alone
+        (the re-id path) and ``g_fd`` through ``f_d'`` alone (D's path). Near 0: the
+        term acts as feature matching on D and carries little identity information.
+        """
+        if "dis" not in terms or "critic/sr_features" not in ctx.cache:
+            return {}
+        features = ctx.cache["critic/sr_features"]
+        params = [p for p in ctx["G"].parameters() if p.requires_grad]
+        wanted = [f for f in features if f.requires_grad]
+        grads = iter(torch.autograd.grad(terms["dis"], wanted, retain_graph=True, allow_unused=True))
+        norms = []
+        for feature in features:
+            grad = next(grads) if feature.requires_grad else None
+            if grad is None:
+                norms.append(torch.zeros((), device=terms["dis"].device))
+                continue
+            norms.append(flat_norm(torch.autograd.grad(feature, params, grad_outputs=grad,
+                                                       retain_graph=True, allow_unused=True)))
+        total = (norms[0] + norms[1]).clamp_min(1e-30)
+        return {"dis_path_share/fc": norms[0] / total, "dis_path_share/fd": norms[1] / total}
+
+    def probe(self, ctx: StepContext) -> dict[str, float]:
+        """D's accuracy, and the critic's R² on held-out real HR and its gap on their SR.
+
+        ``critic_r2 = 1 - MSE / Var(target)`` (the variance per dim, averaged): 0 is
+        a critic that learned only the mean of its target, 1 a perfect one.
+        ``critic_gap`` = the critic's error on SR minus its error on HR: what
+        ``L_dis`` (unweighted) can still push G to close.
+        """
+        out = super().probe(ctx)
+        pred, target = self.critic_fit(ctx, real_reid_features(ctx), real_disc_features(ctx))
+        error_hr = association_mse(pred, target)
+        variance = target.float().var(dim=0, unbiased=False).mean().clamp_min(1e-12)
+        _, f_c_sr = observe(ctx["reid"], ctx.sr())
+        _, f_d_sr = observe(ctx["D"], ctx.sr())
+        error_sr = self.critic_distance(ctx, f_c_sr, f_d_sr)
+        out.update({"critic_r2": float(1 - error_hr / variance), "critic_gap": float(error_sr - error_hr)})
+        return out
+
+    def generator_step(self, config: RunConfig) -> Step:
+        return dataclasses.replace(super().generator_step(config), diagnose=self.dis_paths)
+
 
     def generator_loss(self, ctx: StepContext) -> dict[str, Tensor]:
         terms = super().generator_loss(ctx)
@@ -155,7 +227,7 @@ class IntactRegulariser(AssociationCritic):
         hidden, depth = self._hidden()
         bridge_dim = self.opts["bridge_dim"]
         modules: dict[str, nn.Module] = {
-            "phi": EncoderDecoder(reid_dim, fd_dim, bridge_dim, hidden, depth)
+            "phi": EncoderDecoder(reid_dim, fd_dim, bridge_dim, hidden, depth, self.opts["critic_standardise"])
         }
         if self.bridge:
             modules["sigma"] = mlp(fd_dim, bridge_dim, hidden, depth)
@@ -163,14 +235,16 @@ class IntactRegulariser(AssociationCritic):
 
     def association_terms(self, ctx: StepContext, f_c: Tensor, f_d: Tensor) -> dict[str, Tensor]:
         phi = ctx["phi"]
+        target = phi.target(f_d)  # standardised by this real-HR batch (running statistics updated once)
         f_e = phi.encode(f_c)
-        terms = {"intact": association_mse(phi.decoder(f_e), f_d)}
+        terms = {"intact": association_mse(phi.decoder(f_e), target)}
         if self.bridge:
-            terms["e"] = self.opts["lambda_e"] * association_mse(ctx["sigma"](f_d), f_e)
+            terms["e"] = self.opts["lambda_e"] * association_mse(ctx["sigma"](target), f_e)
         return terms
 
-    def critic_distance(self, ctx: StepContext, f_c: Tensor, f_d: Tensor) -> Tensor:
-        return association_mse(ctx["phi"](f_c), f_d)
+    def critic_fit(self, ctx: StepContext, f_c: Tensor, f_d: Tensor) -> tuple[Tensor, Tensor]:
+        phi = ctx["phi"]
+        return phi(f_c), phi.target(f_d)
 
 
 class IntactNoBridge(IntactRegulariser):

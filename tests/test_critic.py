@@ -1,0 +1,259 @@
+"""A critic that criticises: diagnostics, the critic warm-up, a D whose features carry the image.
+
+Unit tests on the tiny modules of test_regularisers (gradient shares on hand
+cases, a diagnosed update equal to a plain one, the path split of L_dis,
+frozen spectral-normalised D), and smoke runs through the trainer (the critic
+warm-up trains the critics and leaves G alone, its cache, metrics.json's
+diagnostics, lambda_a = 0 giving the gan row bit for bit).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from harness import StepContext
+from harness.cache import cache_files
+from harness.config import resolve_config
+from harness.diagnostics import summarise
+from harness.run import run_experiment
+from harness.schedule import StepRunner, gradient_shares, set_trainable
+from plugins.reg.mlp import RunningStandardiser
+from plugins.sr.discriminator import SRGANDiscriminator
+from tests.test_regularisers import batch, make, snapshot, step_named
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+ASSOCIATIONS = ["intact", "intact-nobridge", "common-space", "d-to-r"]
+
+
+# --------------------------------------------------------------------------
+# Gradient shares
+# --------------------------------------------------------------------------
+
+
+def test_gradient_shares_on_a_hand_case():
+    w = torch.zeros(4, requires_grad=True)
+    terms = {"a": 3 * w.sum(), "b": -w.sum(), "const": torch.tensor(1.0)}
+    shares = gradient_shares(terms, [w])
+    # d a = 3 per element, d b = -1, the total 2: shares 3/2 and 1/2 (magnitudes, not a partition)
+    assert shares["a"].item() == pytest.approx(1.5)
+    assert shares["b"].item() == pytest.approx(0.5)
+    assert shares["const"].item() == 0.0
+    assert w.grad is None  # measuring leaves no gradient behind
+
+
+def test_a_diagnosed_update_equals_a_plain_one_bit_for_bit():
+    def one_iteration(diagnose: bool):
+        reg, models, config = make("intact", finetune_reid=False, lambda_a=1.0)
+        run = StepRunner(models, reg.schedule(config), {"G": 1e-3, "reid": 1e-3, "default": 1e-3})
+        run.run_iteration(StepContext(batch(), models, config), 0, diagnose=diagnose)
+        return snapshot(models), run.diagnostics
+
+    plain, none = one_iteration(False)
+    diagnosed, diagnostics = one_iteration(True)
+    assert none == {}
+    for name in plain:
+        for key in plain[name]:
+            assert torch.equal(plain[name][key], diagnosed[name][key]), (name, key)
+    assert {"grad_share/mse", "grad_share/id", "grad_share/gan", "grad_share/dis"} <= set(diagnostics)
+    assert all(float(v) >= 0 for v in diagnostics.values())
+
+
+@pytest.mark.parametrize("name", ASSOCIATIONS)
+def test_dis_paths_split_its_gradient_between_fc_and_fd(name):
+    reg, models, config = make(name, finetune_reid=False, lambda_a=1.0)
+    step = step_named(reg, config, "G")
+    run = StepRunner(models, [step], {"default": 1e-3})
+    run.run_iteration(StepContext(batch(), models, config), 0, diagnose=True)
+    fc, fd = float(run.diagnostics["dis_path_share/fc"]), float(run.diagnostics["dis_path_share/fd"])
+    assert 0.0 < fc < 1.0 and fc + fd == pytest.approx(1.0)
+    assert float(run.diagnostics["grad_share/dis"]) > 0
+
+
+def test_dis_path_share_is_all_fd_when_the_critic_ignores_fc():
+    reg, models, config = make("intact", finetune_reid=False, lambda_a=1.0)
+    for p in models["phi"].encoder.parameters():  # phi(f_c) no longer depends on f_c
+        nn.init.zeros_(p)
+    run = StepRunner(models, [step_named(reg, config, "G")], {"default": 1e-3})
+    run.run_iteration(StepContext(batch(), models, config), 0, diagnose=True)
+    assert float(run.diagnostics["dis_path_share/fc"]) == pytest.approx(0.0, abs=1e-6)
+
+
+# --------------------------------------------------------------------------
+# Probes on held-out images
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ASSOCIATIONS)
+def test_probe_reports_r2_gap_and_d_accuracy_and_changes_nothing(name):
+    reg, models, config = make(name)
+    set_trainable(models, ())
+    before = snapshot(models)
+    ctx = StepContext(batch(7), models, config)
+    with torch.no_grad():
+        ctx.sr()
+        out = reg.probe(ctx)
+    assert {"critic_r2", "critic_gap", "d_accuracy"} <= set(out)
+    assert 0.0 <= out["d_accuracy"] <= 1.0
+    after = snapshot(models)
+    for module in before:
+        for key in before[module]:
+            assert torch.equal(before[module][key], after[module][key]), (module, key)
+
+
+def test_critic_r2_rises_as_the_association_step_trains():
+    reg, models, config = make("intact", lr_phi=1e-2)
+    step = step_named(reg, config, "assoc")
+    run = StepRunner(models, [step], {"default": 1e-2})
+
+    def r2() -> float:
+        set_trainable(models, ())
+        ctx = StepContext(batch(1), models, config)
+        with torch.no_grad():
+            ctx.sr()
+            return reg.probe(ctx)["critic_r2"]
+
+    start = r2()
+    for _ in range(200):
+        run.run(step, StepContext(batch(1), models, config))
+    assert r2() > max(0.5, start + 0.3)
+
+
+def test_running_standardiser_starts_from_the_first_batch_and_freezes_in_eval():
+    norm = RunningStandardiser(3)
+    x = torch.randn(64, 3) * 0.01 + 5.0
+    y = norm(x)
+    assert y.mean(0).abs().max() < 1e-4 and (y.std(0, unbiased=False) - 1).abs().max() < 1e-3
+    norm.eval()
+    state = {k: v.clone() for k, v in norm.state_dict().items()}
+    norm(torch.randn(64, 3))
+    assert all(torch.equal(state[k], v) for k, v in norm.state_dict().items())
+
+
+# --------------------------------------------------------------------------
+# D's features carry the image; a frozen spectral-normalised D stays frozen
+# --------------------------------------------------------------------------
+
+
+def test_spectral_d_features_vary_with_the_image_where_batchnorm_reads_were_flat():
+    torch.manual_seed(0)
+    x = torch.rand(16, 3, 32, 16)
+
+    def relative_spread(norm: str) -> float:
+        disc = SRGANDiscriminator(8, 32, norm)
+        set_trainable({"D": disc}, ())  # a frozen read, as the critics read f_d
+        with torch.no_grad():
+            _, f_d = disc(x)
+        return float(f_d.std(0).mean() / f_d.abs().mean().clamp_min(1e-12))
+
+    assert relative_spread("spectral") > 10 * relative_spread("batch")
+
+
+def test_frozen_spectral_d_changes_nothing_and_its_own_step_updates_its_vectors():
+    reg, models, config = make("gan")
+    models["D"] = SRGANDiscriminator(4, 8, "spectral")
+    steps = reg.schedule(config)
+    run = StepRunner(models, steps, {"default": 1e-3})
+    vectors = lambda: {k: v.clone() for k, v in models["D"].state_dict().items() if k.endswith("_u")}  # noqa: E731
+    start = vectors()
+    run.run(step_named(reg, config, "G"), StepContext(batch(), models, config))
+    assert all(torch.equal(start[k], v) for k, v in vectors().items())  # G step: D frozen
+    run.run(step_named(reg, config, "D"), StepContext(batch(), models, config))
+    assert any(not torch.equal(start[k], v) for k, v in vectors().items())
+
+
+# --------------------------------------------------------------------------
+# Through the trainer: the critic warm-up, its cache, metrics.json
+# --------------------------------------------------------------------------
+
+
+def _run(registry, tmp_path, name, cache=None, **values):
+    config = resolve_config({"preset": "smoke", "sr_iters": 2, "log_every": 1, **values}, registry)
+    metrics = run_experiment(config, tmp_path / name, registry, echo=lambda s: None, stage0_cache_dir=cache)
+    log = [json.loads(x) for x in (tmp_path / name / "log.jsonl").read_text().splitlines()]
+    return config, metrics, log
+
+
+@pytest.mark.slow
+def test_critic_warmup_trains_critics_only_then_diagnostics_reach_metrics(registry, tmp_path):
+    cache = tmp_path / "cache"
+    config, metrics, log = _run(registry, tmp_path, "intact", cache, reg="intact",
+                                options={"critic_iters": 3})
+    critic = [r for r in log if r.get("stage") == "critic" and "D/gan" in r]
+    assert [r["iteration"] for r in critic] == [1, 2, 3]
+    assert all("G/mse" not in r and "assoc/intact" in r and "probe/critic_r2" in r for r in critic)
+    start = [r for r in log if r.get("stage") == "sr" and r["iteration"] == 0]
+    assert start and "probe/critic_r2" in start[0]
+    diag = metrics["diagnostics"]
+    assert set(diag["grad_share"]) == {"mse", "id", "gan", "dis"}
+    assert {"critic_r2", "critic_r2_at_start", "critic_gap", "d_accuracy"} <= set(diag)
+    assert 0 <= diag["dis_path_share"]["fc"] <= 1 and diag["critic_warmup_iters"] == 3
+    assert json.loads((tmp_path / "intact" / "metrics.json").read_text())["diagnostics"] == diag
+
+    # the warm-up trains the critics only: its cache holds them, not G
+    files = cache_files(config, registry, torch.device("cpu"), cache)
+    critic_cache = torch.load(files[2], weights_only=True)
+    assert set(critic_cache["models"]) == {"D", "phi", "sigma"}
+    assert set(critic_cache["optimizers"]) == {"D", "assoc"}
+
+    # a row with another lambda_a shares the warm-up, and gives a fresh warm-up's numbers
+    _, cached, log2 = _run(registry, tmp_path, "cached", cache, reg="intact",
+                           options={"critic_iters": 3, "lambda_a": 0.5})
+    assert any("critic_cache" in r for r in log2)
+    assert len(list(cache.glob("critic-*.pt"))) == 1
+    _, fresh, _ = _run(registry, tmp_path, "fresh", None, reg="intact",
+                       options={"critic_iters": 3, "lambda_a": 0.5})
+    for kind in ("sr", "hr"):
+        assert cached["queries"][kind]["cmc"] == fresh["queries"][kind]["cmc"]
+    assert cached["queries"]["sr"]["psnr"] == fresh["queries"]["sr"]["psnr"]
+
+
+def test_critic_cache_key_ignores_g_weights_only(registry):
+    def key(**options):
+        config = resolve_config({"preset": "smoke", "reg": "intact", "options": options}, registry)
+        return cache_files(config, registry, torch.device("cpu"), Path("c"))
+
+    base = key()
+    assert key(lambda_a=0.5)[2] == base[2] and key(lambda_g=0.1, lambda_c=0.0)[2] == base[2]
+    for other in (key(lr_phi=1e-3), key(critic_iters=7), key(lr_D=1e-3), key(disc_norm="batch"),
+                  key(critic_standardise=False)):
+        assert other[2] != base[2]
+    assert key(lambda_a=0.5)[:2] == base[:2]  # stage 0 and the warm start never depend on the critic
+
+
+@pytest.mark.slow
+def test_intact_without_its_critic_term_is_the_gan_row_bit_for_bit(registry, tmp_path):
+    """L_dis is the critic's only path into G: with lambda_a = 0 nothing else differs."""
+    cache = tmp_path / "cache"
+    _, gan, _ = _run(registry, tmp_path, "gan", cache, reg="gan", options={"critic_iters": 3})
+    _, intact, _ = _run(registry, tmp_path, "intact0", cache, reg="intact",
+                        options={"critic_iters": 3, "lambda_a": 0.0})
+    for kind in ("sr", "bicubic", "hr"):
+        assert gan["queries"][kind]["cmc"] == intact["queries"][kind]["cmc"]
+    assert gan["queries"]["sr"]["psnr"] == intact["queries"]["sr"]["psnr"]
+    final = {name: torch.load(sorted((tmp_path / name / "checkpoints").glob("*.pt"))[-1],
+                              weights_only=True)["models"]["G"] for name in ("gan", "intact0")}
+    for key, value in final["gan"].items():
+        assert torch.equal(value, final["intact0"][key]), key
+
+
+def test_summary_of_a_log_on_a_hand_case():
+    records = [
+        {"stage": "critic", "iteration": 1, "probe/critic_r2": -1.0},
+        {"stage": "sr", "iteration": 0, "probe/critic_r2": 0.4},
+        {"stage": "sr", "iteration": 1, "diag/grad_share/mse": 0.9, "diag/grad_share/dis": 0.2,
+         "diag/dis_path_share/fc": 0.3, "probe/critic_r2": 0.5, "probe/d_accuracy": 0.6},
+        {"stage": "sr", "iteration": 2, "diag/grad_share/mse": 0.7, "diag/grad_share/dis": 0.4,
+         "diag/dis_path_share/fc": 0.5, "probe/critic_r2": 0.7, "probe/d_accuracy": 0.8},
+    ]
+    out = summarise(records, critic_warmup_iters=5)
+    assert out["grad_share"] == {"dis": 0.3, "mse": 0.8}
+    assert out["dis_path_share"] == {"fc": 0.4}
+    assert out["critic_r2"] == 0.6 and out["critic_r2_at_start"] == 0.4 and out["critic_r2_end"] == 0.7
+    assert out["d_accuracy"] == 0.7 and out["critic_warmup_iters"] == 5
+    assert summarise([{"stage": "reid", "iteration": 1, "reid/ce": 4.0}]) == {}
