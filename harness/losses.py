@@ -78,6 +78,20 @@ def association_mse(pred: Tensor, target: Tensor) -> Tensor:
     return F.mse_loss(pred.float(), target.float())
 
 
+def standardise(x: Tensor, reference: Tensor, eps: float = 1e-10) -> Tensor:
+    """``x`` per dim by the mean and std of ``reference`` (statistics carry no gradient).
+
+    How the association critics put their target on one scale: by the real-HR
+    batch at hand, read by the same frozen model, in the association step, the
+    G step and the probes alike. Why not running statistics: D moves every
+    iteration, and a running mean that lags it offsets every standardised
+    target (measured: held-out R² below zero while the same critic fitted its
+    training batch to 0.6).
+    """
+    ref = reference.detach().float()
+    return (x.float() - ref.mean(0)) / torch.sqrt(ref.var(0, unbiased=False) + eps)
+
+
 def variance_hinge(z: Tensor, target_std: float = 1.0, eps: float = 1e-4) -> Tensor:
     """Mean over dims of ``relu(target_std - std)``: zero unless a dim collapses (VICReg)."""
     z = z.float()

@@ -233,6 +233,12 @@ def _run_experiment(
         if main_rank and not resume:
             atomic_write_json(run_dir / "config.json", {**config_document(config, extra),
                                                         "world_size": distributed.world_size()})
+    critic_iters = regulariser.critic_warmup_iters(config) if config.sr_iters else 0
+    if critic_iters:  # when the critic's terms first act on G: after its warm-up, from stage 1's start
+        extra["critic_warmup"] = {"iters": int(critic_iters), "generator_terms_from": {"stage": "sr", "iteration": 0}}
+        if main_rank and not resume:
+            atomic_write_json(run_dir / "config.json", {**config_document(config, extra),
+                                                        "world_size": distributed.world_size()})
     log_path = run_dir / "log.jsonl"
     cache = warmup_cache = critic_cache = None
     if stage0_cache_dir is not None and not distributed.is_distributed():

@@ -443,7 +443,7 @@ class Trainer:
     def train_critic(self) -> None:
         """The schedule's steps that do not train G, with G frozen, before G sees their terms."""
         cfg = self.config
-        if self.critic_iters == 0 or not self.critic_steps or self._load_critic():
+        if self.critic_iters == 0 or not self.critic_steps or cfg.sr_iters == 0 or self._load_critic():
             self.stage, self.iteration = "sr", 0
             return
         for module in self.models.values():

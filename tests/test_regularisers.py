@@ -161,11 +161,11 @@ def test_registered_with_one_line_summary_and_declared_options(name):
         assert entry.options["lambda_g"].default == 3e-4 and entry.options["lr_D"].default == 1e-4
     if name not in ("none", "gan"):
         for key, default in [
-            ("lambda_a", 3e-4),
+            ("lambda_a", 3e-5),
             ("phi_hidden", 256),
             ("phi_depth", 2),
             ("bridge_dim", 64),
-            ("lr_phi", 1e-4),
+            ("lr_phi", 1e-3),
         ]:
             assert entry.options[key].default == default
     assert ("lambda_e" in entry.options) == (name == "intact")
@@ -303,22 +303,22 @@ def test_gan_g_step_without_lambda_g_has_no_gan_term():
 # --------------------------------------------------------------------------
 
 
-def test_intact_association_loss_falls_over_50_steps():
+def test_intact_association_loss_falls_over_100_steps():
     reg, models, config = make("intact", lr_phi=1e-2)
     step = step_named(reg, config, "assoc")
     run = runner(models, [step])
     b = batch()
     totals = [
         sum(float(v) for v in run.run(step, StepContext(b, models, config)).values())
-        for _ in range(50)
+        for _ in range(100)
     ]
-    assert totals[-1] < 0.3 * totals[0], totals[::10]
+    assert totals[-1] < 0.3 * totals[0], totals[::20]
 
 
 def test_g_lowers_dis_against_a_fixed_critic():
     reg, models, config = make("intact", finetune_reid=True)
     step = Step("dis-only", ("G", "reid"), reg.dis_terms)
-    run = runner(models, [step], lr=1e-2)
+    run = runner(models, [step], lr=1e-3)  # Adam: steps of ~lr, whatever lambda_a
     b = batch()
     reid_before = snapshot({"reid": models["reid"]})
     values = [

@@ -16,8 +16,8 @@ off-diagonal covariance, for both ``z_c`` and ``z_d``, weighted ``cs_var`` and
 a collapse. The guard trains the maps only; G sees the plain distance.
 
 ``d-to-r`` (Fig. 5 b): ``phi: f_d -> f_c`` learned on ``||phi(f_d) - f_c||^2``;
-G is penalised by ``||phi(f_d') - f_c'||^2`` (``f_c`` standardised per dim as
-INTACT standardises ``f_d``). ``phi`` has INTACT's architecture
+G is penalised by ``||phi(f_d') - f_c'||^2`` (``f_c`` standardised per dim by
+the real-HR batch's, as INTACT standardises ``f_d``). ``phi`` has INTACT's architecture
 (encoder, normalised code, decoder) with the dims swapped.
 
 Distances are ``F.mse_loss`` as in INTACT; gradients reach G through ``f_c'``
@@ -32,7 +32,13 @@ from torch import Tensor, nn
 
 from harness import Option, hookimpl
 from harness.components import StepContext
-from harness.losses import association_mse, covariance_penalty, variance_hinge
+from harness.losses import (
+    association_mse,
+    covariance_penalty,
+    real_reid_features,
+    standardise,
+    variance_hinge,
+)
 from plugins.reg.intact import ASSOCIATION_OPTIONS, AssociationCritic
 from plugins.reg.mlp import EncoderDecoder, mlp
 
@@ -79,15 +85,14 @@ class DToR(AssociationCritic):
 
     def build_critic(self, reid_dim: int, fd_dim: int) -> dict[str, nn.Module]:
         hidden, depth = self._hidden()
-        return {"phi": EncoderDecoder(fd_dim, reid_dim, self.opts["bridge_dim"], hidden, depth,
-                                      self.opts["critic_standardise"])}
+        return {"phi": EncoderDecoder(fd_dim, reid_dim, self.opts["bridge_dim"], hidden, depth)}
 
     def association_terms(self, ctx: StepContext, f_c: Tensor, f_d: Tensor) -> dict[str, Tensor]:
         return {"assoc": association_mse(*self.critic_fit(ctx, f_c, f_d))}
 
     def critic_fit(self, ctx: StepContext, f_c: Tensor, f_d: Tensor) -> tuple[Tensor, Tensor]:
-        phi = ctx["phi"]
-        return phi(f_d), phi.target(f_c)
+        target = standardise(f_c, real_reid_features(ctx)) if self.opts["critic_standardise"] else f_c
+        return ctx["phi"](f_d), target
 
 
 @hookimpl
