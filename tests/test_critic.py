@@ -225,7 +225,7 @@ def test_critic_cache_key_ignores_g_weights_only(registry):
 
     base = key()
     assert key(lambda_a=0.5)[2] == base[2] and key(lambda_g=0.1, lambda_c=0.0)[2] == base[2]
-    for other in (key(lr_phi=1e-3), key(critic_iters=7), key(lr_D=1e-3), key(disc_norm="batch"),
+    for other in (key(lr_phi=1e-2), key(critic_iters=7), key(lr_D=1e-3), key(disc_norm="batch"),
                   key(critic_standardise=False)):
         assert other[2] != base[2]
     assert key(lambda_a=0.5)[:2] == base[:2]  # stage 0 and the warm start never depend on the critic
