@@ -145,6 +145,14 @@ class AssociationCritic(GanRegulariser):
         return association_mse(*self.critic_fit(ctx, f_c, f_d))
 
     # -- shared machinery ----------------------------------------------------------
+    def disc_input(self, ctx: StepContext, f_d: Tensor) -> Tensor:
+        """``f_d`` standardised by the real-HR batch's ``f_d`` (unchanged without ``critic_standardise``)."""
+        return standardise(f_d, real_disc_features(ctx)) if self.opts["critic_standardise"] else f_d
+
+    def reid_input(self, ctx: StepContext, f_c: Tensor) -> Tensor:
+        """``f_c`` standardised by the real-HR batch's ``f_c`` (unchanged without ``critic_standardise``)."""
+        return standardise(f_c, real_reid_features(ctx)) if self.opts["critic_standardise"] else f_c
+
     def _hidden(self) -> tuple[int, int]:
         return self.opts["phi_hidden"], self.opts["phi_depth"]
 
@@ -257,8 +265,7 @@ class IntactRegulariser(AssociationCritic):
         return ctx["phi"](f_c), self.critic_target(ctx, f_d)
 
     def critic_target(self, ctx: StepContext, f_d: Tensor) -> Tensor:
-        """``f_d`` standardised by the real-HR batch's ``f_d`` (unchanged without ``critic_standardise``)."""
-        return standardise(f_d, real_disc_features(ctx)) if self.opts["critic_standardise"] else f_d
+        return self.disc_input(ctx, f_d)
 
 
 class IntactNoBridge(IntactRegulariser):
