@@ -362,9 +362,9 @@ def evaluate_run(run_dir: Path, registry: Registry, echo: Echo = print) -> dict[
     seed_everything(config.seed)
     data = prepare_data(config, registry)
     models, _ = build_models(config, registry, data.num_classes)
-    for name, module in models.items():
-        module.load_state_dict(ckpt["models"][name])
-        module.to(device)
+    for name in ("G", "reid"):  # what evaluation reads; a critic's layout may have changed since
+        models[name].load_state_dict(ckpt["models"][name])
+        models[name].to(device)
     start = time.time()
     metrics, samples = evaluate_models(models["G"], models["reid"], data, config, device)
     old = {}
