@@ -18,6 +18,7 @@ from torch import nn
 
 from harness import StepContext
 from harness.cache import cache_files
+from harness.checkpoint import latest_checkpoint
 from harness.config import resolve_config
 from harness.diagnostics import summarise
 from harness.losses import standardise
@@ -241,8 +242,7 @@ def test_intact_without_its_critic_term_is_the_gan_row_bit_for_bit(registry, tmp
     for kind in ("sr", "bicubic", "hr"):
         assert gan["queries"][kind]["cmc"] == intact["queries"][kind]["cmc"]
     assert gan["queries"]["sr"]["psnr"] == intact["queries"]["sr"]["psnr"]
-    final = {name: torch.load(sorted((tmp_path / name / "checkpoints").glob("*.pt"))[-1],
-                              weights_only=True)["models"]["G"] for name in ("gan", "intact0")}
+    final = {name: latest_checkpoint(tmp_path / name / "checkpoints")["models"]["G"] for name in ("gan", "intact0")}
     for key, value in final["gan"].items():
         assert torch.equal(value, final["intact0"][key]), key
 
