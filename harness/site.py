@@ -29,6 +29,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from harness import leaderboard as lb
 from harness import sweep
@@ -129,13 +130,20 @@ def _esc(text: Any) -> str:
 
 
 def _href(path: Path, out_dir: Path | None) -> str:
-    """A link to a local file: relative to the page where there is one, else a file:// URI."""
-    if out_dir is not None:
-        try:
-            return Path(os.path.relpath(path.resolve(), out_dir.resolve())).as_posix()
-        except ValueError:  # another drive (Windows)
-            pass
-    return path.resolve().as_uri()
+    """A link to a local file: a relative path (to the page, else to the working folder),
+    every segment percent-encoded and led by ``./``, so no folder name can become a scheme.
+
+    Why: a run folder named ``javascript:alert(1)`` once became a link that ran a script
+    when clicked. ``quote`` with no safe characters encodes ``:`` (and ``?``, ``#``), and
+    the leading ``./`` keeps even an encoded first segment from reading as anything but a path.
+    """
+    base = (out_dir if out_dir is not None else Path.cwd()).resolve()
+    try:
+        relative = Path(os.path.relpath(path.resolve(), base))
+    except ValueError:  # another drive (Windows): no relative path exists; link the name alone
+        relative = Path(path.name)
+    segments = [quote(part, safe="") for part in relative.as_posix().split("/")]
+    return "./" + "/".join(segments)
 
 
 def _png_data(fig: Any) -> str:

@@ -15,7 +15,7 @@ from PIL import Image
 from harness import augment
 from harness.checkpoint import latest_checkpoint
 from harness.cli import main
-from harness.data.pack import pack_dataset
+from harness.data.pack import MARKER, pack_dataset
 from harness.errors import DatasetError
 from harness.weights import load_reid_weights
 from plugins.data.synthetic import write_layout
@@ -117,7 +117,7 @@ def _tree(root: Path) -> list[str]:
 def test_pack_keeps_the_layout_and_resizes_every_image(viper_layout, tmp_path) -> None:
     out = tmp_path / "small"
     summary = pack_dataset(viper_layout, out, size=(32, 16))
-    assert _tree(out) == _tree(viper_layout)
+    assert _tree(out) == sorted([MARKER, *_tree(viper_layout)])  # and the mark of an earlier pack
     assert summary.images == 20 and summary.other_files == 1
     assert (out / "README.txt").read_text() == "release note"
     for path in out.rglob("*.bmp"):
@@ -132,7 +132,7 @@ def test_pack_into_one_tar_is_byte_identical_when_repeated(viper_layout, tmp_pat
     second = pack_dataset(viper_layout, tmp_path / "b.tar", size=(32, 16)).out
     assert first.read_bytes() == second.read_bytes()
     with tarfile.open(first) as archive:
-        assert sorted(m.name for m in archive.getmembers()) == _tree(viper_layout)
+        assert sorted(m.name for m in archive.getmembers()) == sorted([MARKER, *_tree(viper_layout)])
     assert not list(tmp_path.glob("*.partial"))
 
 
@@ -146,6 +146,42 @@ def test_pack_cli_reports_and_names_a_corrupt_image(viper_layout, tmp_path) -> N
     assert not (tmp_path / "x.tar").exists() and not (tmp_path / "x.tar.partial").exists()
     result = CliRunner().invoke(main, ["data", "pack", str(viper_layout), str(tmp_path / "y"), "--size", "32"])
     assert result.exit_code == 2 and "expected HEIGHTxWIDTH" in result.output
+
+
+@pytest.mark.parametrize("suffix", ["", ".tar"])
+def test_pack_replaces_only_an_earlier_pack_of_the_same_source(viper_layout, tmp_path, suffix) -> None:
+    out = tmp_path / f"out{suffix}"
+    pack_dataset(viper_layout, out, size=(32, 16))
+    pack_dataset(viper_layout, out, size=(16, 8))  # our own earlier pack: replaced
+    other = write_layout(tmp_path / "other", "viper", train_ids=2, test_ids=2, height=64, width=24)
+    before = out.read_bytes() if suffix else _tree(out)
+    with pytest.raises(DatasetError, match="not an earlier pack of"):
+        pack_dataset(other, out)  # a pack of another source is not ours to replace
+    assert (out.read_bytes() if suffix else _tree(out)) == before
+
+
+def test_pack_never_deletes_a_folder_it_did_not_write(viper_layout, tmp_path) -> None:
+    victim = tmp_path / "thesis"
+    (victim / "important").mkdir(parents=True)
+    (victim / "important" / "thesis.txt").write_text("years of work")
+    result = CliRunner().invoke(main, ["data", "pack", str(viper_layout), str(victim)])
+    assert result.exit_code == 2 and "is not an earlier pack" in result.output
+    assert (victim / "important" / "thesis.txt").read_text() == "years of work"
+    (tmp_path / "blocker.tar").write_bytes(b"not a tar")
+    with pytest.raises(DatasetError, match="not an earlier pack"):
+        pack_dataset(viper_layout, tmp_path / "blocker.tar")
+    assert (tmp_path / "blocker.tar").read_bytes() == b"not a tar"
+
+
+@pytest.mark.parametrize("where", ["itself", "dotdot", "inside", "parent"])
+def test_pack_refuses_an_output_in_or_around_its_source(viper_layout, tmp_path, where) -> None:
+    out = {"itself": viper_layout, "dotdot": viper_layout / ".." / viper_layout.name,
+           "inside": viper_layout / "train" / "packed", "parent": viper_layout.parent}[where]
+    before = _tree(viper_layout)
+    with pytest.raises(DatasetError, match="source"):
+        pack_dataset(viper_layout, out)
+    assert _tree(viper_layout) == before
+    assert not list(tmp_path.rglob("*.partial"))
 
 
 def test_pack_refuses_a_folder_without_images(tmp_path) -> None:

@@ -138,12 +138,28 @@ def test_site_links_runs_and_sets_the_same_queries_side_by_side(tmp_path) -> Non
     site = tmp_path / "site"
     lb.write_leaderboard(site, groups)
     page = (site / "index.html").read_text()
-    assert 'href="../runs/a/config.json"' in page and 'href="../runs/b/sr_samples.png"' in page
+    assert 'href="./../runs/a/config.json"' in page and 'href="./../runs/b/sr_samples.png"' in page
     assert (site / "../runs/a/config.json").is_file()
     assert "88.1 / - / -" in page and "protocol mlr-1.0" in page
     assert page.count('alt="SR samples"') == 1
     for forbidden in ("http://", "https://", "<link", "src=\"http"):
         assert forbidden not in page  # self-contained: nothing is fetched
+
+
+def test_no_folder_name_becomes_a_link_scheme(tmp_path) -> None:
+    """A run folder named like a script URL is linked as a relative, percent-encoded path."""
+    runs = tmp_path / "runs"
+    evil = make_run(runs, "javascript:alert(1)", reg="gan")
+    spaced = make_run(runs, "a b#c?d", reg="intact")
+    site = tmp_path / "site"
+    lb.write_leaderboard(site, lb.group(lb.collect([evil, spaced])))
+    page = (site / "index.html").read_text()
+    hrefs = [h for h in page.split('href="')[1:]]
+    links = [h.split('"', 1)[0] for h in hrefs if not h.startswith("#")]
+    assert links and all(link.startswith("./") for link in links), links
+    assert 'href="./../runs/javascript%3Aalert%281%29/config.json"' in page
+    assert 'href="./../runs/a%20b%23c%3Fd/config.json"' in page
+    assert (site / "../runs/javascript:alert(1)/config.json").is_file()
 
 
 def test_runs_without_stored_tensors_show_their_own_sample_figures(tmp_path) -> None:

@@ -11,6 +11,7 @@ The harness never writes into the source folder.
 from __future__ import annotations
 
 import io
+import json
 import os
 import tarfile
 from collections.abc import Callable
@@ -19,6 +20,46 @@ from pathlib import Path
 
 from harness.data.layout import IMAGE_EXTENSIONS as IMAGE_SUFFIXES
 from harness.errors import DatasetError
+
+#: what marks a folder or archive as a pack, and of which source: only such an OUT is replaced
+MARKER = ".harness-pack.json"
+
+
+def _earlier_pack_source(out: Path) -> str | None:
+    """The resolved source folder an existing ``out`` was packed from, if it is a pack at all."""
+    try:
+        if out.is_dir():
+            doc = json.loads((out / MARKER).read_text())
+        elif out.is_file() and tarfile.is_tarfile(out):
+            with tarfile.open(out) as archive:
+                member = archive.extractfile(archive.getmember(MARKER))
+                doc = json.loads(member.read()) if member is not None else {}
+        else:
+            return None
+    except (OSError, KeyError, ValueError, tarfile.TarError):
+        return None
+    return doc.get("source") if isinstance(doc, dict) else None
+
+
+def check_destination(src: Path, out: Path) -> None:
+    """Refuse an ``out`` whose writing could destroy anything that is not our own earlier pack.
+
+    Paths are compared resolved (``SRC/../SRC`` is SRC): ``out`` may be neither the source,
+    nor inside it, nor a folder holding it; an existing ``out`` is replaced only when it is
+    empty or an earlier pack of this very source.
+    """
+    source, target = src.resolve(), out.resolve()
+    if target == source or source in target.parents:
+        raise DatasetError(f"{out} is inside the source folder {src} (resolved: {target}); the harness "
+                           "never writes into a dataset: write the pack outside it")
+    if target in source.parents:
+        raise DatasetError(f"{out} holds the source folder {src}; replacing it would delete the "
+                           "source: write the pack elsewhere")
+    if out.is_symlink() or out.exists():
+        empty = out.is_dir() and not out.is_symlink() and not any(out.iterdir())
+        if not empty and _earlier_pack_source(out) != str(source):
+            raise DatasetError(f"{out} exists and is not an earlier pack of {src}: nothing was changed; "
+                               "choose a new output path, or remove it yourself if it is not needed")
 
 
 @dataclass
@@ -75,11 +116,25 @@ def pack_dataset(
     files = _files(src)
     if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in files):
         raise DatasetError(f"{src} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    check_destination(src, out)
     as_tar = out.suffix == ".tar"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
+    if (tmp.is_symlink() or tmp.exists()) and _earlier_pack_source(tmp) != str(src.resolve()):
+        raise DatasetError(f"{tmp} exists and is not an unfinished pack of {src}; remove it or choose "
+                           "another output")
+    _remove(tmp)  # a pack an earlier, interrupted call left unfinished
     images = others = 0
+    marker = json.dumps({"source": str(src.resolve()), "size": list(size), "quality": quality},
+                        sort_keys=True).encode()
     archive = tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) if as_tar else None
+    if archive is not None:
+        info = tarfile.TarInfo(MARKER)
+        info.size, info.mode, info.mtime = len(marker), 0o644, 0
+        archive.addfile(info, io.BytesIO(marker))
+    else:
+        tmp.mkdir(parents=True)
+        (tmp / MARKER).write_bytes(marker)
     try:
         for i, path in enumerate(files):
             rel = path.relative_to(src).as_posix()
