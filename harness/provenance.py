@@ -6,6 +6,7 @@ so any number can be traced to the exact code and recipe that produced it.
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -36,11 +37,42 @@ def git_commit() -> str | None:
         return None
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what ``platform`` says)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def compute_record(config: RunConfig) -> dict[str, Any]:
+    """The settings that decide a run's speed and, on CPU, its last bits.
+
+    Why recorded: a CPU run is bit-for-bit reproducible only at the same torch thread
+    count, and its speed depends on the CPU; without them a README number cannot be checked.
+    """
+    import torch
+
+    on_gpu = config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available())
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "device": torch.cuda.get_device_name() if on_gpu else "cpu",
+        "precision": "bfloat16 autocast" if config.amp and on_gpu else "float32",
+    }
+
+
 def config_document(config: RunConfig, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return {
         "config": config.to_dict(),
         "protocol_version": PROTOCOL_VERSION,
         "seed": config.seed,
+        "compute": compute_record(config),
         "versions": package_versions(),
         "git_commit": git_commit(),
         "command": " ".join(sys.argv),
