@@ -167,7 +167,7 @@ def test_runs_without_stored_tensors_show_their_own_sample_figures(tmp_path) -> 
     (run / "sr_samples.png").write_bytes(PNG_MAGIC)
     (run / "sr_samples.pt").write_bytes(b"not a torch file")  # corrupt: ignored, not fatal
     page = lb.render_html(lb.group(lb.collect([run])), out_dir=tmp_path / "site")
-    assert 'src="../runs/old/sr_samples.png"' in page and 'alt="SR samples"' not in page
+    assert 'src="./../runs/old/sr_samples.png"' in page and 'alt="SR samples"' not in page
 
 
 # --------------------------------------------------------------------------- in a real browser
