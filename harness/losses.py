@@ -209,8 +209,20 @@ def real_reid_features(ctx: StepContext) -> Tensor:
 
 
 def real_disc_features(ctx: StepContext, disc: str = "D") -> Tensor:
-    """``f_d`` of the real HR batch under the *current* D (recomputed after the D step)."""
-    return observe(ctx[disc], ctx.batch.x_hr)[1]
+    """``f_d`` of the real HR batch under the *current* D: cached until D changes.
+
+    D changes within an iteration (its own step), so the cache is keyed by the
+    version counters of its parameters and buffers (host-side, no sync): the
+    association step and the standardisation of its target share one forward.
+    """
+    module = ctx[disc]
+    state = (*module.parameters(), *module.buffers())
+    version = tuple(t._version for t in state)
+    key = f"{disc}_hr"
+    cached = ctx.cache.get(key)
+    if cached is None or cached[0] != version:
+        cached = ctx.cache[key] = (version, observe(module, ctx.batch.x_hr)[1])
+    return cached[1]
 
 
 # --------------------------------------------------------------------------

@@ -435,9 +435,10 @@ class Trainer:
         if is_main() and self.critic_cache is not None and not self.critic_cache.is_file():
             from harness.io import atomic_torch_save
 
+            optimizers = self.runner.state_dict()
             atomic_torch_save({
                 "models": {name: self.models[name].state_dict() for name in self._critic_names()},
-                "optimizers": {step.name: self.runner.state_dict()[step.name] for step in self.critic_steps},
+                "optimizers": {step.name: optimizers[step.name] for step in self.critic_steps},
             }, self.critic_cache)
 
     def train_critic(self) -> None:

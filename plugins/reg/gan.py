@@ -61,7 +61,7 @@ class GanRegulariser(SRRegulariser):
 
     #: options only the G step reads: a critic warm-up does not depend on them, so rows
     #: of a weight sweep share one (harness.cache)
-    generator_only_options: ClassVar[tuple[str, ...]] = ("lambda_c", "lambda_g", "lambda_a", "dis_paths")
+    generator_only_options: ClassVar[tuple[str, ...]] = ("lambda_c", "lambda_g")
 
     def critic_warmup_iters(self, config: RunConfig) -> int:
         return int(self.opts["critic_iters"])

@@ -127,6 +127,8 @@ class AssociationCritic(GanRegulariser):
 
     options: ClassVar[dict[str, Option]] = ASSOCIATION_OPTIONS
     critic_modules: ClassVar[tuple[str, ...]] = ("phi",)
+    generator_only_options: ClassVar[tuple[str, ...]] = (
+        *GanRegulariser.generator_only_options, "lambda_a", "dis_paths")
 
     # -- what subclasses define --------------------------------------------------
     def build_critic(self, reid_dim: int, fd_dim: int) -> dict[str, nn.Module]:
@@ -254,7 +256,7 @@ class IntactRegulariser(AssociationCritic):
 
     def association_terms(self, ctx: StepContext, f_c: Tensor, f_d: Tensor) -> dict[str, Tensor]:
         phi = ctx["phi"]
-        target = self.critic_target(ctx, f_d)
+        target = self.disc_input(ctx, f_d)
         f_e = phi.encode(f_c)
         terms = {"intact": association_mse(phi.decoder(f_e), target)}
         if self.bridge:
@@ -262,10 +264,7 @@ class IntactRegulariser(AssociationCritic):
         return terms
 
     def critic_fit(self, ctx: StepContext, f_c: Tensor, f_d: Tensor) -> tuple[Tensor, Tensor]:
-        return ctx["phi"](f_c), self.critic_target(ctx, f_d)
-
-    def critic_target(self, ctx: StepContext, f_d: Tensor) -> Tensor:
-        return self.disc_input(ctx, f_d)
+        return ctx["phi"](f_c), self.disc_input(ctx, f_d)
 
 
 class IntactNoBridge(IntactRegulariser):

@@ -7,7 +7,6 @@ shrink the critic. The output layer is linear so any target range is reachable.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 
@@ -27,33 +26,6 @@ def mlp(in_dim: int, out_dim: int, hidden: int = 256, depth: int = 2) -> nn.Sequ
     return nn.Sequential(*layers)
 
 
-class RunningStandardiser(nn.BatchNorm1d):
-    """Per-dim standardisation by running statistics that start from the first batch.
-
-    A BatchNorm (so every frozen read puts it in inference mode and it changes
-    nothing, :data:`harness.schedule.STATEFUL_LAYERS`) with two differences that
-    make it a standardiser rather than a layer: it normalises with its running
-    statistics in training mode too, so the association step and the frozen
-    reads of the G step measure on one scale; and its average starts from the
-    first batch (a cumulative mean until ``1 / n`` falls below ``momentum``,
-    then an exponential one) instead of from mean 0 and variance 1, which
-    ``f_d``'s small early scale would take a hundred steps to forget.
-    """
-
-    def __init__(self, dim: int, momentum: float = 0.05):
-        super().__init__(dim, eps=1e-8, affine=False, momentum=momentum)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.training:
-            with torch.no_grad():
-                factor = max(float(self.momentum or 0.0), 1.0 / (int(self.num_batches_tracked) + 1))
-                features = x.detach().float()
-                self.running_mean.lerp_(features.mean(0), factor)
-                self.running_var.lerp_(features.var(0, unbiased=False), factor)
-                self.num_batches_tracked.add_(1)
-        return (x - self.running_mean) / torch.sqrt(self.running_var + self.eps)
-
-
 class EncoderDecoder(nn.Module):
     """``decoder ∘ encoder`` through a bridge space of ``bridge_dim``.
 
@@ -61,26 +33,13 @@ class EncoderDecoder(nn.Module):
     loss on it (``L_e``) could otherwise be driven to zero by shrinking the
     code while the decoder scales it back up, a trivial solution that teaches
     sigma nothing.
-
-    ``target`` standardises what the network predicts (``standardise``): each
-    dim of the target feature to zero mean and unit variance, a BatchNorm
-    without affine parameters. Why: ``f_d``'s scale is whatever D's training
-    made it, so ``||phi(f_c) - f_d||^2`` and its weight would drift with it,
-    and the bridge term ``L_e`` (on a unit-variance code) would dwarf or vanish
-    beside it. Standardised, the error is ``1 - R²`` of the fit, on the scale of
-    ``L_e``. The association step (which trains this network) normalises with
-    its real-HR batch's statistics and updates the running ones; every frozen
-    read (the G step on SR, the probes) uses the running statistics, so SR and
-    HR features are measured on one scale.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, bridge_dim: int, hidden: int, depth: int,
-                 standardise: bool = False):
+    def __init__(self, in_dim: int, out_dim: int, bridge_dim: int, hidden: int, depth: int):
         super().__init__()
         self.encoder = mlp(in_dim, bridge_dim, hidden, depth)
         self.norm = nn.LayerNorm(bridge_dim, elementwise_affine=False)
         self.decoder = mlp(bridge_dim, out_dim, hidden, depth)
-        self.target: nn.Module = RunningStandardiser(out_dim) if standardise else nn.Identity()
         self.in_dim, self.out_dim, self.bridge_dim = in_dim, out_dim, bridge_dim
 
     def encode(self, x: Tensor) -> Tensor:
