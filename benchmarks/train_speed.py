@@ -17,7 +17,8 @@ import time
 
 import torch
 
-from harness.components import StepContext, TrainBatch
+from harness.components import TrainBatch
+from harness.context import StepContext
 from harness.data.mlr import downsample
 from harness.models import build_models
 from harness.registry import get_registry
@@ -47,7 +48,7 @@ def time_regulariser(reg: str, args: argparse.Namespace, device: torch.device) -
         for name in ("G", "reid"):
             models[name] = torch.compile(models[name])
     amp = torch.bfloat16 if args.amp else None
-    runner = StepRunner(models, regulariser.schedule(config), {"G": 1e-4, "reid": 3e-5, "default": 1e-4}, 5e-4, amp)
+    runner = StepRunner(models, regulariser.schedule(config), {"G": 1e-4, "reid": 3e-5, "default": 1e-4}, amp)
     g = torch.Generator().manual_seed(0)
     x_hr = torch.rand(args.batch, 3, args.height, args.width, generator=g).to(device, memory_format=fmt)
     pids = torch.randint(args.classes, (args.batch,), generator=g).to(device)

@@ -1,7 +1,10 @@
 """crossres-harness: a benchmark harness for cross-resolution person re-id.
 
 Plugins import what they need from here: the hook marker, the component
-types and the errors they may raise.
+types and the errors they may raise. A regulariser composes its schedule from
+:mod:`harness.steps` (steps and G's terms) and :mod:`harness.critics`
+(association critics); loss functions and side-effect-free forwards are
+:mod:`harness.losses`.
 """
 
 from harness.components import (
@@ -10,16 +13,16 @@ from harness.components import (
     Record,
     Regulariser,
     ReidDataset,
-    Step,
-    StepContext,
     TrainBatch,
     coerce_option,
     read_options,
 )
 from harness.config import PROTOCOL_VERSION, ConfigError, ProtocolConfig, RunConfig
+from harness.context import StepContext
 from harness.errors import BadImageError, DatasetError, HarnessError, PluginError, UnknownNameError
 from harness.hookspecs import hookimpl
 from harness.pretrained import PackagedWeights
+from harness.steps import Step, Term
 
 __version__ = "0.1.0"
 
@@ -40,6 +43,7 @@ __all__ = [
     "RunConfig",
     "Step",
     "StepContext",
+    "Term",
     "TrainBatch",
     "UnknownNameError",
     "coerce_option",

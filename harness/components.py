@@ -1,7 +1,9 @@
 """The component types a plugin builds or consumes.
 
 Everything a third-party plugin needs is importable from ``harness`` itself;
-these classes are the contract between the core and the plugins.
+these classes are the contract between the core and the plugins. The step
+types of a regulariser's schedule are :mod:`harness.steps` and
+:mod:`harness.context`.
 """
 
 from __future__ import annotations
@@ -9,13 +11,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from harness.config import RunConfig
+
+if TYPE_CHECKING:  # the step types build on these components; only their names are needed here
+    from harness.context import StepContext
+    from harness.steps import Step
 
 
 class Record(NamedTuple):
@@ -78,12 +84,6 @@ class ReidDataset:
         }
 
 
-class SRModel(Protocol):
-    """``forward(x_lr, out_size) -> x_sr``; images are float RGB in [0, 1]."""
-
-    def __call__(self, x_lr: Tensor, out_size: tuple[int, int]) -> Tensor: ...
-
-
 @dataclass
 class TrainBatch:
     """One SR-stage batch: every image in it shares one downsampling ratio."""
@@ -96,67 +96,6 @@ class TrainBatch:
     @property
     def out_size(self) -> tuple[int, int]:
         return (int(self.x_hr.shape[-2]), int(self.x_hr.shape[-1]))
-
-
-class StepContext:
-    """What a step's loss function sees: the batch, the models, the config.
-
-    ``sr()`` runs the generator once per iteration and keeps its graph, so a
-    D step can use ``sr().detach()`` and the later G step backpropagates
-    through the very same forward (G does not change between them). It always
-    runs G in training mode, whichever step asks first, so the cached output
-    is the one the G step would have computed itself.
-    """
-
-    def __init__(self, batch: TrainBatch, models: Mapping[str, nn.Module], config: RunConfig):
-        self.batch = batch
-        self.models = models
-        self.config = config
-        self.cache: dict[str, Any] = {}
-
-    def __getitem__(self, name: str) -> nn.Module:
-        return self.models[name]
-
-    def sr(self) -> Tensor:
-        if "sr" not in self.cache:
-            generator = self.models["G"]
-            params = [p for p in generator.parameters()]
-            was = [p.requires_grad for p in params]
-            modes = [(m, m.training) for m in generator.modules()]
-            for p in params:
-                p.requires_grad_(True)
-            generator.train()
-            try:
-                self.cache["sr"] = generator(self.batch.x_lr, self.batch.out_size)
-            finally:
-                for p, flag in zip(params, was, strict=True):
-                    p.requires_grad_(flag)
-                for m, mode in modes:
-                    m.training = mode
-        return self.cache["sr"]
-
-
-LossFn = Callable[[StepContext], Mapping[str, Tensor]]
-
-
-@dataclass(frozen=True)
-class Step:
-    """One update of Algorithm 1.
-
-    Only the modules named in ``trainable`` have ``requires_grad=True`` during
-    the step and only their parameters are stepped; every other module is
-    frozen. ``loss`` returns named, already weighted terms; the trainer sums
-    and logs them.
-    """
-
-    name: str
-    trainable: tuple[str, ...]
-    loss: LossFn
-    lr: Mapping[str, float] = field(default_factory=dict)
-    #: on log iterations, called with the step's terms before their backward (their
-    #: graph alive): named scalar diagnostics of the step (e.g. which feature a critic's
-    #: gradient reaches G through). Must not change any module or the terms.
-    diagnose: Callable[[StepContext, Mapping[str, Tensor]], Mapping[str, Tensor]] | None = None
 
 
 @dataclass
@@ -183,11 +122,22 @@ class Regulariser:
     """A regulariser owns its extra modules and declares its schedule.
 
     Subclasses override ``build`` (create D, phi, sigma, ...: returned by name)
-    and ``schedule`` (the ordered steps of one iteration). The generator is
-    ``"G"`` and the re-id model ``"reid"`` in every step's module table.
+    and ``schedule`` (the ordered steps of one iteration, composed from
+    :mod:`harness.steps` and :mod:`harness.critics` or written by hand). The
+    generator is ``"G"`` and the re-id model ``"reid"`` in every step's module
+    table. ``options`` are declared once here and read once, typed, into
+    ``self.opts`` (a subclass with its own ``__init__`` may read them itself).
     """
 
     name: str = "regulariser"
+    options: ClassVar[Mapping[str, Option]] = {}
+    #: options only the step that trains G reads: a critic warm-up does not depend on
+    #: them, so the rows of a weight sweep share one (harness.cache)
+    generator_only_options: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: RunConfig):
+        self.config = config
+        self.opts: dict[str, Any] = read_options(config, self.options)
 
     def build(self, ctx: BuildContext) -> dict[str, nn.Module]:
         return {}

@@ -34,13 +34,13 @@ from harness.components import (
     Option,
     Record,
     ReidDataset,
-    Step,
-    StepContext,
 )
 from harness.config import RunConfig
+from harness.context import StepContext
 from harness.errors import DatasetError, PluginError, UnknownNameError
+from harness.freezing import buffers_restored
 from harness.registry import KINDS, Registry
-from harness.schedule import buffers_restored
+from harness.schedule import StepRunner, default_learning_rates
 from harness.standins import (
     BATCH,
     TINY_CLASSES,
@@ -52,6 +52,7 @@ from harness.standins import (
     random_images,
     tiny_batch,
 )
+from harness.steps import Step
 
 __all__ = [
     "ANY_FACTOR",
@@ -543,8 +544,6 @@ def _moved(before: dict[str, list[Tensor]], models: Mapping[str, nn.Module]) -> 
 
 def _one_iteration(entry: Entry, config: RunConfig) -> tuple[dict[str, float], list[str]]:
     """Build the regulariser around tiny G / re-id / D and run each step once, in order."""
-    from harness.schedule import StepRunner
-
     size = config.hr_size
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
@@ -588,8 +587,7 @@ def _one_iteration(entry: Entry, config: RunConfig) -> tuple[dict[str, float], l
                     f"{step.trainable!r}",
                 )
         steps = [_validated(entry, s) for s in steps]
-        default_lr = {"G": config.lr, "reid": config.lr_reid * 0.1, "default": config.lr}
-        runner = StepRunner(models, steps, default_lr)
+        runner = StepRunner(models, steps, default_learning_rates(config))
         state = StepContext(tiny_batch(size, float(config.protocol.ratios[0])), models, config)
         values: dict[str, float] = {}
         passed: list[str] = []

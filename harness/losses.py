@@ -23,7 +23,10 @@ step that merely reads it: :func:`observe` forwards without gradient and on
 copies of the module's buffers (BatchNorm running statistics stay put), and
 :func:`forward_without_param_grad` gives a graph to the *input* but none to
 the parameters, which is how ``L_dis`` reaches G through a re-id model that
-the same step fine-tunes with the ID loss.
+the same step fine-tunes with the ID loss. The forwards a step shares (the SR
+batch, the re-id model and D on it, the real-HR features) are memoised by
+:class:`harness.context.StepContext`; the terms built from them are
+:mod:`harness.steps`.
 """
 
 from __future__ import annotations
@@ -34,9 +37,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
-
-from harness.components import StepContext
-from harness.schedule import inference_mode_layers
 
 # --------------------------------------------------------------------------
 # Plain losses
@@ -136,115 +136,3 @@ def forward_without_param_grad(module: nn.Module, *args: Any) -> Any:
 def observe(module: nn.Module, *args: Any) -> Any:
     """Forward under ``no_grad`` that leaves the module (buffers included) untouched."""
     return functional_call(module, _state(module, detach_params=True), args)
-
-
-def reid_is_trained(ctx: StepContext) -> bool:
-    """Whether the current step trains the re-id model (``--finetune-reid``)."""
-    return any(p.requires_grad for p in ctx["reid"].parameters())
-
-
-def reid_on_sr(ctx: StepContext) -> tuple[Tensor, Tensor]:
-    """``(logits, f_c')`` of the re-id model on this iteration's SR batch, for G's terms.
-
-    The graph reaches G only. A frozen re-id model runs as the step left it
-    (normalisation in inference mode); one the step also trains runs the same
-    way, through a forward with detached parameters, so G's ID and critic terms
-    see the same model either way and never train the re-id model (its own
-    training is :func:`reid_own_terms`).
-    """
-    if "G/reid_sr" not in ctx.cache:
-        reid, x_sr = ctx["reid"], ctx.sr()
-        if reid_is_trained(ctx):
-            with inference_mode_layers(reid):
-                ctx.cache["G/reid_sr"] = forward_without_param_grad(reid, x_sr)
-        else:
-            ctx.cache["G/reid_sr"] = reid(x_sr)
-    return ctx.cache["G/reid_sr"]
-
-
-def reid_own_terms(ctx: StepContext) -> dict[str, Tensor]:
-    """``--finetune-reid``: the re-id model's own ID loss on SR and HR images, else ``{}``.
-
-    One forward of the *detached* SR batch and the HR batch together (so its
-    BatchNorm statistics are those of both, and no gradient of these terms
-    reaches G, not even through the batch statistics), each term at the weight
-    of the re-id model's own training: trained on SR alone it would drift away
-    from the HR gallery it must still embed.
-    """
-    if not reid_is_trained(ctx):
-        return {}
-    x_sr = ctx.sr().detach()
-    logits, _ = ctx["reid"](torch.cat([x_sr, ctx.batch.x_hr.to(x_sr.dtype)]))
-    n, smooth = len(x_sr), ctx.config.label_smooth
-    return {"reid_sr": identity_ce(logits[:n], ctx.batch.pids, smooth),
-            "reid_hr": identity_ce(logits[n:], ctx.batch.pids, smooth)}
-
-
-def disc_on_sr(ctx: StepContext, disc: str = "D") -> tuple[Tensor, Tensor]:
-    """``(logit, f_d')`` of the discriminator on the SR batch, graph kept, once per G step.
-
-    D is frozen in the G step, so the gradient flows through it to the SR
-    image without accumulating on D's parameters.
-    """
-    key = f"G/{disc}_sr"
-    if key not in ctx.cache:
-        ctx.cache[key] = ctx[disc](ctx.sr())
-    return ctx.cache[key]
-
-
-def reid_features_for_critic(ctx: StepContext) -> Tensor:
-    """``f_c'`` on SR for an association critic: a graph to G, never to the re-id parameters.
-
-    The same forward as G's ID term (:func:`reid_on_sr`): normalisation in
-    inference mode, parameters detached when the step fine-tunes the re-id model.
-    """
-    return reid_on_sr(ctx)[1]
-
-
-def real_reid_features(ctx: StepContext) -> Tensor:
-    """``f_c`` of the real HR batch: no gradient, re-id left untouched, cached per iteration."""
-    if "reid_hr" not in ctx.cache:
-        ctx.cache["reid_hr"] = observe(ctx["reid"], ctx.batch.x_hr)[1]
-    return ctx.cache["reid_hr"]
-
-
-def real_disc_features(ctx: StepContext, disc: str = "D") -> Tensor:
-    """``f_d`` of the real HR batch under the *current* D: cached until D changes.
-
-    D changes within an iteration (its own step), so the cache is keyed by the
-    version counters of its parameters and buffers (host-side, no sync): the
-    association step and the standardisation of its target share one forward.
-    """
-    module = ctx[disc]
-    state = (*module.parameters(), *module.buffers())
-    version = tuple(t._version for t in state)
-    key = f"{disc}_hr"
-    cached = ctx.cache.get(key)
-    if cached is None or cached[0] != version:
-        cached = ctx.cache[key] = (version, observe(module, ctx.batch.x_hr)[1])
-    return cached[1]
-
-
-# --------------------------------------------------------------------------
-# The SR terms every G step shares
-# --------------------------------------------------------------------------
-
-
-def sr_terms(
-    ctx: StepContext, lambda_c: float, lambda_g: float = 0.0, disc: str | None = "D"
-) -> dict[str, Tensor]:
-    """``L_sr`` as named, weighted terms: ``mse``, ``id`` (if lambda_c), ``gan`` (if lambda_g and D).
-
-    Forwards are cached in ``ctx.cache`` so a critic term in the same step
-    reuses them instead of running the models again.
-    """
-    x_sr = ctx.sr()
-    terms = {"mse": pixel_mse(x_sr, ctx.batch.x_hr)}
-    if lambda_c:
-        logits, _ = reid_on_sr(ctx)
-        terms["id"] = lambda_c * identity_ce(logits, ctx.batch.pids, ctx.config.label_smooth)
-    terms.update(reid_own_terms(ctx))
-    if lambda_g and disc is not None and disc in ctx.models:
-        logit, _ = disc_on_sr(ctx, disc)
-        terms["gan"] = lambda_g * gan_g_loss(logit)
-    return terms

@@ -7,114 +7,43 @@ single step on a tiny problem and inspect which parameters moved.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import parametrizations
 
-from harness.components import Step, StepContext
-
-#: Layers whose training flag changes what a forward writes (running statistics, a
-#: spectral norm's power-iteration vectors) or computes (dropout). A frozen module
-#: runs them in inference mode: a spectral-normalised D then divides by the norm its
-#: own step last estimated, the same in every read, and writes nothing.
-STATEFUL_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm,
-                   nn.modules.dropout._DropoutNd, parametrizations._SpectralNorm)
+from harness.config import RunConfig
+from harness.context import StepContext
+from harness.distributed import average_gradients
+from harness.freezing import buffers_restored, set_trainable
+from harness.steps import Step
 
 
-def inference_layers(module: nn.Module) -> None:
-    """Normalisation and dropout layers of ``module`` to eval mode, the module itself untouched.
+def default_learning_rates(config: RunConfig) -> dict[str, float]:
+    """The learning rate of a module a step names without giving one.
 
-    The module keeps its training-mode *outputs* (a re-id model still returns
-    ``(logits, f_c)``), but normalises with its running statistics and changes none.
+    G at ``--lr``; the re-id model, when a step fine-tunes it, at a tenth of its
+    stage-0 rate (it must stay close to the model the HR gallery is embedded
+    with); anything else (a regulariser's own networks) at ``--lr``.
     """
-    for layer in module.modules():
-        if isinstance(layer, STATEFUL_LAYERS):
-            layer.eval()
-
-
-@contextlib.contextmanager
-def inference_mode_layers(module: nn.Module) -> Iterator[None]:
-    """:func:`inference_layers` for the duration of a block, then the previous modes."""
-    modes = [(m, m.training) for m in module.modules()]
-    inference_layers(module)
-    try:
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
-
-
-def set_trainable(models: Mapping[str, nn.Module], trainable: tuple[str, ...]) -> None:
-    """``requires_grad`` and training mode on exactly the named modules.
-
-    Every other module is frozen: no parameter gradient, and its normalisation
-    and dropout layers in inference mode (:func:`inference_layers`), so reading
-    it (``f_c`` of the re-id model, ``f_d`` of D) uses the statistics it was
-    trained with and updates none of them.
-    """
-    unknown = [name for name in trainable if name not in models]
-    if unknown:
-        raise KeyError(f"step names unknown modules {unknown}; modules: {sorted(models)}")
-    for name, module in models.items():
-        flag = name in trainable
-        module.train()
-        if not flag:
-            inference_layers(module)
-        for p in module.parameters():
-            p.requires_grad_(flag)
-
-
-@contextlib.contextmanager
-def buffers_restored(modules: Iterable[nn.Module], only_changed: bool = False) -> Iterator[None]:
-    """Whatever a block does, the modules' buffers end as they began (bit for bit).
-
-    The backstop behind :func:`set_trainable`: a third-party module may keep
-    state that no training flag guards (a spectral-norm power-iteration vector,
-    a feature queue); a step that does not train it must not change it.
-
-    ``only_changed`` (the training steps): write back only buffers whose version
-    counter moved (host-side, no device sync), and the statistics of norm layers,
-    whose native kernels update them without moving it. Writing an unchanged
-    buffer would move its version and break a graph that saved it: SwinIR's
-    relative-position index, read by G's forward before the D step and needed by
-    the G step's backward. Without it (contract checks) everything is written back.
-    """
-    saved = [
-        (owner, key, buffer, buffer._version, buffer.detach().clone(), isinstance(owner, STATEFUL_LAYERS))
-        for m in modules
-        for owner in m.modules()
-        for key, buffer in owner._buffers.items()
-        if buffer is not None
-    ]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for owner, key, buffer, version, value, is_norm in saved:
-                replaced = owner._buffers.get(key) is not buffer
-                if replaced:
-                    owner._buffers[key] = buffer
-                if not only_changed or replaced or is_norm or buffer._version != version:
-                    buffer.copy_(value)
+    return {"G": config.lr, "reid": config.lr_reid * 0.1, "default": config.lr}
 
 
 def make_optimizer(
-    step: Step, models: Mapping[str, nn.Module], default_lr: Mapping[str, float], weight_decay: float = 0.0
+    step: Step, models: Mapping[str, nn.Module], default_lr: Mapping[str, float]
 ) -> torch.optim.Optimizer | None:
-    """One Adam per step, over the parameters of the step's trainable modules."""
+    """One Adam per step, over its trainable modules, with the step's own settings."""
     groups = []
     for name in step.trainable:
         params = [p for p in models[name].parameters()]
         if not params:
             continue
         lr = step.lr.get(name, default_lr.get(name, default_lr.get("default", 1e-4)))
-        wd = weight_decay if name == "reid" else 0.0
-        groups.append({"params": params, "lr": lr, "weight_decay": wd, "name": name})
+        groups.append({"params": params, "lr": lr, "weight_decay": step.weight_decay.get(name, 0.0),
+                       "name": name})
     if not groups:
         return None
-    return torch.optim.Adam(groups, betas=(0.5, 0.999) if "D" in step.trainable else (0.9, 0.999))
+    return torch.optim.Adam(groups, betas=step.betas)
 
 
 #: the module whose gradient the diagnostics decompose: every SR stage trains it
@@ -160,13 +89,12 @@ class StepRunner:
         models: Mapping[str, nn.Module],
         steps: list[Step],
         default_lr: Mapping[str, float],
-        weight_decay: float = 0.0,
         amp_dtype: torch.dtype | None = None,
         grad_clip: float | None = None,
     ):
         self.models = models
         self.steps = steps
-        self.optimizers = {s.name: make_optimizer(s, models, default_lr, weight_decay) for s in steps}
+        self.optimizers = {s.name: make_optimizer(s, models, default_lr) for s in steps}
         self.amp_dtype = amp_dtype
         self.grad_clip = grad_clip
         #: what the last diagnosed iteration measured (``grad_share/<term>`` and the steps' own)
@@ -181,6 +109,7 @@ class StepRunner:
         The update itself is the same with or without it, bit for bit.
         """
         set_trainable(self.models, step.trainable)
+        ctx.begin_step()
         optimizer = self.optimizers[step.name]
         for module in self.models.values():  # no gradient outlives the step that made it
             for p in module.parameters():
@@ -203,8 +132,6 @@ class StepRunner:
             if total.requires_grad:
                 total.backward()
         if optimizer is not None:
-            from harness.distributed import average_gradients
-
             average_gradients(p for g in optimizer.param_groups for p in g["params"])
             if self.grad_clip:
                 params = [p for g in optimizer.param_groups for p in g["params"]]

@@ -39,20 +39,16 @@ from harness.checkpoint import (
     save_checkpoint,
     save_frozen_reid,
 )
-from harness.components import Regulariser, StepContext, TrainBatch
+from harness.components import Regulariser, TrainBatch
 from harness.config import TRIPLET_INSTANCES, RunConfig
+from harness.context import StepContext
 from harness.data.mlr import TrainRatioSampler, downsample
 from harness.data.prepare import PreparedData
 from harness.distributed import all_gather_int, average_gradients, barrier, is_main
 from harness.errors import NumericalError
+from harness.freezing import buffers_restored, inference_mode_layers, set_trainable
 from harness.losses import pixel_mse
-from harness.schedule import (
-    GENERATOR,
-    StepRunner,
-    buffers_restored,
-    inference_mode_layers,
-    set_trainable,
-)
+from harness.schedule import GENERATOR, StepRunner, default_learning_rates
 
 LogFn = Callable[[dict[str, Any]], None]
 
@@ -140,11 +136,11 @@ class Trainer:
         # Each rank draws its own batches (rank 0 draws exactly what a one-process run draws).
         self.generator = torch.Generator().manual_seed(config.seed + 7919 * self.rank)
         self.amp_dtype = torch.bfloat16 if (config.amp and device.type == "cuda") else None
-        for name, module in models.items():
+        for module in models.values():
             module.to(device)
             if config.channels_last and device.type == "cuda":
                 module.to(memory_format=torch.channels_last)
-            if config.compile and device.type == "cuda" and name in ("G", "reid", "D"):
+            if config.compile and device.type == "cuda":
                 module.compile(dynamic=True)  # in place: state_dict keys stay the same
         reid = models["reid"]
         self.reid_optimizer = torch.optim.Adam(reid.parameters(), lr=config.lr_reid, weight_decay=config.weight_decay)
@@ -153,8 +149,8 @@ class Trainer:
             self.reid_optimizer, lambda i: min(1.0, (i + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(i, config.reid_iters) / max(1, config.reid_iters)))
         )
         self.steps = regulariser.schedule(config)
-        default_lr = {"G": config.lr, "reid": config.lr_reid * 0.1, "default": config.lr}
-        self.runner = StepRunner(models, self.steps, default_lr, config.weight_decay, self.amp_dtype, config.grad_clip)
+        self.runner = StepRunner(models, self.steps, default_learning_rates(config), self.amp_dtype,
+                                 config.grad_clip)
         # One ratio per batch, the same on every rank, so all ranks run the same graph.
         self.ratio_generator = torch.Generator().manual_seed(config.seed * 1000 + 5)
         self.ratio_sampler = TrainRatioSampler(config.protocol.ratios, self.ratio_generator)
@@ -498,7 +494,7 @@ class Trainer:
                     ctx = StepContext(batch, self.models, self.config)
                     generator = self.models[GENERATOR]
                     with inference_mode_layers(generator):
-                        ctx.cache["sr"] = generator(batch.x_lr, batch.out_size)
+                        ctx.set_sr(generator(batch.x_lr, batch.out_size))
                     for key, value in self.regulariser.probe(ctx).items():
                         totals[key] = totals.get(key, 0.0) + float(value) / len(ratios)
         finally:

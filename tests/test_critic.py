@@ -21,9 +21,10 @@ from harness.cache import cache_files
 from harness.checkpoint import latest_checkpoint
 from harness.config import resolve_config
 from harness.diagnostics import summarise
+from harness.freezing import set_trainable
 from harness.losses import standardise
 from harness.run import run_experiment
-from harness.schedule import StepRunner, gradient_shares, set_trainable
+from harness.schedule import StepRunner, gradient_shares
 from plugins.sr.discriminator import SRGANDiscriminator
 from tests.test_regularisers import batch, make, snapshot, step_named
 

@@ -117,8 +117,9 @@ def test_protocol_ratios_are_seeded_and_in_the_configured_set(seed, ratios, n):
 
 
 def test_grad_clip_bounds_the_update():
-    from harness.components import StepContext, TrainBatch
+    from harness.components import TrainBatch
     from harness.config import RunConfig
+    from harness.context import StepContext
     from harness.schedule import StepRunner
 
     g = nn.Conv2d(3, 3, 1)

@@ -26,7 +26,7 @@ from harness.losses import (
 )
 from harness.registry import get_registry
 from harness.schedule import StepRunner
-from plugins.reg.base import generator_trainable
+from harness.steps import generator_trainable
 
 REID_DIM, FD_DIM, BRIDGE, CLASSES = 6, 7, 5, 5
 SIZE = (16, 8)
@@ -251,7 +251,7 @@ def test_whole_iterations_run_in_order_and_share_one_generator_forward(name):
 
 def _dis_only(name: str, finetune: bool):
     reg, models, config = make(name, finetune_reid=finetune)
-    step = Step("dis-only", generator_trainable(config), reg.dis_terms)
+    step = Step("dis-only", generator_trainable(config), reg.critic.term(reg.opts["lambda_a"]))
     ctx = StepContext(batch(), models, config)
     terms = runner(models, [step]).run(step, ctx)
     return models, terms, ctx
@@ -283,7 +283,7 @@ def test_finetuning_g_step_updates_reid_batchnorm_statistics_once_on_hr_and_sr()
     step = step_named(reg, config, "G")
     runner(models, [step]).run(step, ctx)
     # one ordinary forward on the SR and HR batch together (the critic's read changes nothing)
-    reference(torch.cat([ctx.cache["sr"].detach(), ctx.batch.x_hr]))
+    reference(torch.cat([ctx.sr().detach(), ctx.batch.x_hr]))
     for (name, buf), (_, ref) in zip(
         models["reid"].named_buffers(), reference.named_buffers(), strict=True
     ):
@@ -317,7 +317,7 @@ def test_intact_association_loss_falls_over_100_steps():
 
 def test_g_lowers_dis_against_a_fixed_critic():
     reg, models, config = make("intact", finetune_reid=True)
-    step = Step("dis-only", ("G", "reid"), reg.dis_terms)
+    step = Step("dis-only", ("G", "reid"), reg.critic.term(reg.opts["lambda_a"]))
     run = runner(models, [step], lr=1e-3)  # Adam: steps of ~lr, whatever lambda_a
     b = batch()
     reid_before = snapshot({"reid": models["reid"]})
@@ -382,7 +382,7 @@ def test_common_space_guard_keeps_z_from_collapsing():
             run.run(step, StepContext(b, models, config))
         with torch.no_grad():  # read as the step read it: running statistics, standardised inputs
             ctx = StepContext(b, models, config)
-            z_c, _ = reg.critic_fit(ctx, models["reid"](b.x_hr)[1], models["D"](b.x_hr)[1])
+            z_c, _ = reg.critic.fit(ctx, models["reid"](b.x_hr)[1], models["D"](b.x_hr)[1])
             return float(z_c.std(dim=0).mean())
 
     guarded, unguarded = spread(), spread(cs_var=0.0, cs_cov=0.0)

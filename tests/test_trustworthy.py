@@ -22,9 +22,10 @@ from harness import RunConfig
 from harness.cache import warmup_key
 from harness.data.mlr import downsample, lr_size, upsample_bicubic
 from harness.data.prepare import prepare_data
+from harness.freezing import buffers_restored, set_trainable
 from harness.models import build_models
 from harness.run import resolve_config, run_experiment
-from harness.schedule import StepRunner, buffers_restored, set_trainable
+from harness.schedule import StepRunner
 from harness.train import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -72,7 +73,7 @@ def test_discriminator_statistics_move_only_in_the_d_step(registry, tmp_path):
     trainer = make_trainer(registry, tmp_path, reg="intact")
     models = trainer.models
     ctx_batch = trainer.sr_batch()
-    from harness.components import StepContext
+    from harness.context import StepContext
 
     ctx = StepContext(ctx_batch, models, trainer.config)
     ctx.sr()
@@ -131,7 +132,7 @@ def test_contract_checks_leave_loaded_statistics_alone(registry):
 
 def test_finetune_reid_trains_on_hr_and_sr_together(registry, tmp_path):
     trainer = make_trainer(registry, tmp_path, reg="none", finetune_reid=True)
-    from harness.components import StepContext
+    from harness.context import StepContext
 
     step = trainer.steps[-1]
     assert step.trainable == ("G", "reid")
@@ -260,7 +261,7 @@ def test_warm_start_is_cached_and_reused_bit_identically(registry, tmp_path):
 
 def test_step_runner_computes_the_sr_batch_once_per_iteration_in_training_mode(registry, tmp_path):
     trainer = make_trainer(registry, tmp_path, reg="gan")
-    from harness.components import StepContext
+    from harness.context import StepContext
 
     calls = []
     generator = trainer.models["G"]
@@ -319,13 +320,13 @@ def test_warm_start_ramps_up_then_decays_to_zero():
 def test_the_reid_models_own_terms_never_reach_the_generator(registry, tmp_path):
     """With --finetune-reid the HR batch shares BatchNorm statistics with the SR batch: its
     loss must still not leak into G (it once pulled SR 6 dB below bicubic)."""
-    from harness.components import StepContext
-    from harness.losses import reid_own_terms
+    from harness.context import StepContext
+    from harness.steps import finetune_reid_terms
 
     trainer = make_trainer(registry, tmp_path, reg="none", finetune_reid=True)
     set_trainable(trainer.models, ("G", "reid"))
     ctx = StepContext(trainer.sr_batch(), trainer.models, trainer.config)
-    terms = reid_own_terms(ctx)
+    terms = finetune_reid_terms(ctx)
     assert set(terms) == {"reid_sr", "reid_hr"}
     sum(terms.values()).backward()
     assert all(p.grad is None or not p.grad.any() for p in trainer.models["G"].parameters())

@@ -1,8 +1,8 @@
 """Rivals of INTACT that learn the association elsewhere (Fig. 5 / Table 4 of Cheng et al.).
 
 Both run INTACT's schedule (D step, association step on real HR, G step with
-the frozen critic, :class:`plugins.reg.intact.AssociationCritic`) and differ
-only in the maps they learn:
+the frozen critic: :class:`plugins.reg.intact.IntactRegulariser`) with another
+:class:`harness.critics.AssociationCritic`; they differ only in the maps they learn:
 
 ``common-space`` (Fig. 5 a): ``enc_c: f_c -> z`` and ``enc_d: f_d -> z``, learned
 together on ``||enc_c(f_c) - enc_d(f_d)||^2``; G is penalised by
@@ -21,7 +21,7 @@ the real-HR batch's, as INTACT standardises ``f_d``). ``phi`` has INTACT's archi
 (encoder, normalised code, decoder) with the dims swapped.
 
 Both read ``f_c`` and ``f_d`` standardised per dim by the real-HR batch at
-hand (``critic_standardise``, :meth:`AssociationCritic.disc_input`): a fresh
+hand (``critic_standardise``, :meth:`harness.critics.AssociationCritic.disc_input`): a fresh
 D's ``f_d`` varies by a fraction of a percent across images, so a map reading
 it raw predicts a constant (measured: d-to-r's held-out R² 0.02 after 125
 warm-up iterations) and a common space collapses onto its bias.
@@ -36,11 +36,12 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
-from harness import Option, hookimpl
-from harness.components import StepContext
+from harness import Option, StepContext, hookimpl
+from harness.critics import ASSOCIATION_OPTIONS, AssociationCritic
 from harness.losses import association_mse, covariance_penalty, variance_hinge
-from plugins.reg.intact import ASSOCIATION_OPTIONS, AssociationCritic
-from plugins.reg.mlp import EncoderDecoder, mlp
+
+from .intact import IntactRegulariser
+from .mlp import EncoderDecoder, mlp
 
 COMMON_SPACE_OPTIONS: dict[str, Option] = {
     **ASSOCIATION_OPTIONS,
@@ -49,15 +50,13 @@ COMMON_SPACE_OPTIONS: dict[str, Option] = {
 }
 
 
-class CommonSpace(AssociationCritic):
+class CommonSpaceCritic(AssociationCritic):
     """``enc_c(f_c)`` and ``enc_d(f_d)`` meet in a shared space ``z`` of ``bridge_dim``."""
 
-    name = "common-space"
-    options: ClassVar[dict[str, Option]] = COMMON_SPACE_OPTIONS
-    critic_modules: ClassVar[tuple[str, ...]] = ("enc_c", "enc_d")
+    modules = ("enc_c", "enc_d")
 
-    def build_critic(self, reid_dim: int, fd_dim: int) -> dict[str, nn.Module]:
-        hidden, depth = self._hidden()
+    def build(self, reid_dim: int, fd_dim: int) -> dict[str, nn.Module]:
+        hidden, depth = self.hidden()
         z_dim = self.opts["bridge_dim"]
         return {
             "enc_c": mlp(reid_dim, z_dim, hidden, depth),
@@ -65,33 +64,51 @@ class CommonSpace(AssociationCritic):
         }
 
     def association_terms(self, ctx: StepContext, f_c: Tensor, f_d: Tensor) -> dict[str, Tensor]:
-        z_c, z_d = self.critic_fit(ctx, f_c, f_d)
+        z_c, z_d = self.fit(ctx, f_c, f_d)
         return {
             "assoc": association_mse(z_c, z_d),
             "var": self.opts["cs_var"] * (variance_hinge(z_c) + variance_hinge(z_d)),
             "cov": self.opts["cs_cov"] * (covariance_penalty(z_c) + covariance_penalty(z_d)),
         }
 
-    def critic_fit(self, ctx: StepContext, f_c: Tensor, f_d: Tensor) -> tuple[Tensor, Tensor]:
+    def fit(self, ctx: StepContext, f_c: Tensor, f_d: Tensor) -> tuple[Tensor, Tensor]:
         return ctx["enc_c"](self.reid_input(ctx, f_c)), ctx["enc_d"](self.disc_input(ctx, f_d))
 
 
-class DToR(AssociationCritic):
+class DToRCritic(AssociationCritic):
     """``phi: f_d -> f_c``, the reverse of INTACT's direction."""
 
-    name = "d-to-r"
-    options: ClassVar[dict[str, Option]] = ASSOCIATION_OPTIONS
-    critic_modules: ClassVar[tuple[str, ...]] = ("phi",)
+    modules = ("phi",)
 
-    def build_critic(self, reid_dim: int, fd_dim: int) -> dict[str, nn.Module]:
-        hidden, depth = self._hidden()
+    def build(self, reid_dim: int, fd_dim: int) -> dict[str, nn.Module]:
+        hidden, depth = self.hidden()
         return {"phi": EncoderDecoder(fd_dim, reid_dim, self.opts["bridge_dim"], hidden, depth)}
 
     def association_terms(self, ctx: StepContext, f_c: Tensor, f_d: Tensor) -> dict[str, Tensor]:
-        return {"assoc": association_mse(*self.critic_fit(ctx, f_c, f_d))}
+        return {"assoc": association_mse(*self.fit(ctx, f_c, f_d))}
 
-    def critic_fit(self, ctx: StepContext, f_c: Tensor, f_d: Tensor) -> tuple[Tensor, Tensor]:
+    def fit(self, ctx: StepContext, f_c: Tensor, f_d: Tensor) -> tuple[Tensor, Tensor]:
         return ctx["phi"](self.disc_input(ctx, f_d)), self.reid_input(ctx, f_c)
+
+
+class CommonSpace(IntactRegulariser):
+    """INTACT's schedule with the association learned in a common space (Fig. 5 a)."""
+
+    name = "common-space"
+    options: ClassVar[dict[str, Option]] = COMMON_SPACE_OPTIONS
+
+    def make_critic(self) -> AssociationCritic:
+        return CommonSpaceCritic(self.opts)
+
+
+class DToR(IntactRegulariser):
+    """INTACT's schedule with the association learned D-to-R (Fig. 5 b)."""
+
+    name = "d-to-r"
+    options: ClassVar[dict[str, Option]] = ASSOCIATION_OPTIONS
+
+    def make_critic(self) -> AssociationCritic:
+        return DToRCritic(self.opts)
 
 
 @hookimpl
