@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from harness.data.mlr import upsample_bicubic
+from harness.data.mlr import lr_size, resize, upsample_bicubic
 
 
 def _rand(n: int, generator: torch.Generator) -> Tensor:
@@ -91,8 +91,6 @@ def resolution_augment(
     """Randomly down- and up-sample images so re-id sees LR-looking inputs."""
     if p <= 0:
         return x
-    from harness.data.mlr import lr_size, resize
-
     b, _, h, w = x.shape
     apply = (_rand(b, generator) < p).tolist()
     picks = torch.randint(0, len(ratios), (b,), generator=generator).tolist()

@@ -400,6 +400,7 @@ def write_bench_leaderboard(spec: BenchSpec, out_dir: str | Path,
     writes its leaderboard from what finished and names what did not.
     """
     from harness import leaderboard as lb
+    from harness.publish import write_leaderboard
 
     out_dir = Path(out_dir)
     dirs = [
@@ -411,7 +412,7 @@ def write_bench_leaderboard(spec: BenchSpec, out_dir: str | Path,
     ]
     groups = lb.group(lb.collect(dirs))
     title = spec.name + (f": {spec.description}" if spec.description else "")
-    paths = lb.write_leaderboard(out_dir, groups, paper=spec.paper, title=title)
+    paths = write_leaderboard(out_dir, groups, paper=spec.paper, title=title)
     if failed:
         md = out_dir / "leaderboard.md"
         lines = [f"- {name}: failed twice; log {log}" for name, log in sorted(failed.items())]

@@ -297,12 +297,14 @@ def leaderboard(run_dirs: tuple[str, ...], out: str | None) -> None:
     """One table per dataset of finished runs (mean ± std over seeds): markdown, and with
     --out a static site that opens from file:// (index.html)."""
     from harness import leaderboard as lb
+    from harness.publish import write_leaderboard
+    from harness.tables import render_markdown
 
     dirs = _expand_run_dirs([Path(d) for d in run_dirs])
     groups = lb.group(lb.collect(dirs))
-    click.echo(lb.render_markdown(groups))
+    click.echo(render_markdown(groups))
     if out:
-        lb.write_leaderboard(Path(out), groups)
+        write_leaderboard(Path(out), groups)
         tables = len(lb.boards(groups))
         click.echo(f"wrote {Path(out) / 'index.html'} ({tables} table(s); open it in a browser), "
                    "leaderboard.md and leaderboard.json")

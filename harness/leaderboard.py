@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from harness.io import atomic_save_figure, atomic_write_json, atomic_write_text
 from harness.report import cmc_figure, ordered_kinds
 
 #: Saved-config fields that do not change what a run measures; left out of the group key.
@@ -565,7 +564,7 @@ def boards(groups: Iterable[Any]) -> list[Board]:
     """Groups split by dataset and protocol version (:func:`board_key`), in first-seen order;
     runs of different datasets are never ranked or averaged together."""
     out: dict[tuple[str, str], Board] = {}
-    for g in _as_groups(groups):
+    for g in as_groups(groups):
         key = board_key(g)
         out.setdefault(key, Board(key[0], key[1], [])).groups.append(g)
     return list(out.values())
@@ -593,7 +592,7 @@ def group(results: Iterable[RunResult]) -> list[Group]:
     return out
 
 
-def _as_groups(items: Iterable[Any]) -> list[Group]:
+def as_groups(items: Iterable[Any]) -> list[Group]:
     items = list(items)
     if items and all(isinstance(i, RunResult) for i in items):
         return group(items)
@@ -737,57 +736,6 @@ LEGEND = (
 )
 
 
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
-def _markdown_table(groups: Sequence[Group], paper: Mapping[str, Mapping[str, float]] | None) -> list[str]:
-    header, rows = table(groups, paper)
-    if not rows:
-        return ["_No finished runs._"]
-    lines = ["| " + " | ".join(header) + " |"]
-    lines.append("|" + "|".join("---" if h in TEXT_COLUMNS else "---:" for h in header) + "|")
-    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
-    return lines
-
-
-def _markdown_details(board: Board) -> list[str]:
-    """Under a table: each row's run diagnostics (where its metrics.json has them) and a
-    pointer to the weight-sweep figure, which only the site and its PNG draw."""
-    from harness import sweep
-
-    lines = []
-    rows = [(g, diagnostics_text(g.diagnostics)) for g in board.groups if g.n and g.diagnostics]
-    rows = [(g, text) for g, text in rows if text]
-    if rows:
-        lines += ["", "Diagnostics (mean over runs):", ""]
-        lines += [f"- {g.name}: {text}" for g, text in rows]
-    if sweep.drawn(sweep.curves(board.groups)):
-        lines += ["", f"{sweep.CAPTION}: drawn in the site (index.html) and its sweep PNG."]
-    return lines
-
-
-def render_markdown(
-    groups: Iterable[Any],
-    paper: Mapping[str, Mapping[str, float]] | None = None,
-    title: str = "Leaderboard",
-) -> str:
-    """GitHub-markdown tables, one per dataset and protocol version (:func:`boards`);
-    ``paper`` maps a row's label to {rank1, rank5, rank10} in %."""
-    groups = _as_groups(groups)
-    lines = [f"# {title} ({protocol_line(groups)})", "", LEGEND]
-    for board in boards(groups):
-        lines += ["", f"## {board.title}", ""]
-        lines += _markdown_table(board.groups, paper)
-        lines += _markdown_details(board)
-    if not groups:
-        lines += ["", "_No finished runs._"]
-    extra = notes(groups)
-    if extra:
-        lines += ["", "Notes:", ""] + [f"- {n}" for n in extra]
-    return "\n".join(lines) + "\n"
-
-
 def legend_names(groups: Sequence[Group]) -> dict[int, str]:
     """Short names for legends, made unique within one plot (``#2`` where two cut alike)."""
     out: dict[int, str] = {}
@@ -809,7 +757,7 @@ def cmc_plot(groups: Sequence[Group], title: str = "Mean CMC") -> Any:
 
 
 def to_json(groups: Iterable[Any], paper: Mapping[str, Mapping[str, float]] | None = None) -> dict:
-    groups = _as_groups(groups)
+    groups = as_groups(groups)
     rows = []
     for g in groups:
         d = g.to_dict()
@@ -821,49 +769,3 @@ def to_json(groups: Iterable[Any], paper: Mapping[str, Mapping[str, float]] | No
         for b in boards(groups)
     ]
     return {"protocol_versions": versions, "boards": tables, "groups": rows, "notes": notes(groups)}
-
-
-def render_html(
-    groups: Iterable[Any],
-    paper: Mapping[str, Mapping[str, float]] | None = None,
-    title: str = "Leaderboard",
-    out_dir: str | Path | None = None,
-) -> str:
-    """The static site's page (:mod:`harness.site`); links are relative to ``out_dir``."""
-    from harness.site import render_site
-
-    return render_site(_as_groups(groups), paper, title, out_dir)
-
-
-def write_leaderboard(
-    out_dir: str | Path,
-    groups: Iterable[Any],
-    paper: Mapping[str, Mapping[str, float]] | None = None,
-    title: str = "Leaderboard",
-) -> list[Path]:
-    """The site (index.html; leaderboard.html is the same page), leaderboard.md,
-    leaderboard.json and the CMC plot of each table (cmc.png for a single table, else
-    cmc-<dataset>-<protocol>.png), plus the weight-sweep figure of a table whose rows form
-    one (sweep.png or sweep-<dataset>-<protocol>.png; :mod:`harness.sweep`), each written
-    atomically."""
-    out_dir = Path(out_dir)
-    groups = _as_groups(groups)
-    page = render_html(groups, paper, title, out_dir)
-    written = [
-        atomic_write_text(out_dir / "index.html", page),
-        atomic_write_text(out_dir / "leaderboard.html", page),
-        atomic_write_text(out_dir / "leaderboard.md", render_markdown(groups, paper, title)),
-        atomic_write_json(out_dir / "leaderboard.json", to_json(groups, paper)),
-    ]
-    from harness import sweep
-
-    tables = [b for b in boards(groups) if any(g.n for g in b.groups)]
-    for board in tables:
-        name = "cmc.png" if len(tables) == 1 else f"cmc-{board.slug}.png"
-        written.append(atomic_save_figure(cmc_plot(board.groups, f"Mean CMC: {board.title}"), out_dir / name))
-        curves = sweep.curves(board.groups)
-        if sweep.drawn(curves):
-            name = "sweep.png" if len(tables) == 1 else f"sweep-{board.slug}.png"
-            fig = sweep.sweep_figure(curves, f"Weight sweep: {board.title}")
-            written.append(atomic_save_figure(fig, out_dir / name))
-    return written

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import kornia
 import numpy as np
 import torch
 from torch import Tensor
@@ -453,8 +454,6 @@ def cmc_at(cmc: Sequence[float] | np.ndarray, ks: Sequence[int] = (1, 5, 10)) ->
 
 
 def _per_image_quality(sr: Tensor, hr: Tensor) -> tuple[Tensor, Tensor]:
-    import kornia
-
     if sr.shape != hr.shape or sr.dim() != 4:
         raise ValueError(
             f"sr and hr must be equal B x C x H x W batches, got {tuple(sr.shape)} and {tuple(hr.shape)}"

@@ -16,8 +16,9 @@ from harness.components import BuildContext, Entry, Regulariser
 from harness.config import RunConfig
 from harness.contracts import dry_run_discriminator, dry_run_reid, dry_run_sr
 from harness.errors import PluginError
-from harness.pretrained import FoundWeights
+from harness.pretrained import FoundWeights, load_init
 from harness.registry import Registry
+from harness.weights import load_reid_weights
 
 
 def _call(entry: Entry, *args: Any) -> Any:
@@ -87,12 +88,8 @@ def build_models(
     torch.manual_seed(config.seed * 1000 + 2)
     reid = _call(reid_entry, config, num_classes)
     if init is not None:
-        from harness.pretrained import load_init
-
         load_init(reid, init, registry)
     if config.reid_weights:
-        from harness.weights import load_reid_weights
-
         counts = load_reid_weights(reid, config.reid_weights, partial=config.partial_weights)
         if echo is not None:
             echo(f"re-id weights {config.reid_weights}: {counts['loaded']} tensors loaded, "

@@ -14,6 +14,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+
 from harness.diagnostics import summary_lines
 from harness.io import atomic_save_figure, atomic_torch_save, atomic_write_text
 
@@ -86,8 +90,6 @@ def cmc_figure(
     The legend sits to the right of the axes, never over a curve (CMC curves fill every
     corner of the plot); constrained layout makes room for it.
     """
-    from matplotlib.figure import Figure
-
     names = [n for n, c in curves.items() if list(c)]
     longest = max((len(n) for n in names), default=0)
     legend_width = 0.45 + 0.058 * longest if names else 0.0  # inches, 8-point text
@@ -141,10 +143,6 @@ def samples_figure(rows: Sequence[tuple[str, Any]], max_images: int = 8) -> Any:
     Tensors are float in [0, 1] or uint8; rows smaller than the first row's largest image
     (LR) are nearest-upsampled so their pixels stay visible.
     """
-    import torch
-    import torch.nn.functional as F
-    from matplotlib.figure import Figure
-
     def as_float(x: Any) -> torch.Tensor:
         x = x.detach().cpu()
         return x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
@@ -207,8 +205,6 @@ SAMPLE_KINDS = ("lr", "bicubic", "sr", "hr")
 def save_samples(path: str | Path, samples: Mapping[str, Any], max_images: int = 8) -> Path:
     """LR / bicubic / SR / HR sample tensors as uint8 (about 200 kB at 64x32; the HR images tell
     a reader whether two runs show the same queries)."""
-    import torch
-
     packed = {
         k: (samples[k].detach().float().cpu()[:max_images].clamp(0, 1) * 255).round().to(torch.uint8)
         for k in SAMPLE_KINDS
@@ -219,8 +215,6 @@ def save_samples(path: str | Path, samples: Mapping[str, Any], max_images: int =
 
 def load_samples(path: str | Path) -> dict[str, Any] | None:
     """What :func:`save_samples` wrote, or None where the file is missing or unreadable."""
-    import torch
-
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - missing, truncated or foreign: the page falls back to the PNG

@@ -26,7 +26,7 @@ import hashlib
 import html
 import io
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -333,3 +333,13 @@ def render_site(
         parts.append("<p><em>No finished runs.</em></p>")
     parts.append(f"<script>{_JS}</script></body></html>")
     return "\n".join(parts) + "\n"
+
+
+def render_html(
+    groups: Iterable[Any],
+    paper: Mapping[str, Mapping[str, float]] | None = None,
+    title: str = "Leaderboard",
+    out_dir: str | Path | None = None,
+) -> str:
+    """The static site's page; links are relative to ``out_dir``."""
+    return render_site(lb.as_groups(groups), paper, title, out_dir)

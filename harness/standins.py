@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from harness.components import Record, ReidDataset, TrainBatch
+from harness.data.mlr import lr_size
 
 TINY_CLASSES = 5
 TINY_REID_DIM = 6
@@ -121,8 +122,6 @@ class TinyDiscriminator(nn.Module):
 
 def tiny_batch(size: tuple[int, int], ratio: float = 2.0, seed: int = 8) -> TrainBatch:
     """``BATCH`` random HR images, their bicubic LR versions and distinct identities."""
-    from harness.data.mlr import lr_size
-
     x_hr = random_images(BATCH, size, seed)
     x_lr = F.interpolate(
         x_hr, size=lr_size(size, ratio), mode="bicubic", align_corners=False, antialias=True

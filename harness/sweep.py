@@ -26,6 +26,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from matplotlib.figure import Figure
+
 from harness import leaderboard as lb
 
 #: points a curve needs before a board gets the figure
@@ -172,8 +174,6 @@ def sweep_figure(found: Sequence[Curve], title: str = CAPTION) -> Any:
     """SR PSNR (x, dB) against SR-query Rank-1 (y, %): a line with markers per curve, each
     point labelled by its weight, ±1 std bars where a row has several runs; the bicubic
     query of the same rows marks where SR stops paying for itself."""
-    from matplotlib.figure import Figure
-
     longest = max((len(c.name) for c in found), default=0)
     legend_width = 0.45 + 0.058 * max(longest, len("bicubic query"))
     fig = Figure(figsize=(5.2 + legend_width, 4.2), dpi=110, layout="constrained")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,12 +31,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
-from harness import augment
+from harness import augment, distributed
 from harness.checkpoint import (
     FROZEN_REID,
     restore_rng,
     rng_state,
+    safe_load,
     save_checkpoint,
     save_frozen_reid,
 )
@@ -47,6 +50,7 @@ from harness.data.prepare import PreparedData
 from harness.distributed import all_gather_int, average_gradients, barrier, is_main
 from harness.errors import NumericalError
 from harness.freezing import buffers_restored, inference_mode_layers, set_trainable
+from harness.io import atomic_torch_save
 from harness.losses import pixel_mse
 from harness.schedule import GENERATOR, StepRunner, default_learning_rates
 
@@ -72,8 +76,6 @@ def probe_split(num_train: int, seed: int) -> tuple[Tensor, Tensor]:
 
 
 def _progress(total: int, desc: str, initial: int = 0):
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, leave=False,
                 disable=None if is_main() else True)
 
@@ -130,8 +132,6 @@ class Trainer:
         self.run_dir = run_dir
         self.device = device
         self.log = log
-        from harness import distributed
-
         self.rank = distributed.rank()
         # Each rank draws its own batches (rank 0 draws exactly what a one-process run draws).
         self.generator = torch.Generator().manual_seed(config.seed + 7919 * self.rank)
@@ -297,8 +297,6 @@ class Trainer:
         terms = {"ce": F.cross_entropy(logits.float(), pids, label_smoothing=self.config.label_smooth)}
         if self.config.triplet:
             if self._triplet is None:
-                import warnings
-
                 with warnings.catch_warnings():  # torchreid's Cython-evaluator notice: not ours to use
                     warnings.filterwarnings("ignore", message="Cython evaluation")
                     from torchreid.reid.losses import TripletLoss
@@ -312,8 +310,6 @@ class Trainer:
         path = self.stage0_cache
         if path is None or self.iteration != 0 or not path.is_file():
             return False
-        from harness.checkpoint import safe_load
-
         cached = safe_load(path)
         self.models["reid"].load_state_dict(cached["reid"])
         restore_rng(cached["rng"], self.generator)
@@ -324,8 +320,6 @@ class Trainer:
 
     def _save_stage0(self) -> None:
         if is_main() and self.stage0_cache is not None and not self.stage0_cache.is_file():
-            from harness.io import atomic_torch_save
-
             atomic_torch_save({"reid": self.models["reid"].state_dict(), "rng": rng_state(self.generator)}, self.stage0_cache)
 
     def train_reid(self) -> None:
@@ -363,8 +357,6 @@ class Trainer:
         path = self.warmup_cache
         if path is None or self.iteration != 0 or not path.is_file():
             return False
-        from harness.checkpoint import safe_load
-
         self.models["G"].load_state_dict(safe_load(path)["G"])
         self.log({"stage": "warmup", "iteration": self.config.sr_warmup_iters, "warmup_cache": str(path)})
         self.stage, self.iteration = "critic", 0
@@ -401,8 +393,6 @@ class Trainer:
         bar.close()
         self.check_weights_finite()
         if is_main() and self.warmup_cache is not None and not self.warmup_cache.is_file():
-            from harness.io import atomic_torch_save
-
             atomic_torch_save({"G": generator.state_dict()}, self.warmup_cache)
         self.stage, self.iteration = "critic", 0
         self.checkpoint()
@@ -416,8 +406,6 @@ class Trainer:
         path = self.critic_cache
         if path is None or self.iteration != 0 or not path.is_file():
             return False
-        from harness.checkpoint import safe_load
-
         cached = safe_load(path)
         for name in self._critic_names():
             self.models[name].load_state_dict(cached["models"][name])
@@ -429,8 +417,6 @@ class Trainer:
 
     def _save_critic(self) -> None:
         if is_main() and self.critic_cache is not None and not self.critic_cache.is_file():
-            from harness.io import atomic_torch_save
-
             optimizers = self.runner.state_dict()
             atomic_torch_save({
                 "models": {name: self.models[name].state_dict() for name in self._critic_names()},

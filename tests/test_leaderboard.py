@@ -10,6 +10,9 @@ import pytest
 
 from harness import leaderboard as lb
 from harness.config import RunConfig
+from harness.publish import write_leaderboard
+from harness.site import render_html
+from harness.tables import render_markdown
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -143,7 +146,7 @@ def test_incomplete_runs_are_excluded_and_reported(tmp_path) -> None:
     groups = lb.group(results)
     main = groups[0]
     assert main.n == 1 and main.stat("sr", "rank1").mean == pytest.approx(0.5)
-    text = lb.render_markdown(groups)
+    text = render_markdown(groups)
     assert f"not included: {running} (running)" in text
     assert f"not included: {empty} (no config.json)" in text
     assert text.count("| ") >= 2 and "50.0" in text
@@ -155,7 +158,7 @@ def test_markdown_has_protocol_version_mean_std_and_paper(tmp_path) -> None:
         make_run(tmp_path, f"s{s}", seed=s, r1=r, label="INTACT", paper=paper)
         for s, r in enumerate([0.80, 0.90])
     ]
-    text = lb.render_markdown(lb.group(lb.collect(dirs)))
+    text = render_markdown(lb.group(lb.collect(dirs)))
     assert text.splitlines()[0] == "# Leaderboard (protocol mlr-1.0)"
     lines = text.splitlines()
     assert "## synthetic, market (protocol mlr-1.0)" in lines  # the table's dataset heading
@@ -174,19 +177,19 @@ def test_markdown_has_protocol_version_mean_std_and_paper(tmp_path) -> None:
 
 def test_paper_argument_overrides_config_paper(tmp_path) -> None:
     run = make_run(tmp_path, "a", label="GAN", paper={"rank1": 1.0})
-    text = lb.render_markdown(lb.collect([run]), paper={"GAN": {"rank1": 84.7, "rank5": 93.9}})
+    text = render_markdown(lb.collect([run]), paper={"GAN": {"rank1": 84.7, "rank5": 93.9}})
     assert "84.7 / 93.9 / -" in text
 
 
 def test_no_paper_columns_when_nobody_names_the_paper(tmp_path) -> None:
-    text = lb.render_markdown(lb.collect([make_run(tmp_path, "a")]))
+    text = render_markdown(lb.collect([make_run(tmp_path, "a")]))
     assert "Paper" not in text
 
 
 def test_write_leaderboard_files(tmp_path) -> None:
     dirs = [make_run(tmp_path / "runs", f"s{s}", seed=s, r1=0.5 + 0.1 * s) for s in range(2)]
     out = tmp_path / "board"
-    written = lb.write_leaderboard(out, lb.group(lb.collect(dirs)), title="Ablation")
+    written = write_leaderboard(out, lb.group(lb.collect(dirs)), title="Ablation")
     names = sorted(p.name for p in written)
     assert names == ["cmc.png", "index.html", "leaderboard.html", "leaderboard.json", "leaderboard.md"]
     assert (out / "index.html").read_text() == (out / "leaderboard.html").read_text()
@@ -208,15 +211,15 @@ def test_mixed_protocol_versions_are_called_out(tmp_path) -> None:
     metrics = json.loads((b / "metrics.json").read_text())
     metrics["protocol_version"] = "mlr-0.9"
     (b / "metrics.json").write_text(json.dumps(metrics))
-    header = lb.render_markdown(lb.collect([a, b])).splitlines()[0]
+    header = render_markdown(lb.collect([a, b])).splitlines()[0]
     assert "mlr-0.9, mlr-1.0" in header and "not comparable" in header
 
 
 def test_nothing_finished_renders_a_clear_table(tmp_path) -> None:
     run = make_run(tmp_path, "a", status="running")
-    text = lb.render_markdown(lb.collect([run]))
+    text = render_markdown(lb.collect([run]))
     assert "No finished runs" in text and "(running)" in text
-    assert "No finished runs" in lb.render_html(lb.collect([run]))
+    assert "No finished runs" in render_html(lb.collect([run]))
 
 
 def test_a_single_gallery_shot_run_shows_its_spread_over_trials(tmp_path) -> None:
@@ -307,7 +310,7 @@ def test_rows_differing_in_two_settings_form_no_curve(tmp_path) -> None:
     dirs += [make_run(tmp_path, f"lr{k}", reg="gan", lr=1e-4 * (k + 1)) for k in range(3)]  # core, not an option
     groups = lb.group(lb.collect(dirs))
     assert sweep.curves(groups) == []
-    assert "Weight sweep" not in lb.render_markdown(groups)
+    assert "Weight sweep" not in render_markdown(groups)
 
 
 DIAGNOSTICS = {
@@ -347,7 +350,7 @@ def test_diagnostics_are_averaged_over_seeds_and_printed_under_the_table(tmp_pat
     assert lb.diagnostics_text(stored) == (
         "grad share mse 0.80 · id 0.10 · gan 0.05 · dis 0.20 · bridge 0.30; critic R² 0.60 (0.70 at end)"
     )
-    text = lb.render_markdown(groups)
+    text = render_markdown(groups)
     line = next(x for x in text.splitlines() if x.startswith("- INTACT:"))
     assert line == (
         "- INTACT: grad share mse 0.70 · id 0.20 · gan 0.05 · dis 0.20; critic R² 0.50 (0.50 at start); "

@@ -19,7 +19,9 @@ from click.testing import CliRunner
 
 from harness import leaderboard as lb
 from harness.cli import main
+from harness.publish import write_leaderboard
 from harness.report import save_samples
+from harness.site import render_html
 from tests.test_leaderboard import make_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -63,7 +65,7 @@ def test_long_names_are_cut_in_tables_and_legends_but_kept_whole(tmp_path) -> No
     # Every row shares srgan/resnet18/intact: the short name spends its room on what differs.
     assert [x.short for x in groups] == [f"batch_size={16 + k} lr={lrs[k]} +3" for k in range(3)]
     assert all(len(x.short) <= lb.SHORT_NAME for x in groups)
-    page = lb.render_html(groups)
+    page = render_html(groups)
     # the full name is one click away: a tooltip and the first line of the row's details
     assert f'<summary title="{g.name}">{g.short}</summary><div class="recipe">{g.name}</div>' in page
     fig = lb.cmc_plot(groups)
@@ -136,7 +138,7 @@ def test_site_links_runs_and_sets_the_same_queries_side_by_side(tmp_path) -> Non
     assert [name for name, _ in rows] == ["LR", "bicubic", "SR: GAN", "SR: INTACT", "HR"]
     assert [g.label for g in shown] == ["GAN", "INTACT"]
     site = tmp_path / "site"
-    lb.write_leaderboard(site, groups)
+    write_leaderboard(site, groups)
     page = (site / "index.html").read_text()
     assert 'href="./../runs/a/config.json"' in page and 'href="./../runs/b/sr_samples.png"' in page
     assert (site / "../runs/a/config.json").is_file()
@@ -152,7 +154,7 @@ def test_no_folder_name_becomes_a_link_scheme(tmp_path) -> None:
     evil = make_run(runs, "javascript:alert(1)", reg="gan")
     spaced = make_run(runs, "a b#c?d", reg="intact")
     site = tmp_path / "site"
-    lb.write_leaderboard(site, lb.group(lb.collect([evil, spaced])))
+    write_leaderboard(site, lb.group(lb.collect([evil, spaced])))
     page = (site / "index.html").read_text()
     hrefs = [h for h in page.split('href="')[1:]]
     links = [h.split('"', 1)[0] for h in hrefs if not h.startswith("#")]
@@ -166,7 +168,7 @@ def test_runs_without_stored_tensors_show_their_own_sample_figures(tmp_path) -> 
     run = make_run(tmp_path / "runs", "old", reg="intact")
     (run / "sr_samples.png").write_bytes(PNG_MAGIC)
     (run / "sr_samples.pt").write_bytes(b"not a torch file")  # corrupt: ignored, not fatal
-    page = lb.render_html(lb.group(lb.collect([run])), out_dir=tmp_path / "site")
+    page = render_html(lb.group(lb.collect([run])), out_dir=tmp_path / "site")
     assert 'src="./../runs/old/sr_samples.png"' in page and 'alt="SR samples"' not in page
 
 
@@ -244,7 +246,7 @@ def _table_one_site(tmp_path: Path) -> Path:
             dirs.append(d)
     dirs += [make_run(runs, "syn-none", reg="none"), make_run(runs, "syn-intact", reg="intact", r1=0.7)]
     site = tmp_path / "site"
-    lb.write_leaderboard(site, lb.group(lb.collect(dirs)), title="Table 1")
+    write_leaderboard(site, lb.group(lb.collect(dirs)), title="Table 1")
     return site
 
 
@@ -310,7 +312,7 @@ def _sweep_site(tmp_path: Path) -> tuple[Path, list[Path]]:
             _options(d, {**options, option: weight})
             dirs.append(d)
     site = tmp_path / "site"
-    lb.write_leaderboard(site, lb.group(lb.collect(dirs)), title="critic-weight")
+    write_leaderboard(site, lb.group(lb.collect(dirs)), title="critic-weight")
     return site, dirs
 
 
@@ -339,7 +341,7 @@ def test_row_details_carry_the_runs_diagnostics(tmp_path) -> None:
 
     run = _with_diagnostics(make_run(tmp_path, "a", reg="intact", label="INTACT <critic>"),
                             {**DIAGNOSTICS, "grad_share": {"mse": 0.8, "<dis>": 0.2}})
-    page = lb.render_html(lb.group(lb.collect([run, make_run(tmp_path, "b", reg="gan", label="GAN")])))
+    page = render_html(lb.group(lb.collect([run, make_run(tmp_path, "b", reg="gan", label="GAN")])))
     assert page.count('<div class="recipe diagnostics">') == 1  # the GAN row has none to show
     assert ('<div class="recipe diagnostics">diagnostics: grad share mse 0.80 · &lt;dis&gt; 0.20; '
             "critic R² 0.55 (0.50 at start); gap 0.12; L_dis via f_c 30%; D acc 0.70; critic warm-up 200 iters"

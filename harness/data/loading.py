@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
 from harness.components import Record
@@ -61,8 +62,6 @@ def decode_file(path: str) -> np.ndarray:
 
     PIL, not cv2: cv2 fills a truncated JPEG with grey and carries on.
     """
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as im:
             im.load()

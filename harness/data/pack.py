@@ -13,10 +13,13 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
 
 from harness.data.layout import IMAGE_EXTENSIONS as IMAGE_SUFFIXES
 from harness.errors import DatasetError
@@ -72,8 +75,6 @@ class PackSummary:
 
 def _encode(path: Path, size: tuple[int, int], quality: int) -> bytes:
     """The image at ``size`` (height, width), in the format its suffix names."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as img:
             img = img.convert("RGB").resize((size[1], size[0]), Image.BICUBIC, reducing_gap=None)
@@ -169,8 +170,6 @@ def pack_dataset(
 
 
 def _remove(path: Path) -> None:
-    import shutil
-
     if path.is_dir():
         shutil.rmtree(path)
     elif path.exists():
