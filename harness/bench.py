@@ -35,6 +35,7 @@ import contextlib
 import dataclasses
 import difflib
 import json
+import os
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -42,10 +43,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.components import coerce_option
-from harness.config import ConfigError, ProtocolConfig, RunConfig
+import torch
+
+from harness import leaderboard as lb
+from harness import scheduler
+from harness.config import ConfigError, ProtocolConfig, RunConfig, resolve_config
 from harness.errors import HarnessError
 from harness.io import atomic_write_text
+from harness.launch import LaunchSettings, PlannedRun, RunJob
+from harness.presets import default_preset
+from harness.publish import write_leaderboard
+from harness.registry import get_registry
+from harness.run import run_experiment
+from harness.rundir import SETTING_TABLES, is_complete, is_started, run_log, stale_settings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -60,7 +70,7 @@ ROW_KEYS = ("label", "paper", "query")
 RUN_FIELDS = frozenset(f.name for f in dataclasses.fields(RunConfig)) - {"options", "protocol"}
 PROTOCOL_FIELDS = frozenset(f.name for f in dataclasses.fields(ProtocolConfig))
 PAPER_KEYS = ("rank1", "rank5", "rank10", "mAP")
-NESTED = ("options", "protocol")
+NESTED = SETTING_TABLES  # merged key by key, as a run folder compares them
 
 
 @dataclass(frozen=True)
@@ -87,20 +97,6 @@ class BenchSpec:
     def paper(self) -> dict[str, dict[str, float]]:
         """Label -> the paper's numbers, for rows that name them."""
         return {r.label: r.paper for r in self.runs if r.paper}
-
-
-@dataclass(frozen=True)
-class PlannedRun:
-    """One (row, seed) of the grid, settings fully merged, ready for ``run_fn``."""
-
-    label: str
-    seed: int
-    settings: dict[str, Any]
-    run_dir: Path
-    paper: dict[str, float] | None = None
-    ignored_overrides: tuple[str, ...] = field(default=())
-    query: str = "sr"
-    split: int | None = None
 
 
 # --------------------------------------------------------------------------- loading
@@ -293,8 +289,6 @@ def select_rows(spec: BenchSpec, labels: Sequence[str]) -> BenchSpec:
 
 def effective_preset(merged: Mapping[str, Any]) -> str:
     """The preset a run will use: its own, else this machine's default."""
-    from harness.presets import default_preset
-
     return str(merged.get("preset") or default_preset())
 
 
@@ -353,21 +347,9 @@ def expand(
 # --------------------------------------------------------------------------- running
 
 
-def is_complete(run_dir: str | Path) -> bool:
-    """True when the folder's metrics.json says ``status: complete``."""
-    path = Path(run_dir) / "metrics.json"
-    try:
-        return json.loads(path.read_text()).get("status") == "complete"
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
 def check_plan(plan: Sequence[PlannedRun], registry: Any = None) -> None:
     """Resolve every planned run's settings before the first one trains, so a typo in the
     last row of a grid fails in a second, not after hours of the rows above it."""
-    from harness.config import resolve_config
-    from harness.registry import get_registry
-
     registry = registry or get_registry()
     for run in plan:
         try:
@@ -376,19 +358,19 @@ def check_plan(plan: Sequence[PlannedRun], registry: Any = None) -> None:
             raise ConfigError(f"row {run.label!r} (seed {run.seed}): {exc}") from exc
 
 
-def run_row(spec: BenchSpec, out_dir: Path, settings: dict, run_dir: Path, label: str,
-            paper: dict | None, query: str, *, registry: Any = None, echo: Callable[[str], None] = print) -> None:
-    """One planned run: resolve its settings, then train (or resume) and evaluate it."""
-    from harness.config import resolve_config
-    from harness.registry import get_registry
-    from harness.run import run_experiment
+def run_row(settings: dict, run_dir: Path, label: str, paper: dict | None, query: str, *,
+            bench: str, out_dir: Path, registry: Any = None, echo: Callable[[str], None] = print) -> None:
+    """One planned run: resolve its settings, then train (or resume) and evaluate it.
 
+    ``bench`` (the spec's name) is recorded with the run; ``out_dir`` holds the grid's
+    shared stage-0 cache. The serial bench and a launched run's worker both come here,
+    so a run is the same whichever way it was started.
+    """
     registry = registry or get_registry()
     config = resolve_config(settings, registry)
     echo(f"== {label} (seed {config.seed}) -> {run_dir}")
-    resume = (run_dir / "config.json").is_file()
-    run_experiment(config, run_dir, registry, resume=resume, echo=echo,
-                   extra={"label": label, "paper": paper, "bench": spec.name, "query": query},
+    run_experiment(config, run_dir, registry, resume=is_started(run_dir), echo=echo,
+                   extra={"label": label, "paper": paper, "bench": bench, "query": query},
                    stage0_cache_dir=out_dir / ".stage0-cache")
 
 
@@ -399,9 +381,6 @@ def write_bench_leaderboard(spec: BenchSpec, out_dir: str | Path,
     ``failed`` (run name -> its log) adds a "Failed runs" section: a launched grid
     writes its leaderboard from what finished and names what did not.
     """
-    from harness import leaderboard as lb
-    from harness.publish import write_leaderboard
-
     out_dir = Path(out_dir)
     dirs = [
         d
@@ -434,43 +413,6 @@ class BenchFailed(HarnessError):
                          "rerun the same command to retry only them")
 
 
-def _same(wanted: Any, stored: Any) -> bool:
-    """Equality after typing command-line strings ("0.5", "true") like the saved values."""
-    if isinstance(wanted, list | tuple) and isinstance(stored, list | tuple):
-        return len(wanted) == len(stored) and all(map(_same, wanted, stored))
-    try:
-        return coerce_option(wanted, stored) == stored
-    except ConfigError:
-        return False
-
-
-def stale_settings(run: PlannedRun) -> list[str]:
-    """Settings of a started run folder that disagree with the plan (empty: it is this run).
-
-    Resuming is keyed by folder, so without this check a bench re-run with, say, other data
-    into the same folder would report the old runs as its own.
-    """
-    path = run.run_dir / "config.json"
-    try:
-        saved = json.loads(path.read_text()).get("config")
-    except (OSError, ValueError, AttributeError):
-        return []
-    if not isinstance(saved, Mapping):
-        return []
-    out = []
-    for key, value in run.settings.items():
-        if key in NESTED and isinstance(value, Mapping):
-            inner = saved.get(key) or {}
-            out += [
-                f"{key}.{k}: planned {v!r}, saved {inner.get(k)!r}"
-                for k, v in value.items()
-                if k in inner and not _same(v, inner.get(k))
-            ]
-        elif key in saved and not _same(value, saved[key]):
-            out.append(f"{key}: planned {value!r}, saved {saved[key]!r}")
-    return out
-
-
 def _seed_order(path: Path) -> tuple[int, int, str]:
     """seed2 < seed10; seed0-split2 < seed0-split10."""
     match = re.fullmatch(r"seed(\d+)(?:-split(\d+))?", path.name)
@@ -501,7 +443,7 @@ def run_bench(
 
     Without ``launcher`` the runs go one after another in this process, and the first
     error stops the grid. With one (``local``, ``ray``, ``slurm`` or a plugin's), each run
-    is its own process handed to that engine, ``jobs`` at once (:mod:`harness.launch`):
+    is its own process handed to that engine, ``jobs`` at once (:mod:`harness.scheduler`):
     runs sharing a stage-0 or warm-start model wait for the one that trains it, a failed
     run is retried ``retries`` times and then named (:class:`BenchFailed`) while the
     others go on, and the leaderboard is refreshed as runs finish.
@@ -524,12 +466,13 @@ def run_bench(
         raise ConfigError("a launcher runs each run in its own process; run_fn works only without one")
     if run_fn is None:
         def run_fn(settings: dict, run_dir: Path, label: str, paper: dict | None, query: str) -> None:
-            run_row(spec, out_dir, settings, run_dir, label, paper, query, registry=registry, echo=progress)
+            run_row(settings, run_dir, label, paper, query, bench=spec.name, out_dir=out_dir,
+                    registry=registry, echo=progress)
     plan = expand(spec, overrides, seeds, out_dir, splits)
     if validate:
         check_plan(plan, registry)
     for run in plan:
-        stale = stale_settings(run)
+        stale = stale_settings(run.run_dir, run.settings)
         if stale:
             raise ConfigError(
                 f"{run.run_dir} holds a run of {run.label!r} with other settings "
@@ -552,14 +495,11 @@ def run_bench(
     done = 0
     threads_before = None
     if threads_per_run is not None:
-        import torch
-
         threads_before = torch.get_num_threads()
         torch.set_num_threads(_positive("--threads-per-run", threads_per_run))
     try:
         for i, run in enumerate(plan, start=1):
-            where = f"seed {run.seed}" + ("" if run.split is None else f", split {run.split}")
-            tag = f"[{i}/{len(plan)}] {run.label} ({where})"
+            tag = f"[{i}/{len(plan)}] {run.name}"
             if is_complete(run.run_dir):
                 progress(f"{tag}: finished already, skipped ({run.run_dir})")
                 continue
@@ -573,8 +513,6 @@ def run_bench(
         raise
     finally:
         if threads_before is not None:
-            import torch
-
             torch.set_num_threads(threads_before)
     write_bench_leaderboard(spec, out_dir)
     progress(
@@ -589,60 +527,47 @@ def _positive(flag: str, value: Any) -> int:
     return value
 
 
-def run_log(run_dir: Path) -> Path:
-    """Where a launched run's stdout and stderr go: beside its folder, ``<row>/<folder>.log``."""
-    return run_dir.parent / f"{run_dir.name}.log"
-
-
 def _launch(spec: BenchSpec, out_dir: Path, plan: Sequence[PlannedRun], launcher: str, *, registry: Any,
             progress: Callable[[str], None], jobs: int | None, threads: int | None, gpus: float | None,
             options: Mapping[str, Any], retries: int) -> list[Path]:
     """The grid through a launcher plugin (see :func:`run_bench`)."""
-    import os
-
-    from harness import launch
-    from harness.registry import get_registry
-
     registry = registry or get_registry()
     entry = registry.lookup("launcher", launcher)
     if jobs is not None:
         _positive("--jobs", jobs)
-    threads = launch.default_threads(jobs) if threads is None else _positive("--threads-per-run", threads)
+    threads = scheduler.default_threads(jobs) if threads is None else _positive("--threads-per-run", threads)
     if gpus is None:
-        import torch
-
         gpus = 1.0 if torch.cuda.is_available() else 0.0
     if isinstance(gpus, bool) or not isinstance(gpus, int | float) or gpus < 0:
         raise ConfigError(f"--gpus-per-run must be >= 0, got {gpus!r}")
-    typed = launch.parse_launcher_options(entry.options, options, launcher)
+    typed = scheduler.parse_launcher_options(entry.options, options, launcher)
     todo = []
     for i, run in enumerate(plan, start=1):
         if is_complete(run.run_dir):
-            where = f"seed {run.seed}" + ("" if run.split is None else f", split {run.split}")
-            progress(f"[{i}/{len(plan)}] {run.label} ({where}): finished already, skipped ({run.run_dir})")
+            progress(f"[{i}/{len(plan)}] {run.name}: finished already, skipped ({run.run_dir})")
         else:
             todo.append(run)
     out_abs = out_dir.resolve()
-    shared = launch.shared_files(todo, registry, out_abs)
+    shared = scheduler.shared_files(todo, registry, out_abs)
     groups = len({f for files in shared.values() for f in files})
     progress(f"{spec.name}: {len(todo)} run(s) on launcher {launcher!r}, "
              f"{jobs if jobs else 'as many as it takes'} at once, {threads} thread(s)"
              f"{f' and {gpus:g} GPU(s)' if gpus else ''} each; {groups} shared stage model(s), each trained once")
-    instance = entry.factory(launch.LaunchSettings(jobs=jobs, threads=threads, gpus=float(gpus),
+    instance = entry.factory(LaunchSettings(jobs=jobs, threads=threads, gpus=float(gpus),
                                                    options=typed, out_dir=out_abs))
     cwd = os.getcwd()
 
-    def make_job(run: PlannedRun, attempt: int) -> launch.RunJob:
+    def make_job(run: PlannedRun, attempt: int) -> RunJob:
         run_dir = run.run_dir.resolve()
-        return launch.RunJob(label=run.label, seed=run.seed, settings=dict(run.settings), run_dir=str(run_dir),
-                             out_dir=str(out_abs), bench=spec.name, threads=threads, log=str(run_log(run_dir)),
-                             paper=run.paper, query=run.query, split=run.split, attempt=attempt, cwd=cwd)
+        return RunJob.for_run(dataclasses.replace(run, run_dir=run_dir, settings=dict(run.settings)),
+                              out_dir=str(out_abs), bench=spec.name, threads=threads, log=str(run_log(run_dir)),
+                              attempt=attempt, cwd=cwd)
 
-    def refresh(report: launch.LaunchReport) -> None:
+    def refresh(report: scheduler.LaunchReport) -> None:
         with contextlib.suppress(Exception):  # a reporting hiccup must not stop the grid
             write_bench_leaderboard(spec, out_dir, failed=report.failed)
 
-    report = launch.launch_runs(todo, make_job, instance, shared=shared, jobs=jobs, total=len(plan),
+    report = scheduler.launch_runs(todo, make_job, instance, shared=shared, jobs=jobs, total=len(plan),
                                 already_done=len(plan) - len(todo), retries=retries, progress=progress,
                                 on_finish=refresh)
     write_bench_leaderboard(spec, out_dir, failed=report.failed)

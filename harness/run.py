@@ -18,16 +18,17 @@ import numpy as np
 import torch
 
 from harness.cache import cache_files
-from harness.checkpoint import latest_checkpoint
+from harness.checkpoint import STAGE_ORDER, latest_checkpoint
 from harness.config import PROTOCOL_VERSION, ConfigError, RunConfig, resolve_config
 from harness.data.mlr import lr_size, ratio_key
 from harness.diagnostics import read_log
 from harness.diagnostics import summarise as summarise_diagnostics
 from harness.errors import HarnessError
-from harness.io import append_jsonl, atomic_write_json, remove_partial_writes
+from harness.io import append_jsonl, atomic_write_json, atomic_write_text, remove_partial_writes
 from harness.pretrained import describe_init, init_record, resolve_init
 from harness.provenance import config_document
 from harness.registry import Registry
+from harness.rundir import check_run_dir, load_run_config, mark_complete, refuse_foreign_run
 
 Echo = Callable[[str], None]
 
@@ -56,37 +57,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-#: what a run writes into its folder; any of them means the folder holds a run
-RUN_FILES = ("config.json", "metrics.json", "split.json", "log.jsonl", "checkpoints")
-#: what a complete run folder promises (sr_samples.png where the run has an SR query)
-PROMISED = ("config.json", "split.json", "metrics.json", "cmc.csv", "cmc.png", "log.jsonl")
-
-
-def refuse_foreign_run(run_dir: Path) -> None:
-    """A run folder belongs to one run: a new run never writes into another run's folder."""
-    present = [name for name in RUN_FILES if (run_dir / name).exists()]
-    if not present:
-        return
-    what = "a run"
-    try:
-        doc = json.loads((run_dir / "config.json").read_text())
-        cfg = doc["config"]
-        status = json.loads((run_dir / "metrics.json").read_text()).get("status", "?") \
-            if (run_dir / "metrics.json").is_file() else "no metrics"
-        what = f"a run ({cfg['sr']}/{cfg['reid']}/{cfg['reg']} on {cfg['data']}, seed {cfg['seed']}, {status})"
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    raise HarnessError(
-        f"{run_dir} already holds {what} ({', '.join(present)}): continue it with "
-        f"harness run --resume {run_dir}, or write this run elsewhere with --out NEW_FOLDER"
-    )
-
-
 def trim_log(path: Path, stage: str, iteration: int) -> None:
     """Drop log lines past the checkpoint a resume starts from, so no iteration is logged twice."""
-    from harness.checkpoint import STAGE_ORDER
-    from harness.io import atomic_write_text
-
     if not path.is_file():
         return
     here = (STAGE_ORDER.get(stage, 0), iteration)
@@ -100,27 +72,6 @@ def trim_log(path: Path, stage: str, iteration: int) -> None:
         if "stage" not in rec or position <= here:
             kept.append(line)
     atomic_write_text(path, "".join(f"{line}\n" for line in kept))
-
-
-def mark_complete(run_dir: Path, metrics: Mapping[str, Any]) -> None:
-    """Write ``metrics.json`` (``status: complete``) last, and only when every promised file is there."""
-    log = run_dir / "log.jsonl"
-    if not log.is_file():
-        log.touch()  # a run too short to log anything still promises its (empty) log
-    missing = [name for name in PROMISED if name != "metrics.json" and not (run_dir / name).is_file()]
-    if missing:
-        raise HarnessError(f"{run_dir} would be marked complete without {', '.join(missing)}; not marking it")
-    atomic_write_json(run_dir / "metrics.json", dict(metrics))
-
-
-def check_run_dir(run_dir: Path) -> None:
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise HarnessError(f"cannot write to the output folder {run_dir}: {exc.strerror or exc}") from exc
 
 
 #: the run folder being trained, so an interrupt can say how to continue it
@@ -324,27 +275,6 @@ def pretrain_reid(
 
 def _quiet(message: str) -> None:
     pass
-
-
-def load_run_config(run_dir: Path) -> RunConfig:
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise HarnessError(f"{run_dir} is not a run folder: config.json is missing")
-    try:
-        doc = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise HarnessError(f"{path} is corrupt (not JSON: {exc}); the run cannot be resumed from it") from exc
-    if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
-        raise HarnessError(f"{path} is corrupt: it holds no 'config' table; the run cannot be resumed from it")
-    config = dict(doc["config"])
-    if "hr_height" not in config:  # an mlr-1.0 run: its HR size was the re-id size
-        config["hr_height"], config["hr_width"] = config.get("height", 64), config.get("width", 32)
-    try:
-        return RunConfig.from_dict(config)
-    except HarnessError as exc:
-        raise HarnessError(f"{path} is corrupt: {exc}") from exc
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        raise HarnessError(f"{path} is corrupt: {type(exc).__name__}: {exc}") from exc
 
 
 def evaluate_run(run_dir: Path, registry: Registry, echo: Echo = print) -> dict[str, Any]:

@@ -11,24 +11,23 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import torch
+
+from harness.bench import run_row
+from harness.errors import HarnessError
+from harness.launch import RunJob
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         print("usage: python -m harness.worker JOB_JSON (written by harness bench's launchers)", file=sys.stderr)
         return 2
-    import torch
-
-    from harness.bench import BenchSpec, run_row
-    from harness.errors import HarnessError
-    from harness.launch import RunJob
-
     job = RunJob.from_json(argv[0])
     torch.set_num_threads(job.threads)
-    spec = BenchSpec(name=job.bench, description="", defaults={}, runs=())
     try:
-        run_row(spec, Path(job.out_dir), dict(job.settings), Path(job.run_dir), job.label, job.paper,
-                job.query, echo=lambda message: print(message, flush=True))
+        run_row(dict(job.settings), job.run_dir, job.label, job.paper, job.query, bench=job.bench,
+                out_dir=Path(job.out_dir), echo=lambda message: print(message, flush=True))
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2

@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from harness import ConfigError
 from harness.bench import BenchFailed, load_spec, run_bench, select_rows
 from harness.cli import main
-from harness.launch import JobOutcome, RunJob, launch_runs, parse_launcher_options
+from harness.launch import JobOutcome, PlannedRun, RunJob
+from harness.scheduler import launch_runs, parse_launcher_options
 from plugins.launch.local import gpu_slots
 
 SPEC = """
@@ -126,6 +127,17 @@ def test_a_failed_run_is_retried_once_then_named_with_its_log_and_others_go_on(t
     assert report.failed == {"b (seed 0)": str(tmp_path / "b") + ".log"}
     assert any(line.startswith("FAILED") and "b.log" in line and "1 failed" in line for line in lines)
     assert any(line.startswith("failed") and "retrying once" in line for line in lines)
+
+
+def test_a_job_is_its_planned_run_plus_how_to_launch_it_and_survives_json(tmp_path) -> None:
+    run = PlannedRun(label="MSE+ID", seed=1, settings={"reg": "none", "options": {"split": 2}},
+                     run_dir=tmp_path / "mse-id" / "seed1-split2", paper={"rank1": 50.0},
+                     ignored_overrides=("reg",), split=2)
+    job = RunJob.for_run(run, out_dir=str(tmp_path), bench="mini", threads=2, log=str(tmp_path / "x.log"))
+    assert isinstance(job, PlannedRun) and job.name == run.name == "MSE+ID (seed 1, split 2)"
+    assert (job.run_dir, job.settings, job.attempt, job.cwd) == (run.run_dir, run.settings, 1, ".")
+    again = RunJob.from_json(job.to_json())
+    assert again == job and isinstance(again.run_dir, Path)
 
 
 def test_gpu_slots_give_each_run_its_own_devices() -> None:

@@ -13,6 +13,8 @@ import subprocess
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import torch
+
 from harness import hookimpl
 from harness.launch import JobOutcome, LaunchSettings, RunJob, execute
 
@@ -32,8 +34,6 @@ class LocalLauncher:
     def __init__(self, settings: LaunchSettings):
         slots: list[str] = []
         if settings.gpus > 0:
-            import torch
-
             slots = gpu_slots(os.environ.get("CUDA_VISIBLE_DEVICES"), torch.cuda.device_count(),
                               int(round(settings.gpus)))
         workers = settings.jobs or 1

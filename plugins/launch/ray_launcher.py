@@ -25,7 +25,7 @@ def _task(job_json: str) -> JobOutcome:
 class RayLauncher:
     def __init__(self, settings: LaunchSettings):
         try:
-            import ray
+            import ray  # optional and heavy: only a bench that chose this launcher needs it
         except ImportError as exc:
             raise HarnessError("the ray launcher needs Ray: pip install 'crossres-harness[ray]' "
                                "(or pip install 'ray>=2.9')") from exc

@@ -19,7 +19,7 @@ from harness.launch import JobOutcome, LaunchSettings, RunJob, execute
 class SlurmLauncher:
     def __init__(self, settings: LaunchSettings):
         try:
-            import submitit
+            import submitit  # optional: only a bench that chose this launcher needs it
         except ImportError as exc:
             raise HarnessError("the slurm launcher needs submitit: pip install 'crossres-harness[slurm]' "
                                "(or pip install 'submitit>=1.5')") from exc

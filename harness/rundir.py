@@ -1,0 +1,166 @@
+"""What a run folder holds and what it says about its run: the one place that knows.
+
+A run folder is the unit of truth. ``config.json`` is written first (the resolved
+settings), checkpoints and ``log.jsonl`` while training, and ``metrics.json`` with
+``status: complete`` only at the very end, after every promised file. So "is this run
+finished?" and "is this folder another run's?" are questions about files; the bench,
+the scheduler and a single run all ask them here, so they can never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from harness.components import coerce_option
+from harness.config import ConfigError, RunConfig
+from harness.errors import HarnessError
+from harness.io import atomic_write_json
+
+CONFIG = "config.json"
+METRICS = "metrics.json"
+SPLIT = "split.json"
+LOG = "log.jsonl"
+CHECKPOINTS = "checkpoints"
+#: the status ``metrics.json`` holds once the run is done (``running`` before)
+COMPLETE = "complete"
+
+#: what a run writes into its folder; any of them means the folder holds a run
+RUN_FILES = (CONFIG, METRICS, SPLIT, LOG, CHECKPOINTS)
+#: what a complete run folder promises (sr_samples.png where the run has an SR query)
+PROMISED = (CONFIG, SPLIT, METRICS, "cmc.csv", "cmc.png", LOG)
+#: settings saved as tables in config.json: a plan's value is compared key by key
+SETTING_TABLES = ("options", "protocol")
+
+
+def _read_json(path: Path) -> Any:
+    """The document at ``path``, or None when it is missing or torn (a crash mid-write)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_started(run_dir: str | Path) -> bool:
+    """True once a run has written its settings: it is continued, not started again."""
+    return (Path(run_dir) / CONFIG).is_file()
+
+
+def is_complete(run_dir: str | Path) -> bool:
+    """True when the folder's metrics.json says ``status: complete``.
+
+    Only :func:`mark_complete` writes that, and last, so a crash at any point before
+    leaves a folder that is resumed rather than reported.
+    """
+    doc = _read_json(Path(run_dir) / METRICS)
+    return isinstance(doc, dict) and doc.get("status") == COMPLETE
+
+
+def mark_complete(run_dir: Path, metrics: Mapping[str, Any]) -> None:
+    """Write ``metrics.json`` (``status: complete``) last, and only when every promised file is there.
+
+    The write is atomic: a reader sees the old ``running`` document or the whole new one.
+    """
+    log = run_dir / LOG
+    if not log.is_file():
+        log.touch()  # a run too short to log anything still promises its (empty) log
+    missing = [name for name in PROMISED if name != METRICS and not (run_dir / name).is_file()]
+    if missing:
+        raise HarnessError(f"{run_dir} would be marked complete without {', '.join(missing)}; not marking it")
+    atomic_write_json(run_dir / METRICS, dict(metrics))
+
+
+def refuse_foreign_run(run_dir: Path) -> None:
+    """A run folder belongs to one run: a new run never writes into another run's folder."""
+    present = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if not present:
+        return
+    what = "a run"
+    try:
+        doc = json.loads((run_dir / CONFIG).read_text())
+        cfg = doc["config"]
+        status = json.loads((run_dir / METRICS).read_text()).get("status", "?") \
+            if (run_dir / METRICS).is_file() else "no metrics"
+        what = f"a run ({cfg['sr']}/{cfg['reid']}/{cfg['reg']} on {cfg['data']}, seed {cfg['seed']}, {status})"
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    raise HarnessError(
+        f"{run_dir} already holds {what} ({', '.join(present)}): continue it with "
+        f"harness run --resume {run_dir}, or write this run elsewhere with --out NEW_FOLDER"
+    )
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Create the folder and prove it writable now, not after an hour of training."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise HarnessError(f"cannot write to the output folder {run_dir}: {exc.strerror or exc}") from exc
+
+
+def _same(wanted: Any, stored: Any) -> bool:
+    """Equality after typing command-line strings ("0.5", "true") like the saved values."""
+    if isinstance(wanted, list | tuple) and isinstance(stored, list | tuple):
+        return len(wanted) == len(stored) and all(map(_same, wanted, stored))
+    try:
+        return coerce_option(wanted, stored) == stored
+    except ConfigError:
+        return False
+
+
+def stale_settings(run_dir: Path, settings: Mapping[str, Any]) -> list[str]:
+    """Settings of a started run folder that disagree with ``settings`` (empty: it is this run).
+
+    Resuming is keyed by folder, so without this check a bench re-run with, say, other data
+    into the same folder would report the old runs as its own. Only keys both sides name
+    are compared: a setting the folder predates (or a default the plan leaves out) is no
+    disagreement, so earlier run folders stay usable.
+    """
+    doc = _read_json(run_dir / CONFIG)
+    saved = doc.get("config") if isinstance(doc, dict) else None
+    if not isinstance(saved, Mapping):
+        return []
+    out = []
+    for key, value in settings.items():
+        if key in SETTING_TABLES and isinstance(value, Mapping):
+            inner = saved.get(key) or {}
+            out += [
+                f"{key}.{k}: planned {v!r}, saved {inner.get(k)!r}"
+                for k, v in value.items()
+                if k in inner and not _same(v, inner.get(k))
+            ]
+        elif key in saved and not _same(value, saved[key]):
+            out.append(f"{key}: planned {value!r}, saved {saved[key]!r}")
+    return out
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    """The settings a run folder was made with, for ``--resume`` and ``harness eval``."""
+    path = run_dir / CONFIG
+    if not path.is_file():
+        raise HarnessError(f"{run_dir} is not a run folder: config.json is missing")
+    try:
+        doc = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HarnessError(f"{path} is corrupt (not JSON: {exc}); the run cannot be resumed from it") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
+        raise HarnessError(f"{path} is corrupt: it holds no 'config' table; the run cannot be resumed from it")
+    config = dict(doc["config"])
+    if "hr_height" not in config:  # an mlr-1.0 run: its HR size was the re-id size
+        config["hr_height"], config["hr_width"] = config.get("height", 64), config.get("width", 32)
+    try:
+        return RunConfig.from_dict(config)
+    except HarnessError as exc:
+        raise HarnessError(f"{path} is corrupt: {exc}") from exc
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise HarnessError(f"{path} is corrupt: {type(exc).__name__}: {exc}") from exc
+
+
+def run_log(run_dir: Path) -> Path:
+    """Where a launched run's stdout and stderr go: beside its folder, ``<row>/<folder>.log``."""
+    return run_dir.parent / f"{run_dir.name}.log"
