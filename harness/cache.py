@@ -1,9 +1,11 @@
-"""Keys of the models a run may share with other runs: stage 0 and the G warm start.
+"""Keys of the models a run may share with other runs: stage 0, the G warm start, the critic warm-up.
 
 Runs that agree on every setting a stage depends on get bit-identical results
 from it (CPU, seeded), so ``harness bench`` trains each once and reuses it.
 A key is a hash of exactly those settings; anything left out would let two
-different recipes share a model, anything extra only costs a retrain.
+different recipes share a model, anything extra only costs a retrain. Which
+settings a stage depends on is read from their declaration: the sections the
+stage reads (:data:`harness.settings.CACHED_STAGES`), not a hand list.
 """
 
 from __future__ import annotations
@@ -14,16 +16,29 @@ from pathlib import Path
 
 import torch
 
-from harness.config import PROTOCOL_VERSION, RunConfig
+from harness.config import COMPONENT_FIELDS, PROTOCOL_VERSION, SETTINGS, RunConfig
 from harness.registry import Registry
+from harness.settings import CACHED_STAGES, CRITIC, STAGE0, WARMUP, CachedStage
 
-#: RunConfig fields that stage 0 (re-id on HR) depends on, besides the re-id
-#: and dataset plugins' own options.
-STAGE0_FIELDS = (
-    "reid", "data", "data_root", "height", "width", "hr_height", "hr_width", "batch_size", "reid_iters", "lr_reid",
-    "weight_decay", "label_smooth", "triplet", "random_erasing", "res_aug", "color_jitter", "reid_weights",
-    "partial_weights", "reid_init", "seed", "amp", "channels_last", "skip_bad_images",
-)
+
+def stage_settings(stage: CachedStage) -> tuple[str, ...]:
+    """The settings a stage's key hashes: the fields of the components it builds, every
+    setting of its sections that trains, and what it reads besides (``CachedStage``).
+
+    Derived, not listed: a setting added to a section enters the key of every stage that
+    reads the section, so no cached model can be shared by recipes that differ in it.
+    """
+    names = [f for kind, f in COMPONENT_FIELDS if kind in stage.components]
+    names += [s.name for s in SETTINGS if s.section in stage.sections and s.trains]
+    return tuple(dict.fromkeys([*names, *stage.reads]))
+
+
+def depends_on(stage: CachedStage) -> tuple[str, ...]:
+    """Every setting a stage's result depends on: its own and, through their keys, those
+    of the stages it starts from."""
+    by_name = {s.name: s for s in CACHED_STAGES}
+    names = [name for earlier in stage.after for name in depends_on(by_name[earlier])]
+    return tuple(dict.fromkeys([*names, *stage_settings(stage)]))
 
 
 def stage0_key(config: RunConfig, registry: Registry, device: torch.device,
@@ -33,31 +48,27 @@ def stage0_key(config: RunConfig, registry: Registry, device: torch.device,
     ``init_sha256`` is the hash of the initial weights ``reid_init`` resolved to:
     ``imagenet`` names a search, and two machines may find different files.
     """
-    return _recipe_key(config, registry, device, STAGE0_FIELDS,
-                       (("reid", config.reid), ("dataset", config.data)),
-                       ("ratios", "seed", "lr_cameras", "kernel", "antialias"),
+    return _recipe_key(config, registry, device, STAGE0,
                        salt={"init_sha256": init_sha256} if init_sha256 else None)
 
 
-#: RunConfig fields that the pixel-loss warm start of G depends on, besides the
-#: SR and dataset plugins' own options.
-WARMUP_FIELDS = (
-    "sr", "data", "data_root", "hr_height", "hr_width", "batch_size", "sr_warmup_iters", "lr_warmup",
-    "grad_clip", "seed", "amp", "channels_last", "skip_bad_images", "sr_weights",
-)
+def _recipe_key(config: RunConfig, registry: Registry, device: torch.device, stage: CachedStage,
+                salt: dict | None = None, by_content: tuple[str, ...] = ()) -> str:
+    """The hash of a stage's settings, its components' options, the device type and versions.
 
-
-def _recipe_key(config: RunConfig, registry: Registry, device: torch.device, fields: tuple[str, ...],
-                plugins: tuple[tuple[str, str], ...], protocol: tuple[str, ...],
-                salt: dict | None = None) -> str:
+    ``by_content``: settings naming a file the caller hashes into ``salt`` instead.
+    """
     doc = config.to_dict()
+    names = [n for n in stage_settings(stage) if n not in by_content]
     owned: set[str] = set()
-    for kind, name in plugins:
-        owned |= set(registry.lookup(kind, name).options)
+    for kind, name in COMPONENT_FIELDS:
+        if kind in stage.components:
+            owned |= set(registry.lookup(kind, getattr(config, name)).options)
     key = {
-        "fields": {k: doc[k] for k in fields},
+        "fields": {k: doc[k] for k in names if not k.startswith("protocol.")},
         "options": {k: v for k, v in doc["options"].items() if k in owned},
-        "protocol": {k: doc["protocol"][k] for k in protocol},
+        "protocol": {k.split(".", 1)[1]: doc["protocol"][k.split(".", 1)[1]]
+                     for k in names if k.startswith("protocol.")},
         "device": device.type,
         "version": PROTOCOL_VERSION,
         "torch": torch.__version__,
@@ -69,37 +80,28 @@ def _recipe_key(config: RunConfig, registry: Registry, device: torch.device, fie
 def warmup_key(config: RunConfig, registry: Registry, device: torch.device) -> str:
     """A hash of everything the warm start depends on: equal keys give bit-identical generators."""
     # --sr-weights by content: the same checkpoint under another path shares the warm start.
-    fields = tuple(f for f in WARMUP_FIELDS if f != "sr_weights")
     salt = None
     if config.sr_weights:
         from harness.pretrained import sha256_file
 
         salt = {"sr_weights_sha256": sha256_file(config.sr_weights)}
-    return _recipe_key(config, registry, device, fields,
-                       (("sr", config.sr), ("dataset", config.data)),
-                       ("ratios", "kernel", "antialias", "lr_cameras", "seed"), salt=salt)
-
-
-#: RunConfig fields that the critic warm-up depends on, besides the models it starts
-#: from (stage 0's re-id model, the warm-started G: their keys) and the regulariser's and
-#: discriminator's own options
-CRITIC_FIELDS = ("reg", "disc", "batch_size", "seed", "amp", "channels_last", "lr", "grad_clip")
+    return _recipe_key(config, registry, device, WARMUP, salt=salt, by_content=("sr_weights",))
 
 
 def critic_key(config: RunConfig, registry: Registry, device: torch.device, stage0: str, warmup: str) -> str:
     """A hash of everything the critic warm-up depends on.
 
-    The options that only G's step reads (a regulariser's ``generator_only_options``:
-    the loss weights) are left out, so the rows of a weight sweep share one warm-up.
+    It starts from stage 0's re-id model and the warm G, so their keys stand for every
+    setting those depend on. The options that only G's step reads (a regulariser's
+    ``generator_only_options``: the loss weights) are left out, so the rows of a weight
+    sweep share one warm-up.
     """
     reg = registry.lookup("regulariser", config.reg)
     generator_only = set(getattr(reg.factory, "generator_only_options", ()))
     doc = config.to_dict()
     options = {k: v for k, v in doc["options"].items() if k not in generator_only}
     scoped = config.replace(options=options)
-    return _recipe_key(scoped, registry, device, CRITIC_FIELDS,
-                       (("regulariser", config.reg), ("discriminator", config.disc)),
-                       ("ratios", "kernel", "antialias"), salt={"stage0": stage0, "warmup": warmup})
+    return _recipe_key(scoped, registry, device, CRITIC, salt={"stage0": stage0, "warmup": warmup})
 
 
 def cache_files(config: RunConfig, registry: Registry, device: torch.device, cache_dir: Path,

@@ -16,8 +16,10 @@ from typing import Any
 
 import click
 
-from harness.config import KERNELS, coerce_setting
+from harness.cli_settings import SectionedCommand, setting_options, stage_visible, values_from
+from harness.config import coerce_setting
 from harness.errors import HarnessError
+from harness.settings import PRESET_NAMES, STAGE0
 
 os.environ.setdefault("KMP_WARNINGS", "0")
 
@@ -51,36 +53,6 @@ def _registry():
     return get_registry()
 
 
-def _parse_floats(ctx: click.Context, param: click.Parameter, value: str | None):
-    if value is None:
-        return None
-    try:
-        return tuple(float(v) for v in value.split(",") if v.strip())
-    except ValueError as exc:
-        raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from exc
-
-
-def _parse_size(ctx: click.Context, param: click.Parameter, value: str | None):
-    if value is None:
-        return None
-    from harness.config import parse_hr_size
-
-    try:
-        parse_hr_size(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
-    return value
-
-
-def _parse_ints(ctx: click.Context, param: click.Parameter, value: str | None):
-    if value is None:
-        return None
-    try:
-        return tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError as exc:
-        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from exc
-
-
 def _parse_options(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]):
     out = {}
     for item in value:
@@ -98,80 +70,18 @@ def main() -> None:
 
 
 # ---------------------------------------------------------------------------- run
+_plugin_options = click.option("-o", "--option", "options", multiple=True, callback=_parse_options,
+                               metavar="KEY=VALUE", help="Plugin option (see harness list --verbose); repeatable.")
+
+
 def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    opts = [
-        click.option("--sr", help="SR model (harness list). Default: srgan."),
-        click.option("--reid", help="Re-id model: a registered name or any timm model name. Default: resnet18."),
-        click.option("--reg", help="Regulariser: none, gan, intact, ... Default: none."),
-        click.option("--disc", help="Discriminator for GAN-based regularisers. Default: srgan."),
-        click.option("--data", help="Dataset. Default: synthetic (built in, no files needed)."),
-        click.option("--data-root", type=click.Path(), help="Folder holding the dataset in its official layout."),
-        click.option("--preset", type=click.Choice(["smoke", "cpu", "paper"]), help="Bundle of defaults; default: paper with CUDA, cpu without."),
-        click.option("--height", type=int, help="Re-id input height (every image is resized to it on the way into re-id)."),
-        click.option("--width", type=int, help="Re-id input width."),
-        click.option("--hr-size", "hr_size", callback=_parse_size, metavar="HxW",
-                     help="HR size, the SR target LR queries are made from (default: the dataset's native size; "
-                          "the cpu preset uses 64x32)."),
-        click.option("--batch-size", type=int),
-        click.option("--reid-iters", type=int, help="Stage 0 iterations (re-id on HR)."),
-        click.option("--sr-warmup-iters", type=int, help="Pixel-loss warm start of G before stage 1 (SRGAN's SRResNet stage); cached."),
-        click.option("--sr-iters", type=int, help="Stage 1 iterations (Algorithm 1)."),
-        click.option("--lr", type=float, help="Learning rate of G (and default of other modules)."),
-        click.option("--lr-reid", type=float),
-        click.option("--lr-warmup", type=float, help="Learning rate of G's pixel-loss warm start."),
-        click.option("--triplet/--no-triplet", default=None, help="Add torchreid's triplet loss in stage 0."),
-        click.option("--res-aug", type=float, help="Probability of resolution augmentation in stage 0."),
-        click.option("--random-erasing", type=float, help="Probability of random erasing in stage 0 (default 0.5)."),
-        click.option("--color-jitter", type=float, help="Probability of brightness/contrast/saturation jitter in stage 0."),
-        click.option("--finetune-reid/--no-finetune-reid", default=None, help="Also train re-id in the G step, on HR and SR images together (default off: Algorithm 1 outputs an SR model)."),
-        click.option("--reid-weights", type=click.Path(), help="Local re-id weights (state_dict); never downloaded."),
-        click.option("--sr-weights", type=click.Path(), help="Local pretrained SR checkpoint (.pth read with "
-                     "weights_only=True, or .safetensors) for an SR-zoo --sr, e.g. ESRGAN, SwinIR, HAT; never downloaded."),
-        click.option("--partial-weights", is_flag=True, default=None, help="Accept --reid-weights that cover only part of the re-id model (on purpose)."),
-        click.option("--reid-init", help="Initial backbone weights: scratch (default), imagenet (found on this machine: "
-                     "timm/torchvision caches, then weight packages; never downloaded), or a file PATH."),
-        click.option("--seed", type=int),
-        click.option("--ratios", callback=_parse_floats, help="MLR downsampling ratios, e.g. 2,3,4."),
-        click.option("--lr-cameras", callback=_parse_ints, help="Cameras whose queries are made LR, e.g. 0."),
-        click.option("--kernel", type=click.Choice(KERNELS)),
-        click.option("--antialias/--no-antialias", default=None),
-        click.option("--trials", type=int, help="Random gallery draws for single-gallery-shot CMC."),
-        click.option("--protocol-seed", type=int, help="Seed of the MLR split and ratios."),
-        click.option("--metric", type=click.Choice(["cosine", "euclidean"])),
-        click.option("--device", help="auto, cpu, cuda, cuda:1 ..."),
-        click.option("--amp/--no-amp", default=None, help="bf16 autocast (GPU only)."),
-        click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile the models (GPU)."),
-        click.option("--channels-last/--no-channels-last", default=None),
-        click.option("--workers", type=int, help="Image-decoding worker processes."),
-        click.option("--grad-clip", type=float, help="Clip gradient norm in every step."),
-        click.option("--skip-bad-images", is_flag=True, default=None, help="Skip and count unreadable images instead of failing."),
-        click.option("--log-every", type=int), click.option("--ckpt-every", type=int),
-        click.option("--keep-checkpoints", type=int, help="Newest checkpoints kept on disk (default 2); the "
-                     "frozen re-id model is one extra file, reid-stage0.pt, written once after stage 0."),
-        click.option("-o", "--option", "options", multiple=True, callback=_parse_options, metavar="KEY=VALUE",
-                     help="Plugin option (see harness list --verbose); repeatable."),
-    ]
-    for opt in reversed(opts):
-        func = opt(func)
-    return func
+    """One option per declared setting (``harness.config.RunConfig``), then ``-o`` for plugin options."""
+    return setting_options()(_plugin_options(func))
 
 
 def stage0_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``run_options`` without the SR-stage ones (pretraining never builds an SR model)."""
-    func = run_options(func)
-    sr_only = {"sr", "reg", "disc", "sr_iters", "sr_warmup_iters", "lr_warmup", "lr", "finetune_reid", "grad_clip",
-               "sr_weights"}
-    func.__click_params__ = [p for p in func.__click_params__ if p.name not in sr_only]
-    return func
-
-
-def _values(kw: dict[str, Any]) -> dict[str, Any]:
-    protocol = {
-        "ratios": kw.pop("ratios"), "lr_cameras": kw.pop("lr_cameras"), "kernel": kw.pop("kernel"),
-        "antialias": kw.pop("antialias"), "trials": kw.pop("trials"), "seed": kw.pop("protocol_seed"),
-    }
-    kw["compile"] = kw.pop("compile_")
-    return {**kw, "protocol": protocol}
+    """The options of the settings stage 0 depends on: pretraining never builds an SR model."""
+    return setting_options(stage_visible(STAGE0))(_plugin_options(func))
 
 
 def _default_run_dir(config, models: str | None = None) -> Path:
@@ -180,7 +90,7 @@ def _default_run_dir(config, models: str | None = None) -> Path:
     return Path("runs") / f"{stamp}-{config.data}-{models}-s{config.seed}"
 
 
-@main.command()
+@main.command(cls=SectionedCommand)
 @run_options
 @click.option("--out", type=click.Path(), help="Run folder (default runs/<time>-<data>-<sr>-<reid>-<reg>).")
 @click.option("--resume", "resume_dir", type=click.Path(), help="Continue RUN_DIR from its last checkpoint.")
@@ -199,14 +109,15 @@ def run(out: str | None, resume_dir: str | None, stage0_cache: str | None, **kw:
         run_experiment(config, run_dir, registry, resume=True, echo=click.echo,
                        stage0_cache_dir=Path(stage0_cache) if stage0_cache else None)
         return
-    config = resolve_config(_values(kw), registry)
-    click.echo(f"preset: {config.preset}" + ("" if kw.get("preset") else " (default for this machine)"))
+    values = {**values_from(kw), **kw}
+    config = resolve_config(values, registry)
+    click.echo(f"preset: {config.preset}" + ("" if values.get("preset") else " (default for this machine)"))
     run_dir = Path(out) if out else _default_run_dir(config)
     run_experiment(config, run_dir, registry, echo=click.echo,
                    stage0_cache_dir=Path(stage0_cache) if stage0_cache else None)
 
 
-@main.command()
+@main.command(cls=SectionedCommand)
 @stage0_options
 @click.option("--weights", "weights_out", required=True, type=click.Path(dir_okay=False),
               help="Where to write the re-id weights (a plain state_dict, for --reid-weights).")
@@ -227,7 +138,7 @@ def pretrain(weights_out: str, run_dir: str | None, stage0_cache: str | None, **
     from harness.run import pretrain_reid, resolve_config
 
     registry = _registry()
-    values = _values(kw)
+    values = {**values_from(kw), **kw}
     values.update({"sr": "bicubic", "reg": "none", "sr_iters": 0})
     config = resolve_config(values, registry)
     folder = Path(run_dir) if run_dir else _default_run_dir(config, f"pretrain-{config.reid}")
@@ -331,7 +242,7 @@ def _expand_run_dirs(dirs: list[Path]) -> list[Path]:
 @click.option("--out", type=click.Path(), help="Output folder (default runs/bench/<spec name>).")
 @click.option("--data", help="Override the spec's dataset (e.g. synthetic).")
 @click.option("--data-root", type=click.Path())
-@click.option("--preset", type=click.Choice(["smoke", "cpu", "paper"]))
+@click.option("--preset", type=click.Choice(PRESET_NAMES))
 @click.option("--reid", help="Override the spec's re-id model.")
 @click.option("-o", "--option", "options", multiple=True, callback=_parse_options, metavar="KEY=VALUE")
 @click.option("--set", "settings", multiple=True, callback=_parse_options, metavar="FIELD=VALUE",
@@ -439,7 +350,7 @@ def data_pack(src: str, out: str, size: str, quality: int) -> None:
 @data.command("info")
 @click.option("--data", "name", default="synthetic", show_default=True)
 @click.option("--data-root", type=click.Path())
-@click.option("--preset", type=click.Choice(["smoke", "cpu", "paper"]), default="cpu", show_default=True)
+@click.option("--preset", type=click.Choice(PRESET_NAMES), default="cpu", show_default=True)
 @_friendly
 def data_info(name: str, data_root: str | None, preset: str) -> None:
     """Parse a dataset folder and print its statistics and MLR split."""

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from harness.config import RunConfig
+from harness.errors import ConfigError
 
 if TYPE_CHECKING:  # the step types build on these components; only their names are needed here
     from harness.context import StepContext
@@ -194,8 +195,6 @@ class Option:
 
     def check(self, key: str, value: Any) -> None:
         """Raise a ConfigError naming ``key`` when ``value`` is outside what the option allows."""
-        from harness.config import ConfigError
-
         if self.choices is not None and value not in self.choices:
             raise ConfigError(f"-o {key}={value!r}: must be {self.allowed()}")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -214,8 +213,6 @@ def coerce_option(value: Any, default: Any) -> Any:
     yes/no, on/off; numbers are parsed; strings, ``None`` defaults and
     non-string values pass through unchanged.
     """
-    from harness.config import ConfigError
-
     if not isinstance(value, str) or isinstance(default, str) or default is None:
         if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             return float(value)

@@ -9,21 +9,32 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.errors import ConfigError
+from harness.settings import (
+    PRESET_NAMES,
+    Section,
+    Setting,
+    check_declared,
+    declared_settings,
+    nested,
+    setting,
+)
 
 #: Bump whenever the MLR construction changes in a way that changes numbers.
 PROTOCOL_VERSION = "mlr-2.0"
 
 KERNELS = ("bicubic", "bilinear", "area", "nearest")
+#: seeds are combined arithmetically (seed * 1000 + k) and given to numpy, which takes 32 bits
+MAX_SEED = 2**32
+DEVICE_TYPES = ("auto", "cpu", "cuda", "mps")
+#: images per identity in a triplet batch (harness.train.pk_indices)
+TRIPLET_INSTANCES = 4
 
-
-class ConfigError(HarnessError, ValueError):
-    """A configuration that cannot run; the message says what to change."""
+_P = Section.PROTOCOL
 
 
 @dataclass(frozen=True)
@@ -36,77 +47,33 @@ class ProtocolConfig:
     trials: random gallery draws for single-gallery-shot evaluation.
     """
 
-    lr_cameras: tuple[int, ...] | None = None
-    ratios: tuple[float, ...] = (2.0, 3.0, 4.0)
-    kernel: str = "bicubic"
-    antialias: bool = True
-    seed: int = 0
-    trials: int = 10
-    version: str = PROTOCOL_VERSION
+    lr_cameras: tuple[int, ...] | None = setting(
+        None, "Cameras whose queries are made LR, e.g. 0.", section=_P, metavar="INTS",
+        shown_default="the dataset's")
+    ratios: tuple[float, ...] = setting(
+        (2.0, 3.0, 4.0), "MLR downsampling ratios, e.g. 2,3,4; a ratio r makes an image r times smaller.",
+        section=_P, min=1.0, metavar="FLOATS")
+    kernel: str = setting("bicubic", "Downsampling kernel of LR images.", section=_P, choices=KERNELS)
+    antialias: bool = setting(True, "Antialias when downsampling.", section=_P)
+    seed: int = setting(0, "Seed of the MLR split and ratios.", section=_P, min=0, max=MAX_SEED - 1,
+                        flag="--protocol-seed", recipe=False)
+    trials: int = setting(10, "Random gallery draws for single-gallery-shot CMC.", section=_P, min=1,
+                          presets={"smoke": 2}, trains=False)
+    #: the key of a cached stage holds PROTOCOL_VERSION itself
+    version: str = setting(PROTOCOL_VERSION, "Version of the MLR construction.", section=_P, flag=None,
+                           trains=False)
 
     def __post_init__(self) -> None:
         if not self.ratios:
             raise ConfigError("protocol.ratios must name at least one downsampling ratio")
-        bad = [r for r in self.ratios if not (math.isfinite(float(r)) and float(r) >= 1.0)]
-        if bad:
-            raise ConfigError(f"--ratios must all be finite and >= 1 (got {bad}); a ratio r makes an image r times smaller")
-        if not 0 <= int(self.seed) < MAX_SEED:
-            raise ConfigError(f"--protocol-seed must be in [0, 2^32) (got {self.seed})")
-        if self.kernel not in KERNELS:
-            raise ConfigError(f"protocol.kernel {self.kernel!r} is not one of {', '.join(KERNELS)}")
-        if self.trials < 1:
-            raise ConfigError("protocol.trials must be >= 1")
+        check_declared(self)
         object.__setattr__(self, "ratios", tuple(float(r) for r in self.ratios))
         if self.lr_cameras is not None:
             object.__setattr__(self, "lr_cameras", tuple(int(c) for c in self.lr_cameras))
 
 
-#: seeds are combined arithmetically (seed * 1000 + k) and given to numpy, which takes 32 bits
-MAX_SEED = 2**32
-
-#: field -> (low, high, low exclusive): the run settings a number must respect
-FIELD_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
-    "lr": (0.0, None, True),
-    "lr_warmup": (0.0, None, True),
-    "lr_reid": (0.0, None, True),
-    "weight_decay": (0.0, None, False),
-    "label_smooth": (0.0, 0.999, False),
-    "seed": (0, MAX_SEED - 1, False),
-    "log_every": (1, None, False),
-    "ckpt_every": (0, None, False),
-    "keep_checkpoints": (1, None, False),
-    "eval_batch_size": (1, None, False),
-    "workers": (0, None, False),
-    "grad_clip": (0.0, None, True),
-}
-DEVICE_TYPES = ("auto", "cpu", "cuda", "mps")
-#: images per identity in a triplet batch (harness.train.pk_indices)
-TRIPLET_INSTANCES = 4
-
-
-def _check_ranges(config: Any) -> None:
-    """Every numeric setting against its meaning: one line naming the option and what is allowed."""
-    for name, (low, high, exclusive) in FIELD_RANGES.items():
-        value = getattr(config, name)
-        if value is None:
-            continue
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{flag} must be a number (got {value!r})")
-        ok = math.isfinite(value) and (low is None or (value > low if exclusive else value >= low))
-        ok = ok and (high is None or value <= high)
-        if not ok:
-            bounds = [f"> {low}" if exclusive else f">= {low}"] if low is not None else []
-            bounds += [f"<= {high}"] if high is not None else []
-            raise ConfigError(f"{flag} must be finite and {' and '.join(bounds)} (got {value!r})")
-    kind = str(config.device).split(":")[0]
-    if kind not in DEVICE_TYPES or (":" in str(config.device) and not str(config.device).split(":", 1)[1].isdigit()):
-        raise ConfigError(f"--device must be auto, cpu, cuda, cuda:N or mps (got {config.device!r})")
-    if config.triplet and config.batch_size < 2 * TRIPLET_INSTANCES:
-        raise ConfigError(
-            f"--triplet needs --batch-size >= {2 * TRIPLET_INSTANCES} (two identities of "
-            f"{TRIPLET_INSTANCES} images each, so every anchor has a negative); got {config.batch_size}"
-        )
+_C, _D, _R, _W, _S, _T = (Section.COMPONENTS, Section.DATA, Section.REID, Section.WARM_START, Section.SR,
+                          Section.RUNTIME)
 
 
 @dataclass(frozen=True)
@@ -121,72 +88,100 @@ class RunConfig:
     and training pairs are made (``None``: the dataset's declared native size,
     filled in before ``config.json`` is final); ``height x width`` is the re-id
     model's input size, to which every image is resized on its way into re-id.
+
+    Every field but ``options`` is declared once with :func:`harness.settings.setting`
+    (its section, range, help, preset values); the CLI, validation, presets, cache
+    keys and the leaderboard read it from there.
     """
 
-    sr: str = "srgan"
-    reid: str = "resnet18"
-    reg: str = "none"
-    disc: str = "srgan"
-    data: str = "synthetic"
-    data_root: str | None = None
-    preset: str = "cpu"
-    height: int = 64
-    width: int = 32
-    hr_height: int | None = None
-    hr_width: int | None = None
-    batch_size: int = 32
-    reid_iters: int = 300
-    sr_warmup_iters: int = 0
-    sr_iters: int = 300
-    lr: float = 1e-4
-    lr_warmup: float = 5e-4
-    lr_reid: float = 1e-3
-    weight_decay: float = 5e-4
-    label_smooth: float = 0.1
-    triplet: bool = False
-    random_erasing: float = 0.5
-    res_aug: float = 0.0
-    color_jitter: float = 0.0
-    metric: str = "cosine"
-    finetune_reid: bool = False
-    reid_weights: str | None = None
+    sr: str = setting("srgan", "SR model (harness list).", section=_C)
+    reid: str = setting("resnet18", "Re-id model: a registered name or any timm model name; "
+                        "a|b|c takes the first whose initial weights are here.", section=_C)
+    reg: str = setting("none", "Regulariser: none, gan, intact, ...", section=_C)
+    disc: str = setting("srgan", "Discriminator for GAN-based regularisers.", section=_C)
+    data: str = setting("synthetic", "Dataset (synthetic: built in, no files needed).", section=_C)
+    data_root: str | None = setting(None, "Folder holding the dataset in its official layout.", section=_D,
+                                    metavar="PATH", recipe=False)
+    preset: str = setting("cpu", "Bundle of defaults.", section=_T, choices=PRESET_NAMES, trains=False,
+                          shown_default="paper with CUDA, cpu without")
+    height: int = setting(64, "Re-id input height (every image is resized to it on the way into re-id).",
+                          section=_R, min=8, presets={"smoke": 32, "cpu": 64, "paper": 256})
+    width: int = setting(32, "Re-id input width.", section=_R, min=4,
+                         presets={"smoke": 16, "cpu": 32, "paper": 128})
+    hr_height: int | None = setting(
+        None, "HR size, the SR target LR queries are made from ('native': the dataset's native size).",
+        section=_D, min=8, presets={"smoke": 32, "cpu": 64}, flag="--hr-size", metavar="HxW",
+        pair="hr_width", shown_default="native")
+    hr_width: int | None = setting(None, "HR width (with hr_height: --hr-size).", section=_D, min=4,
+                                   presets={"smoke": 16, "cpu": 32}, flag=None)
+    batch_size: int = setting(32, "Images per training batch, in every stage.", section=_T, min=2,
+                              presets={"smoke": 8, "cpu": 32, "paper": 64})
+    reid_iters: int = setting(300, "Stage 0 iterations (re-id on HR).", section=_R, min=0,
+                              presets={"smoke": 4, "cpu": 400, "paper": 6000})
+    sr_warmup_iters: int = setting(0, "Pixel-loss warm start of G before stage 1 (SRGAN's SRResNet "
+                                   "stage); cached.", section=_W, min=0,
+                                   presets={"smoke": 2, "cpu": 1000, "paper": 4000})
+    sr_iters: int = setting(300, "Stage 1 iterations (Algorithm 1).", section=_S, min=0,
+                            presets={"smoke": 3, "cpu": 250, "paper": 6000})
+    lr: float = setting(1e-4, "Learning rate of G (and default of other modules).", section=_S, min=0.0,
+                        exclusive_min=True)
+    lr_warmup: float = setting(5e-4, "Learning rate of G's pixel-loss warm start.", section=_W, min=0.0,
+                               exclusive_min=True, presets={"paper": 2e-4})
+    lr_reid: float = setting(1e-3, "Learning rate of the re-id model in stage 0.", section=_R, min=0.0,
+                             exclusive_min=True)
+    weight_decay: float = setting(5e-4, "Adam weight decay.", section=_R, min=0.0)
+    label_smooth: float = setting(0.1, "Label smoothing of the ID loss.", section=_R, min=0.0, max=0.999)
+    triplet: bool = setting(False, "Add torchreid's triplet loss in stage 0.", section=_R)
+    random_erasing: float = setting(0.5, "Probability of random erasing in stage 0.", section=_R,
+                                    probability=True)
+    res_aug: float = setting(0.0, "Probability of resolution augmentation in stage 0.", section=_R,
+                             probability=True)
+    color_jitter: float = setting(0.0, "Probability of brightness/contrast/saturation jitter in stage 0.",
+                                  section=_R, probability=True)
+    metric: str = setting("cosine", "Distance between re-id features.", section=_P,
+                          choices=("cosine", "euclidean"), trains=False)
+    finetune_reid: bool = setting(False, "Also train re-id in the G step, on HR and SR images together "
+                                  "(off: Algorithm 1 outputs an SR model).", section=_S)
+    reid_weights: str | None = setting(None, "Local re-id weights (state_dict); never downloaded.",
+                                       section=_R, metavar="PATH")
     #: a pretrained SR checkpoint the SR plugin loads (the zoo: any spandrel-recognised file)
-    sr_weights: str | None = None
-    partial_weights: bool = False
-    reid_init: str = "scratch"
-    reid_requested: str | None = None
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = False
-    compile: bool = False
-    channels_last: bool = False
-    workers: int = 0
-    log_every: int = 20
-    ckpt_every: int = 100
-    keep_checkpoints: int = 2
-    eval_batch_size: int = 128
-    grad_clip: float | None = None
-    skip_bad_images: bool = False
+    sr_weights: str | None = setting(
+        None, "Local pretrained SR checkpoint (.pth read with weights_only=True, or .safetensors) for an "
+        "SR-zoo --sr, e.g. ESRGAN, SwinIR, HAT; never downloaded.", section=_W, metavar="PATH")
+    partial_weights: bool = setting(False, "Accept --reid-weights that cover only part of the re-id model "
+                                    "(on purpose).", section=_R)
+    reid_init: str = setting("scratch", "Initial backbone weights: scratch, imagenet (found on this machine: "
+                             "timm/torchvision caches, then weight packages; never downloaded), or a file "
+                             "PATH.", section=_R)
+    reid_requested: str | None = setting(None, "The --reid preference list a backbone was chosen from.",
+                                         section=_C, flag=None)
+    seed: int = setting(0, "Run seed.", section=_T, min=0, max=MAX_SEED - 1, recipe=False)
+    device: str = setting("auto", "auto, cpu, cuda, cuda:1 ... (a cache key holds the device type).",
+                          section=_T, trains=False, recipe=False)
+    amp: bool = setting(False, "bf16 autocast (GPU only).", section=_T, presets={"paper": True})
+    compile: bool = setting(False, "torch.compile the models (GPU).", section=_T, trains=False)
+    channels_last: bool = setting(False, "channels_last memory format (GPU only).", section=_T,
+                                  presets={"paper": True})
+    workers: int = setting(0, "Image-decoding worker processes.", section=_T, min=0, presets={"paper": 8},
+                           trains=False, recipe=False)
+    log_every: int = setting(20, "Iterations between log lines.", section=_T, min=1,
+                             presets={"smoke": 2, "cpu": 25, "paper": 100}, trains=False, recipe=False)
+    ckpt_every: int = setting(100, "Iterations between checkpoints (0: only at stage ends).", section=_T,
+                              min=0, presets={"smoke": 50, "cpu": 100, "paper": 1000}, trains=False,
+                              recipe=False)
+    keep_checkpoints: int = setting(2, "Newest checkpoints kept on disk; the frozen re-id model is one extra "
+                                    "file, reid-stage0.pt, written once after stage 0.", section=_T, min=1,
+                                    trains=False, recipe=False)
+    eval_batch_size: int = setting(128, "Images per batch in evaluation.", section=_T, min=1,
+                                   presets={"smoke": 64}, trains=False, recipe=False)
+    grad_clip: float | None = setting(None, "Clip the gradient norm of G's warm start and of every stage-1 "
+                                      "step.", section=_S, min=0.0, exclusive_min=True, shown_default="off")
+    skip_bad_images: bool = setting(False, "Skip and count unreadable images instead of failing.", section=_D)
     options: Mapping[str, Any] = field(default_factory=dict)
-    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    protocol: ProtocolConfig = nested(ProtocolConfig)
 
     def __post_init__(self) -> None:
-        if self.height < 8 or self.width < 4:
-            raise ConfigError(f"image size {self.height}x{self.width} is too small (min 8x4)")
-        if self.batch_size < 2:
-            raise ConfigError("batch_size must be >= 2")
-        if (self.hr_height is None) != (self.hr_width is None):
-            raise ConfigError("give both hr_height and hr_width, or neither (the dataset's native size)")
-        if self.hr_height is not None and (self.hr_height < 8 or self.hr_width < 4):
-            raise ConfigError(f"HR size {self.hr_height}x{self.hr_width} is too small (min 8x4)")
-        if self.reid_iters < 0 or self.sr_iters < 0 or self.sr_warmup_iters < 0:
-            raise ConfigError("iteration counts must be >= 0")
-        _check_ranges(self)
-        if self.metric not in ("cosine", "euclidean"):
-            raise ConfigError(f"metric must be cosine or euclidean, not {self.metric!r}")
-        for name in ("random_erasing", "res_aug", "color_jitter"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"{name} is a probability in [0, 1]")
+        validate(self)
         object.__setattr__(self, "options", dict(self.options))
 
     @property
@@ -226,27 +221,60 @@ class RunConfig:
         return cls(**data, protocol=ProtocolConfig(**proto))
 
 
+#: Every setting of a run, protocol ones as ``protocol.<field>``, in declaration order.
+SETTINGS: tuple[Setting, ...] = declared_settings(RunConfig)
+#: name -> setting
+SETTING: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+def _check_size(what: str, height: Any, width: Any, height_of: str, width_of: str) -> None:
+    """Both sides against their declared minimum, in one line naming the size."""
+    low_h, low_w = SETTING[height_of].min, SETTING[width_of].min
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (height, width))
+    if numbers and (height < low_h or width < low_w):
+        raise ConfigError(f"{what} {height}x{width} is too small (min {low_h:g}x{low_w:g})")
+
+
+def validate(config: RunConfig) -> None:
+    """The one check of a run's settings: a clear line naming the option, or nothing.
+
+    Each setting against its own declaration (type, range, choices), after the rules
+    that tie settings together. ``RunConfig`` runs it when made, so a value from the
+    CLI, a bench spec or a saved ``config.json`` meets the same check and message.
+    """
+    _check_size("image size", config.height, config.width, "height", "width")
+    if (config.hr_height is None) != (config.hr_width is None):
+        raise ConfigError("give both hr_height and hr_width, or neither (the dataset's native size)")
+    if config.hr_height is not None:
+        _check_size("HR size", config.hr_height, config.hr_width, "hr_height", "hr_width")
+    check_declared(config)
+    kind, colon, index = str(config.device).partition(":")
+    if kind not in DEVICE_TYPES or (colon and not index.isdigit()):
+        raise ConfigError(f"--device must be auto, cpu, cuda, cuda:N or mps (got {config.device!r})")
+    if config.triplet and config.batch_size < 2 * TRIPLET_INSTANCES:
+        raise ConfigError(
+            f"--triplet needs --batch-size >= {2 * TRIPLET_INSTANCES} (two identities of "
+            f"{TRIPLET_INSTANCES} images each, so every anchor has a negative); got {config.batch_size}"
+        )
+
+
 def coerce_setting(name: str, value: Any) -> Any:
     """A run setting from a string (``--set FIELD=VALUE``, a spec), typed like the field.
 
     The same rule as plugin options (:func:`harness.components.coerce_option`):
-    the declared type decides. Fields whose default is ``None`` take the type
+    the declared type decides. Settings whose default is ``None`` take the type
     their annotation names (``grad_clip: float | None``); ``none``/``null`` is None.
     """
     from harness.components import coerce_option
 
-    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
-    if name not in fields or not isinstance(value, str):
+    declared = SETTING.get(name)
+    if declared is None or "." in name or not isinstance(value, str):
         return value
-    f = fields[name]
-    default = f.default if f.default is not dataclasses.MISSING else None
+    default = declared.default
     if default is None:
         if value.lower() in ("none", "null"):
             return None
-        annotation = str(f.type)
-        default = 0.0 if "float" in annotation else 0 if "int" in annotation else ""
-        if isinstance(default, bool) or "bool" in annotation:
-            default = False
+        default = {bool: False, float: 0.0, int: 0}.get(declared.kind, "")
     return coerce_option(value, default)
 
 

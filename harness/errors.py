@@ -12,6 +12,15 @@ class UnknownNameError(HarnessError, KeyError):
         return str(self.args[0])
 
 
+class ConfigError(HarnessError, ValueError):
+    """A configuration that cannot run; the message says what to change.
+
+    Here rather than in :mod:`harness.config` so that modules ``config`` imports
+    (the setting declarations, the plugin option types) can raise it without an
+    import circle; ``harness.config.ConfigError`` is the same class.
+    """
+
+
 class PluginError(HarnessError):
     """A plugin failed to import, clashed with another, or broke its contract."""
 

@@ -26,22 +26,12 @@ from typing import Any
 
 import numpy as np
 
+from harness.config import SETTINGS
 from harness.report import cmc_figure, ordered_kinds
 
 #: Saved-config fields that do not change what a run measures; left out of the group key.
-IGNORED_FIELDS = frozenset(
-    {
-        "seed",
-        "protocol.seed",
-        "data_root",
-        "device",
-        "workers",
-        "log_every",
-        "ckpt_every",
-        "keep_checkpoints",
-        "eval_batch_size",
-    }
-)
+#: Read from each setting's declaration (``setting(recipe=False)`` in :mod:`harness.config`).
+IGNORED_FIELDS = frozenset(s.name for s in SETTINGS if not s.recipe)
 
 #: Scalar metrics summarised per query kind (and per ratio where present).
 SCALAR_METRICS = ("rank1", "rank5", "rank10", "mAP", "mINP", "psnr", "ssim")

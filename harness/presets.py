@@ -3,8 +3,9 @@
 ``cpu`` is sized so a 2-core CPU finishes a whole run with the default
 resnet18 in about 7 minutes (resnet50 takes about 11; add ``--reid-iters 300
 --sr-iters 180`` to bring it under 10); ``paper`` is the 256x128 schedule for a GPU;
-``smoke`` exists for tests and takes seconds. Presets name core fields only: a
-plugin's option carries its own per-preset values (``Option(..., presets=...)``).
+``smoke`` exists for tests and takes seconds. Each setting declares its own
+per-preset values (``setting(..., presets=...)`` in :mod:`harness.config`), as a
+plugin's option does (``Option(..., presets=...)``); this module only reads them.
 
 HR size: ``paper`` leaves it to the dataset (Market-1501's native 128x64, so
 its LR queries are the paper's 64x32 / 43x21 / 32x16, and the re-id model sees
@@ -18,48 +19,22 @@ from typing import Any
 
 import torch
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": {
-        "height": 32,
-        "width": 16,
-        "hr_height": 32,
-        "hr_width": 16,
-        "batch_size": 8,
-        "reid_iters": 4,
-        "sr_warmup_iters": 2,
-        "sr_iters": 3,
-        "log_every": 2,
-        "ckpt_every": 50,
-        "eval_batch_size": 64,
-        "protocol": {"trials": 2},
-    },
-    "cpu": {
-        "height": 64,
-        "width": 32,
-        "hr_height": 64,
-        "hr_width": 32,
-        "batch_size": 32,
-        "reid_iters": 400,
-        "sr_warmup_iters": 1000,
-        "sr_iters": 250,
-        "log_every": 25,
-        "ckpt_every": 100,
-    },
-    "paper": {
-        "height": 256,
-        "width": 128,
-        "batch_size": 64,
-        "reid_iters": 6000,
-        "sr_warmup_iters": 4000,
-        "lr_warmup": 2e-4,
-        "sr_iters": 6000,
-        "log_every": 100,
-        "ckpt_every": 1000,
-        "workers": 8,
-        "amp": True,
-        "channels_last": True,
-    },
-}
+from harness.config import SETTINGS
+from harness.settings import PRESET_NAMES
+
+
+def _declared(name: str) -> dict[str, Any]:
+    """The values settings declare for preset ``name`` (``setting(presets=...)``), protocol ones nested."""
+    values: dict[str, Any] = {}
+    for s in SETTINGS:
+        if name in s.presets:
+            table = values.setdefault("protocol", {}) if s.name.startswith("protocol.") else values
+            table[s.field] = s.presets[name]
+    return values
+
+
+#: preset -> the settings it gives, read from the declarations (``harness.config.RunConfig``)
+PRESETS: dict[str, dict[str, Any]] = {name: _declared(name) for name in PRESET_NAMES}
 
 
 def default_preset() -> str:
@@ -68,6 +43,7 @@ def default_preset() -> str:
 
 
 def preset_values(name: str) -> dict[str, Any]:
+    """A fresh copy of a preset's settings; an unknown name is a one-line error listing them."""
     from harness.errors import UnknownNameError
 
     if name not in PRESETS:
