@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.kinds import component_fields
 
 #: Bump whenever the MLR construction changes in a way that changes numbers.
 PROTOCOL_VERSION = "mlr-2.0"
@@ -278,9 +279,8 @@ def _jsonable(value: Any) -> Any:
 _PROTOCOL_FIELDS = {f.name for f in dataclasses.fields(ProtocolConfig)}
 _RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)} - {"options", "protocol"}
 
-#: Which RunConfig field names the component of each kind.
-COMPONENT_FIELDS = (("sr", "sr"), ("reid", "reid"), ("regulariser", "reg"),
-                    ("dataset", "data"), ("discriminator", "disc"))
+#: Which RunConfig field names the component of each kind (from the table of kinds).
+COMPONENT_FIELDS = component_fields()
 
 
 def selected_entries(config: RunConfig, registry: Any) -> list:
