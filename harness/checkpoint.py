@@ -1,5 +1,9 @@
 """Atomic checkpoints, the last K kept, loaded without unpickling code.
 
+:func:`safe_load` is the harness's one reader of weights files too (re-id
+weights, initial backbone weights, ``--sr-weights``): one place decides that no
+pickled code ever runs.
+
 A checkpoint holds everything a resumed run needs to continue exactly as an
 uninterrupted one would on CPU: models, optimisers, schedulers, every RNG
 state and the position in the schedule.
@@ -101,13 +105,24 @@ def list_checkpoints(directory: Path) -> list[Path]:
 
 
 def safe_load(path: str | Path, what: str = "checkpoint", hint: str = "") -> Any:
-    """``torch.load(weights_only=True)``; a file that needs pickled code is refused, never run."""
+    """Read any weights file or checkpoint without running code from it: the one reader.
+
+    ``.safetensors`` holds tensors only; anything else is read with
+    ``torch.load(weights_only=True)``, so a file that needs pickled code is refused,
+    never run. Every failure is a one-line :class:`HarnessError` naming ``what`` and
+    the file (``hint`` is appended to the refusal: how to save a loadable file).
+    """
     path = Path(path)
     if path.is_dir():
         raise HarnessError(f"{what} {path} is a folder; give the file")
     if not path.is_file():
         raise HarnessError(f"{what} file {path} does not exist")
     try:
+        if path.suffix == ".safetensors":
+            # safetensors comes with timm, not as a declared dependency; only .safetensors needs it
+            from safetensors.torch import load_file
+
+            return dict(load_file(str(path), device="cpu"))
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "Weights only load failed" in str(exc):

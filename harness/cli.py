@@ -170,10 +170,12 @@ def list_(pattern: str | None, verbose: bool) -> None:
     """
     import fnmatch
 
-    from harness.registry import KINDS
+    from harness.kinds import kind_names
+    from harness.pretrained import availability
+    from harness.registrars import WeightsEntry
 
     registry = _registry()
-    for kind in KINDS:
+    for kind in kind_names():
         names = [n for n in registry.names(kind) if pattern is None or fnmatch.fnmatch(n, pattern)]
         if pattern is not None and not names:
             continue
@@ -181,10 +183,8 @@ def list_(pattern: str | None, verbose: bool) -> None:
         for name in names:
             entry = registry.entries[kind][name]
             click.echo(f"  {name:<22} {entry.summary}  [{entry.plugin}]")
-            if kind == "weights":
-                from harness.pretrained import availability
-
-                click.echo(f"      {availability(entry.factory)}")
+            if isinstance(entry, WeightsEntry):  # a source: say whether its files are here
+                click.echo(f"      {availability(entry.source)}")
             if verbose:
                 for key, option in sorted(entry.options.items()):
                     presets = "".join(f", {p} {v!r}" for p, v in sorted(option.presets.items()))
@@ -316,10 +316,12 @@ def data() -> None:
 @_friendly
 def data_synth(out: str, layout: str, **sizes: int | None) -> None:
     """Write the synthetic dataset to disk in an official layout."""
-    writer = getattr(_registry().lookup("dataset", "synthetic").factory, "write_layout", None)
-    if writer is None:
+    from harness.registrars import DatasetEntry
+
+    entry = _registry().lookup("dataset", "synthetic")
+    if not isinstance(entry, DatasetEntry) or entry.write_layout is None:
         raise HarnessError("the registered 'synthetic' dataset offers no layout writer (write_layout)")
-    path = writer(Path(out), layout, **{k: v for k, v in sizes.items() if v is not None})
+    path = entry.write_layout(Path(out), layout, **{k: v for k, v in sizes.items() if v is not None})
     click.echo(f"wrote synthetic {layout} data to {path}")
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.errors import ConfigError
+from harness.kinds import component_fields
 from harness.settings import (
     PRESET_NAMES,
     Section,
@@ -306,9 +307,8 @@ def _jsonable(value: Any) -> Any:
 _PROTOCOL_FIELDS = {f.name for f in dataclasses.fields(ProtocolConfig)}
 _RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)} - {"options", "protocol"}
 
-#: Which RunConfig field names the component of each kind.
-COMPONENT_FIELDS = (("sr", "sr"), ("reid", "reid"), ("regulariser", "reg"),
-                    ("dataset", "data"), ("discriminator", "disc"))
+#: Which RunConfig field names the component of each kind (from the table of kinds).
+COMPONENT_FIELDS = component_fields()
 
 
 def selected_entries(config: RunConfig, registry: Any) -> list:

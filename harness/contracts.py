@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -35,11 +36,16 @@ from harness.components import (
     Record,
     ReidDataset,
 )
-from harness.config import RunConfig
+from harness.config import RunConfig, resolve_config
 from harness.context import StepContext
+from harness.data.loading import load_images
+from harness.data.mlr import build_mlr, lr_size
 from harness.errors import DatasetError, PluginError, UnknownNameError
 from harness.freezing import buffers_restored
-from harness.registry import KINDS, Registry
+from harness.kinds import get_kind, kind_names
+from harness.pretrained import FoundWeights, load_init, sha256_file
+from harness.registrars import WeightsEntry
+from harness.registry import Registry
 from harness.schedule import StepRunner, default_learning_rates
 from harness.standins import (
     BATCH,
@@ -139,8 +145,6 @@ def dry_run_reid(entry: Entry, model: nn.Module, num_classes: int, size: tuple[i
 
 @_untouched_check
 def dry_run_sr(entry: Entry, model: nn.Module, size: tuple[int, int], ratio: float) -> None:
-    from harness.data.mlr import lr_size
-
     x = torch.rand(2, 3, *lr_size(size, ratio))
     with torch.no_grad():
         y = model(x, size)
@@ -162,13 +166,6 @@ def dry_run_discriminator(entry: Entry, model: nn.Module, size: tuple[int, int])
 #: A non-integer downsampling factor every SR model must handle besides the
 #: configured ratios ("resize, then refine"): real LR queries come at any size.
 ANY_FACTOR = 2.5
-_CONFIG_FIELD = {
-    "sr": "sr",
-    "discriminator": "disc",
-    "reid": "reid",
-    "regulariser": "reg",
-    "dataset": "data",
-}
 
 
 # ---------------------------------------------------------------------------
@@ -203,7 +200,8 @@ def _configured(entry: Entry, config: RunConfig) -> RunConfig:
     """
     options = {key: option.value_for(config.preset) for key, option in entry.options.items()}
     options.update(config.options)
-    return config.replace(**{_CONFIG_FIELD[entry.kind]: entry.name}, options=options)
+    field = get_kind(entry.kind).config_field
+    return config.replace(**({field: entry.name} if field else {}), options=options)
 
 
 def _seeded(seed: int, build: Callable[[], Any]) -> Any:
@@ -291,8 +289,6 @@ def _input_grad(entry: Entry, output: Tensor, x: Tensor, what: str) -> None:
 def check_sr_model(registry: Registry, name: str, config: RunConfig) -> list[str]:
     """``forward(x_lr, out_size)``: right shape for every ratio (and a non-integer one),
     finite float in both modes, [0, 1] in eval, trainable, deterministic."""
-    from harness.data.mlr import lr_size
-
     entry = registry.lookup("sr", name)
     config = _configured(entry, config)
     label, size = _label(entry), config.hr_size  # SR restores the HR size
@@ -714,9 +710,6 @@ def check_dataset(
 
     A missing or malformed ``root`` raises the dataset's own DatasetError.
     """
-    from harness.data.loading import load_images
-    from harness.data.mlr import build_mlr
-
     entry = registry.lookup("dataset", name)
     config = _configured(entry, config).replace(data_root=root)
     label = _label(entry)
@@ -785,10 +778,10 @@ def check_dataset(
 def check_weight_source(registry: Registry, name: str, config: RunConfig) -> list[str]:
     """For each backbone the source names: its file is found, its sha256 matches, and it
     loads strictly into that re-id backbone. A source with nothing installed says what to install."""
-    from harness.pretrained import FoundWeights, load_init, sha256_file
-
-    entry = registry.entries["weights"].get(name) or registry.lookup("weights", name)
-    source = entry.factory
+    entry = registry.lookup("weights", name)
+    if not isinstance(entry, WeightsEntry):
+        raise _broke(entry, "a weights source registered by harness_register_weights", type(entry).__name__)
+    source = entry.source
     label = _label(entry)
     for attr in ("tier", "install_hint", "serves", "find", "expected_sha256", "read"):
         if not hasattr(source, attr):
@@ -832,25 +825,19 @@ def check_launcher(registry: Registry, name: str, config: RunConfig) -> list[str
 # Dispatch
 # ---------------------------------------------------------------------------
 
-_CHECKS: dict[str, Callable[[Registry, str, RunConfig], list[str]]] = {
-    "sr": check_sr_model,
-    "discriminator": check_discriminator,
-    "reid": check_reid_model,
-    "regulariser": check_regulariser,
-    "weights": check_weight_source,
-    "launcher": check_launcher,
-}
-
-
 def check_component(
     registry: Registry, kind: str, name: str, config: RunConfig, root: str | None = None
 ) -> list[str]:
-    """Run the contract check of ``kind`` on ``name``; returns what passed, one line each."""
-    if kind == "dataset":
-        return check_dataset(registry, name, root, config)
-    if kind not in _CHECKS:
-        raise UnknownNameError(f"unknown component kind {kind!r}; kinds: {', '.join(KINDS)}")
-    return _CHECKS[kind](registry, name, config)
+    """Run the contract check of ``kind`` on ``name``; returns what passed, one line each.
+
+    The check is the one :data:`harness.kinds.KINDS` names for the kind; a kind whose
+    factory reads a folder is checked on ``root``.
+    """
+    row = get_kind(kind)  # an unknown kind is an UnknownNameError listing the kinds
+    check: Callable[..., list[str]] = globals()[row.check]  # tests/test_registry.py: each exists
+    if row.reads_root:
+        return check(registry, name, root, config)
+    return check(registry, name, config)
 
 
 def find_components(registry: Registry, name: str, kind: str | None = None) -> list[Entry]:
@@ -860,7 +847,7 @@ def find_components(registry: Registry, name: str, kind: str | None = None) -> l
     only a resolver knows (a timm model) are found too. Nothing found is an
     UnknownNameError with suggestions.
     """
-    kinds = [kind] if kind else list(KINDS)
+    kinds = [kind] if kind else kind_names()
     for k in kinds:
         registry.names(k)  # an unknown kind fails here, listing the kinds
     found = [registry.entries[k][name] for k in kinds if name in registry.entries[k]]
@@ -878,8 +865,6 @@ def find_components(registry: Registry, name: str, kind: str | None = None) -> l
                 found.append(registry.lookup(k, name))
     if found:
         return found
-    import difflib
-
     known = sorted({n for k in kinds for n in registry.entries[k]} | set(registry.plugins))
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
@@ -891,9 +876,8 @@ def find_components(registry: Registry, name: str, kind: str | None = None) -> l
 
 def component_config(registry: Registry, entry: Entry, root: str | None = None) -> RunConfig:
     """The ``smoke`` preset on CPU with ``entry`` selected, its options at their defaults."""
-    from harness.run import resolve_config
-
     values = {"preset": "smoke", "device": "cpu"}
-    if entry.kind in _CONFIG_FIELD:
-        values[_CONFIG_FIELD[entry.kind]] = entry.name
+    field = get_kind(entry.kind).config_field
+    if field:
+        values[field] = entry.name
     return resolve_config({**values, "data_root": root}, registry)

@@ -97,14 +97,6 @@ def average_gradients(params: Iterable[torch.Tensor], bucket_bytes: int = BUCKET
             g.copy_(synced)
 
 
-def broadcast_parameters(module: torch.nn.Module) -> None:
-    """Start every rank from rank 0's weights and buffers."""
-    if not is_distributed():
-        return
-    for t in list(module.parameters()) + list(module.buffers()):
-        dist.broadcast(t.data, src=0)
-
-
 def all_gather_int(value: int) -> list[int]:
     if not is_distributed():
         return [value]

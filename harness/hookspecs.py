@@ -2,20 +2,22 @@
 
 Built-in plugins implement exactly these hooks, registered through the same
 entry-point group (``harness.plugins``) a third-party package uses. Each
-registration hook receives a :class:`~harness.registry.KindRegistry` and adds
-named factories with ``registry.add(name, factory, summary, options=...)``.
+registration hook receives a :class:`~harness.registrars.KindRegistry` (typed
+per kind: :class:`~harness.registrars.DatasetRegistry`,
+:class:`~harness.registrars.WeightsRegistry`) and adds named factories with
+``registry.add(name, factory, summary, options=...)``; which hook fills which
+kind is the table :data:`harness.kinds.KINDS`.
 An implementation may accept fewer arguments than its spec, so specs can grow
 without breaking plugins.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pluggy
 
-if TYPE_CHECKING:
-    from harness.registry import KindRegistry
+from harness.registrars import DatasetRegistry, KindRegistry, WeightsRegistry
 
 PROJECT_NAME = "harness"
 
@@ -105,7 +107,7 @@ def harness_register_regularisers(registry: KindRegistry) -> None:
 
 
 @hookspec
-def harness_register_datasets(registry: KindRegistry) -> None:
+def harness_register_datasets(registry: DatasetRegistry) -> None:
     """Register datasets.
 
     A factory takes ``(root, config)``, ``root`` the folder named by
@@ -114,7 +116,9 @@ def harness_register_datasets(registry: KindRegistry) -> None:
     into ``root``; a missing or malformed folder raises
     :class:`~harness.DatasetError` saying what was expected.
 
-    :param registry: add factories with ``registry.add(name, factory, summary)``.
+    :param registry: add factories with ``registry.add(name, factory, summary)``;
+        ``write_layout=`` (keyword) adds a writer of the dataset's images in official
+        folder layouts (:class:`harness.registrars.LayoutWriter`), as the synthetic one has.
 
     Example::
 
@@ -125,7 +129,7 @@ def harness_register_datasets(registry: KindRegistry) -> None:
 
 
 @hookspec
-def harness_register_weights(registry: KindRegistry) -> None:
+def harness_register_weights(registry: WeightsRegistry) -> None:
     """Register sources of pretrained backbone weights found on this machine.
 
     A source is an object with ``tier`` (``"cache"``: a library's own download

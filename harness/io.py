@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from harness.errors import DiskFullError
+
 #: what a temporary file is called; ``remove_partial_writes`` cleans up after a crash
 TMP_SUFFIX = ".tmp"
 
@@ -43,8 +45,6 @@ def is_disk_full(exc: BaseException) -> bool:
 
 
 def _atomic(path: str | os.PathLike[str], mode: str, write: Callable[[IO[Any]], None]) -> Path:
-    from harness.errors import DiskFullError
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
@@ -78,10 +78,6 @@ def remove_partial_writes(folder: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    return _atomic(path, "wb", lambda h: h.write(data))
-
-
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return _atomic(path, "w", lambda h: h.write(text))
 
@@ -97,7 +93,7 @@ def atomic_save_figure(fig: Any, path: str | os.PathLike[str], **kwargs: Any) ->
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
-    import torch
+    import torch  # heavy: the JSON and text writers must not pull it in
 
     return _atomic(path, "wb", lambda h: torch.save(obj, h))
 

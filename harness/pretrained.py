@@ -21,6 +21,7 @@ recorded in ``config.json`` and ``metrics.json``.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -29,15 +30,15 @@ from typing import Any, Protocol
 
 from torch import Tensor, nn
 
+from harness.checkpoint import safe_load
 from harness.errors import HarnessError
+from harness.weights import align, extract_state_dict, is_head
 
 #: ``--reid-init`` values that are not a path
 SCRATCH = "scratch"
 IMAGENET = "imagenet"
 #: search order of source tiers (a user's file comes before all of them)
 TIERS = ("cache", "package")
-#: top-level module names of classifier heads, never part of a headless backbone
-HEAD_NAMES = {"classifier", "fc", "_fc", "head", "last_linear"}
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z]+$")
 
 
@@ -92,23 +93,14 @@ def hash_prefix_in_name(path: Path | str) -> str | None:
 
 
 def read_tensor_file(path: Path | str) -> dict[str, Tensor]:
-    """A state_dict from ``.safetensors`` or a pickle read with ``weights_only`` (no code runs)."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return dict(load_file(str(path)))
-    from harness.checkpoint import safe_load
-    from harness.weights import extract_state_dict
-
+    """The state_dict in a weights file, read by the one safe reader (no code runs)."""
     return extract_state_dict(safe_load(path, what="initial weights"), path)
 
 
 def sources(registry: Any) -> list[tuple[str, WeightSource]]:
     """Registered sources in search order: tier first, then registration order."""
-    entries = list(registry.entries["weights"].values())
-    ranked = sorted(entries, key=lambda e: TIERS.index(e.factory.tier) if e.factory.tier in TIERS else len(TIERS))
-    return [(e.name, e.factory) for e in ranked]
+    found = [(e.name, e.source) for e in registry.entries["weights"].values()]
+    return sorted(found, key=lambda pair: TIERS.index(pair[1].tier) if pair[1].tier in TIERS else len(TIERS))
 
 
 def sources_for(backbone: str, registry: Any) -> list[tuple[str, WeightSource]]:
@@ -196,10 +188,6 @@ def choose_backbone(candidates: Iterable[str], init: str, registry: Any) -> tupl
 # --------------------------------------------------------------------------
 
 
-def _is_head(key: str) -> bool:
-    return key.split(".")[0] in HEAD_NAMES
-
-
 def fit_to_backbone(source: Mapping[str, Tensor], target: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], str]:
     """``source`` renamed to ``target``'s keys: by name where every key matches, else by order.
 
@@ -208,12 +196,10 @@ def fit_to_backbone(source: Mapping[str, Tensor], target: Mapping[str, Tensor]) 
     map onto timm's; every shape must agree, and the counts must be equal, so a
     file of another architecture cannot slip through.
     """
-    from harness.weights import _align
-
-    renamed = _align(dict(source), target)
+    renamed = align(dict(source), target)
     if all(k in renamed and tuple(renamed[k].shape) == tuple(v.shape) for k, v in target.items()):
         return {k: renamed[k] for k in target}, "by name"
-    body = [(k, v) for k, v in source.items() if not _is_head(k)]
+    body = [(k, v) for k, v in source.items() if not is_head(k)]
     wanted = list(target.items())
     if len(body) != len(wanted):
         raise HarnessError(
@@ -260,8 +246,6 @@ def load_init(reid: nn.Module, found: FoundWeights, registry: Any) -> dict[str, 
 def package_folder(package: str) -> Path | None:
     """Where an installed package lives, found without importing it (its ``__init__`` may pull in
     dependencies its ``--no-deps`` install left out)."""
-    import importlib.util
-
     try:
         spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):

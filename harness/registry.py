@@ -8,81 +8,23 @@ Every plugin, built-in or third-party, arrives through the entry-point group
 from __future__ import annotations
 
 import difflib
-import importlib
 import os
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from importlib import metadata
 from types import ModuleType
 from typing import Any
 
 import pluggy
 
-from harness import hookspecs
-from harness.components import Entry, Option
+from harness import hookspecs, registrars
+from harness.components import Entry
 from harness.errors import PluginError, UnknownNameError
+from harness.kinds import KINDS, get_kind, kind_names
+from harness.registrars import KindRegistry, ResolverEntry
 
 ENTRY_POINT_GROUP = "harness.plugins"
 BUILTIN_DISTRIBUTION = "crossres-harness"
 AUTOLOAD_ENV = "HARNESS_DISABLE_PLUGIN_AUTOLOAD"
-
-#: kind -> the hook that fills it
-KINDS: dict[str, str] = {
-    "sr": "harness_register_sr",
-    "discriminator": "harness_register_discriminators",
-    "reid": "harness_register_reid",
-    "regulariser": "harness_register_regularisers",
-    "dataset": "harness_register_datasets",
-    "weights": "harness_register_weights",
-    "launcher": "harness_register_launchers",
-}
-
-Resolver = Callable[[str], "Callable[..., Any] | None"]
-
-
-@dataclass
-class _Resolver:
-    resolve: Resolver
-    summary: str
-    plugin: str
-    options: Mapping[str, Option] = field(default_factory=dict)
-    names: Callable[[], Iterable[str]] | None = None
-
-
-class KindRegistry:
-    """What a registration hook receives: adds factories of one kind."""
-
-    def __init__(self, kind: str, plugin: str, owner: Registry):
-        self.kind = kind
-        self.plugin = plugin
-        self._owner = owner
-
-    def add(
-        self,
-        name: str,
-        factory: Callable[..., Any],
-        summary: str,
-        options: Mapping[str, Option] | None = None,
-    ) -> None:
-        """Register ``factory`` under ``name``; a name taken by another plugin is an error."""
-        self._owner._add(Entry(self.kind, name, factory, summary, self.plugin, dict(options or {})))
-
-    def add_resolver(
-        self,
-        resolver: Resolver,
-        summary: str,
-        options: Mapping[str, Option] | None = None,
-        names: Callable[[], Iterable[str]] | None = None,
-    ) -> None:
-        """Resolve names not registered explicitly (e.g. any timm model name).
-
-        ``resolver(name)`` returns a factory or ``None``. Explicit names win.
-        ``names()``, where given, lists the names it knows, for "did you mean"
-        suggestions on a typo (called only then).
-        """
-        self._owner._resolvers.setdefault(self.kind, []).append(
-            _Resolver(resolver, summary, self.plugin, dict(options or {}), names)
-        )
 
 
 class Registry:
@@ -91,8 +33,8 @@ class Registry:
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
-        self.entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
-        self._resolvers: dict[str, list[_Resolver]] = {}
+        self.entries: dict[str, dict[str, Entry]] = {kind: {} for kind in kind_names()}
+        self._resolvers: dict[str, list[ResolverEntry]] = {}
         self.failed: dict[str, str] = {}
         self.plugins: dict[str, str] = {}  # plugin name -> distribution
 
@@ -132,20 +74,23 @@ class Registry:
             return
         self.plugins[name] = dist
         others = [p for p in self.pm.get_plugins() if p is not plugin]
-        for kind, hook_name in KINDS.items():
-            if not any(impl.plugin is plugin for impl in getattr(self.pm.hook, hook_name).get_hookimpls()):
+        for kind in KINDS:
+            if not any(impl.plugin is plugin for impl in getattr(self.pm.hook, kind.hook).get_hookimpls()):
                 continue
             # Through pluggy, restricted to this plugin: an implementation may take a
             # subset of the hook's arguments, and each registration knows its plugin.
-            caller = self.pm.subset_hook_caller(hook_name, remove_plugins=others)
+            caller = self.pm.subset_hook_caller(kind.hook, remove_plugins=others)
+            registrar: type[KindRegistry] = getattr(registrars, kind.registrar)
             try:
-                caller(registry=KindRegistry(kind, name, self))
+                caller(registry=registrar(kind.name, name, self))
             except PluginError:
                 raise
             except Exception as exc:
-                self.failed[name] = f"{hook_name} raised {type(exc).__name__}: {exc}"
+                self.failed[name] = f"{kind.hook} raised {type(exc).__name__}: {exc}"
 
-    def _add(self, entry: Entry) -> None:
+    # -- what registrars add (harness.registrars.Sink) ---------------------
+    def record(self, entry: Entry) -> None:
+        """Add one registered entry; a name two plugins register is an error naming both."""
         table = self.entries[entry.kind]
         if entry.name in table:
             other = table[entry.name]
@@ -155,16 +100,19 @@ class Registry:
             )
         table[entry.name] = entry
 
+    def record_resolver(self, kind: str, resolver: ResolverEntry) -> None:
+        self._resolvers.setdefault(kind, []).append(resolver)
+
     # -- lookup ------------------------------------------------------------
     def names(self, kind: str) -> list[str]:
-        return sorted(self.entries[_check_kind(kind)])
+        return sorted(self.entries[get_kind(kind).name])
 
-    def resolvers(self, kind: str) -> list[_Resolver]:
+    def resolvers(self, kind: str) -> list[ResolverEntry]:
         return list(self._resolvers.get(kind, []))
 
     def lookup(self, kind: str, name: str) -> Entry:
         """The entry for ``name``; unknown names list what exists, with a suggestion."""
-        table = self.entries[_check_kind(kind)]
+        table = self.entries[get_kind(kind).name]
         if name in table:
             return table[name]
         for res in self._resolvers.get(kind, []):
@@ -194,12 +142,6 @@ def suggest(name: str, known: Iterable[str], n: int = 3) -> list[str]:
     return [by_lower[c] for c in difflib.get_close_matches(name.lower(), list(by_lower), n=n, cutoff=0.6)]
 
 
-def _check_kind(kind: str) -> str:
-    if kind not in KINDS:
-        raise UnknownNameError(f"unknown component kind {kind!r}; kinds: {', '.join(KINDS)}")
-    return kind
-
-
 def _env_list(name: str) -> set[str]:
     return {part.strip() for part in os.environ.get(name, "").split(",") if part.strip()}
 
@@ -216,9 +158,3 @@ def get_registry(refresh: bool = False) -> Registry:
         _DEFAULT = registry
     return _DEFAULT
 
-
-def import_object(path: str) -> Any:
-    """Import ``module:attr`` lazily (keeps heavy backends out of start-up)."""
-    module_name, _, attr = path.partition(":")
-    module = importlib.import_module(module_name)
-    return getattr(module, attr) if attr else module

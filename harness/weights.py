@@ -17,6 +17,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from harness.checkpoint import safe_load
 from harness.errors import HarnessError
 from harness.io import atomic_torch_save
 
@@ -24,8 +25,6 @@ CONTAINER_KEYS = ("state_dict", "model", "reid")
 
 
 def _read(path: Path) -> Any:
-    from harness.checkpoint import safe_load
-
     hint = f"; save a plain state_dict with torch.save(model.state_dict(), {path})"
     return safe_load(path, what="re-id weights", hint=hint)
 
@@ -64,7 +63,7 @@ def _strip(key: str, prefix: str) -> str:
     return key
 
 
-def _align(source: dict[str, Tensor], target: Mapping[str, Tensor]) -> dict[str, Tensor]:
+def align(source: dict[str, Tensor], target: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Rename ``source`` by the wrapper prefix (added or removed) that matches most keys."""
     prefixes = {""}
     for key in list(source) + list(target):  # wrapper prefixes up to two levels ("backbone.model.")
@@ -88,12 +87,22 @@ def _is_classifier(key: str) -> bool:
     return "classifier" in key.split(".")
 
 
-#: module names of heads: a file's own head and the harness's are never required to match
-HEAD_PARTS = {"classifier", "fc", "_fc", "head", "last_linear", "bnneck"}
+#: module names of heads: a file's own head and the harness's are never required to match.
+#: The classifiers of timm (``classifier``, ``fc``, ``head``), torchvision (``fc``,
+#: ``classifier``), TF-converted EfficientNets (``_fc``) and Cadene's models
+#: (``last_linear``), plus the harness's own BNNeck.
+HEAD_PARTS = frozenset({"classifier", "fc", "_fc", "head", "last_linear", "bnneck"})
 
 
-def _is_head(key: str) -> bool:
-    return bool(HEAD_PARTS & set(key.split(".")))
+def is_head(key: str) -> bool:
+    """Whether tensor ``key`` belongs to a head: any of its dotted parts is a head's name.
+
+    Any part, not only the first, because files come wrapped (``model.fc.weight``,
+    ``backbone.classifier.weight``) and a re-id model wraps its trunk; whole parts,
+    not substrings, so trunk layers such as ``conv_head`` or an SE block's ``fc1`` stay
+    in the body. The one rule for loading re-id weights and fitting ImageNet weights.
+    """
+    return not HEAD_PARTS.isdisjoint(key.split("."))
 
 
 def load_reid_weights(model: nn.Module, path: str | Path, partial: bool = False) -> dict[str, int]:
@@ -109,7 +118,7 @@ def load_reid_weights(model: nn.Module, path: str | Path, partial: bool = False)
     """
     path = Path(path)
     target = model.state_dict()
-    source = _align(extract_state_dict(_read(path), path), target)
+    source = align(extract_state_dict(_read(path), path), target)
     usable: dict[str, Tensor] = {}
     skipped = 0
     for key, value in source.items():
@@ -129,8 +138,8 @@ def load_reid_weights(model: nn.Module, path: str | Path, partial: bool = False)
             f"nothing in {path} matches the re-id model ({len(source)} tensors in the file, "
             f"e.g. {', '.join(list(source)[:3])}; the model expects e.g. {', '.join(list(target)[:3])})"
         )
-    missing = [k for k in target if k not in usable and not _is_head(k)]
-    unexpected = [k for k in source if k not in target and not _is_head(k)]
+    missing = [k for k in target if k not in usable and not is_head(k)]
+    unexpected = [k for k in source if k not in target and not is_head(k)]
     if (missing or unexpected) and not partial:
         parts = []
         if missing:

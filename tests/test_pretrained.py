@@ -177,6 +177,34 @@ def test_fit_by_name_by_order_and_refusing_another_architecture():
         fit_to_backbone(_backbone("resnet18").state_dict(), _backbone("resnet34").state_dict())
 
 
+def test_one_head_rule_for_every_weights_file():
+    from harness.weights import is_head
+
+    for key in ("fc.weight", "classifier.1.bias", "_fc.weight", "head.fc.weight", "last_linear.weight",
+                "model.classifier.weight", "backbone.fc.bias", "bnneck.running_mean"):
+        assert is_head(key), key
+    for key in ("conv_head.weight", "bn_head.bias", "layer1.0.se.fc1.weight", "features.18.1.weight"):
+        assert not is_head(key), key
+
+
+def test_initial_weights_are_read_by_the_one_safe_reader(tmp_path):
+    from safetensors.torch import save_file
+
+    from harness.pretrained import read_tensor_file
+
+    state = {"a.weight": torch.ones(2, 2)}
+    save_file(state, str(tmp_path / "w.safetensors"))
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, tmp_path / "w.pth")
+    for name in ("w.safetensors", "w.pth"):
+        assert torch.equal(read_tensor_file(tmp_path / name)["a.weight"], state["a.weight"]), name
+    (tmp_path / "torn.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(HarnessError, match="cannot read initial weights"):
+        read_tensor_file(tmp_path / "torn.safetensors")
+    torch.save({"w": torch.ones(1), "code": Path}, tmp_path / "evil.pth")
+    with pytest.raises(HarnessError, match="refusing to unpickle code"):
+        read_tensor_file(tmp_path / "evil.pth")
+
+
 def test_a_preference_list_takes_the_first_backbone_with_weights(tmp_path):
     from harness.config import resolve_config
 
@@ -244,7 +272,7 @@ def test_torchvision_cache_serves_the_timm_twin(tmp_path, monkeypatch):
 
 
 def _installed(registry, name):
-    source = registry.entries["weights"][name].factory
+    source = registry.entries["weights"][name].source
     path = source.find(source.backbones[0])
     if path is None:
         pytest.skip(f"{name} is not installed ({source.install_hint}; make setup installs it)")

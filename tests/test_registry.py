@@ -136,3 +136,36 @@ def test_broken_third_party_plugin_does_not_break_builtins(tmp_path, monkeypatch
     reg.load_entry_points(autoload=True)
     assert "missing dependency xyz" in reg.failed["fake"]
     assert "srgan" in reg.names("sr")
+
+
+def test_the_kinds_table_is_complete():
+    """Every row names a hook spec, a contract check, a registrar and, where a run selects
+    the kind, a RunConfig field; the registry and the config read nothing else."""
+    import dataclasses
+
+    from harness import contracts, hookspecs, registrars
+    from harness.config import COMPONENT_FIELDS, RunConfig
+    from harness.kinds import KINDS, RUN_ORDER
+
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    for kind in KINDS:
+        assert callable(getattr(hookspecs, kind.hook)), kind
+        assert callable(getattr(contracts, kind.check)), kind
+        assert issubclass(getattr(registrars, kind.registrar), registrars.KindRegistry), kind
+        assert kind.config_field is None or kind.config_field in fields, kind
+    assert [k for k, _ in COMPONENT_FIELDS] == list(RUN_ORDER)
+    assert COMPONENT_FIELDS == (("sr", "sr"), ("reid", "reid"), ("regulariser", "reg"),
+                                ("dataset", "data"), ("discriminator", "disc"))
+
+
+def test_typed_entries_carry_what_a_kind_registers_besides_a_factory(registry):
+    from harness.registrars import DatasetEntry, WeightsEntry
+    from plugins.data.synthetic import write_layout
+
+    synthetic = registry.lookup("dataset", "synthetic")
+    assert isinstance(synthetic, DatasetEntry) and synthetic.write_layout is write_layout
+    assert not hasattr(synthetic.factory, "write_layout")
+    market = registry.lookup("dataset", "market1501")
+    assert isinstance(market, DatasetEntry) and market.write_layout is None
+    source = registry.lookup("weights", "timm-cache")
+    assert isinstance(source, WeightsEntry) and source.source.tier == "cache"

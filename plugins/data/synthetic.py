@@ -745,18 +745,16 @@ def write_layout(
 # Registration
 # ---------------------------------------------------------------------------
 
-# ``harness data synth`` finds the layout writer through the registered factory,
-# so the core never imports this module by name.
-synthetic_dataset.write_layout = write_layout  # type: ignore[attr-defined]
-synthetic_dataset.layouts = LAYOUTS  # type: ignore[attr-defined]
-
 
 @hookimpl
 def harness_register_datasets(registry) -> None:
+    # ``harness data synth`` finds the layout writer on the registered entry
+    # (``DatasetEntry.write_layout``), so the core never imports this module by name.
     registry.add(
         "synthetic",
         synthetic_dataset,
         "procedural pedestrians (no download): id groups differing only in fine detail, "
         "cameras with own background, lighting and viewpoint",
         options=SYNTH_OPTIONS,
+        write_layout=write_layout,
     )

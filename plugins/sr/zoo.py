@@ -47,6 +47,7 @@ from torch import Tensor, nn
 from harness import Option, PluginError, RunConfig, hookimpl, read_options
 from harness.config import ConfigError
 from plugins.sr.bicubic import bicubic_resize
+from plugins.sr.zoo_weights import load_sr_weights
 
 #: the gate's initial value when training from scratch: small, not zero, so the
 #: net's parameters get a gradient from the first step (Adam rescales it).
@@ -345,10 +346,21 @@ def constructor_kwargs(entry: ZooEntry, opts: Mapping[str, Any], scale: int) -> 
 def describe_net(arch: str, net: nn.Module) -> Any:
     """spandrel's descriptor of ``net`` (its scale, purpose and size requirements), read
     back from its state dict exactly as a checkpoint of it would be."""
+    # heavy: imported by the factories only, so `harness list` stays fast
     from spandrel import MAIN_REGISTRY
 
     support = MAIN_REGISTRY.get(arch)
     return support.architecture.load(dict(net.state_dict()))
+
+
+def from_checkpoint(path: str, entry: ZooEntry, name: str, scale: int | None) -> ZooSR:
+    """``--sr-weights``: the checkpoint's network at gate 1 (it behaves as published),
+    with what was loaded kept as ``loaded_weights`` for the run to record."""
+    ckpt = load_sr_weights(path, expected=entry.arch, name=name, scales=SCALES, scale=scale)
+    model = ZooSR(ckpt.net, ckpt.scale, ckpt.size_requirements, gate=1.0)
+    model.train()
+    model.loaded_weights = dict(ckpt.record)
+    return model
 
 
 def zoo_factory(name: str, entry: ZooEntry) -> Callable[[RunConfig], nn.Module]:
@@ -360,10 +372,7 @@ def zoo_factory(name: str, entry: ZooEntry) -> Callable[[RunConfig], nn.Module]:
         opts = read_options(config.replace(options={
             **{k: o.value_for(config.preset) for k, o in declared.items()}, **config.options}), declared)
         if config.sr_weights:
-            from plugins.sr.zoo_weights import load_sr_weights
-
-            return load_sr_weights(config.sr_weights, expected=entry.arch, name=name,
-                                   scale=opts["sr_scale"] or None)
+            return from_checkpoint(config.sr_weights, entry, name, opts["sr_scale"] or None)
         scale = opts["sr_scale"] or auto_scale(config)
         cls = getattr(_arch_module(entry.arch), entry.cls)
         kwargs = constructor_kwargs(entry, opts, scale)
