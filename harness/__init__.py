@@ -7,20 +7,12 @@ types and the errors they may raise. A regulariser composes its schedule from
 :mod:`harness.losses`.
 """
 
-from harness.components import (
-    BuildContext,
-    Option,
-    Record,
-    Regulariser,
-    ReidDataset,
-    TrainBatch,
-    coerce_option,
-    read_options,
-)
+from harness.components import BuildContext, Record, Regulariser, ReidDataset, TrainBatch
 from harness.config import PROTOCOL_VERSION, ConfigError, ProtocolConfig, RunConfig
 from harness.context import StepContext
 from harness.errors import BadImageError, DatasetError, HarnessError, PluginError, UnknownNameError
 from harness.hookspecs import hookimpl
+from harness.options import Option, coerce_option, read_options
 from harness.pretrained import PackagedWeights
 from harness.steps import Step, Term
 

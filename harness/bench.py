@@ -47,13 +47,14 @@ import torch
 
 from harness import leaderboard as lb
 from harness import scheduler
-from harness.config import ConfigError, ProtocolConfig, RunConfig, resolve_config
+from harness.config import ConfigError, ProtocolConfig, RunConfig
 from harness.errors import HarnessError
 from harness.io import atomic_write_text
 from harness.launch import LaunchSettings, PlannedRun, RunJob
 from harness.presets import default_preset
 from harness.publish import write_leaderboard
 from harness.registry import get_registry
+from harness.resolve import resolve_config
 from harness.run import run_experiment
 from harness.rundir import SETTING_TABLES, is_complete, is_started, run_log, stale_settings
 

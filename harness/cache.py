@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from harness.config import COMPONENT_FIELDS, PROTOCOL_VERSION, SETTINGS, RunConfig
+from harness.pretrained import sha256_file
 from harness.registry import Registry
 from harness.settings import CACHED_STAGES, CRITIC, STAGE0, WARMUP, CachedStage
 
@@ -82,8 +83,6 @@ def warmup_key(config: RunConfig, registry: Registry, device: torch.device) -> s
     # --sr-weights by content: the same checkpoint under another path shares the warm start.
     salt = None
     if config.sr_weights:
-        from harness.pretrained import sha256_file
-
         salt = {"sr_weights_sha256": sha256_file(config.sr_weights)}
     return _recipe_key(config, registry, device, WARMUP, salt=salt, by_content=("sr_weights",))
 

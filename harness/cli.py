@@ -7,7 +7,9 @@ line on stderr with exit code 2; nothing prints a traceback for them.
 from __future__ import annotations
 
 import datetime as _dt
+import fnmatch
 import functools
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -16,17 +18,35 @@ from typing import Any
 
 import click
 
+from harness import bench as bench_mod
+from harness import leaderboard as lb
 from harness.cli_settings import SectionedCommand, setting_options, stage_visible, values_from
 from harness.config import coerce_setting
-from harness.errors import HarnessError
+from harness.contracts import check_component, component_config, find_components
+from harness.data.mlr import build_mlr
+from harness.data.pack import pack_dataset
+from harness.errors import DatasetError, HarnessError
+from harness.kinds import kind_names
+from harness.pretrained import availability
+from harness.publish import write_leaderboard
+from harness.registrars import DatasetEntry, WeightsEntry
+from harness.registry import get_registry
+from harness.run import (
+    ACTIVE_RUNS,
+    evaluate_run,
+    load_run_config,
+    pretrain_reid,
+    resolve_config,
+    run_experiment,
+)
 from harness.settings import PRESET_NAMES, STAGE0
+from harness.tables import render_markdown
 
 os.environ.setdefault("KMP_WARNINGS", "0")
 
 
 def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
     """Turn harness errors into a clear message and exit code 2."""
-
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -35,8 +55,6 @@ def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
-            from harness.run import ACTIVE_RUNS
-
             hint = "".join(f"; continue with harness run --resume {d} (its last checkpoint is kept)"
                            for d in ACTIVE_RUNS[-1:])
             if func.__name__ == "bench":
@@ -48,8 +66,6 @@ def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _registry():
-    from harness.registry import get_registry
-
     return get_registry()
 
 
@@ -99,8 +115,6 @@ def _default_run_dir(config, models: str | None = None) -> Path:
 @_friendly
 def run(out: str | None, resume_dir: str | None, stage0_cache: str | None, **kw: Any) -> None:
     """Train an SR + re-id cascade under the MLR protocol and evaluate it."""
-    from harness.run import load_run_config, resolve_config, run_experiment
-
     registry = _registry()
     if resume_dir:
         run_dir = Path(resume_dir)
@@ -135,8 +149,6 @@ def pretrain(weights_out: str, run_dir: str | None, stage0_cache: str | None, **
     `harness run --data viper --reid-weights cuhk03.pt` fine-tunes on VIPeR.
     The run folder keeps the usual report (HR and bicubic queries on --data's test set).
     """
-    from harness.run import pretrain_reid, resolve_config
-
     registry = _registry()
     values = {**values_from(kw), **kw}
     values.update({"sr": "bicubic", "reg": "none", "sr_iters": 0})
@@ -152,8 +164,6 @@ def pretrain(weights_out: str, run_dir: str | None, stage0_cache: str | None, **
 @_friendly
 def eval_(run_dir: str) -> None:
     """Re-evaluate a finished run from its final checkpoint."""
-    from harness.run import evaluate_run
-
     evaluate_run(Path(run_dir), _registry(), echo=click.echo)
 
 
@@ -168,12 +178,6 @@ def list_(pattern: str | None, verbose: bool) -> None:
     PATTERN filters names with shell wildcards, as timm's list_models does
     (`harness list 'intact*'`, `harness list '*cuhk*'`).
     """
-    import fnmatch
-
-    from harness.kinds import kind_names
-    from harness.pretrained import availability
-    from harness.registrars import WeightsEntry
-
     registry = _registry()
     for kind in kind_names():
         names = [n for n in registry.names(kind) if pattern is None or fnmatch.fnmatch(n, pattern)]
@@ -207,10 +211,6 @@ def list_(pattern: str | None, verbose: bool) -> None:
 def leaderboard(run_dirs: tuple[str, ...], out: str | None) -> None:
     """One table per dataset of finished runs (mean ± std over seeds): markdown, and with
     --out a static site that opens from file:// (index.html)."""
-    from harness import leaderboard as lb
-    from harness.publish import write_leaderboard
-    from harness.tables import render_markdown
-
     dirs = _expand_run_dirs([Path(d) for d in run_dirs])
     groups = lb.group(lb.collect(dirs))
     click.echo(render_markdown(groups))
@@ -266,8 +266,6 @@ def bench(spec: str, seeds: int, rows: tuple[str, ...], splits: int | None, out:
     With --launcher/--jobs each run is its own process, handed to an engine (local
     processes, Ray, Slurm); runs sharing a stage-0 model wait for the one that trains it.
     """
-    from harness import bench as bench_mod
-
     registry = _registry()
     loaded = bench_mod.select_rows(bench_mod.load_spec(Path(spec)), rows)
     overrides: dict[str, Any] = {k: v for k, v in {"data": data, "data_root": data_root, "preset": preset, "reid": reid}.items() if v}
@@ -316,8 +314,6 @@ def data() -> None:
 @_friendly
 def data_synth(out: str, layout: str, **sizes: int | None) -> None:
     """Write the synthetic dataset to disk in an official layout."""
-    from harness.registrars import DatasetEntry
-
     entry = _registry().lookup("dataset", "synthetic")
     if not isinstance(entry, DatasetEntry) or entry.write_layout is None:
         raise HarnessError("the registered 'synthetic' dataset offers no layout writer (write_layout)")
@@ -338,8 +334,6 @@ def data_pack(src: str, out: str, size: str, quality: int) -> None:
     e.g. `harness data pack ../shared/data/cuhk03-labeled cuhk03-128x64.tar` makes a
     ~30 MB CUHK03 for a size-limited upload (unpack with `tar xf`).
     """
-    from harness.data.pack import pack_dataset
-
     try:
         height, width = (int(v) for v in size.lower().split("x"))
     except ValueError as exc:
@@ -356,11 +350,6 @@ def data_pack(src: str, out: str, size: str, quality: int) -> None:
 @_friendly
 def data_info(name: str, data_root: str | None, preset: str) -> None:
     """Parse a dataset folder and print its statistics and MLR split."""
-    import json
-
-    from harness.data.mlr import build_mlr
-    from harness.run import resolve_config
-
     registry = _registry()
     config = resolve_config({"data": name, "data_root": data_root, "preset": preset}, registry)
     dataset = registry.lookup("dataset", name).factory(data_root, config)
@@ -378,9 +367,6 @@ def check_plugin(name: str, kind: str | None, data_root: str | None) -> None:
 
     Tiny inputs on CPU (the smoke preset); prints one line per passed check.
     """
-    from harness.contracts import check_component, component_config, find_components
-    from harness.errors import DatasetError
-
     registry = _registry()
     checked = 0
     for entry in find_components(registry, name, kind):

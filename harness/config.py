@@ -15,6 +15,7 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.kinds import component_fields
+from harness.options import coerce_option
 from harness.settings import (
     PRESET_NAMES,
     Section,
@@ -262,12 +263,10 @@ def validate(config: RunConfig) -> None:
 def coerce_setting(name: str, value: Any) -> Any:
     """A run setting from a string (``--set FIELD=VALUE``, a spec), typed like the field.
 
-    The same rule as plugin options (:func:`harness.components.coerce_option`):
+    The same rule as plugin options (:func:`harness.options.coerce_option`):
     the declared type decides. Settings whose default is ``None`` take the type
     their annotation names (``grad_clip: float | None``); ``none``/``null`` is None.
     """
-    from harness.components import coerce_option
-
     declared = SETTING.get(name)
     if declared is None or "." in name or not isinstance(value, str):
         return value
@@ -300,110 +299,8 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {value!r}")
 
 
-# ---------------------------------------------------------------------------
-# Resolution: preset < explicit values, every declared plugin option filled in
-# ---------------------------------------------------------------------------
-
 _PROTOCOL_FIELDS = {f.name for f in dataclasses.fields(ProtocolConfig)}
 _RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)} - {"options", "protocol"}
 
 #: Which RunConfig field names the component of each kind (from the table of kinds).
 COMPONENT_FIELDS = component_fields()
-
-
-def selected_entries(config: RunConfig, registry: Any) -> list:
-    """The registry entries a run uses: its SR, re-id, regulariser, dataset and D."""
-    return [registry.lookup(kind, getattr(config, field)) for kind, field in COMPONENT_FIELDS]
-
-
-def declared_options(config: RunConfig, registry: Any) -> dict[str, tuple[Any, Any]]:
-    """``key -> (Option, Entry)`` over the selected components; a key two declare is an error.
-
-    Options share one flat namespace in ``config.options`` (and in ``config.json``), so
-    two selected components may not both declare a key: the error names both plugins,
-    as a clash of component names does.
-    """
-    from harness.errors import PluginError
-
-    declared: dict[str, tuple[Any, Any]] = {}
-    for entry in selected_entries(config, registry):
-        for key, option in entry.options.items():
-            if key in declared and declared[key][1].name != entry.name:
-                other = declared[key][1]
-                raise PluginError(
-                    f"option {key!r} is declared by {other.kind} {other.name!r} (plugin "
-                    f"{other.plugin!r}) and by {entry.kind} {entry.name!r} (plugin {entry.plugin!r}); "
-                    "options of the components a run uses must be unique: rename one"
-                )
-            declared.setdefault(key, (option, entry))
-    return declared
-
-
-def _unqualify(key: str, declared: Mapping[str, tuple[Any, Any]]) -> str:
-    """``intact.lambda_a`` -> ``lambda_a`` when component ``intact`` declares it."""
-    name, dot, bare = key.rpartition(".")
-    if dot and bare in declared and declared[bare][1].name == name:
-        return bare
-    return key
-
-
-def _named(key: str, value: Any) -> Any:
-    """``coerce_setting`` whose error names the setting."""
-    try:
-        return coerce_setting(key, value)
-    except ConfigError as exc:
-        raise ConfigError(f"{key}={value!r}: {exc}") from None
-
-
-def resolve_config(values: Mapping[str, Any], registry: Any) -> RunConfig:
-    """Preset < explicit values; every declared option of the selected plugins filled in.
-
-    ``values`` holds only what the user gave (None means "not given", timm's
-    habit), with ``options`` and ``protocol`` as nested dicts. An option may be
-    named bare (``lambda_a``) or by its component (``intact.lambda_a``); its
-    preset value comes from its own declaration (:class:`harness.Option`).
-    """
-    from harness.components import coerce_option
-    from harness.presets import default_preset, preset_values
-
-    values = {k: v for k, v in values.items() if v is not None}
-    preset = values.get("preset") or default_preset()
-    base = preset_values(preset)
-    user_options = dict(values.pop("options", {}) or {})
-    user_protocol = {k: v for k, v in dict(values.pop("protocol", {}) or {}).items() if v is not None}
-    unknown = sorted(set(values) - _RUN_FIELDS - {"hr_size"})
-    if unknown:
-        raise ConfigError(f"unknown settings: {', '.join(unknown)}")
-    bad_proto = sorted(set(user_protocol) - _PROTOCOL_FIELDS)
-    if bad_proto:
-        raise ConfigError(f"unknown protocol settings: {', '.join(bad_proto)}")
-    protocol = {**base.pop("protocol", {}), **user_protocol}
-    hr_size = values.pop("hr_size", None)
-    fields = {**base, **{k: _named(k, v) for k, v in values.items()}, "preset": preset}
-    if hr_size is not None:  # "native" clears a preset's HR size
-        fields["hr_height"], fields["hr_width"] = parse_hr_size(hr_size)
-    config = RunConfig(**fields, protocol=ProtocolConfig(**protocol))
-    if "|" in config.reid:  # a preference list: the first backbone whose initial weights are here
-        from harness.pretrained import choose_backbone
-
-        chosen, _ = choose_backbone(config.reid.split("|"), config.reid_init, registry)
-        config = config.replace(reid=chosen, reid_requested=config.reid)
-
-    declared = declared_options(config, registry)
-    user_options = {_unqualify(k, declared): v for k, v in user_options.items()}
-    stray = sorted(set(user_options) - set(declared))
-    if stray:
-        raise ConfigError(
-            f"unknown option(s) {', '.join(stray)} for sr={config.sr}, reid={config.reid}, "
-            f"reg={config.reg}, data={config.data}, disc={config.disc}; "
-            f"their options: {', '.join(sorted(declared)) or '(none)'}"
-        )
-    options = {key: option.value_for(preset) for key, (option, _) in declared.items()}
-    for key, value in user_options.items():
-        try:
-            options[key] = coerce_option(value, declared[key][0].default)
-        except ConfigError as exc:
-            raise ConfigError(f"-o {key}={value}: {exc}") from None
-    for key, value in options.items():
-        declared[key][0].check(key, value)
-    return config.replace(options=options)

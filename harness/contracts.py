@@ -29,23 +29,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from harness.components import (
-    BuildContext,
-    Entry,
-    Option,
-    Record,
-    ReidDataset,
-)
-from harness.config import RunConfig, resolve_config
+from harness.components import BuildContext, Entry, Record, ReidDataset
+from harness.config import RunConfig
 from harness.context import StepContext
 from harness.data.loading import load_images
 from harness.data.mlr import build_mlr, lr_size
 from harness.errors import DatasetError, PluginError, UnknownNameError
 from harness.freezing import buffers_restored
 from harness.kinds import get_kind, kind_names
+from harness.options import Option
 from harness.pretrained import FoundWeights, load_init, sha256_file
 from harness.registrars import WeightsEntry
 from harness.registry import Registry
+from harness.resolve import resolve_config
 from harness.schedule import StepRunner, default_learning_rates
 from harness.standins import (
     BATCH,

@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from harness.components import Option
 from harness.context import StepContext
 from harness.losses import association_mse, observe, standardise
+from harness.options import Option
 from harness.schedule import flat_norm
 from harness.steps import GAN_OPTIONS, Step, Term
 

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+import torch
+
 from harness.errors import DiskFullError
 
 #: what a temporary file is called; ``remove_partial_writes`` cleans up after a crash
@@ -93,8 +95,6 @@ def atomic_save_figure(fig: Any, path: str | os.PathLike[str], **kwargs: Any) ->
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
-    import torch  # heavy: the JSON and text writers must not pull it in
-
     return _atomic(path, "wb", lambda h: torch.save(obj, h))
 
 

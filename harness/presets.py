@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from harness.config import SETTINGS
+from harness.errors import UnknownNameError
 from harness.settings import PRESET_NAMES
 
 
@@ -44,8 +45,6 @@ def default_preset() -> str:
 
 def preset_values(name: str) -> dict[str, Any]:
     """A fresh copy of a preset's settings; an unknown name is a one-line error listing them."""
-    from harness.errors import UnknownNameError
-
     if name not in PRESETS:
         raise UnknownNameError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
     values = PRESETS[name]

@@ -15,6 +15,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from harness.config import PROTOCOL_VERSION, RunConfig
 
 
@@ -54,8 +56,6 @@ def compute_record(config: RunConfig) -> dict[str, Any]:
     Why recorded: a CPU run is bit-for-bit reproducible only at the same torch thread
     count, and its speed depends on the CPU; without them a README number cannot be checked.
     """
-    import torch
-
     on_gpu = config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available())
     return {
         "torch_threads": torch.get_num_threads(),

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness.components import Entry, Option
+from harness.components import Entry
+from harness.options import Option
 from harness.pretrained import WeightSource
 
 #: ``resolver(name)`` -> a factory, or ``None`` where the name is not its own

@@ -17,18 +17,31 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness import distributed
 from harness.cache import cache_files
 from harness.checkpoint import STAGE_ORDER, latest_checkpoint
-from harness.config import PROTOCOL_VERSION, ConfigError, RunConfig, resolve_config
+from harness.config import PROTOCOL_VERSION, ConfigError, RunConfig
 from harness.data.mlr import lr_size, ratio_key
+from harness.data.prepare import prepare_data
 from harness.diagnostics import read_log
 from harness.diagnostics import summarise as summarise_diagnostics
 from harness.errors import HarnessError
-from harness.io import append_jsonl, atomic_write_json, atomic_write_text, remove_partial_writes
+from harness.evaluate import evaluate_models
+from harness.io import (
+    append_jsonl,
+    atomic_torch_save,
+    atomic_write_json,
+    atomic_write_text,
+    remove_partial_writes,
+)
+from harness.models import build_models, count_parameters
 from harness.pretrained import describe_init, init_record, resolve_init
 from harness.provenance import config_document
 from harness.registry import Registry
+from harness.report import format_summary, write_run_report
+from harness.resolve import resolve_config
 from harness.rundir import check_run_dir, load_run_config, mark_complete, refuse_foreign_run
+from harness.train import Trainer
 
 Echo = Callable[[str], None]
 
@@ -116,13 +129,6 @@ def _run_experiment(
     extra: Mapping[str, Any] | None = None,
     stage0_cache_dir: Path | None = None,
 ) -> dict[str, Any]:
-    from harness import distributed
-    from harness.data.prepare import prepare_data
-    from harness.evaluate import evaluate_models
-    from harness.models import build_models, count_parameters
-    from harness.report import format_summary, write_run_report
-    from harness.train import Trainer
-
     start = time.time()
     rank_device = distributed.init_from_env()
     main_rank = distributed.is_main()
@@ -254,8 +260,6 @@ def pretrain_reid(
     A ``<weights>.json`` beside the weights records the recipe and the HR/bicubic-query
     numbers on the pretraining data's own test split, so a weights file is never anonymous.
     """
-    from harness.io import atomic_torch_save
-
     if config.sr_iters != 0:
         raise ConfigError("pretraining runs stage 0 only; sr_iters must be 0")
     metrics = run_experiment(config, run_dir, registry, echo=echo, extra={"pretrain": True},
@@ -279,11 +283,6 @@ def _quiet(message: str) -> None:
 
 def evaluate_run(run_dir: Path, registry: Registry, echo: Echo = print) -> dict[str, Any]:
     """Re-evaluate a finished run from its final checkpoint (``harness eval``)."""
-    from harness.data.prepare import prepare_data
-    from harness.evaluate import evaluate_models
-    from harness.models import build_models
-    from harness.report import format_summary, write_run_report
-
     config = load_run_config(run_dir)
     config, device = resolve_device(config, echo)
     ckpt = latest_checkpoint(run_dir / "checkpoints")

@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.components import coerce_option
 from harness.config import ConfigError, RunConfig
 from harness.errors import HarnessError
 from harness.io import atomic_write_json
+from harness.options import coerce_option
 
 CONFIG = "config.json"
 METRICS = "metrics.json"

@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.cache import cache_files
-from harness.components import coerce_option
-from harness.config import ConfigError, resolve_config
+from harness.config import ConfigError
 from harness.launch import JobOutcome, Launcher, PlannedRun, RunJob
+from harness.options import coerce_option
 from harness.pretrained import resolve_init
 from harness.registry import Registry, suggest
+from harness.resolve import resolve_config
 from harness.run import resolve_device
 from harness.rundir import is_complete
 

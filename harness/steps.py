@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from harness.components import Option
 from harness.config import RunConfig
 from harness.context import StepContext
 from harness.losses import gan_d_loss, gan_g_loss, identity_ce, observe, pixel_mse
+from harness.options import Option
 
 LossFn = Callable[[StepContext], Mapping[str, Tensor]]
 DiagnoseFn = Callable[[StepContext, Mapping[str, Tensor]], Mapping[str, Tensor]]

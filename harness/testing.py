@@ -35,6 +35,7 @@ from harness.contracts import (
 )
 from harness.errors import PluginError
 from harness.registry import Registry
+from harness.run import resolve_config
 
 __all__ = [
     "ANY_FACTOR",
@@ -76,7 +77,6 @@ def register_inline_plugin(plugin_manager: Registry) -> Callable[..., Registry]:
     test, or an object defined in the test) exactly as an entry point would,
     and raises if its hooks fail instead of recording the failure quietly.
     """
-
     def register(plugin: Any, name: str = "inline") -> Registry:
         before = plugin_manager.failed.get(name)
         plugin_manager.register_plugin(plugin, name, dist="inline")
@@ -91,8 +91,6 @@ def register_inline_plugin(plugin_manager: Registry) -> Callable[..., Registry]:
 @pytest.fixture
 def tiny_config(plugin_manager: Registry) -> RunConfig:
     """The ``smoke`` preset on CPU: 32x16 images, tiny built-in models, a few iterations."""
-    from harness.run import resolve_config
-
     return resolve_config({"preset": "smoke", "device": "cpu"}, plugin_manager)
 
 

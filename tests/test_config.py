@@ -25,11 +25,11 @@ from harness.config import (
     ConfigError,
     ProtocolConfig,
     RunConfig,
-    resolve_config,
 )
 from harness.leaderboard import IGNORED_FIELDS
 from harness.presets import PRESETS, preset_values
 from harness.registry import Registry
+from harness.resolve import resolve_config
 from harness.settings import CACHED_STAGES, PRESET_NAMES, STAGE0, Section, undeclared_fields
 
 CPU = torch.device("cpu")

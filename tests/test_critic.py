@@ -19,10 +19,10 @@ from torch import nn
 from harness import StepContext
 from harness.cache import cache_files
 from harness.checkpoint import latest_checkpoint
-from harness.config import resolve_config
 from harness.diagnostics import summarise
 from harness.freezing import set_trainable
 from harness.losses import standardise
+from harness.resolve import resolve_config
 from harness.run import run_experiment
 from harness.schedule import StepRunner, gradient_shares
 from plugins.sr.discriminator import SRGANDiscriminator

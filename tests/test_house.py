@@ -17,9 +17,10 @@ from click.testing import CliRunner
 
 from harness import Option, PluginError, RunConfig, coerce_option, hookimpl, read_options
 from harness.cli import main
-from harness.config import ConfigError, coerce_setting, resolve_config
+from harness.config import ConfigError, coerce_setting
 from harness.presets import PRESETS
 from harness.registry import Registry
+from harness.resolve import resolve_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

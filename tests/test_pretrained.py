@@ -206,7 +206,7 @@ def test_initial_weights_are_read_by_the_one_safe_reader(tmp_path):
 
 
 def test_a_preference_list_takes_the_first_backbone_with_weights(tmp_path):
-    from harness.config import resolve_config
+    from harness.resolve import resolve_config
 
     path, _ = _weights_file(tmp_path)
     reg = _builtins_only()

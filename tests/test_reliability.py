@@ -170,8 +170,8 @@ def test_one_training_identity_is_refused():
 def test_a_dataset_with_one_training_identity_is_refused(tmp_path):
     from harness import ReidDataset, hookimpl
     from harness.components import Record
-    from harness.config import resolve_config
     from harness.registry import Registry
+    from harness.resolve import resolve_config
     from harness.run import run_experiment
 
     class OneId:

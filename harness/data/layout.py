@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.components import Option, Record, ReidDataset
+from harness.components import Record, ReidDataset
 from harness.errors import DatasetError
+from harness.options import Option
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
