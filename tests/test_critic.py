@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from crossres_plugins.sr.discriminator import SRGANDiscriminator
 from torch import nn
 
 from harness import StepContext
@@ -25,7 +26,6 @@ from harness.losses import standardise
 from harness.resolve import resolve_config
 from harness.run import run_experiment
 from harness.schedule import StepRunner, gradient_shares
-from plugins.sr.discriminator import SRGANDiscriminator
 from tests.test_regularisers import batch, make, snapshot, step_named
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -9,16 +9,16 @@ import shutil
 from pathlib import Path
 
 import pytest
+from crossres_plugins.data.caviar import read_caviar
+from crossres_plugins.data.cuhk03 import VAL_PID_OFFSET, read_cuhk03_np, read_cuhk03_partial
+from crossres_plugins.data.dukemtmc import read_dukemtmc
+from crossres_plugins.data.market1501 import read_market1501
+from crossres_plugins.data.synthetic import write_layout
+from crossres_plugins.data.viper import read_viper
 
 from harness import DatasetError, RunConfig
 from harness.data.loading import load_images
 from harness.registry import Registry
-from plugins.data.caviar import read_caviar
-from plugins.data.cuhk03 import VAL_PID_OFFSET, read_cuhk03_np, read_cuhk03_partial
-from plugins.data.dukemtmc import read_dukemtmc
-from plugins.data.market1501 import read_market1501
-from plugins.data.synthetic import write_layout
-from plugins.data.viper import read_viper
 
 SHARED = Path(__file__).parents[1].parent / "shared" / "data"
 TINY = dict(train_ids=4, test_ids=3, cameras=3, images_per_camera=2, height=32, width=16)
@@ -211,7 +211,7 @@ def test_plugin_registers_every_reader_and_passes_options(layouts):
 
     registry = Registry()
     for name in ("market1501", "dukemtmc", "cuhk03", "viper", "caviar"):  # one module each
-        registry.register_plugin(importlib.import_module(f"plugins.data.{name}"), f"data-{name}")
+        registry.register_plugin(importlib.import_module(f"crossres_plugins.data.{name}"), f"data-{name}")
     assert registry.failed == {}
     assert set(registry.names("dataset")) == {
         "market1501",

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from crossres_plugins.launch.local import gpu_slots
 
 from harness import ConfigError
 from harness.bench import BenchFailed, load_spec, run_bench, select_rows
 from harness.cli import main
 from harness.launch import JobOutcome, PlannedRun, RunJob
 from harness.scheduler import launch_runs, parse_launcher_options
-from plugins.launch.local import gpu_slots
 
 SPEC = """
 name = "mini"

@@ -11,13 +11,13 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from crossres_plugins.reid.common import IMAGENET_MEAN, Normalize
+from crossres_plugins.sr.srresnet import integer_scale, tail_scale
 from torch import nn
 
 from harness import HarnessError, RunConfig, UnknownNameError
 from harness.registry import get_registry
 from harness.weights import load_reid_weights, save_reid_weights
-from plugins.reid.common import IMAGENET_MEAN, Normalize
-from plugins.sr.srresnet import integer_scale, tail_scale
 
 HR = (32, 16)
 CONFIG = RunConfig(
@@ -255,7 +255,7 @@ def test_classifier_of_another_id_count_is_skipped(reid_models, registry, tmp_pa
 
 
 def test_raw_torchreid_state_dict_loads_into_the_wrapper(registry, tmp_path):
-    from plugins.reid.torchreid_models import import_torchreid_models
+    from crossres_plugins.reid.torchreid_models import import_torchreid_models
 
     raw = import_torchreid_models().build_model("osnet_x0_25", 7, loss="triplet", pretrained=False)
     torch.save({"state_dict": raw.state_dict(), "epoch": 3}, tmp_path / "raw.pt")

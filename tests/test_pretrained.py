@@ -227,9 +227,8 @@ def test_normalisation_follows_the_architectures_pretrained_cfg(registry):
 
 
 def test_timm_cache_finds_and_verifies_a_hub_blob(tmp_path, monkeypatch):
+    from crossres_plugins.weights.caches import TimmCache
     from safetensors.torch import save_file
-
-    from plugins.weights.caches import TimmCache
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     repo = tmp_path / "hub" / "models--timm--test_resnet.r160_in1k"
@@ -254,8 +253,7 @@ def test_timm_cache_finds_and_verifies_a_hub_blob(tmp_path, monkeypatch):
 
 def test_torchvision_cache_serves_the_timm_twin(tmp_path, monkeypatch):
     import torchvision
-
-    from plugins.weights.caches import TorchvisionCache
+    from crossres_plugins.weights.caches import TorchvisionCache
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     source = TorchvisionCache()

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from crossres_plugins.data.synthetic import write_layout
+from crossres_plugins.data.viper import read_viper
 from PIL import Image
 
 from harness import augment
@@ -18,8 +20,6 @@ from harness.cli import main
 from harness.data.pack import MARKER, pack_dataset
 from harness.errors import DatasetError
 from harness.weights import load_reid_weights
-from plugins.data.synthetic import write_layout
-from plugins.data.viper import read_viper
 
 
 def invoke(*args: str):

@@ -159,8 +159,9 @@ def test_the_kinds_table_is_complete():
 
 
 def test_typed_entries_carry_what_a_kind_registers_besides_a_factory(registry):
+    from crossres_plugins.data.synthetic import write_layout
+
     from harness.registrars import DatasetEntry, WeightsEntry
-    from plugins.data.synthetic import write_layout
 
     synthetic = registry.lookup("dataset", "synthetic")
     assert isinstance(synthetic, DatasetEntry) and synthetic.write_layout is write_layout

@@ -8,12 +8,12 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
+from crossres_plugins.sr.bicubic import bicubic_resize
+from crossres_plugins.sr.zoo import EXCLUDED, ZOO, ZooSR, auto_scale, pad_to
 
 from harness import ConfigError, PluginError, RunConfig
 from harness.cli import main
 from harness.contracts import check_sr_model
-from plugins.sr.bicubic import bicubic_resize
-from plugins.sr.zoo import EXCLUDED, ZOO, ZooSR, auto_scale, pad_to
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from crossres_plugins.data import synthetic as S
 
 from harness import RunConfig
 from harness.registry import Registry
-from plugins.data import synthetic as S
 
 SMALL = S.SynthSpec(train_ids=6, test_ids=5, cameras=3, images_per_camera=2, height=32, width=16)
 
@@ -145,7 +145,7 @@ def test_fine_detail_is_lost_at_low_resolution_but_coarse_cues_survive():
 
 
 def test_plugin_registers_synthetic_with_its_options():
-    import plugins.data.synthetic as plugin
+    import crossres_plugins.data.synthetic as plugin
 
     registry = Registry()
     registry.register_plugin(plugin, "data-synthetic")

@@ -196,7 +196,7 @@ def test_paper_preset_keeps_the_dataset_native_size(registry):
 
 
 def test_folder_readers_declare_their_hr_size(registry, tmp_path):
-    from plugins.data.synthetic import write_layout
+    from crossres_plugins.data.synthetic import write_layout
 
     expected = {"market1501": (128, 64), "viper": (128, 48), "cuhk03-partial": (128, 64)}
     for layout, size in expected.items():

@@ -1,7 +1,7 @@
 """Rivals of INTACT that learn the association elsewhere (Fig. 5 / Table 4 of Cheng et al.).
 
 Both run INTACT's schedule (D step, association step on real HR, G step with
-the frozen critic: :class:`plugins.reg.intact.IntactRegulariser`) with another
+the frozen critic: :class:`crossres_plugins.reg.intact.IntactRegulariser`) with another
 :class:`harness.critics.AssociationCritic`; they differ only in the maps they learn:
 
 ``common-space`` (Fig. 5 a): ``enc_c: f_c -> z`` and ``enc_d: f_d -> z``, learned

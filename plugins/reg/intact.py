@@ -30,7 +30,7 @@ re-id model and D frozen (``f_c`` and ``f_d`` carry no gradient, and reading
 them changes neither model, BatchNorm statistics included). ``f_e`` is
 layer-normalised without affine parameters so ``L_e`` cannot be zeroed by
 shrinking the bridge code while the decoder scales it back (see
-:class:`plugins.reg.mlp.EncoderDecoder`). The gradient of ``L_e`` reaches the
+:class:`crossres_plugins.reg.mlp.EncoderDecoder`). The gradient of ``L_e`` reaches the
 encoder as well as ``sigma``: the bridge shapes the code ``phi`` passes
 through, which is the point of it.
 
@@ -58,7 +58,7 @@ feature sizes.
 The machinery every association critic shares (standardised inputs, the
 association step, ``L_dis`` and its diagnostics) is
 :class:`harness.critics.AssociationCritic`; the rivals in
-:mod:`plugins.reg.associations` run this same schedule with other maps.
+:mod:`crossres_plugins.reg.associations` run this same schedule with other maps.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ re-id model's own with ``--reid-weights``. Inputs are normalised as the
 architecture's timm ``pretrained_cfg`` says, so converted weights see what they
 were trained on. Every backbone is built headless
 (``num_classes=0, global_pool=''``) and wrapped in the shared BNNeck head of
-:mod:`plugins.reid.common`.
+:mod:`crossres_plugins.reid.common`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from collections.abc import Callable
 from torch import nn
 
 from harness import RunConfig, hookimpl
-from plugins.reid.common import ReidHead, infer_channels
+
+from .common import ReidHead, infer_channels
 
 NAMED = {
     "resnet18": "ResNet-18 (timm), BNNeck head; small and fast on CPU",

@@ -2,7 +2,7 @@
 
 One meaning of ``f_c`` for every backbone: a torchreid model's convolutional
 trunk (its ``featuremaps``) goes into the same head as a timm backbone
-(:class:`plugins.reid.common.ReidHead`: global pool, BNNeck, classifier), so
+(:class:`crossres_plugins.reid.common.ReidHead`: global pool, BNNeck, classifier), so
 ``f_c`` is the pooled identity feature before the BNNeck here too, not
 torchreid's classifier input (which for OSNet is the output of an extra FC
 layer). torchreid's own pooling, FC and classifier are dropped. The few
@@ -24,7 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from harness import RunConfig, hookimpl
-from plugins.reid.common import Normalized, ReidHead, infer_channels
+
+from .common import Normalized, ReidHead, infer_channels
 
 PREFIX = "torchreid."
 

@@ -35,7 +35,8 @@ import math
 from torch import Tensor, nn
 
 from harness import Option, RunConfig, hookimpl, read_options
-from plugins.sr.bicubic import bicubic_resize
+
+from .bicubic import bicubic_resize
 
 SCALES = (2, 3, 4)
 

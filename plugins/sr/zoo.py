@@ -46,8 +46,9 @@ from torch import Tensor, nn
 
 from harness import Option, PluginError, RunConfig, hookimpl, read_options
 from harness.config import ConfigError
-from plugins.sr.bicubic import bicubic_resize
-from plugins.sr.zoo_weights import load_sr_weights
+
+from .bicubic import bicubic_resize
+from .zoo_weights import load_sr_weights
 
 #: the gate's initial value when training from scratch: small, not zero, so the
 #: net's parameters get a gradient from the first step (Adam rescales it).

@@ -7,7 +7,7 @@ pickled code, the same rule as ``--reid-weights``; a ``.safetensors`` with
 safetensors); only then is the state dict handed to spandrel, which unwraps the
 usual containers (``params_ema``, ``state_dict``, ...) and recognises the
 architecture from its keys. The result is a typed :class:`SRCheckpoint`;
-:mod:`plugins.sr.zoo` wraps its network and keeps its record on the module as
+:mod:`crossres_plugins.sr.zoo` wraps its network and keeps its record on the module as
 ``loaded_weights``, which the run records in config.json.
 """
 
