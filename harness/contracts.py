@@ -39,7 +39,7 @@ from harness.freezing import buffers_restored
 from harness.kinds import get_kind, kind_names
 from harness.options import Option
 from harness.pretrained import FoundWeights, load_init, sha256_file
-from harness.registrars import WeightsEntry
+from harness.registrars import RegulariserEntry, WeightsEntry
 from harness.registry import Registry
 from harness.resolve import resolve_config
 from harness.schedule import StepRunner, default_learning_rates
@@ -632,7 +632,15 @@ def check_regulariser(registry: Registry, name: str, config: RunConfig) -> list[
     finite named scalar terms, only the step's trainable modules change, deterministic."""
     entry = registry.lookup("regulariser", name)
     config = _configured(entry, config)
+    sr_model = entry.sr_model if isinstance(entry, RegulariserEntry) else None
+    if sr_model is not None:
+        try:
+            registry.lookup("sr", sr_model)
+        except UnknownNameError as exc:
+            raise _broke(entry, "sr_model to name a registered SR model", f"{sr_model!r} ({exc})") from None
     values, passed = _one_iteration(entry, config)
+    if sr_model is not None:
+        passed.insert(0, f"{_label(entry)}: defined with --sr {sr_model} (a run gets it by default)")
     again, _ = _one_iteration(entry, config)
     if set(values) != set(again) or any(
         not np.isclose(values[k], again[k], rtol=1e-5, atol=1e-7) for k in values

@@ -53,7 +53,7 @@ KINDS: tuple[Kind, ...] = (
          "factory(config, num_classes) -> nn.Module: (logits, f_c) training, f_c eval",
          "check_reid_model", config_field="reid"),
     Kind("regulariser", "harness_register_regularisers", "factory(config) -> Regulariser",
-         "check_regulariser", config_field="reg"),
+         "check_regulariser", registrar="RegulariserRegistry", config_field="reg"),
     Kind("dataset", "harness_register_datasets", "factory(root, config) -> ReidDataset",
          "check_dataset", registrar="DatasetRegistry", config_field="data", reads_root=True),
     Kind("weights", "harness_register_weights", "a WeightSource object (not a factory)",

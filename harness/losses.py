@@ -92,6 +92,27 @@ def standardise(x: Tensor, reference: Tensor, eps: float = 1e-10) -> Tensor:
     return (x.float() - ref.mean(0)) / torch.sqrt(ref.var(0, unbiased=False) + eps)
 
 
+class _ScaleGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, factor: float) -> Tensor:
+        ctx.factor = factor
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return grad * ctx.factor, None
+
+
+def scale_gradient(x: Tensor, factor: float) -> Tensor:
+    """``x`` unchanged, its gradient multiplied by ``factor`` on the way back.
+
+    Why: a jointly trained cascade (SING) puts one ID loss on the SR image through a
+    re-id model it also trains; the re-id parameters need that loss at full weight,
+    while G must get it at ``lambda_c`` so the pixel loss still leads.
+    """
+    return _ScaleGradient.apply(x, float(factor))
+
+
 def variance_hinge(z: Tensor, target_std: float = 1.0, eps: float = 1e-4) -> Tensor:
     """Mean over dims of ``relu(target_std - std)``: zero unless a dim collapses (VICReg)."""
     z = z.float()

@@ -147,3 +147,40 @@ class WeightsRegistry(KindRegistry):
         self._owner.record(
             WeightsEntry(self.kind, name, source, summary, self.plugin, dict(options or {}))  # type: ignore[arg-type]
         )
+
+
+# ---------------------------------------------------------------------------- regularisers
+
+
+@dataclass(frozen=True)
+class RegulariserEntry(Entry):
+    """A registered regulariser (a method of stage 1).
+
+    ``sr_model``: the SR component the method is defined with, where it fixes one
+    (``"bicubic"``: the method has no SR model, so a query is embedded by the re-id
+    model straight from its bicubic-upsampled LR image, in training and at test
+    time alike); ``None``: the run's ``--sr`` decides. A run of the method gets it
+    by default, and one naming another ``--sr`` is refused.
+    """
+
+    sr_model: str | None = None
+
+
+class RegulariserRegistry(KindRegistry):
+    """``harness_register_regularisers`` receives this: a factory, plus the SR model a method
+    fixes, if any."""
+
+    def add(
+        self,
+        name: str,
+        factory: Callable[..., Any],
+        summary: str,
+        options: Mapping[str, Option] | None = None,
+        *,
+        sr_model: str | None = None,
+    ) -> None:
+        """Register ``factory(config) -> Regulariser``; ``sr_model`` names the SR component the
+        method is defined with (see :class:`RegulariserEntry`)."""
+        self._owner.record(RegulariserEntry(
+            self.kind, name, factory, summary, self.plugin, dict(options or {}), sr_model
+        ))

@@ -24,6 +24,7 @@ from harness.errors import ConfigError, PluginError
 from harness.options import coerce_option
 from harness.presets import default_preset, preset_values
 from harness.pretrained import choose_backbone
+from harness.registrars import RegulariserEntry
 
 
 def selected_entries(config: RunConfig, registry: Any) -> list:
@@ -68,6 +69,22 @@ def _named(key: str, value: Any) -> Any:
         raise ConfigError(f"{key}={value!r}: {exc}") from None
 
 
+def _method_sr_model(config: RunConfig, registry: Any, sr_given: bool) -> RunConfig:
+    """The SR component a method fixes (``RegulariserEntry.sr_model``): the default for its
+    runs, and an error when a run names another (a RAIN row with an SRGAN in front would
+    not be RAIN)."""
+    entry = registry.lookup("regulariser", config.reg)
+    required = entry.sr_model if isinstance(entry, RegulariserEntry) else None
+    if required is None or config.sr == required:
+        return config
+    if sr_given:
+        what = "no SR model (queries go to the re-id model bicubic-upsampled)" \
+            if required == "bicubic" else f"--sr {required}"
+        raise ConfigError(f"--reg {config.reg} is defined with {what}; got --sr {config.sr} "
+                          f"(leave --sr out, or use --sr {required})")
+    return config.replace(sr=required)
+
+
 def resolve_config(values: Mapping[str, Any], registry: Any) -> RunConfig:
     """Preset < explicit values; every declared option of the selected plugins filled in.
 
@@ -96,6 +113,7 @@ def resolve_config(values: Mapping[str, Any], registry: Any) -> RunConfig:
     if "|" in config.reid:  # a preference list: the first backbone whose initial weights are here
         chosen, _ = choose_backbone(config.reid.split("|"), config.reid_init, registry)
         config = config.replace(reid=chosen, reid_requested=config.reid)
+    config = _method_sr_model(config, registry, sr_given="sr" in values)
 
     declared = declared_options(config, registry)
     user_options = {_unqualify(k, declared): v for k, v in user_options.items()}

@@ -143,10 +143,15 @@ def finetune_reid_terms(ctx: StepContext) -> dict[str, Tensor]:
             "reid_hr": identity_ce(logits[n:], ctx.batch.pids, smooth)}
 
 
+def pixel() -> Term:
+    """The pixel MSE of the SR batch against its HR images (weight 1: it leads)."""
+    return Term("mse", 1.0, _pixel)
+
+
 def sr_terms(lambda_c: float) -> tuple[TermFn, ...]:
     """``L_sr`` without its GAN part: pixel MSE, ``lambda_c`` * ID on SR, and the re-id
     model's own terms when the step fine-tunes it."""
-    return Term("mse", 1.0, _pixel), Term("id", lambda_c, _identity), finetune_reid_terms
+    return pixel(), Term("id", lambda_c, _identity), finetune_reid_terms
 
 
 def adversarial(lambda_g: float, disc: str = "D") -> Term:
@@ -164,11 +169,13 @@ def generator_trainable(config: RunConfig) -> tuple[str, ...]:
     return ("G", "reid") if config.finetune_reid else ("G",)
 
 
-def generator_step(config: RunConfig, *terms: TermFn) -> Step:
+def generator_step(config: RunConfig, *terms: TermFn, trainable: tuple[str, ...] | None = None
+                   ) -> Step:
     """G's update on the sum of ``terms`` (evaluated in order: their forwards are shared).
 
     With ``--finetune-reid`` the step trains the re-id model too, with the
-    run's weight decay; only :func:`finetune_reid_terms` reaches it.
+    run's weight decay; only :func:`finetune_reid_terms` reaches it. A method
+    that trains more with G (SING: the re-id model, always) names it in ``trainable``.
     """
 
     def loss(ctx: StepContext) -> dict[str, Tensor]:
@@ -185,7 +192,7 @@ def generator_step(config: RunConfig, *terms: TermFn) -> Step:
             out.update(hook(ctx, values))
         return out
 
-    trainable = generator_trainable(config)
+    trainable = trainable or generator_trainable(config)
     decay = {"reid": config.weight_decay} if "reid" in trainable else {}
     return Step("G", trainable, loss, diagnose=diagnose if hooks else None, weight_decay=decay)
 
