@@ -534,7 +534,8 @@ def _moved(before: dict[str, list[Tensor]], models: Mapping[str, nn.Module]) -> 
     }
 
 
-def _one_iteration(entry: Entry, config: RunConfig) -> tuple[dict[str, float], list[str]]:
+def _one_iteration(entry: Entry, config: RunConfig, generator: Callable[[], nn.Module] | None = None
+                   ) -> tuple[dict[str, float], list[str]]:
     """Build the regulariser around tiny G / re-id / D and run each step once, in order."""
     size = config.hr_size
     with torch.random.fork_rng(devices=[]):
@@ -544,7 +545,8 @@ def _one_iteration(entry: Entry, config: RunConfig) -> tuple[dict[str, float], l
             raise _broke(
                 entry, "the factory to return a Regulariser (build and schedule)", describe(reg)
             )
-        models: dict[str, nn.Module] = {"G": TinyGenerator(size), "reid": TinyReid()}
+        g = generator() if generator is not None else TinyGenerator(size)
+        models: dict[str, nn.Module] = {"G": g, "reid": TinyReid()}
         ctx = BuildContext(config, TINY_REID_DIM, TinyDiscriminator, size)
         with _guard(entry, "in build()"):
             extra = reg.build(ctx)
@@ -638,10 +640,12 @@ def check_regulariser(registry: Registry, name: str, config: RunConfig) -> list[
             registry.lookup("sr", sr_model)
         except UnknownNameError as exc:
             raise _broke(entry, "sr_model to name a registered SR model", f"{sr_model!r} ({exc})") from None
-    values, passed = _one_iteration(entry, config)
+    # a method that fixes its SR model is checked with it (its steps may read what it is)
+    generator = (lambda: registry.lookup("sr", sr_model).factory(config)) if sr_model else None
+    values, passed = _one_iteration(entry, config, generator)
     if sr_model is not None:
         passed.insert(0, f"{_label(entry)}: defined with --sr {sr_model} (a run gets it by default)")
-    again, _ = _one_iteration(entry, config)
+    again, _ = _one_iteration(entry, config, generator)
     if set(values) != set(again) or any(
         not np.isclose(values[k], again[k], rtol=1e-5, atol=1e-7) for k in values
     ):

@@ -10,6 +10,8 @@ import pytest
 from harness import ConfigError
 from harness.bench import expand, load_spec, run_bench, slug
 from harness.config import ProtocolConfig, RunConfig
+from harness.registry import get_registry
+from harness.resolve import resolve_config
 
 SPECS = sorted((Path(__file__).resolve().parents[1] / "benchmarks" / "specs").glob("*.toml"))
 
@@ -256,6 +258,8 @@ def test_shipped_specs_load_and_expand(path: Path, tmp_path) -> None:
         fields = {k: v for k, v in settings.items() if k not in ("options", "protocol")}
         RunConfig(**fields, options=settings.get("options", {}))  # every key is a real field
         assert settings["reg"] and settings["sr"] and settings["data"]
+        # a method that fixes its SR model has it (a row cannot put SRGAN in front of RAIN)
+        resolve_config({k: v for k, v in settings.items() if k != "data_root"}, get_registry())
     if path.stem in PAPER_TABLES:  # a spec of a paper table compares with the paper somewhere
         assert any(r.paper for r in spec.runs)
 
@@ -283,17 +287,25 @@ def test_shipped_specs_cover_the_paper_numbers() -> None:
         "rank10": 95.8,
     }
     assert papers["association-space"]["D-to-R"]["rank1"] == 83.4
-    assert papers["mlr-viper"] == {"INTACT": {"rank1": 46.2, "rank5": 73.1, "rank10": 81.6}}
-    assert papers["mlr-cuhk03"] == {"INTACT": {"rank1": 86.4, "rank5": 97.4, "rank10": 98.5}}
-    table1 = {label.split(":")[0]: tuple(p.values()) for label, p in papers["table1"].items()}
-    assert table1 == {
+    assert papers["mlr-viper"]["INTACT"] == {"rank1": 46.2, "rank5": 73.1, "rank10": 81.6}
+    assert papers["mlr-cuhk03"]["INTACT"] == {"rank1": 86.4, "rank5": 97.4, "rank10": 98.5}
+    assert set(papers["mlr-viper"]) == set(papers["mlr-cuhk03"]) == {"INTACT", "SING", "CSR-GAN",
+                                                                    "RAIN", "CAD"}
+    assert papers["mlr-cuhk03"]["RAIN"]["rank1"] == 78.9 and papers["mlr-viper"]["CAD"]["rank1"] == 43.1
+    table1 = {tuple(label.split(": ")): tuple(p.values()) for label, p in papers["table1"].items()}
+    intacts = {data: numbers for (data, system), numbers in table1.items() if system == "INTACT"}
+    assert intacts == {
         "MLR-Market-1501": (88.1, 95.0, 96.9),
         "MLR-CUHK03 (cuhk03-partial, 100 test ids)": (86.4, 97.4, 98.5),
         "MLR-VIPeR": (46.2, 73.1, 81.6),
         "MLR-DukeMTMC-reID": (81.2, 90.1, 92.8),
         "CAVIAR (genuine LR)": (44.0, 81.8, 93.9),
     }
-    assert all(label.endswith(": INTACT") for label in papers["table1"])
+    # every rival with a plugin, with the paper's numbers where Table 1 has them (RAIN reports
+    # no Market-1501 or DukeMTMC-reID row)
+    assert {system for _, system in table1} == {"INTACT", "SING", "CSR-GAN", "RAIN", "CAD"}
+    assert len(table1) == 5 * 5 - 2
+    assert table1[("CAVIAR (genuine LR)", "CAD")] == (42.8, 76.2, 91.5)
 
 
 def test_table1_uses_the_seeds_cuhk03_protocol_and_bicubic_rows_do_not_learn() -> None:
@@ -416,18 +428,27 @@ def test_row_selection_keeps_spec_order_and_names_unknown_rows(tmp_path) -> None
         select_rows(spec, ["MSE+GAN"])
 
 
+def baseline_res_aug(spec) -> float:
+    return next(r for r in spec.runs if r.label == "res-aug re-id, no SR").settings["res_aug"]
+
+
 @pytest.mark.parametrize("name", ["mlr-viper", "mlr-cuhk03"])
 def test_real_data_specs_carry_the_honest_baselines(name: str) -> None:
     spec = load_spec(Path(__file__).resolve().parents[1] / "benchmarks" / "specs" / f"{name}.toml")
     rows = {r.label: r for r in spec.runs}
-    assert [r.label for r in spec.runs] == ["HR query (upper bound)", "bicubic", "res-aug re-id, no SR",
-                                            "SRGAN (MSE+ID+GAN)", "INTACT", "INTACT without bridge"]
+    assert [r.label for r in spec.runs] == [
+        "HR query (upper bound)", "bicubic", "res-aug re-id, no SR", "SRGAN (MSE+ID+GAN)", "INTACT",
+        "INTACT without bridge", "SR + res-aug re-id (SRGAN in front of the resolution-augmented model)",
+        "SING", "CSR-GAN", "RAIN", "CAD"]
+    fair = rows["SR + res-aug re-id (SRGAN in front of the resolution-augmented model)"]
+    assert fair.settings["res_aug"] == baseline_res_aug(spec) and fair.settings["reg"] == "gan"
     assert (rows["HR query (upper bound)"].query, rows["bicubic"].query) == ("hr", "bicubic")
     baseline = rows["res-aug re-id, no SR"]
     assert baseline.query == "bicubic" and baseline.settings["res_aug"] > 0
     for label in ("HR query (upper bound)", "bicubic", "res-aug re-id, no SR"):
         assert rows[label].settings["sr"] == "bicubic" and rows[label].settings["sr_iters"] == 0
-    assert [rows[k].settings["reg"] for k in list(rows)[3:]] == ["gan", "intact", "intact-nobridge"]
+    assert [rows[k].settings["reg"] for k in list(rows)[3:]] == [
+        "gan", "intact", "intact-nobridge", "gan", "sing", "csr-gan", "rain", "cad"]
     assert set(spec.presets) == {"cpu", "paper"} and spec.presets["cpu"]["reid"] == "mobilenetv2_100"
     # real data starts from ImageNet weights found locally; paper prefers the paper's ResNet-50
     assert spec.defaults["reid_init"] == "imagenet"

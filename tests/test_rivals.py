@@ -39,11 +39,12 @@ def test_methods_that_fix_no_sr_model_keep_the_runs_sr():
         assert resolve_config({"preset": "smoke", "reg": name, "sr": "srgan"}, registry).sr == "srgan"
 
 
-@pytest.mark.parametrize("name", ["sing", "rain", "cad"])
-def test_the_contract_kit_passes_each_rival(name, tiny_config):
+@pytest.mark.parametrize(("name", "sr"), [("sing", None), ("rain", "bicubic"), ("cad", "bicubic"),
+                                          ("csr-gan", "csr")])
+def test_the_contract_kit_passes_each_rival(name, sr, tiny_config):
     passed = check_regulariser(get_registry(), name, tiny_config)
-    if name != "sing":
-        assert passed[0].endswith("defined with --sr bicubic (a run gets it by default)")
+    if sr is not None:
+        assert passed[0].endswith(f"defined with --sr {sr} (a run gets it by default)")
 
 
 def _iteration(name: str):
@@ -110,3 +111,33 @@ def test_a_resolution_invariant_run_has_no_sr_model(name, tmp_path):
     assert saved["config"]["sr"] == "bicubic" and metrics["parameters"].get("G", 0) == 0
     sr, bicubic = metrics["queries"]["sr"], metrics["queries"]["bicubic"]
     assert sr["cmc"] == bicubic["cmc"] and sr["psnr"] == bicubic["psnr"]  # the same query path
+
+
+def test_the_cascade_doubles_per_stage_and_keeps_its_intermediate_image():
+    from crossres_plugins.sr.cascade import CascadeSR, stage_sizes
+
+    assert stage_sizes((16, 8), (32, 16)) == [(32, 16)]
+    assert stage_sizes((8, 4), (32, 16)) == [(16, 8), (32, 16)]
+    assert stage_sizes((11, 5), (32, 16)) == [(22, 10), (32, 16)]  # x3: x2, then the rest
+    g = CascadeSR(stages=2, blocks=1, channels=4).eval()
+    x = torch.rand(2, 3, 8, 4)
+    y = g(x, (32, 16))
+    assert y.shape == (2, 3, 32, 16) and g.last_intermediate.shape == (2, 3, 16, 8)
+    g(torch.rand(2, 3, 16, 8), (32, 16))
+    assert g.last_intermediate is None
+    assert "last_intermediate" not in g.state_dict()
+
+
+def test_csr_gan_supervises_both_scales_and_trains_the_reid_model_with_g():
+    reg, models, config = make("csr-gan", finetune_reid=False)
+    from crossres_plugins.sr.cascade import CascadeSR
+
+    models["G"] = CascadeSR(stages=2, blocks=1, channels=4)
+    before = snapshot(models)
+    b = batch()
+    b.x_lr = torch.nn.functional.interpolate(b.x_hr, size=(4, 2), mode="bilinear", align_corners=False)
+    terms = runner(models, reg.schedule(config)).run_iteration(StepContext(b, models, config))
+    assert {"D/gan", "D/gan_mid", "G/mse", "G/mse_mid", "G/gan_mid", "G/id_sr"} <= set(terms)
+    after = snapshot(models)
+    for name in ("G", "reid", "D", "D_mid"):
+        assert any(not torch.equal(before[name][k], after[name][k]) for k in before[name]), name
