@@ -265,7 +265,8 @@ def test_shipped_specs_load_and_expand(path: Path, tmp_path) -> None:
 
 
 #: the shipped specs that reproduce a table of the paper
-PAPER_TABLES = {"association-space", "bridge", "loss-ablation", "mlr-cuhk03", "mlr-viper", "table1"}
+PAPER_TABLES = {"association-space", "bridge", "loss-ablation", "mlr-cuhk03", "mlr-viper", "rivals",
+                "table1"}
 #: the harness's own specs: the paper has no such table, so they carry no paper numbers
 OWN_SPECS = {"critic-weight", "sr-backbones"}
 
