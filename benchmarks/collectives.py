@@ -61,18 +61,31 @@ def _worker(rank: int, world: int, port: int, steps: int, out: dict) -> None:
     try:
         for name in MODELS:
             row = {}
-            for how, average in (("per-tensor", per_tensor_average), ("bucketed", distributed.average_gradients)):
+            for how, average in (
+                ("per-tensor", per_tensor_average),
+                ("bucketed", distributed.average_gradients),
+            ):
                 params = _params(name, rank)
                 start_calls, start = calls["n"], time.perf_counter()
                 for _ in range(steps):
                     average(params)
                 dist.barrier()
-                row[how] = ((calls["n"] - start_calls) / steps, (time.perf_counter() - start) / steps,
-                            [p.grad.clone() for p in params])
-            same = all(torch.equal(a, b) for a, b in zip(row["per-tensor"][2], row["bucketed"][2], strict=True))
+                row[how] = (
+                    (calls["n"] - start_calls) / steps,
+                    (time.perf_counter() - start) / steps,
+                    [p.grad.clone() for p in params],
+                )
+            same = all(
+                torch.equal(a, b)
+                for a, b in zip(row["per-tensor"][2], row["bucketed"][2], strict=True)
+            )
             if rank == 0:
-                out[name] = {"tensors": len(params), "mb": sum(p.numel() for p in params) * 4 / 2**20,
-                             "same": same, **{how: row[how][:2] for how in row}}
+                out[name] = {
+                    "tensors": len(params),
+                    "mb": sum(p.numel() for p in params) * 4 / 2**20,
+                    "same": same,
+                    **{how: row[how][:2] for how in row},
+                }
     finally:
         dist.all_reduce = real
         dist.destroy_process_group()
@@ -93,12 +106,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args()
     results = measure(args.steps)
-    print(f"{'model':<10} {'tensors':>7} {'grad MB':>8} {'calls/step before':>18} {'after':>6} "
-          f"{'ms/step before':>15} {'after':>7} {'identical':>9}")
+    print(
+        f"{'model':<10} {'tensors':>7} {'grad MB':>8} {'calls/step before':>18} {'after':>6} "
+        f"{'ms/step before':>15} {'after':>7} {'identical':>9}"
+    )
     for name in MODELS:
         r = results[name]
-        print(f"{name:<10} {r['tensors']:>7} {r['mb']:>8.1f} {r['per-tensor'][0]:>18.0f} {r['bucketed'][0]:>6.0f} "
-              f"{r['per-tensor'][1] * 1e3:>15.1f} {r['bucketed'][1] * 1e3:>7.1f} {str(r['same']):>9}")
+        print(
+            f"{name:<10} {r['tensors']:>7} {r['mb']:>8.1f} {r['per-tensor'][0]:>18.0f} {r['bucketed'][0]:>6.0f} "
+            f"{r['per-tensor'][1] * 1e3:>15.1f} {r['bucketed'][1] * 1e3:>7.1f} {str(r['same']):>9}"
+        )
 
 
 if __name__ == "__main__":

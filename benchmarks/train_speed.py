@@ -35,8 +35,17 @@ def time_regulariser(reg: str, args: argparse.Namespace, device: torch.device) -
     registry = get_registry()
     preset = "paper" if args.height >= 128 else "cpu"
     config = resolve_config(
-        {"sr": args.sr, "reid": args.reid, "reg": reg, "preset": preset, "height": args.height,
-         "width": args.width, "batch_size": args.batch, "amp": args.amp, "channels_last": args.channels_last},
+        {
+            "sr": args.sr,
+            "reid": args.reid,
+            "reg": reg,
+            "preset": preset,
+            "height": args.height,
+            "width": args.width,
+            "batch_size": args.batch,
+            "amp": args.amp,
+            "channels_last": args.channels_last,
+        },
         registry,
     )
     torch.manual_seed(0)
@@ -48,11 +57,17 @@ def time_regulariser(reg: str, args: argparse.Namespace, device: torch.device) -
         for name in ("G", "reid"):
             models[name] = torch.compile(models[name])
     amp = torch.bfloat16 if args.amp else None
-    runner = StepRunner(models, regulariser.schedule(config), {"G": 1e-4, "reid": 3e-5, "default": 1e-4}, amp)
+    runner = StepRunner(
+        models, regulariser.schedule(config), {"G": 1e-4, "reid": 3e-5, "default": 1e-4}, amp
+    )
     g = torch.Generator().manual_seed(0)
-    x_hr = torch.rand(args.batch, 3, args.height, args.width, generator=g).to(device, memory_format=fmt)
+    x_hr = torch.rand(args.batch, 3, args.height, args.width, generator=g).to(
+        device, memory_format=fmt
+    )
     pids = torch.randint(args.classes, (args.batch,), generator=g).to(device)
-    batches = [TrainBatch(downsample(x_hr, r, config.protocol), x_hr, pids, r) for r in (2.0, 3.0, 4.0)]
+    batches = [
+        TrainBatch(downsample(x_hr, r, config.protocol), x_hr, pids, r) for r in (2.0, 3.0, 4.0)
+    ]
 
     def iteration(i: int) -> None:
         runner.run_iteration(StepContext(batches[i % 3], models, config), i)
@@ -69,7 +84,9 @@ def time_regulariser(reg: str, args: argparse.Namespace, device: torch.device) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sr", default="srgan")
     parser.add_argument("--reid", default="resnet18")
     parser.add_argument("--height", type=int, default=64)
@@ -85,14 +102,18 @@ def main() -> None:
     parser.add_argument("--regs", default="none,gan,intact")
     args = parser.parse_args()
     device = torch.device(args.device)
-    print(f"device={device} sr={args.sr} reid={args.reid} {args.height}x{args.width} batch={args.batch} "
-          f"amp={args.amp} channels_last={args.channels_last} compile={args.compile} threads={torch.get_num_threads()}")
+    print(
+        f"device={device} sr={args.sr} reid={args.reid} {args.height}x{args.width} batch={args.batch} "
+        f"amp={args.amp} channels_last={args.channels_last} compile={args.compile} threads={torch.get_num_threads()}"
+    )
     rates = {}
     for reg in args.regs.split(","):
         rates[reg] = time_regulariser(reg, args, device)
         print(f"{reg:>16}: {rates[reg]:8.1f} images/s per SR-stage iteration")
     if "gan" in rates and "intact" in rates:
-        print(f"time per iteration intact/gan = {rates['gan'] / rates['intact']:.3f} (goal <= 1.25)")
+        print(
+            f"time per iteration intact/gan = {rates['gan'] / rates['intact']:.3f} (goal <= 1.25)"
+        )
     if "none" in rates and "intact" in rates:
         print(f"time per iteration intact/none = {rates['none'] / rates['intact']:.3f}")
 

@@ -63,9 +63,7 @@ def _luma(x: Tensor) -> Tensor:
     return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
 
 
-def color_jitter(
-    x: Tensor, generator: torch.Generator, p: float, strength: float = 0.3
-) -> Tensor:
+def color_jitter(x: Tensor, generator: torch.Generator, p: float, strength: float = 0.3) -> Tensor:
     """Per-image brightness, contrast and saturation jitter (torchvision's ColorJitter maths).
 
     Each chosen image gets three factors drawn from [1 - strength, 1 + strength]; drawn

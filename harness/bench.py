@@ -179,7 +179,9 @@ def parse_spec(
         raise ConfigError(f"{source}: [defaults] must be a table")
     _check_settings(f"{source} [defaults]", defaults, frozenset())
     presets = data.get("presets", {})
-    if not isinstance(presets, Mapping) or not all(isinstance(v, Mapping) for v in presets.values()):
+    if not isinstance(presets, Mapping) or not all(
+        isinstance(v, Mapping) for v in presets.values()
+    ):
         raise ConfigError(f"{source}: [presets] must hold tables like [presets.cpu]")
     for preset_name, settings in presets.items():
         _check_settings(f"{source} [presets.{preset_name}]", settings, frozenset())
@@ -219,7 +221,9 @@ def parse_spec(
         paper = _check_paper(where, run["paper"]) if "paper" in run else None
         query = run.get("query", "sr")
         if query not in QUERY_KINDS:
-            raise ConfigError(f"{where}: query must be one of {', '.join(QUERY_KINDS)}, got {query!r}")
+            raise ConfigError(
+                f"{where}: query must be one of {', '.join(QUERY_KINDS)}, got {query!r}"
+            )
         parsed.append(RunSpec(label=label, settings=dict(settings), paper=paper, query=query))
     return BenchSpec(
         name=name.strip(),
@@ -359,8 +363,18 @@ def check_plan(plan: Sequence[PlannedRun], registry: Any = None) -> None:
             raise ConfigError(f"row {run.label!r} (seed {run.seed}): {exc}") from exc
 
 
-def run_row(settings: dict, run_dir: Path, label: str, paper: dict | None, query: str, *,
-            bench: str, out_dir: Path, registry: Any = None, echo: Callable[[str], None] = print) -> None:
+def run_row(
+    settings: dict,
+    run_dir: Path,
+    label: str,
+    paper: dict | None,
+    query: str,
+    *,
+    bench: str,
+    out_dir: Path,
+    registry: Any = None,
+    echo: Callable[[str], None] = print,
+) -> None:
     """One planned run: resolve its settings, then train (or resume) and evaluate it.
 
     ``bench`` (the spec's name) is recorded with the run; ``out_dir`` holds the grid's
@@ -370,13 +384,20 @@ def run_row(settings: dict, run_dir: Path, label: str, paper: dict | None, query
     registry = registry or get_registry()
     config = resolve_config(settings, registry)
     echo(f"== {label} (seed {config.seed}) -> {run_dir}")
-    run_experiment(config, run_dir, registry, resume=is_started(run_dir), echo=echo,
-                   extra={"label": label, "paper": paper, "bench": bench, "query": query},
-                   stage0_cache_dir=out_dir / ".stage0-cache")
+    run_experiment(
+        config,
+        run_dir,
+        registry,
+        resume=is_started(run_dir),
+        echo=echo,
+        extra={"label": label, "paper": paper, "bench": bench, "query": query},
+        stage0_cache_dir=out_dir / ".stage0-cache",
+    )
 
 
-def write_bench_leaderboard(spec: BenchSpec, out_dir: str | Path,
-                            failed: Mapping[str, str] | None = None) -> list[Path]:
+def write_bench_leaderboard(
+    spec: BenchSpec, out_dir: str | Path, failed: Mapping[str, str] | None = None
+) -> list[Path]:
     """The leaderboard of every seed folder of the spec's rows (unfinished ones are listed).
 
     ``failed`` (run name -> its log) adds a "Failed runs" section: a launched grid
@@ -396,7 +417,9 @@ def write_bench_leaderboard(spec: BenchSpec, out_dir: str | Path,
     if failed:
         md = out_dir / "leaderboard.md"
         lines = [f"- {name}: failed twice; log {log}" for name, log in sorted(failed.items())]
-        atomic_write_text(md, md.read_text().rstrip("\n") + "\n\n## Failed runs\n\n" + "\n".join(lines) + "\n")
+        atomic_write_text(
+            md, md.read_text().rstrip("\n") + "\n\n## Failed runs\n\n" + "\n".join(lines) + "\n"
+        )
         board = out_dir / "leaderboard.json"
         doc = json.loads(board.read_text())
         doc["failed"] = dict(failed)
@@ -410,8 +433,10 @@ class BenchFailed(HarnessError):
     def __init__(self, failed: Mapping[str, str]):
         self.failed = dict(failed)
         listing = "; ".join(f"{name}: log {log}" for name, log in sorted(self.failed.items()))
-        super().__init__(f"{len(self.failed)} run(s) failed after a retry ({listing}); "
-                         "rerun the same command to retry only them")
+        super().__init__(
+            f"{len(self.failed)} run(s) failed after a retry ({listing}); "
+            "rerun the same command to retry only them"
+        )
 
 
 def _seed_order(path: Path) -> tuple[int, int, str]:
@@ -464,11 +489,26 @@ def run_bench(
     out_dir = Path(out_dir)
     validate = run_fn is None if validate is None else validate
     if launcher is not None and run_fn is not None:
-        raise ConfigError("a launcher runs each run in its own process; run_fn works only without one")
+        raise ConfigError(
+            "a launcher runs each run in its own process; run_fn works only without one"
+        )
     if run_fn is None:
-        def run_fn(settings: dict, run_dir: Path, label: str, paper: dict | None, query: str) -> None:
-            run_row(settings, run_dir, label, paper, query, bench=spec.name, out_dir=out_dir,
-                    registry=registry, echo=progress)
+
+        def run_fn(
+            settings: dict, run_dir: Path, label: str, paper: dict | None, query: str
+        ) -> None:
+            run_row(
+                settings,
+                run_dir,
+                label,
+                paper,
+                query,
+                bench=spec.name,
+                out_dir=out_dir,
+                registry=registry,
+                echo=progress,
+            )
+
     plan = expand(spec, overrides, seeds, out_dir, splits)
     if validate:
         check_plan(plan, registry)
@@ -490,9 +530,19 @@ def run_bench(
                 "the command-line value does not apply to it"
             )
     if launcher is not None:
-        return _launch(spec, out_dir, plan, launcher, registry=registry, progress=progress, jobs=jobs,
-                       threads=threads_per_run, gpus=gpus_per_run, options=launcher_options or {},
-                       retries=retries)
+        return _launch(
+            spec,
+            out_dir,
+            plan,
+            launcher,
+            registry=registry,
+            progress=progress,
+            jobs=jobs,
+            threads=threads_per_run,
+            gpus=gpus_per_run,
+            options=launcher_options or {},
+            retries=retries,
+        )
     done = 0
     threads_before = None
     if threads_per_run is not None:
@@ -528,15 +578,30 @@ def _positive(flag: str, value: Any) -> int:
     return value
 
 
-def _launch(spec: BenchSpec, out_dir: Path, plan: Sequence[PlannedRun], launcher: str, *, registry: Any,
-            progress: Callable[[str], None], jobs: int | None, threads: int | None, gpus: float | None,
-            options: Mapping[str, Any], retries: int) -> list[Path]:
+def _launch(
+    spec: BenchSpec,
+    out_dir: Path,
+    plan: Sequence[PlannedRun],
+    launcher: str,
+    *,
+    registry: Any,
+    progress: Callable[[str], None],
+    jobs: int | None,
+    threads: int | None,
+    gpus: float | None,
+    options: Mapping[str, Any],
+    retries: int,
+) -> list[Path]:
     """The grid through a launcher plugin (see :func:`run_bench`)."""
     registry = registry or get_registry()
     entry = registry.lookup("launcher", launcher)
     if jobs is not None:
         _positive("--jobs", jobs)
-    threads = scheduler.default_threads(jobs) if threads is None else _positive("--threads-per-run", threads)
+    threads = (
+        scheduler.default_threads(jobs)
+        if threads is None
+        else _positive("--threads-per-run", threads)
+    )
     if gpus is None:
         gpus = 1.0 if torch.cuda.is_available() else 0.0
     if isinstance(gpus, bool) or not isinstance(gpus, int | float) or gpus < 0:
@@ -551,29 +616,49 @@ def _launch(spec: BenchSpec, out_dir: Path, plan: Sequence[PlannedRun], launcher
     out_abs = out_dir.resolve()
     shared = scheduler.shared_files(todo, registry, out_abs)
     groups = len({f for files in shared.values() for f in files})
-    progress(f"{spec.name}: {len(todo)} run(s) on launcher {launcher!r}, "
-             f"{jobs if jobs else 'as many as it takes'} at once, {threads} thread(s)"
-             f"{f' and {gpus:g} GPU(s)' if gpus else ''} each; {groups} shared stage model(s), each trained once")
-    instance = entry.factory(LaunchSettings(jobs=jobs, threads=threads, gpus=float(gpus),
-                                                   options=typed, out_dir=out_abs))
+    progress(
+        f"{spec.name}: {len(todo)} run(s) on launcher {launcher!r}, "
+        f"{jobs if jobs else 'as many as it takes'} at once, {threads} thread(s)"
+        f"{f' and {gpus:g} GPU(s)' if gpus else ''} each; {groups} shared stage model(s), each trained once"
+    )
+    instance = entry.factory(
+        LaunchSettings(jobs=jobs, threads=threads, gpus=float(gpus), options=typed, out_dir=out_abs)
+    )
     cwd = os.getcwd()
 
     def make_job(run: PlannedRun, attempt: int) -> RunJob:
         run_dir = run.run_dir.resolve()
-        return RunJob.for_run(dataclasses.replace(run, run_dir=run_dir, settings=dict(run.settings)),
-                              out_dir=str(out_abs), bench=spec.name, threads=threads, log=str(run_log(run_dir)),
-                              attempt=attempt, cwd=cwd)
+        return RunJob.for_run(
+            dataclasses.replace(run, run_dir=run_dir, settings=dict(run.settings)),
+            out_dir=str(out_abs),
+            bench=spec.name,
+            threads=threads,
+            log=str(run_log(run_dir)),
+            attempt=attempt,
+            cwd=cwd,
+        )
 
     def refresh(report: scheduler.LaunchReport) -> None:
         with contextlib.suppress(Exception):  # a reporting hiccup must not stop the grid
             write_bench_leaderboard(spec, out_dir, failed=report.failed)
 
-    report = scheduler.launch_runs(todo, make_job, instance, shared=shared, jobs=jobs, total=len(plan),
-                                already_done=len(plan) - len(todo), retries=retries, progress=progress,
-                                on_finish=refresh)
+    report = scheduler.launch_runs(
+        todo,
+        make_job,
+        instance,
+        shared=shared,
+        jobs=jobs,
+        total=len(plan),
+        already_done=len(plan) - len(todo),
+        retries=retries,
+        progress=progress,
+        on_finish=refresh,
+    )
     write_bench_leaderboard(spec, out_dir, failed=report.failed)
-    progress(f"{spec.name}: {len(report.finished)} run(s) trained, {len(plan) - len(todo)} skipped, "
-             f"{len(report.failed)} failed; leaderboard in {out_dir}")
+    progress(
+        f"{spec.name}: {len(report.finished)} run(s) trained, {len(plan) - len(todo)} skipped, "
+        f"{len(report.failed)} failed; leaderboard in {out_dir}"
+    )
     if report.failed:
         raise BenchFailed(report.failed)
     return [run.run_dir for run in plan]

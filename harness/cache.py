@@ -42,19 +42,27 @@ def depends_on(stage: CachedStage) -> tuple[str, ...]:
     return tuple(dict.fromkeys([*names, *stage_settings(stage)]))
 
 
-def stage0_key(config: RunConfig, registry: Registry, device: torch.device,
-               init_sha256: str | None = None) -> str:
+def stage0_key(
+    config: RunConfig, registry: Registry, device: torch.device, init_sha256: str | None = None
+) -> str:
     """A hash of everything stage 0 depends on: equal keys give bit-identical re-id models.
 
     ``init_sha256`` is the hash of the initial weights ``reid_init`` resolved to:
     ``imagenet`` names a search, and two machines may find different files.
     """
-    return _recipe_key(config, registry, device, STAGE0,
-                       salt={"init_sha256": init_sha256} if init_sha256 else None)
+    return _recipe_key(
+        config, registry, device, STAGE0, salt={"init_sha256": init_sha256} if init_sha256 else None
+    )
 
 
-def _recipe_key(config: RunConfig, registry: Registry, device: torch.device, stage: CachedStage,
-                salt: dict | None = None, by_content: tuple[str, ...] = ()) -> str:
+def _recipe_key(
+    config: RunConfig,
+    registry: Registry,
+    device: torch.device,
+    stage: CachedStage,
+    salt: dict | None = None,
+    by_content: tuple[str, ...] = (),
+) -> str:
     """The hash of a stage's settings, its components' options, the device type and versions.
 
     ``by_content``: settings naming a file the caller hashes into ``salt`` instead.
@@ -68,8 +76,11 @@ def _recipe_key(config: RunConfig, registry: Registry, device: torch.device, sta
     key = {
         "fields": {k: doc[k] for k in names if not k.startswith("protocol.")},
         "options": {k: v for k, v in doc["options"].items() if k in owned},
-        "protocol": {k.split(".", 1)[1]: doc["protocol"][k.split(".", 1)[1]]
-                     for k in names if k.startswith("protocol.")},
+        "protocol": {
+            k.split(".", 1)[1]: doc["protocol"][k.split(".", 1)[1]]
+            for k in names
+            if k.startswith("protocol.")
+        },
         "device": device.type,
         "version": PROTOCOL_VERSION,
         "torch": torch.__version__,
@@ -87,7 +98,9 @@ def warmup_key(config: RunConfig, registry: Registry, device: torch.device) -> s
     return _recipe_key(config, registry, device, WARMUP, salt=salt, by_content=("sr_weights",))
 
 
-def critic_key(config: RunConfig, registry: Registry, device: torch.device, stage0: str, warmup: str) -> str:
+def critic_key(
+    config: RunConfig, registry: Registry, device: torch.device, stage0: str, warmup: str
+) -> str:
     """A hash of everything the critic warm-up depends on.
 
     It starts from stage 0's re-id model and the warm G, so their keys stand for every
@@ -103,8 +116,13 @@ def critic_key(config: RunConfig, registry: Registry, device: torch.device, stag
     return _recipe_key(scoped, registry, device, CRITIC, salt={"stage0": stage0, "warmup": warmup})
 
 
-def cache_files(config: RunConfig, registry: Registry, device: torch.device, cache_dir: Path,
-                init_sha256: str | None = None) -> tuple[Path, Path, Path]:
+def cache_files(
+    config: RunConfig,
+    registry: Registry,
+    device: torch.device,
+    cache_dir: Path,
+    init_sha256: str | None = None,
+) -> tuple[Path, Path, Path]:
     """The stage-0, warm-start and critic warm-up cache files of a run: one name for the
     trainer that writes them and for ``harness bench``, which lets runs sharing a file wait
     for its one writer."""
@@ -112,6 +130,8 @@ def cache_files(config: RunConfig, registry: Registry, device: torch.device, cac
     stage0 = stage0_key(config, registry, device, init_sha256)
     warmup = warmup_key(config, registry, device)
     critic = critic_key(config, registry, device, stage0, warmup)
-    return (cache_dir / f"stage0-{config.reid}-{stage0}.pt",
-            cache_dir / f"warmup-{config.sr}-{warmup}.pt",
-            cache_dir / f"critic-{config.reg}-{critic}.pt")
+    return (
+        cache_dir / f"stage0-{config.reid}-{stage0}.pt",
+        cache_dir / f"warmup-{config.sr}-{warmup}.pt",
+        cache_dir / f"critic-{config.reg}-{critic}.pt",
+    )

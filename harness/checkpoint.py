@@ -30,7 +30,14 @@ STAGE_ORDER = {"reid": 0, "warmup": 1, "critic": 2, "sr": 3, "done": 4}
 #: re-id model is frozen do not repeat it (it cannot change), which halves their size
 FROZEN_REID = "reid-stage0.pt"
 #: settings that may differ between a run and its resume without changing any result
-RESUME_FREE = ("device", "workers", "log_every", "ckpt_every", "keep_checkpoints", "eval_batch_size")
+RESUME_FREE = (
+    "device",
+    "workers",
+    "log_every",
+    "ckpt_every",
+    "keep_checkpoints",
+    "eval_batch_size",
+)
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
@@ -40,10 +47,17 @@ def rng_state(generator: torch.Generator) -> dict[str, Any]:
     state = {
         "torch": torch.get_rng_state(),
         "generator": generator.get_state(),
-        "numpy": {"keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "python": {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64),
-                   "gauss_next": gauss_next},
+        "numpy": {
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "python": {
+            "version": int(version),
+            "internal": torch.tensor(internal, dtype=torch.int64),
+            "gauss_next": gauss_next,
+        },
     }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -54,25 +68,42 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
     torch.set_rng_state(state["torch"])
     generator.set_state(state["generator"])
     npy = state["numpy"]
-    np.random.set_state(("MT19937", npy["keys"].numpy().astype(np.uint32), npy["pos"],
-                         npy["has_gauss"], npy["cached_gaussian"]))
+    np.random.set_state(
+        (
+            "MT19937",
+            npy["keys"].numpy().astype(np.uint32),
+            npy["pos"],
+            npy["has_gauss"],
+            npy["cached_gaussian"],
+        )
+    )
     py = state["python"]
-    random.setstate((py["version"], tuple(int(v) for v in py["internal"].tolist()), py["gauss_next"]))
+    random.setstate(
+        (py["version"], tuple(int(v) for v in py["internal"].tolist()), py["gauss_next"])
+    )
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(directory: Path, stage: str, iteration: int, payload: dict[str, Any], keep: int) -> Path:
+def save_checkpoint(
+    directory: Path, stage: str, iteration: int, payload: dict[str, Any], keep: int
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / PATTERN.format(stage=stage, iteration=iteration)
     try:
         atomic_torch_save({"stage": stage, "iteration": iteration, **payload}, path)
     except DiskFullError as exc:
         previous = list_checkpoints(directory)
-        kept = f"the last good checkpoint {previous[-1].name} is kept" if previous else "no checkpoint was kept"
-        raise DiskFullError(f"disk full while writing checkpoint {path}; {kept}; free some space, "
-                            f"then harness run --resume {directory.parent}") from exc
-    for old in list_checkpoints(directory)[:-max(1, keep)]:
+        kept = (
+            f"the last good checkpoint {previous[-1].name} is kept"
+            if previous
+            else "no checkpoint was kept"
+        )
+        raise DiskFullError(
+            f"disk full while writing checkpoint {path}; {kept}; free some space, "
+            f"then harness run --resume {directory.parent}"
+        ) from exc
+    for old in list_checkpoints(directory)[: -max(1, keep)]:
         old.unlink(missing_ok=True)
     return path
 
@@ -127,11 +158,17 @@ def safe_load(path: str | Path, what: str = "checkpoint", hint: str = "") -> Any
     except pickle.UnpicklingError as exc:
         if "Weights only load failed" in str(exc):
             raise HarnessError(f"refusing to unpickle code from {path}{hint}") from exc
-        raise HarnessError(f"cannot read {what} from {path}: not a PyTorch file, or a corrupt one ({exc})") from exc
-    except Exception as exc:  # torch raises many types for a torn or foreign file (KeyError, RuntimeError ...)
+        raise HarnessError(
+            f"cannot read {what} from {path}: not a PyTorch file, or a corrupt one ({exc})"
+        ) from exc
+    except (
+        Exception
+    ) as exc:  # torch raises many types for a torn or foreign file (KeyError, RuntimeError ...)
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise HarnessError(f"cannot read {what} from {path}: it is corrupt, truncated or not a PyTorch file "
-                           f"({type(exc).__name__}: {first})") from exc
+        raise HarnessError(
+            f"cannot read {what} from {path}: it is corrupt, truncated or not a PyTorch file "
+            f"({type(exc).__name__}: {first})"
+        ) from exc
 
 
 def latest_checkpoint(
@@ -164,7 +201,9 @@ def latest_checkpoint(
         if "reid" not in ckpt["models"]:
             frozen = directory / FROZEN_REID
             if not frozen.is_file():
-                raise HarnessError(f"{path} leaves the frozen re-id model to {frozen}, which is missing")
+                raise HarnessError(
+                    f"{path} leaves the frozen re-id model to {frozen}, which is missing"
+                )
             ckpt["models"]["reid"] = safe_load(frozen, what="frozen re-id weights")
         return ckpt
     return None

@@ -47,6 +47,7 @@ os.environ.setdefault("KMP_WARNINGS", "0")
 
 def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
     """Turn harness errors into a clear message and exit code 2."""
+
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -55,10 +56,14 @@ def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
-            hint = "".join(f"; continue with harness run --resume {d} (its last checkpoint is kept)"
-                           for d in ACTIVE_RUNS[-1:])
+            hint = "".join(
+                f"; continue with harness run --resume {d} (its last checkpoint is kept)"
+                for d in ACTIVE_RUNS[-1:]
+            )
             if func.__name__ == "bench":
-                hint = "; rerun the same harness bench command to continue (finished rows are skipped)"
+                hint = (
+                    "; rerun the same harness bench command to continue (finished rows are skipped)"
+                )
             click.echo(f"interrupted{hint}", err=True)
             sys.exit(130)
 
@@ -86,8 +91,15 @@ def main() -> None:
 
 
 # ---------------------------------------------------------------------------- run
-_plugin_options = click.option("-o", "--option", "options", multiple=True, callback=_parse_options,
-                               metavar="KEY=VALUE", help="Plugin option (see harness list --verbose); repeatable.")
+_plugin_options = click.option(
+    "-o",
+    "--option",
+    "options",
+    multiple=True,
+    callback=_parse_options,
+    metavar="KEY=VALUE",
+    help="Plugin option (see harness list --verbose); repeatable.",
+)
 
 
 def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -108,10 +120,17 @@ def _default_run_dir(config, models: str | None = None) -> Path:
 
 @main.command(cls=SectionedCommand)
 @run_options
-@click.option("--out", type=click.Path(), help="Run folder (default runs/<time>-<data>-<sr>-<reid>-<reg>).")
-@click.option("--resume", "resume_dir", type=click.Path(), help="Continue RUN_DIR from its last checkpoint.")
-@click.option("--stage0-cache", type=click.Path(file_okay=False),
-              help="Folder of finished stage-0 re-id models, reused by runs with the same re-id recipe.")
+@click.option(
+    "--out", type=click.Path(), help="Run folder (default runs/<time>-<data>-<sr>-<reid>-<reg>)."
+)
+@click.option(
+    "--resume", "resume_dir", type=click.Path(), help="Continue RUN_DIR from its last checkpoint."
+)
+@click.option(
+    "--stage0-cache",
+    type=click.Path(file_okay=False),
+    help="Folder of finished stage-0 re-id models, reused by runs with the same re-id recipe.",
+)
 @_friendly
 def run(out: str | None, resume_dir: str | None, stage0_cache: str | None, **kw: Any) -> None:
     """Train an SR + re-id cascade under the MLR protocol and evaluate it."""
@@ -120,25 +139,50 @@ def run(out: str | None, resume_dir: str | None, stage0_cache: str | None, **kw:
         run_dir = Path(resume_dir)
         config = load_run_config(run_dir)
         click.echo(f"resuming {run_dir} (its saved config wins over other options)")
-        run_experiment(config, run_dir, registry, resume=True, echo=click.echo,
-                       stage0_cache_dir=Path(stage0_cache) if stage0_cache else None)
+        run_experiment(
+            config,
+            run_dir,
+            registry,
+            resume=True,
+            echo=click.echo,
+            stage0_cache_dir=Path(stage0_cache) if stage0_cache else None,
+        )
         return
     values = {**values_from(kw), **kw}
     config = resolve_config(values, registry)
-    click.echo(f"preset: {config.preset}" + ("" if values.get("preset") else " (default for this machine)"))
+    click.echo(
+        f"preset: {config.preset}" + ("" if values.get("preset") else " (default for this machine)")
+    )
     run_dir = Path(out) if out else _default_run_dir(config)
-    run_experiment(config, run_dir, registry, echo=click.echo,
-                   stage0_cache_dir=Path(stage0_cache) if stage0_cache else None)
+    run_experiment(
+        config,
+        run_dir,
+        registry,
+        echo=click.echo,
+        stage0_cache_dir=Path(stage0_cache) if stage0_cache else None,
+    )
 
 
 @main.command(cls=SectionedCommand)
 @stage0_options
-@click.option("--weights", "weights_out", required=True, type=click.Path(dir_okay=False),
-              help="Where to write the re-id weights (a plain state_dict, for --reid-weights).")
-@click.option("--out", "run_dir", type=click.Path(),
-              help="Run folder, as for harness run (default runs/<time>-<data>-pretrain-<reid>-s<seed>).")
-@click.option("--stage0-cache", type=click.Path(file_okay=False),
-              help="Folder of finished stage-0 re-id models (shared with harness run / bench).")
+@click.option(
+    "--weights",
+    "weights_out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Where to write the re-id weights (a plain state_dict, for --reid-weights).",
+)
+@click.option(
+    "--out",
+    "run_dir",
+    type=click.Path(),
+    help="Run folder, as for harness run (default runs/<time>-<data>-pretrain-<reid>-s<seed>).",
+)
+@click.option(
+    "--stage0-cache",
+    type=click.Path(file_okay=False),
+    help="Folder of finished stage-0 re-id models (shared with harness run / bench).",
+)
 @_friendly
 def pretrain(weights_out: str, run_dir: str | None, stage0_cache: str | None, **kw: Any) -> None:
     """Train only the re-id model on HR images of --data, and save its weights.
@@ -154,8 +198,14 @@ def pretrain(weights_out: str, run_dir: str | None, stage0_cache: str | None, **
     values.update({"sr": "bicubic", "reg": "none", "sr_iters": 0})
     config = resolve_config(values, registry)
     folder = Path(run_dir) if run_dir else _default_run_dir(config, f"pretrain-{config.reid}")
-    path = pretrain_reid(config, folder, Path(weights_out), registry, echo=click.echo,
-                         stage0_cache_dir=Path(stage0_cache) if stage0_cache else None)
+    path = pretrain_reid(
+        config,
+        folder,
+        Path(weights_out),
+        registry,
+        echo=click.echo,
+        stage0_cache_dir=Path(stage0_cache) if stage0_cache else None,
+    )
     click.echo(f"wrote re-id weights to {path} (use --reid-weights {path})")
 
 
@@ -170,7 +220,12 @@ def eval_(run_dir: str) -> None:
 # ---------------------------------------------------------------------------- list
 @main.command("list")
 @click.argument("pattern", required=False)
-@click.option("--verbose", "-v", is_flag=True, help="Also show each component's options, defaults and preset values.")
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="Also show each component's options, defaults and preset values.",
+)
 @_friendly
 def list_(pattern: str | None, verbose: bool) -> None:
     """Every registered SR model, discriminator, re-id model, regulariser, dataset and weight source.
@@ -192,8 +247,10 @@ def list_(pattern: str | None, verbose: bool) -> None:
             if verbose:
                 for key, option in sorted(entry.options.items()):
                     presets = "".join(f", {p} {v!r}" for p, v in sorted(option.presets.items()))
-                    click.echo(f"      -o {key}={option.default!r:<10} {option.help}"
-                               + (f" (presets: {presets[2:]})" if presets else ""))
+                    click.echo(
+                        f"      -o {key}={option.default!r:<10} {option.help}"
+                        + (f" (presets: {presets[2:]})" if presets else "")
+                    )
         for res in registry.resolvers(kind) if pattern is None else []:
             click.echo(f"  {'<name>':<22} {res.summary}  [{res.plugin}]")
     if registry.failed:
@@ -205,8 +262,11 @@ def list_(pattern: str | None, verbose: bool) -> None:
 # ---------------------------------------------------------------------------- leaderboard / bench
 @main.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--out", type=click.Path(),
-              help="Folder for the static site (index.html) and leaderboard.md/.json (default: print only).")
+@click.option(
+    "--out",
+    type=click.Path(),
+    help="Folder for the static site (index.html) and leaderboard.md/.json (default: print only).",
+)
 @_friendly
 def leaderboard(run_dirs: tuple[str, ...], out: str | None) -> None:
     """One table per dataset of finished runs (mean ± std over seeds): markdown, and with
@@ -217,8 +277,10 @@ def leaderboard(run_dirs: tuple[str, ...], out: str | None) -> None:
     if out:
         write_leaderboard(Path(out), groups)
         tables = len(lb.boards(groups))
-        click.echo(f"wrote {Path(out) / 'index.html'} ({tables} table(s); open it in a browser), "
-                   "leaderboard.md and leaderboard.json")
+        click.echo(
+            f"wrote {Path(out) / 'index.html'} ({tables} table(s); open it in a browser), "
+            "leaderboard.md and leaderboard.json"
+        )
 
 
 def _expand_run_dirs(dirs: list[Path]) -> list[Path]:
@@ -237,30 +299,83 @@ def _expand_run_dirs(dirs: list[Path]) -> list[Path]:
 @main.command()
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False))
 @click.option("--seeds", type=int, default=1, show_default=True, help="Runs per row, seeds 0..N-1.")
-@click.option("--row", "rows", multiple=True, metavar="LABEL", help="Run only this row (repeatable).")
-@click.option("--splits", type=int, help="Dataset splits per seed, 0..N-1 (option split; default: the spec's, else 1).")
+@click.option(
+    "--row", "rows", multiple=True, metavar="LABEL", help="Run only this row (repeatable)."
+)
+@click.option(
+    "--splits",
+    type=int,
+    help="Dataset splits per seed, 0..N-1 (option split; default: the spec's, else 1).",
+)
 @click.option("--out", type=click.Path(), help="Output folder (default runs/bench/<spec name>).")
 @click.option("--data", help="Override the spec's dataset (e.g. synthetic).")
 @click.option("--data-root", type=click.Path())
 @click.option("--preset", type=click.Choice(PRESET_NAMES))
 @click.option("--reid", help="Override the spec's re-id model.")
-@click.option("-o", "--option", "options", multiple=True, callback=_parse_options, metavar="KEY=VALUE")
-@click.option("--set", "settings", multiple=True, callback=_parse_options, metavar="FIELD=VALUE",
-              help="Override any run setting, e.g. --set sr_iters=100.")
-@click.option("--launcher", help="How runs are started: local (default with --jobs), ray, slurm, or a "
-              "plugin's (harness list launcher). Without --launcher and --jobs: one after another in this process.")
-@click.option("--jobs", type=int, help="Runs at once (default: 1 for local; ray/slurm: as many as the engine takes).")
-@click.option("--threads-per-run", type=int, help="torch threads (and CPUs asked for) per run; a run's numbers "
-              "depend on it. Default with a launcher: this machine's cores / --jobs.")
-@click.option("--gpus-per-run", type=float, help="GPUs per run (default: 1 where this machine has CUDA, else 0).")
-@click.option("--ray-address", help="Ray cluster to join (auto, ray://host:10001); same as -L address=...")
-@click.option("-L", "--launcher-option", "launcher_options", multiple=True, callback=_parse_options,
-              metavar="KEY=VALUE", help="Launcher option, e.g. -L partition=gpu -L time_min=120 (harness list -v launcher).")
+@click.option(
+    "-o", "--option", "options", multiple=True, callback=_parse_options, metavar="KEY=VALUE"
+)
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    callback=_parse_options,
+    metavar="FIELD=VALUE",
+    help="Override any run setting, e.g. --set sr_iters=100.",
+)
+@click.option(
+    "--launcher",
+    help="How runs are started: local (default with --jobs), ray, slurm, or a "
+    "plugin's (harness list launcher). Without --launcher and --jobs: one after another in this process.",
+)
+@click.option(
+    "--jobs",
+    type=int,
+    help="Runs at once (default: 1 for local; ray/slurm: as many as the engine takes).",
+)
+@click.option(
+    "--threads-per-run",
+    type=int,
+    help="torch threads (and CPUs asked for) per run; a run's numbers "
+    "depend on it. Default with a launcher: this machine's cores / --jobs.",
+)
+@click.option(
+    "--gpus-per-run",
+    type=float,
+    help="GPUs per run (default: 1 where this machine has CUDA, else 0).",
+)
+@click.option(
+    "--ray-address", help="Ray cluster to join (auto, ray://host:10001); same as -L address=..."
+)
+@click.option(
+    "-L",
+    "--launcher-option",
+    "launcher_options",
+    multiple=True,
+    callback=_parse_options,
+    metavar="KEY=VALUE",
+    help="Launcher option, e.g. -L partition=gpu -L time_min=120 (harness list -v launcher).",
+)
 @_friendly
-def bench(spec: str, seeds: int, rows: tuple[str, ...], splits: int | None, out: str | None, data: str | None, data_root: str | None,
-          preset: str | None, reid: str | None, options: dict, settings: dict, launcher: str | None, jobs: int | None,
-          threads_per_run: int | None, gpus_per_run: float | None, ray_address: str | None,
-          launcher_options: dict) -> None:
+def bench(
+    spec: str,
+    seeds: int,
+    rows: tuple[str, ...],
+    splits: int | None,
+    out: str | None,
+    data: str | None,
+    data_root: str | None,
+    preset: str | None,
+    reid: str | None,
+    options: dict,
+    settings: dict,
+    launcher: str | None,
+    jobs: int | None,
+    threads_per_run: int | None,
+    gpus_per_run: float | None,
+    ray_address: str | None,
+    launcher_options: dict,
+) -> None:
     """Run a grid of runs from SPEC.toml (finished runs are skipped) and write its leaderboard.
 
     With --launcher/--jobs each run is its own process, handed to an engine (local
@@ -268,7 +383,11 @@ def bench(spec: str, seeds: int, rows: tuple[str, ...], splits: int | None, out:
     """
     registry = _registry()
     loaded = bench_mod.select_rows(bench_mod.load_spec(Path(spec)), rows)
-    overrides: dict[str, Any] = {k: v for k, v in {"data": data, "data_root": data_root, "preset": preset, "reid": reid}.items() if v}
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in {"data": data, "data_root": data_root, "preset": preset, "reid": reid}.items()
+        if v
+    }
     overrides.update({k: coerce_setting(k, v) for k, v in settings.items()})
     if options:
         overrides["options"] = options
@@ -283,15 +402,31 @@ def bench(spec: str, seeds: int, rows: tuple[str, ...], splits: int | None, out:
     if launcher is None and launcher_options:
         raise HarnessError("-L/--launcher-option needs --launcher (or --jobs for the local one)")
     try:
-        bench_mod.run_bench(loaded, out_dir, seeds=seeds, overrides=overrides, progress=click.echo,
-                            splits=splits, registry=registry, launcher=launcher, jobs=jobs,
-                            threads_per_run=threads_per_run, gpus_per_run=gpus_per_run,
-                            launcher_options=launcher_options)
+        bench_mod.run_bench(
+            loaded,
+            out_dir,
+            seeds=seeds,
+            overrides=overrides,
+            progress=click.echo,
+            splits=splits,
+            registry=registry,
+            launcher=launcher,
+            jobs=jobs,
+            threads_per_run=threads_per_run,
+            gpus_per_run=gpus_per_run,
+            launcher_options=launcher_options,
+        )
     except bench_mod.BenchFailed as exc:
-        click.echo((out_dir / "leaderboard.md").read_text() if (out_dir / "leaderboard.md").is_file() else "")
+        click.echo(
+            (out_dir / "leaderboard.md").read_text()
+            if (out_dir / "leaderboard.md").is_file()
+            else ""
+        )
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    click.echo((out_dir / "leaderboard.md").read_text() if (out_dir / "leaderboard.md").is_file() else "")
+    click.echo(
+        (out_dir / "leaderboard.md").read_text() if (out_dir / "leaderboard.md").is_file() else ""
+    )
 
 
 # ---------------------------------------------------------------------------- data
@@ -302,9 +437,15 @@ def data() -> None:
 
 @data.command("synth")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write.")
-@click.option("--layout", default="market1501", show_default=True,
-              type=click.Choice(["market1501", "dukemtmc", "cuhk03", "cuhk03-partial", "viper", "caviar"]))
-@click.option("--train-ids", type=int, help="Training identities (default: the synthetic dataset's own).")
+@click.option(
+    "--layout",
+    default="market1501",
+    show_default=True,
+    type=click.Choice(["market1501", "dukemtmc", "cuhk03", "cuhk03-partial", "viper", "caviar"]),
+)
+@click.option(
+    "--train-ids", type=int, help="Training identities (default: the synthetic dataset's own)."
+)
 @click.option("--test-ids", type=int, help="Test identities.")
 @click.option("--cameras", type=int)
 @click.option("--images-per-camera", type=int)
@@ -316,15 +457,21 @@ def data_synth(out: str, layout: str, **sizes: int | None) -> None:
     """Write the synthetic dataset to disk in an official layout."""
     entry = _registry().lookup("dataset", "synthetic")
     if not isinstance(entry, DatasetEntry) or entry.write_layout is None:
-        raise HarnessError("the registered 'synthetic' dataset offers no layout writer (write_layout)")
-    path = entry.write_layout(Path(out), layout, **{k: v for k, v in sizes.items() if v is not None})
+        raise HarnessError(
+            "the registered 'synthetic' dataset offers no layout writer (write_layout)"
+        )
+    path = entry.write_layout(
+        Path(out), layout, **{k: v for k, v in sizes.items() if v is not None}
+    )
     click.echo(f"wrote synthetic {layout} data to {path}")
 
 
 @data.command("pack")
 @click.argument("src", type=click.Path(exists=True, file_okay=False))
 @click.argument("out", type=click.Path())
-@click.option("--size", default="128x64", show_default=True, help="HEIGHTxWIDTH of every image in the copy.")
+@click.option(
+    "--size", default="128x64", show_default=True, help="HEIGHTxWIDTH of every image in the copy."
+)
 @click.option("--quality", default=80, show_default=True, help="JPEG quality for .jpg images.")
 @_friendly
 def data_pack(src: str, out: str, size: str, quality: int) -> None:
@@ -337,10 +484,14 @@ def data_pack(src: str, out: str, size: str, quality: int) -> None:
     try:
         height, width = (int(v) for v in size.lower().split("x"))
     except ValueError as exc:
-        raise click.BadParameter(f"expected HEIGHTxWIDTH such as 128x64, got {size!r}", param_hint="--size") from exc
+        raise click.BadParameter(
+            f"expected HEIGHTxWIDTH such as 128x64, got {size!r}", param_hint="--size"
+        ) from exc
     summary = pack_dataset(src, out, (height, width), quality)
-    click.echo(f"wrote {summary.images} images ({height}x{width}) and {summary.other_files} other file(s) "
-               f"to {summary.out}: {summary.bytes_written / 2**20:.1f} MiB")
+    click.echo(
+        f"wrote {summary.images} images ({height}x{width}) and {summary.other_files} other file(s) "
+        f"to {summary.out}: {summary.bytes_written / 2**20:.1f} MiB"
+    )
 
 
 @data.command("info")
@@ -353,14 +504,26 @@ def data_info(name: str, data_root: str | None, preset: str) -> None:
     registry = _registry()
     config = resolve_config({"data": name, "data_root": data_root, "preset": preset}, registry)
     dataset = registry.lookup("dataset", name).factory(data_root, config)
-    click.echo(json.dumps({"dataset": dataset.summary(), "mlr": build_mlr(dataset, config.protocol).describe()}, indent=2, default=str))
+    click.echo(
+        json.dumps(
+            {"dataset": dataset.summary(), "mlr": build_mlr(dataset, config.protocol).describe()},
+            indent=2,
+            default=str,
+        )
+    )
 
 
 # ---------------------------------------------------------------------------- check-plugin
 @main.command("check-plugin")
 @click.argument("name")
-@click.option("--kind", help="Only components of this kind: sr, discriminator, reid, regulariser, dataset.")
-@click.option("--data-root", type=click.Path(), help="Folder for dataset checks (datasets that read files need one).")
+@click.option(
+    "--kind", help="Only components of this kind: sr, discriminator, reid, regulariser, dataset."
+)
+@click.option(
+    "--data-root",
+    type=click.Path(),
+    help="Folder for dataset checks (datasets that read files need one).",
+)
 @_friendly
 def check_plugin(name: str, kind: str | None, data_root: str | None) -> None:
     """Contract-check NAME: a component of any kind, or every component of the plugin NAME.

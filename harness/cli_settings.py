@@ -110,8 +110,12 @@ def _parse_size(ctx: click.Context, param: click.Parameter, value: str | None) -
 def _option(setting: Setting) -> Callable[..., Any]:
     """One setting's click option; ``None`` default: not given, the preset decides."""
     name = param_name(setting)
-    attrs: dict[str, Any] = {"help": help_text(setting), "default": None, "cls": SettingOption,
-                             "setting": setting}
+    attrs: dict[str, Any] = {
+        "help": help_text(setting),
+        "default": None,
+        "cls": SettingOption,
+        "setting": setting,
+    }
     decls = [setting.option, name]
     if setting.kind is bool and not setting.many:
         decls = [f"{setting.option}/--no-{setting.option[2:]}", name]
@@ -151,10 +155,13 @@ def setting_options(settings: Iterable[Setting] = SETTINGS) -> Callable[..., Any
 def stage_visible(stage: CachedStage) -> list[Setting]:
     """The settings a command training only ``stage`` takes: its components and sections."""
     fields = {f for kind, f in COMPONENT_FIELDS if kind in stage.components}
-    return [s for s in SETTINGS
-            if (s.section is Section.COMPONENTS and s.name in fields)
-            or (s.section is not Section.COMPONENTS and s.section in stage.sections)
-            or s.name in stage.reads]
+    return [
+        s
+        for s in SETTINGS
+        if (s.section is Section.COMPONENTS and s.name in fields)
+        or (s.section is not Section.COMPONENTS and s.section in stage.sections)
+        or s.name in stage.reads
+    ]
 
 
 def values_from(kw: dict[str, Any]) -> dict[str, Any]:

@@ -50,20 +50,44 @@ class ProtocolConfig:
     """
 
     lr_cameras: tuple[int, ...] | None = setting(
-        None, "Cameras whose queries are made LR, e.g. 0.", section=_P, metavar="INTS",
-        shown_default="the dataset's")
+        None,
+        "Cameras whose queries are made LR, e.g. 0.",
+        section=_P,
+        metavar="INTS",
+        shown_default="the dataset's",
+    )
     ratios: tuple[float, ...] = setting(
-        (2.0, 3.0, 4.0), "MLR downsampling ratios, e.g. 2,3,4; a ratio r makes an image r times smaller.",
-        section=_P, min=1.0, metavar="FLOATS")
-    kernel: str = setting("bicubic", "Downsampling kernel of LR images.", section=_P, choices=KERNELS)
+        (2.0, 3.0, 4.0),
+        "MLR downsampling ratios, e.g. 2,3,4; a ratio r makes an image r times smaller.",
+        section=_P,
+        min=1.0,
+        metavar="FLOATS",
+    )
+    kernel: str = setting(
+        "bicubic", "Downsampling kernel of LR images.", section=_P, choices=KERNELS
+    )
     antialias: bool = setting(True, "Antialias when downsampling.", section=_P)
-    seed: int = setting(0, "Seed of the MLR split and ratios.", section=_P, min=0, max=MAX_SEED - 1,
-                        flag="--protocol-seed", recipe=False)
-    trials: int = setting(10, "Random gallery draws for single-gallery-shot CMC.", section=_P, min=1,
-                          presets={"smoke": 2}, trains=False)
+    seed: int = setting(
+        0,
+        "Seed of the MLR split and ratios.",
+        section=_P,
+        min=0,
+        max=MAX_SEED - 1,
+        flag="--protocol-seed",
+        recipe=False,
+    )
+    trials: int = setting(
+        10,
+        "Random gallery draws for single-gallery-shot CMC.",
+        section=_P,
+        min=1,
+        presets={"smoke": 2},
+        trains=False,
+    )
     #: the key of a cached stage holds PROTOCOL_VERSION itself
-    version: str = setting(PROTOCOL_VERSION, "Version of the MLR construction.", section=_P, flag=None,
-                           trains=False)
+    version: str = setting(
+        PROTOCOL_VERSION, "Version of the MLR construction.", section=_P, flag=None, trains=False
+    )
 
     def __post_init__(self) -> None:
         if not self.ratios:
@@ -74,8 +98,14 @@ class ProtocolConfig:
             object.__setattr__(self, "lr_cameras", tuple(int(c) for c in self.lr_cameras))
 
 
-_C, _D, _R, _W, _S, _T = (Section.COMPONENTS, Section.DATA, Section.REID, Section.WARM_START, Section.SR,
-                          Section.RUNTIME)
+_C, _D, _R, _W, _S, _T = (
+    Section.COMPONENTS,
+    Section.DATA,
+    Section.REID,
+    Section.WARM_START,
+    Section.SR,
+    Section.RUNTIME,
+)
 
 
 @dataclass(frozen=True)
@@ -97,88 +127,234 @@ class RunConfig:
     """
 
     sr: str = setting("srgan", "SR model (harness list).", section=_C)
-    reid: str = setting("resnet18", "Re-id model: a registered name or any timm model name; "
-                        "a|b|c takes the first whose initial weights are here.", section=_C)
+    reid: str = setting(
+        "resnet18",
+        "Re-id model: a registered name or any timm model name; "
+        "a|b|c takes the first whose initial weights are here.",
+        section=_C,
+    )
     reg: str = setting("none", "Regulariser: none, gan, intact, ...", section=_C)
     disc: str = setting("srgan", "Discriminator for GAN-based regularisers.", section=_C)
     data: str = setting("synthetic", "Dataset (synthetic: built in, no files needed).", section=_C)
-    data_root: str | None = setting(None, "Folder holding the dataset in its official layout.", section=_D,
-                                    metavar="PATH", recipe=False)
-    preset: str = setting("cpu", "Bundle of defaults.", section=_T, choices=PRESET_NAMES, trains=False,
-                          shown_default="paper with CUDA, cpu without")
-    height: int = setting(64, "Re-id input height (every image is resized to it on the way into re-id).",
-                          section=_R, min=8, presets={"smoke": 32, "cpu": 64, "paper": 256})
-    width: int = setting(32, "Re-id input width.", section=_R, min=4,
-                         presets={"smoke": 16, "cpu": 32, "paper": 128})
+    data_root: str | None = setting(
+        None,
+        "Folder holding the dataset in its official layout.",
+        section=_D,
+        metavar="PATH",
+        recipe=False,
+    )
+    preset: str = setting(
+        "cpu",
+        "Bundle of defaults.",
+        section=_T,
+        choices=PRESET_NAMES,
+        trains=False,
+        shown_default="paper with CUDA, cpu without",
+    )
+    height: int = setting(
+        64,
+        "Re-id input height (every image is resized to it on the way into re-id).",
+        section=_R,
+        min=8,
+        presets={"smoke": 32, "cpu": 64, "paper": 256},
+    )
+    width: int = setting(
+        32, "Re-id input width.", section=_R, min=4, presets={"smoke": 16, "cpu": 32, "paper": 128}
+    )
     hr_height: int | None = setting(
-        None, "HR size, the SR target LR queries are made from ('native': the dataset's native size).",
-        section=_D, min=8, presets={"smoke": 32, "cpu": 64}, flag="--hr-size", metavar="HxW",
-        pair="hr_width", shown_default="native")
-    hr_width: int | None = setting(None, "HR width (with hr_height: --hr-size).", section=_D, min=4,
-                                   presets={"smoke": 16, "cpu": 32}, flag=None)
-    batch_size: int = setting(32, "Images per training batch, in every stage.", section=_T, min=2,
-                              presets={"smoke": 8, "cpu": 32, "paper": 64})
-    reid_iters: int = setting(300, "Stage 0 iterations (re-id on HR).", section=_R, min=0,
-                              presets={"smoke": 4, "cpu": 400, "paper": 6000})
-    sr_warmup_iters: int = setting(0, "Pixel-loss warm start of G before stage 1 (SRGAN's SRResNet "
-                                   "stage); cached.", section=_W, min=0,
-                                   presets={"smoke": 2, "cpu": 1000, "paper": 4000})
-    sr_iters: int = setting(300, "Stage 1 iterations (Algorithm 1).", section=_S, min=0,
-                            presets={"smoke": 3, "cpu": 250, "paper": 6000})
-    lr: float = setting(1e-4, "Learning rate of G (and default of other modules).", section=_S, min=0.0,
-                        exclusive_min=True)
-    lr_warmup: float = setting(5e-4, "Learning rate of G's pixel-loss warm start.", section=_W, min=0.0,
-                               exclusive_min=True, presets={"paper": 2e-4})
-    lr_reid: float = setting(1e-3, "Learning rate of the re-id model in stage 0.", section=_R, min=0.0,
-                             exclusive_min=True)
+        None,
+        "HR size, the SR target LR queries are made from ('native': the dataset's native size).",
+        section=_D,
+        min=8,
+        presets={"smoke": 32, "cpu": 64},
+        flag="--hr-size",
+        metavar="HxW",
+        pair="hr_width",
+        shown_default="native",
+    )
+    hr_width: int | None = setting(
+        None,
+        "HR width (with hr_height: --hr-size).",
+        section=_D,
+        min=4,
+        presets={"smoke": 16, "cpu": 32},
+        flag=None,
+    )
+    batch_size: int = setting(
+        32,
+        "Images per training batch, in every stage.",
+        section=_T,
+        min=2,
+        presets={"smoke": 8, "cpu": 32, "paper": 64},
+    )
+    reid_iters: int = setting(
+        300,
+        "Stage 0 iterations (re-id on HR).",
+        section=_R,
+        min=0,
+        presets={"smoke": 4, "cpu": 400, "paper": 6000},
+    )
+    sr_warmup_iters: int = setting(
+        0,
+        "Pixel-loss warm start of G before stage 1 (SRGAN's SRResNet stage); cached.",
+        section=_W,
+        min=0,
+        presets={"smoke": 2, "cpu": 1000, "paper": 4000},
+    )
+    sr_iters: int = setting(
+        300,
+        "Stage 1 iterations (Algorithm 1).",
+        section=_S,
+        min=0,
+        presets={"smoke": 3, "cpu": 250, "paper": 6000},
+    )
+    lr: float = setting(
+        1e-4,
+        "Learning rate of G (and default of other modules).",
+        section=_S,
+        min=0.0,
+        exclusive_min=True,
+    )
+    lr_warmup: float = setting(
+        5e-4,
+        "Learning rate of G's pixel-loss warm start.",
+        section=_W,
+        min=0.0,
+        exclusive_min=True,
+        presets={"paper": 2e-4},
+    )
+    lr_reid: float = setting(
+        1e-3,
+        "Learning rate of the re-id model in stage 0.",
+        section=_R,
+        min=0.0,
+        exclusive_min=True,
+    )
     weight_decay: float = setting(5e-4, "Adam weight decay.", section=_R, min=0.0)
-    label_smooth: float = setting(0.1, "Label smoothing of the ID loss.", section=_R, min=0.0, max=0.999)
+    label_smooth: float = setting(
+        0.1, "Label smoothing of the ID loss.", section=_R, min=0.0, max=0.999
+    )
     triplet: bool = setting(False, "Add torchreid's triplet loss in stage 0.", section=_R)
-    random_erasing: float = setting(0.5, "Probability of random erasing in stage 0.", section=_R,
-                                    probability=True)
-    res_aug: float = setting(0.0, "Probability of resolution augmentation in stage 0.", section=_R,
-                             probability=True)
-    color_jitter: float = setting(0.0, "Probability of brightness/contrast/saturation jitter in stage 0.",
-                                  section=_R, probability=True)
-    metric: str = setting("cosine", "Distance between re-id features.", section=_P,
-                          choices=("cosine", "euclidean"), trains=False)
-    finetune_reid: bool = setting(False, "Also train re-id in the G step, on HR and SR images together "
-                                  "(off: Algorithm 1 outputs an SR model).", section=_S)
-    reid_weights: str | None = setting(None, "Local re-id weights (state_dict); never downloaded.",
-                                       section=_R, metavar="PATH")
+    random_erasing: float = setting(
+        0.5, "Probability of random erasing in stage 0.", section=_R, probability=True
+    )
+    res_aug: float = setting(
+        0.0, "Probability of resolution augmentation in stage 0.", section=_R, probability=True
+    )
+    color_jitter: float = setting(
+        0.0,
+        "Probability of brightness/contrast/saturation jitter in stage 0.",
+        section=_R,
+        probability=True,
+    )
+    metric: str = setting(
+        "cosine",
+        "Distance between re-id features.",
+        section=_P,
+        choices=("cosine", "euclidean"),
+        trains=False,
+    )
+    finetune_reid: bool = setting(
+        False,
+        "Also train re-id in the G step, on HR and SR images together "
+        "(off: Algorithm 1 outputs an SR model).",
+        section=_S,
+    )
+    reid_weights: str | None = setting(
+        None, "Local re-id weights (state_dict); never downloaded.", section=_R, metavar="PATH"
+    )
     #: a pretrained SR checkpoint the SR plugin loads (the zoo: any spandrel-recognised file)
     sr_weights: str | None = setting(
-        None, "Local pretrained SR checkpoint (.pth read with weights_only=True, or .safetensors) for an "
-        "SR-zoo --sr, e.g. ESRGAN, SwinIR, HAT; never downloaded.", section=_W, metavar="PATH")
-    partial_weights: bool = setting(False, "Accept --reid-weights that cover only part of the re-id model "
-                                    "(on purpose).", section=_R)
-    reid_init: str = setting("scratch", "Initial backbone weights: scratch, imagenet (found on this machine: "
-                             "timm/torchvision caches, then weight packages; never downloaded), or a file "
-                             "PATH.", section=_R)
-    reid_requested: str | None = setting(None, "The --reid preference list a backbone was chosen from.",
-                                         section=_C, flag=None)
+        None,
+        "Local pretrained SR checkpoint (.pth read with weights_only=True, or .safetensors) for an "
+        "SR-zoo --sr, e.g. ESRGAN, SwinIR, HAT; never downloaded.",
+        section=_W,
+        metavar="PATH",
+    )
+    partial_weights: bool = setting(
+        False,
+        "Accept --reid-weights that cover only part of the re-id model (on purpose).",
+        section=_R,
+    )
+    reid_init: str = setting(
+        "scratch",
+        "Initial backbone weights: scratch, imagenet (found on this machine: "
+        "timm/torchvision caches, then weight packages; never downloaded), or a file "
+        "PATH.",
+        section=_R,
+    )
+    reid_requested: str | None = setting(
+        None, "The --reid preference list a backbone was chosen from.", section=_C, flag=None
+    )
     seed: int = setting(0, "Run seed.", section=_T, min=0, max=MAX_SEED - 1, recipe=False)
-    device: str = setting("auto", "auto, cpu, cuda, cuda:1 ... (a cache key holds the device type).",
-                          section=_T, trains=False, recipe=False)
+    device: str = setting(
+        "auto",
+        "auto, cpu, cuda, cuda:1 ... (a cache key holds the device type).",
+        section=_T,
+        trains=False,
+        recipe=False,
+    )
     amp: bool = setting(False, "bf16 autocast (GPU only).", section=_T, presets={"paper": True})
     compile: bool = setting(False, "torch.compile the models (GPU).", section=_T, trains=False)
-    channels_last: bool = setting(False, "channels_last memory format (GPU only).", section=_T,
-                                  presets={"paper": True})
-    workers: int = setting(0, "Image-decoding worker processes.", section=_T, min=0, presets={"paper": 8},
-                           trains=False, recipe=False)
-    log_every: int = setting(20, "Iterations between log lines.", section=_T, min=1,
-                             presets={"smoke": 2, "cpu": 25, "paper": 100}, trains=False, recipe=False)
-    ckpt_every: int = setting(100, "Iterations between checkpoints (0: only at stage ends).", section=_T,
-                              min=0, presets={"smoke": 50, "cpu": 100, "paper": 1000}, trains=False,
-                              recipe=False)
-    keep_checkpoints: int = setting(2, "Newest checkpoints kept on disk; the frozen re-id model is one extra "
-                                    "file, reid-stage0.pt, written once after stage 0.", section=_T, min=1,
-                                    trains=False, recipe=False)
-    eval_batch_size: int = setting(128, "Images per batch in evaluation.", section=_T, min=1,
-                                   presets={"smoke": 64}, trains=False, recipe=False)
-    grad_clip: float | None = setting(None, "Clip the gradient norm of G's warm start and of every stage-1 "
-                                      "step.", section=_S, min=0.0, exclusive_min=True, shown_default="off")
-    skip_bad_images: bool = setting(False, "Skip and count unreadable images instead of failing.", section=_D)
+    channels_last: bool = setting(
+        False, "channels_last memory format (GPU only).", section=_T, presets={"paper": True}
+    )
+    workers: int = setting(
+        0,
+        "Image-decoding worker processes.",
+        section=_T,
+        min=0,
+        presets={"paper": 8},
+        trains=False,
+        recipe=False,
+    )
+    log_every: int = setting(
+        20,
+        "Iterations between log lines.",
+        section=_T,
+        min=1,
+        presets={"smoke": 2, "cpu": 25, "paper": 100},
+        trains=False,
+        recipe=False,
+    )
+    ckpt_every: int = setting(
+        100,
+        "Iterations between checkpoints (0: only at stage ends).",
+        section=_T,
+        min=0,
+        presets={"smoke": 50, "cpu": 100, "paper": 1000},
+        trains=False,
+        recipe=False,
+    )
+    keep_checkpoints: int = setting(
+        2,
+        "Newest checkpoints kept on disk; the frozen re-id model is one extra "
+        "file, reid-stage0.pt, written once after stage 0.",
+        section=_T,
+        min=1,
+        trains=False,
+        recipe=False,
+    )
+    eval_batch_size: int = setting(
+        128,
+        "Images per batch in evaluation.",
+        section=_T,
+        min=1,
+        presets={"smoke": 64},
+        trains=False,
+        recipe=False,
+    )
+    grad_clip: float | None = setting(
+        None,
+        "Clip the gradient norm of G's warm start and of every stage-1 step.",
+        section=_S,
+        min=0.0,
+        exclusive_min=True,
+        shown_default="off",
+    )
+    skip_bad_images: bool = setting(
+        False, "Skip and count unreadable images instead of failing.", section=_D
+    )
     options: Mapping[str, Any] = field(default_factory=dict)
     protocol: ProtocolConfig = nested(ProtocolConfig)
 
@@ -246,13 +422,17 @@ def validate(config: RunConfig) -> None:
     """
     _check_size("image size", config.height, config.width, "height", "width")
     if (config.hr_height is None) != (config.hr_width is None):
-        raise ConfigError("give both hr_height and hr_width, or neither (the dataset's native size)")
+        raise ConfigError(
+            "give both hr_height and hr_width, or neither (the dataset's native size)"
+        )
     if config.hr_height is not None:
         _check_size("HR size", config.hr_height, config.hr_width, "hr_height", "hr_width")
     check_declared(config)
     kind, colon, index = str(config.device).partition(":")
     if kind not in DEVICE_TYPES or (colon and not index.isdigit()):
-        raise ConfigError(f"--device must be auto, cpu, cuda, cuda:N or mps (got {config.device!r})")
+        raise ConfigError(
+            f"--device must be auto, cpu, cuda, cuda:N or mps (got {config.device!r})"
+        )
     if config.triplet and config.batch_size < 2 * TRIPLET_INSTANCES:
         raise ConfigError(
             f"--triplet needs --batch-size >= {2 * TRIPLET_INSTANCES} (two identities of "
@@ -287,7 +467,9 @@ def parse_hr_size(value: Any) -> tuple[int | None, int | None]:
         parts = text.split("x")
         if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
             return (int(parts[0]), int(parts[1]))
-        raise ConfigError(f"HR size must look like 128x64 (height x width) or 'native', got {value!r}")
+        raise ConfigError(
+            f"HR size must look like 128x64 (height x width) or 'native', got {value!r}"
+        )
     if isinstance(value, (tuple, list)) and len(value) == 2:
         return (int(value[0]), int(value[1]))
     raise ConfigError(f"HR size must look like 128x64 (height x width) or 'native', got {value!r}")

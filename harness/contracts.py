@@ -79,7 +79,9 @@ __all__ = [
 
 
 def contract_error(entry: Entry, expected: str, got: str) -> PluginError:
-    return PluginError(f"{entry.kind} {entry.name!r} (plugin {entry.plugin!r}) broke its contract: expected {expected}, got {got}")
+    return PluginError(
+        f"{entry.kind} {entry.name!r} (plugin {entry.plugin!r}) broke its contract: expected {expected}, got {got}"
+    )
 
 
 def describe(value: Any) -> str:
@@ -127,11 +129,20 @@ def dry_run_reid(entry: Entry, model: nn.Module, num_classes: int, size: tuple[i
                 raise contract_error(entry, "(logits, f_c) in train mode", describe(out))
             logits, feat = out
             if logits.shape != (2, num_classes) or feat.ndim != 2 or feat.shape[0] != 2:
-                raise contract_error(entry, f"logits (2, {num_classes}) and f_c (2, D) in train mode", describe(out))
+                raise contract_error(
+                    entry, f"logits (2, {num_classes}) and f_c (2, D) in train mode", describe(out)
+                )
             model.eval()
             f = model(x)
-            if not isinstance(f, Tensor) or f.ndim != 2 or f.shape[0] != 2 or not f.is_floating_point():
-                raise contract_error(entry, "a float (2, D) feature tensor in eval mode", describe(f))
+            if (
+                not isinstance(f, Tensor)
+                or f.ndim != 2
+                or f.shape[0] != 2
+                or not f.is_floating_point()
+            ):
+                raise contract_error(
+                    entry, "a float (2, D) feature tensor in eval mode", describe(f)
+                )
             if not torch.isfinite(f).all():
                 raise contract_error(entry, "finite features", "NaN or inf")
     finally:
@@ -145,7 +156,11 @@ def dry_run_sr(entry: Entry, model: nn.Module, size: tuple[int, int], ratio: flo
     with torch.no_grad():
         y = model(x, size)
     if not isinstance(y, Tensor) or tuple(y.shape) != (2, 3, *size) or not y.is_floating_point():
-        raise contract_error(entry, f"forward(x_lr, out_size) -> float tensor (2, 3, {size[0]}, {size[1]})", describe(y))
+        raise contract_error(
+            entry,
+            f"forward(x_lr, out_size) -> float tensor (2, 3, {size[0]}, {size[1]})",
+            describe(y),
+        )
 
 
 @_untouched_check
@@ -316,7 +331,9 @@ def check_sr_model(registry: Registry, name: str, config: RunConfig) -> list[str
         first, again = forward(model, x0, "eval", ratios[0]), forward(model, x0, "eval", ratios[0])
         _same(entry, first, again, "two eval-mode forwards of one batch")
         _same(entry, first, forward(twin, x0, "eval", ratios[0]), "two models built with one seed")
-        other = forward(model, random_images(BATCH, lr_size(size, ratios[0]), seed=2), "eval", ratios[0])
+        other = forward(
+            model, random_images(BATCH, lr_size(size, ratios[0]), seed=2), "eval", ratios[0]
+        )
     if torch.equal(first, other):
         raise _broke(entry, "an output that depends on the input", "the same output for two inputs")
     passed = [
@@ -534,8 +551,9 @@ def _moved(before: dict[str, list[Tensor]], models: Mapping[str, nn.Module]) -> 
     }
 
 
-def _one_iteration(entry: Entry, config: RunConfig, generator: Callable[[], nn.Module] | None = None
-                   ) -> tuple[dict[str, float], list[str]]:
+def _one_iteration(
+    entry: Entry, config: RunConfig, generator: Callable[[], nn.Module] | None = None
+) -> tuple[dict[str, float], list[str]]:
     """Build the regulariser around tiny G / re-id / D and run each step once, in order."""
     size = config.hr_size
     with torch.random.fork_rng(devices=[]):
@@ -639,12 +657,16 @@ def check_regulariser(registry: Registry, name: str, config: RunConfig) -> list[
         try:
             registry.lookup("sr", sr_model)
         except UnknownNameError as exc:
-            raise _broke(entry, "sr_model to name a registered SR model", f"{sr_model!r} ({exc})") from None
+            raise _broke(
+                entry, "sr_model to name a registered SR model", f"{sr_model!r} ({exc})"
+            ) from None
     # a method that fixes its SR model is checked with it (its steps may read what it is)
     generator = (lambda: registry.lookup("sr", sr_model).factory(config)) if sr_model else None
     values, passed = _one_iteration(entry, config, generator)
     if sr_model is not None:
-        passed.insert(0, f"{_label(entry)}: defined with --sr {sr_model} (a run gets it by default)")
+        passed.insert(
+            0, f"{_label(entry)}: defined with --sr {sr_model} (a run gets it by default)"
+        )
     again, _ = _one_iteration(entry, config, generator)
     if set(values) != set(again) or any(
         not np.isclose(values[k], again[k], rtol=1e-5, atol=1e-7) for k in values
@@ -788,12 +810,18 @@ def check_weight_source(registry: Registry, name: str, config: RunConfig) -> lis
     loads strictly into that re-id backbone. A source with nothing installed says what to install."""
     entry = registry.lookup("weights", name)
     if not isinstance(entry, WeightsEntry):
-        raise _broke(entry, "a weights source registered by harness_register_weights", type(entry).__name__)
+        raise _broke(
+            entry, "a weights source registered by harness_register_weights", type(entry).__name__
+        )
     source = entry.source
     label = _label(entry)
     for attr in ("tier", "install_hint", "serves", "find", "expected_sha256", "read"):
         if not hasattr(source, attr):
-            raise _broke(entry, f"a weight source with .{attr} (harness.pretrained.WeightSource)", type(source).__name__)
+            raise _broke(
+                entry,
+                f"a weight source with .{attr} (harness.pretrained.WeightSource)",
+                type(source).__name__,
+            )
     lines = []
     for backbone in getattr(source, "backbones", ()):
         with _guard(entry, f"finding weights for {backbone}"):
@@ -807,10 +835,16 @@ def check_weight_source(registry: Registry, name: str, config: RunConfig) -> lis
             raise _broke(entry, f"{path} with sha256 {expected}", digest)
         reid = registry.lookup("reid", backbone).factory(config, TINY_CLASSES)
         with _guard(entry, f"loading {path} into {backbone}"):
-            record = load_init(reid, FoundWeights(backbone, name, source.tier, str(path), digest), registry)
-        lines.append(f"{label}: {backbone} <- {path} (sha256 ok, {record['tensors']} tensors {record['converted']})")
+            record = load_init(
+                reid, FoundWeights(backbone, name, source.tier, str(path), digest), registry
+            )
+        lines.append(
+            f"{label}: {backbone} <- {path} (sha256 ok, {record['tensors']} tensors {record['converted']})"
+        )
     if not lines:
-        lines.append(f"{label}: a {source.tier} source for any backbone it serves (none to check offline)")
+        lines.append(
+            f"{label}: a {source.tier} source for any backbone it serves (none to check offline)"
+        )
     return lines
 
 
@@ -822,16 +856,21 @@ def check_launcher(registry: Registry, name: str, config: RunConfig) -> list[str
     """
     entry = registry.lookup("launcher", name)
     if not callable(entry.factory):
-        raise _broke(entry, "a callable factory(LaunchSettings) -> launcher", type(entry.factory).__name__)
+        raise _broke(
+            entry, "a callable factory(LaunchSettings) -> launcher", type(entry.factory).__name__
+        )
     for key, option in entry.options.items():
         if not isinstance(option, Option):
             raise _broke(entry, f"option {key!r} declared as harness.Option", type(option).__name__)
-    return [f"{_label(entry)}: a factory with options {', '.join(sorted(entry.options)) or '(none)'} (not started)"]
+    return [
+        f"{_label(entry)}: a factory with options {', '.join(sorted(entry.options)) or '(none)'} (not started)"
+    ]
 
 
 # ---------------------------------------------------------------------------
 # Dispatch
 # ---------------------------------------------------------------------------
+
 
 def check_component(
     registry: Registry, kind: str, name: str, config: RunConfig, root: str | None = None

@@ -45,17 +45,23 @@ ASSOCIATION_OPTIONS: dict[str, Option] = {
     ),
     "bridge_dim": Option(64, "dim of the bridge / common space", min=1),
     "lr_phi": Option(
-        1e-3, "learning rate of the association networks (1e-4 left the critic below R² 0 on "
+        1e-3,
+        "learning rate of the association networks (1e-4 left the critic below R² 0 on "
         "held-out images after 300 iterations: D moves faster than it learned)",
-        min=0.0, exclusive_min=True,
+        min=0.0,
+        exclusive_min=True,
     ),
     "dis_paths": Option(
-        "both", "which features L_dis's gradient reaches G through: both (Eq. 8 as written) or fc "
-        "(f_d' detached: the critic acts through the re-id feature alone)", choices=("both", "fc"),
+        "both",
+        "which features L_dis's gradient reaches G through: both (Eq. 8 as written) or fc "
+        "(f_d' detached: the critic acts through the re-id feature alone)",
+        choices=("both", "fc"),
     ),
     "critic_standardise": Option(
-        True, "standardise the critic's target feature per dim by the real-HR batch at hand, so "
-        "its error is 1 - R² and one lambda_a suits every D", choices=(True, False),
+        True,
+        "standardise the critic's target feature per dim by the real-HR batch at hand, so "
+        "its error is 1 - R² and one lambda_a suits every D",
+        choices=(True, False),
     ),
 }
 
@@ -102,14 +108,18 @@ class AssociationCritic:
 
     def reid_input(self, ctx: StepContext, f_c: Tensor) -> Tensor:
         """``f_c`` standardised by the real-HR batch's (unchanged without ``critic_standardise``)."""
-        return standardise(f_c, ctx.real_reid_features()) if self.opts["critic_standardise"] else f_c
+        return (
+            standardise(f_c, ctx.real_reid_features()) if self.opts["critic_standardise"] else f_c
+        )
 
     def distance(self, ctx: StepContext, f_c: Tensor, f_d: Tensor) -> Tensor:
         """Unweighted ``L_dis``: the critic's squared error on these features."""
         return association_mse(*self.fit(ctx, f_c, f_d))
 
     def association_loss(self, ctx: StepContext) -> dict[str, Tensor]:
-        return self.association_terms(ctx, ctx.real_reid_features(), ctx.real_disc_features(self.disc))
+        return self.association_terms(
+            ctx, ctx.real_reid_features(), ctx.real_disc_features(self.disc)
+        )
 
     def step(self, lr: float) -> Step:
         """The association step: the critic's networks on real HR, re-id and D frozen."""
@@ -122,8 +132,12 @@ class AssociationCritic:
 
     def term(self, weight: float) -> Term:
         """``L_dis`` on the SR batch at ``weight``, through the forwards G's other terms made."""
-        return Term("dis", weight, lambda ctx: self.distance(ctx, *self._sr_features(ctx)),
-                    diagnose=self.dis_paths)
+        return Term(
+            "dis",
+            weight,
+            lambda ctx: self.distance(ctx, *self._sr_features(ctx)),
+            diagnose=self.dis_paths,
+        )
 
     def dis_paths(self, ctx: StepContext, terms: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """How much of ``L_dis``'s gradient on G arrives through ``f_c'`` and through ``f_d'``.
@@ -138,15 +152,22 @@ class AssociationCritic:
         features = self._sr_features(ctx)
         params = [p for p in ctx["G"].parameters() if p.requires_grad]
         wanted = [f for f in features if f.requires_grad]
-        grads = iter(torch.autograd.grad(terms["dis"], wanted, retain_graph=True, allow_unused=True))
+        grads = iter(
+            torch.autograd.grad(terms["dis"], wanted, retain_graph=True, allow_unused=True)
+        )
         norms = []
         for feature in features:
             grad = next(grads) if feature.requires_grad else None
             if grad is None:
                 norms.append(torch.zeros((), device=terms["dis"].device))
                 continue
-            norms.append(flat_norm(torch.autograd.grad(feature, params, grad_outputs=grad,
-                                                       retain_graph=True, allow_unused=True)))
+            norms.append(
+                flat_norm(
+                    torch.autograd.grad(
+                        feature, params, grad_outputs=grad, retain_graph=True, allow_unused=True
+                    )
+                )
+            )
         total = (norms[0] + norms[1]).clamp_min(1e-30)
         return {"dis_path_share/fc": norms[0] / total, "dis_path_share/fd": norms[1] / total}
 
@@ -164,4 +185,7 @@ class AssociationCritic:
         _, f_c_sr = observe(ctx["reid"], ctx.sr())
         _, f_d_sr = observe(ctx[self.disc], ctx.sr())
         error_sr = self.distance(ctx, f_c_sr, f_d_sr)
-        return {"critic_r2": float(1 - error_hr / variance), "critic_gap": float(error_sr - error_hr)}
+        return {
+            "critic_r2": float(1 - error_hr / variance),
+            "critic_gap": float(error_sr - error_hr),
+        }

@@ -52,9 +52,12 @@ def summarise(records: Iterable[Mapping[str, Any]], critic_warmup_iters: int = 0
     start = [r for r in stage1 if int(r.get("iteration", -1)) == 0]
     later = [r for r in stage1 if int(r.get("iteration", 0)) > 0]
     out: dict[str, Any] = {}
-    for prefix, name in (("diag/grad_share/", "grad_share"), ("diag/dis_path_share/", "dis_path_share")):
+    for prefix, name in (
+        ("diag/grad_share/", "grad_share"),
+        ("diag/dis_path_share/", "dis_path_share"),
+    ):
         keys = sorted({k for r in stage1 for k in r if k.startswith(prefix)})
-        block = {k[len(prefix):]: _mean(r[k] for r in stage1 if k in r) for k in keys}
+        block = {k[len(prefix) :]: _mean(r[k] for r in stage1 if k in r) for k in keys}
         if block:
             out[name] = block
     for probe in ("critic_r2", "critic_gap", "d_accuracy"):
@@ -79,13 +82,19 @@ def summary_lines(diagnostics: Mapping[str, Any]) -> list[str]:
     lines = []
     shares = diagnostics.get("grad_share") or {}
     if shares:
-        lines.append("share of G's gradient over stage 1: "
-                     + ", ".join(f"{term} {value:.2f}" for term, value in shares.items() if value is not None))
+        lines.append(
+            "share of G's gradient over stage 1: "
+            + ", ".join(
+                f"{term} {value:.2f}" for term, value in shares.items() if value is not None
+            )
+        )
     facts = []
     if "critic_r2" in diagnostics:
         start = diagnostics.get("critic_r2_at_start")
-        facts.append(f"critic R² on held-out HR {diagnostics['critic_r2']:.2f}"
-                     + (f" ({start:.2f} when L_dis started)" if start is not None else ""))
+        facts.append(
+            f"critic R² on held-out HR {diagnostics['critic_r2']:.2f}"
+            + (f" ({start:.2f} when L_dis started)" if start is not None else "")
+        )
     if "critic_gap" in diagnostics:
         facts.append(f"SR - HR critic error {diagnostics['critic_gap']:.3f}")
     fc = (diagnostics.get("dis_path_share") or {}).get("fc")
@@ -94,5 +103,8 @@ def summary_lines(diagnostics: Mapping[str, Any]) -> list[str]:
     if "d_accuracy" in diagnostics:
         facts.append(f"D accuracy {100 * diagnostics['d_accuracy']:.0f}%")
     if facts:
-        lines.append("; ".join(facts) + f" (critic warm-up {diagnostics.get('critic_warmup_iters', 0)} iterations)")
+        lines.append(
+            "; ".join(facts)
+            + f" (critic warm-up {diagnostics.get('critic_warmup_iters', 0)} iterations)"
+        )
     return lines

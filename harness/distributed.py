@@ -56,7 +56,9 @@ def init_from_env() -> torch.device | None:
 BUCKET_BYTES = 25 * 2**20
 
 
-def gradient_buckets(grads: Sequence[torch.Tensor], bucket_bytes: int = BUCKET_BYTES) -> list[list[torch.Tensor]]:
+def gradient_buckets(
+    grads: Sequence[torch.Tensor], bucket_bytes: int = BUCKET_BYTES
+) -> list[list[torch.Tensor]]:
     """Group gradients into buckets of one dtype and device, each up to ``bucket_bytes``.
 
     In parameter order, so every rank forms the same buckets (ranks hold the same modules

@@ -43,7 +43,9 @@ def extract_features(
     was = reid.training
     reid.eval()
     feats = []
-    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+    autocast = (
+        torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+    )
     for start in range(0, len(images), batch_size):
         x = images[start : start + batch_size].to(device, non_blocking=True).float().div_(255.0)
         with autocast:
@@ -66,9 +68,16 @@ def rank_metrics(
 ) -> dict:
     """Rank-1/5/10, mAP, mINP and the CMC to rank 50, in fractions."""
     if single_gallery_shot:
-        res = single_gallery_shot_cmc(distmat, q_pids, g_pids, q_cams, g_cams, trials=trials, seed=seed)
-        out = {**cmc_at(res.cmc), "mAP": float(res.mAP), "mINP": float(getattr(res, "mINP", float("nan"))),
-               "cmc": [float(v) for v in res.cmc], "cmc_std": [float(v) for v in res.cmc_std]}
+        res = single_gallery_shot_cmc(
+            distmat, q_pids, g_pids, q_cams, g_cams, trials=trials, seed=seed
+        )
+        out = {
+            **cmc_at(res.cmc),
+            "mAP": float(res.mAP),
+            "mINP": float(getattr(res, "mINP", float("nan"))),
+            "cmc": [float(v) for v in res.cmc],
+            "cmc_std": [float(v) for v in res.cmc_std],
+        }
         return out
     cmc, mAP, mINP = evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=50)
     return {**cmc_at(cmc), "mAP": float(mAP), "mINP": float(mINP), "cmc": [float(v) for v in cmc]}
@@ -76,7 +85,11 @@ def rank_metrics(
 
 @torch.no_grad()
 def evaluate_models(
-    generator: nn.Module, reid: nn.Module, data: PreparedData, config: RunConfig, device: torch.device
+    generator: nn.Module,
+    reid: nn.Module,
+    data: PreparedData,
+    config: RunConfig,
+    device: torch.device,
 ) -> tuple[dict, dict[str, Tensor]]:
     """Metrics for SR, bicubic and HR queries, and a few sample images for the report."""
     protocol = config.protocol
@@ -100,6 +113,7 @@ def evaluate_models(
         images = data.query_images[index]
         quality_by_ratio[ratio_key(ratio)] = {"sr": ImageQuality(), "bicubic": ImageQuality()}
         for kind in ("sr", "bicubic"):
+
             def transform(x: Tensor, kind: str = kind, ratio: float = ratio) -> Tensor:
                 lr = downsample(x, ratio, protocol)
                 out = generator(lr, size) if kind == "sr" else upsample_bicubic(lr, size)
@@ -109,7 +123,9 @@ def evaluate_models(
                 if len(samples[kind]) < 2:
                     samples[kind].append(out[:4].cpu())
                     if kind == "sr":
-                        samples["lr"].append(F.interpolate(lr[:4].float(), size=size, mode="nearest").cpu())
+                        samples["lr"].append(
+                            F.interpolate(lr[:4].float(), size=size, mode="nearest").cpu()
+                        )
                         samples["hr"].append(x[:4].float().cpu())
                 return out
 
@@ -117,8 +133,12 @@ def evaluate_models(
     generator.train(g_was)
 
     common = dict(
-        g_pids=data.gallery_pids, q_cams=data.query_camids, g_cams=data.gallery_camids,
-        single_gallery_shot=data.split.single_gallery_shot, trials=protocol.trials, seed=protocol.seed,
+        g_pids=data.gallery_pids,
+        q_cams=data.query_camids,
+        g_cams=data.gallery_camids,
+        single_gallery_shot=data.split.single_gallery_shot,
+        trials=protocol.trials,
+        seed=protocol.seed,
     )
     queries: dict[str, dict] = {}
     for kind in ("sr", "bicubic", "hr"):
@@ -131,7 +151,11 @@ def evaluate_models(
             per_ratio = {}
             for ratio, idx in buckets.items():
                 index = torch.tensor(idx)
-                sub = rank_metrics(dist[index], data.query_pids[index], **{**common, "q_cams": data.query_camids[index]})
+                sub = rank_metrics(
+                    dist[index],
+                    data.query_pids[index],
+                    **{**common, "q_cams": data.query_camids[index]},
+                )
                 sub.pop("cmc", None)
                 sub.pop("cmc_std", None)
                 if not native:

@@ -19,8 +19,12 @@ from torch.nn.utils import parametrizations
 #: spectral norm's power-iteration vectors) or computes (dropout). A frozen module
 #: runs them in inference mode: a spectral-normalised D then divides by the norm its
 #: own step last estimated, the same in every read, and writes nothing.
-STATEFUL_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm,
-                   nn.modules.dropout._DropoutNd, parametrizations._SpectralNorm)
+STATEFUL_LAYERS = (
+    nn.modules.batchnorm._BatchNorm,
+    nn.modules.instancenorm._InstanceNorm,
+    nn.modules.dropout._DropoutNd,
+    parametrizations._SpectralNorm,
+)
 
 
 def inference_layers(module: nn.Module) -> None:
@@ -82,7 +86,14 @@ def buffers_restored(modules: Iterable[nn.Module], only_changed: bool = False) -
     the G step's backward. Without it (contract checks) everything is written back.
     """
     saved = [
-        (owner, key, buffer, buffer._version, buffer.detach().clone(), isinstance(owner, STATEFUL_LAYERS))
+        (
+            owner,
+            key,
+            buffer,
+            buffer._version,
+            buffer.detach().clone(),
+            isinstance(owner, STATEFUL_LAYERS),
+        )
         for m in modules
         for owner in m.modules()
         for key, buffer in owner._buffers.items()

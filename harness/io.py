@@ -62,7 +62,9 @@ def _atomic(path: str | os.PathLike[str], mode: str, write: Callable[[IO[Any]], 
             os.unlink(tmp)
         if is_disk_full(exc):
             kept = " (the previous version is kept)" if path.exists() else ""
-            raise DiskFullError(f"disk full while writing {path}{kept}: free some space, then resume") from exc
+            raise DiskFullError(
+                f"disk full while writing {path}{kept}: free some space, then resume"
+            ) from exc
         raise
     return path
 

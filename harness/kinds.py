@@ -44,22 +44,57 @@ class Kind:
 
 #: Every kind, in the order ``harness list`` shows them and hooks are called.
 KINDS: tuple[Kind, ...] = (
-    Kind("sr", "harness_register_sr", "factory(config) -> nn.Module: forward(x_lr, out_size)",
-         "check_sr_model", config_field="sr"),
-    Kind("discriminator", "harness_register_discriminators",
-         "factory(config) -> nn.Module: forward(x) -> (logit, f_d)",
-         "check_discriminator", config_field="disc"),
-    Kind("reid", "harness_register_reid",
-         "factory(config, num_classes) -> nn.Module: (logits, f_c) training, f_c eval",
-         "check_reid_model", config_field="reid"),
-    Kind("regulariser", "harness_register_regularisers", "factory(config) -> Regulariser",
-         "check_regulariser", registrar="RegulariserRegistry", config_field="reg"),
-    Kind("dataset", "harness_register_datasets", "factory(root, config) -> ReidDataset",
-         "check_dataset", registrar="DatasetRegistry", config_field="data", reads_root=True),
-    Kind("weights", "harness_register_weights", "a WeightSource object (not a factory)",
-         "check_weight_source", registrar="WeightsRegistry"),
-    Kind("launcher", "harness_register_launchers", "factory(LaunchSettings) -> launcher",
-         "check_launcher"),
+    Kind(
+        "sr",
+        "harness_register_sr",
+        "factory(config) -> nn.Module: forward(x_lr, out_size)",
+        "check_sr_model",
+        config_field="sr",
+    ),
+    Kind(
+        "discriminator",
+        "harness_register_discriminators",
+        "factory(config) -> nn.Module: forward(x) -> (logit, f_d)",
+        "check_discriminator",
+        config_field="disc",
+    ),
+    Kind(
+        "reid",
+        "harness_register_reid",
+        "factory(config, num_classes) -> nn.Module: (logits, f_c) training, f_c eval",
+        "check_reid_model",
+        config_field="reid",
+    ),
+    Kind(
+        "regulariser",
+        "harness_register_regularisers",
+        "factory(config) -> Regulariser",
+        "check_regulariser",
+        registrar="RegulariserRegistry",
+        config_field="reg",
+    ),
+    Kind(
+        "dataset",
+        "harness_register_datasets",
+        "factory(root, config) -> ReidDataset",
+        "check_dataset",
+        registrar="DatasetRegistry",
+        config_field="data",
+        reads_root=True,
+    ),
+    Kind(
+        "weights",
+        "harness_register_weights",
+        "a WeightSource object (not a factory)",
+        "check_weight_source",
+        registrar="WeightsRegistry",
+    ),
+    Kind(
+        "launcher",
+        "harness_register_launchers",
+        "factory(LaunchSettings) -> launcher",
+        "check_launcher",
+    ),
 )
 
 #: The kinds a run selects, in the order it reads them: their options are declared

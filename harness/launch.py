@@ -141,8 +141,9 @@ class Launcher(Protocol):
 # --------------------------------------------------------------------------- one run, one process
 
 
-def worker_env(threads: int, base: Mapping[str, str] | None = None,
-               cuda_visible_devices: str | None = None) -> dict[str, str]:
+def worker_env(
+    threads: int, base: Mapping[str, str] | None = None, cuda_visible_devices: str | None = None
+) -> dict[str, str]:
     """The environment of a run's process: pinned threads, headless plots, unbuffered logs."""
     env = dict(os.environ if base is None else base)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -154,8 +155,11 @@ def worker_env(threads: int, base: Mapping[str, str] | None = None,
     return env
 
 
-def execute(job: RunJob, cuda_visible_devices: str | None = None,
-            on_start: Callable[[subprocess.Popen], None] | None = None) -> JobOutcome:
+def execute(
+    job: RunJob,
+    cuda_visible_devices: str | None = None,
+    on_start: Callable[[subprocess.Popen], None] | None = None,
+) -> JobOutcome:
     """Run ``job`` in a fresh Python process and wait for it: what every launcher's task does.
 
     A fresh process per run (not the engine's pooled worker) is what makes the numbers
@@ -167,16 +171,24 @@ def execute(job: RunJob, cuda_visible_devices: str | None = None,
     start = time.time()
     host = socket.gethostname()
     with log.open("a") as handle:
-        handle.write(f"=== {job.name}, attempt {job.attempt}, on {host}, {job.threads} thread(s)"
-                     + (f", CUDA_VISIBLE_DEVICES={cuda_visible_devices}" if cuda_visible_devices else "")
-                     + f", {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        handle.write(
+            f"=== {job.name}, attempt {job.attempt}, on {host}, {job.threads} thread(s)"
+            + (f", CUDA_VISIBLE_DEVICES={cuda_visible_devices}" if cuda_visible_devices else "")
+            + f", {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+        )
         handle.flush()
-        proc = subprocess.Popen([sys.executable, "-m", WORKER_MODULE, job.to_json()],
-                                stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=job.cwd if os.path.isdir(job.cwd) else None,
-                                env=worker_env(job.threads, cuda_visible_devices=cuda_visible_devices))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", WORKER_MODULE, job.to_json()],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=job.cwd if os.path.isdir(job.cwd) else None,
+            env=worker_env(job.threads, cuda_visible_devices=cuda_visible_devices),
+        )
         if on_start is not None:
             on_start(proc)
         code = proc.wait()
         handle.write(f"=== exit code {code} after {time.time() - start:.1f}s\n")
-    return JobOutcome(returncode=code, log=str(log), seconds=round(time.time() - start, 2), host=host)
+    return JobOutcome(
+        returncode=code, log=str(log), seconds=round(time.time() - start, 2), host=host
+    )

@@ -299,7 +299,9 @@ def _summarise(group: Group) -> None:
         group.cmc_std[kind] = (arr.std(0, ddof=1) if len(arr) > 1 else np.zeros(length)).tolist()
 
 
-def _numeric_leaves(block: Any, prefix: tuple[str, ...] = ()) -> Iterable[tuple[tuple[str, ...], float]]:
+def _numeric_leaves(
+    block: Any, prefix: tuple[str, ...] = ()
+) -> Iterable[tuple[tuple[str, ...], float]]:
     if isinstance(block, Mapping):
         for key, value in block.items():
             yield from _numeric_leaves(value, (*prefix, str(key)))
@@ -333,8 +335,16 @@ def _diag_number(value: float) -> str:
 
 
 #: diagnostics keys :func:`diagnostics_text` words itself; any other key is printed as it is named
-_DIAG_KNOWN = ("grad_share", "critic_r2", "critic_r2_at_start", "critic_r2_end", "critic_gap", "dis_path_share",
-               "d_accuracy", "critic_warmup_iters")
+_DIAG_KNOWN = (
+    "grad_share",
+    "critic_r2",
+    "critic_r2_at_start",
+    "critic_r2_end",
+    "critic_gap",
+    "dis_path_share",
+    "d_accuracy",
+    "critic_warmup_iters",
+)
 
 #: G's terms in the order of its objective (metrics.json stores keys sorted); others follow
 _TERM_ORDER = ("mse", "id", "gan", "dis")
@@ -346,21 +356,33 @@ def diagnostics_text(diag: Mapping[str, Any]) -> str:
     gap 0.12; L_dis via f_c 30%; D acc 0.70; critic warm-up 200 iters`` (keys absent from
     ``diag`` are left out; keys this function does not know are printed by name). A share is
     a term's gradient norm on G over the total's, so shares need not sum to 1."""
+
     def num(key: str) -> float | None:
         value = diag.get(key)
-        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        return (
+            float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        )
 
     def shares(block: Any) -> str:
-        items = [(k, v) for k, v in (block or {}).items() if isinstance(v, int | float) and not isinstance(v, bool)]
-        items.sort(key=lambda kv: _TERM_ORDER.index(kv[0]) if kv[0] in _TERM_ORDER else len(_TERM_ORDER))
+        items = [
+            (k, v)
+            for k, v in (block or {}).items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        ]
+        items.sort(
+            key=lambda kv: _TERM_ORDER.index(kv[0]) if kv[0] in _TERM_ORDER else len(_TERM_ORDER)
+        )
         return " · ".join(f"{k} {_diag_number(float(v))}" for k, v in items)
 
     parts = []
     if isinstance(diag.get("grad_share"), Mapping) and shares(diag["grad_share"]):
         parts.append("grad share " + shares(diag["grad_share"]))
     r2 = num("critic_r2")
-    when = [f"{_diag_number(v)} at {at}" for at, v in (("start", num("critic_r2_at_start")),
-                                                       ("end", num("critic_r2_end"))) if v is not None]
+    when = [
+        f"{_diag_number(v)} at {at}"
+        for at, v in (("start", num("critic_r2_at_start")), ("end", num("critic_r2_end")))
+        if v is not None
+    ]
     if r2 is not None:
         parts.append(f"critic R² {_diag_number(r2)}" + (f" ({', '.join(when)})" if when else ""))
     elif when:
@@ -370,7 +392,11 @@ def diagnostics_text(diag: Mapping[str, Any]) -> str:
     path = diag.get("dis_path_share")
     fc = path.get("fc") if isinstance(path, Mapping) else None
     if isinstance(fc, int | float) and not isinstance(fc, bool):
-        parts.append(f"L_dis via f_c {100.0 * fc:.0f}%" if abs(fc) >= 0.01 or fc == 0 else f"L_dis via f_c {100.0 * fc:.1f}%")
+        parts.append(
+            f"L_dis via f_c {100.0 * fc:.0f}%"
+            if abs(fc) >= 0.01 or fc == 0
+            else f"L_dis via f_c {100.0 * fc:.1f}%"
+        )
     if num("d_accuracy") is not None:
         parts.append(f"D acc {_diag_number(num('d_accuracy'))}")
     if num("critic_warmup_iters") is not None:
@@ -418,7 +444,9 @@ def _check_group(group: Group) -> None:
     draws = [(r.seed, flatten(r.config).get(SPLIT_KEY)) for r in group.runs if r.seed is not None]
     repeated = sorted({d for d in draws if draws.count(d) > 1}, key=str)
     if repeated:
-        shown = ", ".join(str(s) if split is None else f"{s} (split {split})" for s, split in repeated)
+        shown = ", ".join(
+            str(s) if split is None else f"{s} (split {split})" for s, split in repeated
+        )
         group.notes.append(
             f"{group.name}: seed(s) {shown} appear more than once; "
             "the std understates the spread over seeds"
@@ -515,9 +543,15 @@ def board_key(g: Group) -> tuple[str, str]:
     """Rows are comparable only on one dataset under one protocol version: the table a group
     belongs to."""
     data = str(g.config.get("data", "?")) if g.config else "?"
-    versions = g.protocol_versions if g.runs else sorted(
-        {str((r.config.get("protocol") or {}).get("version") or r.protocol_version or "?")
-         for r in g.pending}
+    versions = (
+        g.protocol_versions
+        if g.runs
+        else sorted(
+            {
+                str((r.config.get("protocol") or {}).get("version") or r.protocol_version or "?")
+                for r in g.pending
+            }
+        )
     )
     return data, ", ".join(versions)
 
@@ -567,7 +601,11 @@ def group(results: Iterable[RunResult]) -> list[Group]:
         g = groups.get(run.key)
         if g is None:
             g = groups[run.key] = Group(
-                key=run.key, name=run.label or "", runs=[], label=run.label, bench=run.bench,
+                key=run.key,
+                name=run.label or "",
+                runs=[],
+                label=run.label,
+                bench=run.bench,
                 query=run.query,
             )
         (g.runs if run.complete else g.pending).append(run)
@@ -755,7 +793,12 @@ def to_json(groups: Iterable[Any], paper: Mapping[str, Mapping[str, float]] | No
         rows.append(d)
     versions = sorted({v for g in groups if g.n for v in g.protocol_versions})
     tables = [
-        {"data": b.data, "protocol": b.protocol, "title": b.title, "rows": [g.name for g in b.groups]}
+        {
+            "data": b.data,
+            "protocol": b.protocol,
+            "title": b.title,
+            "rows": [g.name for g in b.groups],
+        }
         for b in boards(groups)
     ]
     return {"protocol_versions": versions, "boards": tables, "groups": rows, "notes": notes(groups)}

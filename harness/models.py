@@ -60,7 +60,10 @@ def resize_to_input(module: nn.Module, size: tuple[int, int]) -> nn.Module:
 
 
 def build_models(
-    config: RunConfig, registry: Registry, num_classes: int, init: FoundWeights | None = None,
+    config: RunConfig,
+    registry: Registry,
+    num_classes: int,
+    init: FoundWeights | None = None,
     echo: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, nn.Module], Regulariser]:
     """G, reid and the regulariser's modules, all contract-checked on CPU.
@@ -81,8 +84,10 @@ def build_models(
     torch.manual_seed(config.seed * 1000 + 1)
     generator = _call(sr_entry, config)
     if config.sr_weights and not getattr(generator, "loaded_weights", None):
-        raise PluginError(f"--sr-weights: sr {config.sr!r} (plugin {sr_entry.plugin!r}) loads no "
-                          "pretrained weights; name an SR-zoo architecture (harness list)")
+        raise PluginError(
+            f"--sr-weights: sr {config.sr!r} (plugin {sr_entry.plugin!r}) loads no "
+            "pretrained weights; name an SR-zoo architecture (harness list)"
+        )
     for ratio in sorted(set(config.protocol.ratios)):
         dry_run_sr(sr_entry, generator, size, ratio)
     torch.manual_seed(config.seed * 1000 + 2)
@@ -92,9 +97,11 @@ def build_models(
     if config.reid_weights:
         counts = load_reid_weights(reid, config.reid_weights, partial=config.partial_weights)
         if echo is not None:
-            echo(f"re-id weights {config.reid_weights}: {counts['loaded']} tensors loaded, "
-                 f"{counts['missing']} missing, {counts['unexpected']} unexpected, "
-                 f"{counts['skipped']} classifier tensors skipped (another number of identities)")
+            echo(
+                f"re-id weights {config.reid_weights}: {counts['loaded']} tensors loaded, "
+                f"{counts['missing']} missing, {counts['unexpected']} unexpected, "
+                f"{counts['skipped']} classifier tensors skipped (another number of identities)"
+            )
     resize_to_input(reid, config.reid_size)
     reid_dim = dry_run_reid(reid_entry, reid, num_classes, size)
 
@@ -106,11 +113,15 @@ def build_models(
 
     torch.manual_seed(config.seed * 1000 + 3)
     regulariser: Regulariser = _call(reg_entry, config)
-    ctx = BuildContext(config=config, reid_dim=reid_dim, make_discriminator=make_discriminator, image_size=size)
+    ctx = BuildContext(
+        config=config, reid_dim=reid_dim, make_discriminator=make_discriminator, image_size=size
+    )
     extra = regulariser.build(ctx)
     clash = {"G", "reid"} & set(extra)
     if clash:
-        raise PluginError(f"regulariser {config.reg!r} returned modules named {sorted(clash)}, which are reserved")
+        raise PluginError(
+            f"regulariser {config.reg!r} returned modules named {sorted(clash)}, which are reserved"
+        )
     models: dict[str, nn.Module] = {"G": generator, "reid": reid, **extra}
     return models, regulariser
 

@@ -47,7 +47,11 @@ class Option:
         """What the option accepts, for error messages and ``harness list --verbose``."""
         if self.choices is not None:
             return "one of " + ", ".join(map(repr, self.choices))
-        low = "" if self.min is None else (f"> {self.min:g}" if self.exclusive_min else f">= {self.min:g}")
+        low = (
+            ""
+            if self.min is None
+            else (f"> {self.min:g}" if self.exclusive_min else f">= {self.min:g}")
+        )
         high = "" if self.max is None else f"<= {self.max:g}"
         return " and ".join(p for p in (low, high) if p) or "any finite value"
 
@@ -58,7 +62,9 @@ class Option:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return
         bad = not math.isfinite(value)
-        bad = bad or (self.min is not None and (value <= self.min if self.exclusive_min else value < self.min))
+        bad = bad or (
+            self.min is not None and (value <= self.min if self.exclusive_min else value < self.min)
+        )
         bad = bad or (self.max is not None and value > self.max)
         if bad:
             raise ConfigError(f"-o {key}={value!r}: must be {self.allowed()} ({self.help})")
@@ -98,7 +104,11 @@ def read_options(config: RunConfig, declared: Mapping[str, Option]) -> dict[str,
     for key, option in declared.items():
         value = config.option(key, option.default)
         default = option.default
-        if isinstance(default, (int, float)) and not isinstance(default, bool) and value is not None:
+        if (
+            isinstance(default, (int, float))
+            and not isinstance(default, bool)
+            and value is not None
+        ):
             value = type(default)(value)
         out[key] = value
     return out

@@ -100,7 +100,9 @@ def read_tensor_file(path: Path | str) -> dict[str, Tensor]:
 def sources(registry: Any) -> list[tuple[str, WeightSource]]:
     """Registered sources in search order: tier first, then registration order."""
     found = [(e.name, e.source) for e in registry.entries["weights"].values()]
-    return sorted(found, key=lambda pair: TIERS.index(pair[1].tier) if pair[1].tier in TIERS else len(TIERS))
+    return sorted(
+        found, key=lambda pair: TIERS.index(pair[1].tier) if pair[1].tier in TIERS else len(TIERS)
+    )
 
 
 def sources_for(backbone: str, registry: Any) -> list[tuple[str, WeightSource]]:
@@ -115,7 +117,9 @@ def find_imagenet(backbone: str, registry: Any) -> FoundWeights | None:
             continue
         digest = sha256_file(path)
         _verify(path, digest, source.expected_sha256(backbone, Path(path)), name)
-        return FoundWeights(backbone, name, source.tier, str(path), digest, getattr(source, "license", ""))
+        return FoundWeights(
+            backbone, name, source.tier, str(path), digest, getattr(source, "license", "")
+        )
     return None
 
 
@@ -131,7 +135,9 @@ def user_file(backbone: str, path: str) -> FoundWeights:
     file = Path(path).expanduser()
     if not file.is_file():
         what = "a folder" if file.is_dir() else "missing"
-        raise HarnessError(f"--reid-init {path}: the weights file is {what} (give a file, 'imagenet' or 'scratch')")
+        raise HarnessError(
+            f"--reid-init {path}: the weights file is {what} (give a file, 'imagenet' or 'scratch')"
+        )
     digest = sha256_file(file)
     _verify(file, digest, hash_prefix_in_name(file), "user file")
     return FoundWeights(backbone, "user file", "file", str(file.resolve()), digest)
@@ -140,7 +146,10 @@ def user_file(backbone: str, path: str) -> FoundWeights:
 def missing_message(backbone: str, registry: Any) -> str:
     """What to do when no source has weights for ``backbone``: install or name what."""
     serving = sources_for(backbone, registry)
-    looked = "; ".join(f"{name}: {src.install_hint}" for name, src in serving) or "no registered source serves it"
+    looked = (
+        "; ".join(f"{name}: {src.install_hint}" for name, src in serving)
+        or "no registered source serves it"
+    )
     offline = sorted({b for _, src in sources(registry) for b in getattr(src, "backbones", ())})
     return (
         f"no ImageNet weights for re-id backbone {backbone!r} on this machine, and nothing is downloaded. "
@@ -188,7 +197,9 @@ def choose_backbone(candidates: Iterable[str], init: str, registry: Any) -> tupl
 # --------------------------------------------------------------------------
 
 
-def fit_to_backbone(source: Mapping[str, Tensor], target: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], str]:
+def fit_to_backbone(
+    source: Mapping[str, Tensor], target: Mapping[str, Tensor]
+) -> tuple[dict[str, Tensor], str]:
     """``source`` renamed to ``target``'s keys: by name where every key matches, else by order.
 
     By order means the n-th non-head tensor of the source goes to the n-th tensor
@@ -303,8 +314,10 @@ def describe_init(config: Any, found: FoundWeights | None) -> str:
         chosen = f" (first of {config.reid_requested} with initial weights on this machine)"
     if found is None:
         return f"re-id backbone {config.reid}{chosen}: random initialisation (--reid-init scratch)"
-    return (f"re-id backbone {config.reid}{chosen}: initial weights from {found.source} "
-            f"({found.path}, sha256 {found.sha256[:12]})")
+    return (
+        f"re-id backbone {config.reid}{chosen}: initial weights from {found.source} "
+        f"({found.path}, sha256 {found.sha256[:12]})"
+    )
 
 
 def availability(source: Any) -> str:

@@ -22,7 +22,16 @@ from harness.config import PROTOCOL_VERSION, RunConfig
 
 def package_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for name in ("crossres-harness", "torch", "torchvision", "timm", "torchreid", "spandrel", "kornia", "numpy"):
+    for name in (
+        "crossres-harness",
+        "torch",
+        "torchvision",
+        "timm",
+        "torchreid",
+        "spandrel",
+        "kornia",
+        "numpy",
+    ):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -33,7 +42,9 @@ def package_versions() -> dict[str, str]:
 def git_commit() -> str | None:
     try:
         root = Path(__file__).resolve().parents[1]
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -56,7 +67,9 @@ def compute_record(config: RunConfig) -> dict[str, Any]:
     Why recorded: a CPU run is bit-for-bit reproducible only at the same torch thread
     count, and its speed depends on the CPU; without them a README number cannot be checked.
     """
-    on_gpu = config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available())
+    on_gpu = config.device.startswith("cuda") or (
+        config.device == "auto" and torch.cuda.is_available()
+    )
     return {
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),

@@ -41,7 +41,9 @@ def write_leaderboard(
     tables = [b for b in boards(groups) if any(g.n for g in b.groups)]
     for board in tables:
         name = "cmc.png" if len(tables) == 1 else f"cmc-{board.slug}.png"
-        written.append(atomic_save_figure(cmc_plot(board.groups, f"Mean CMC: {board.title}"), out_dir / name))
+        written.append(
+            atomic_save_figure(cmc_plot(board.groups, f"Mean CMC: {board.title}"), out_dir / name)
+        )
         curves = sweep.curves(board.groups)
         if sweep.drawn(curves):
             name = "sweep.png" if len(tables) == 1 else f"sweep-{board.slug}.png"

@@ -61,7 +61,9 @@ class KindRegistry:
         options: Mapping[str, Option] | None = None,
     ) -> None:
         """Register ``factory`` under ``name``; a name taken by another plugin is an error."""
-        self._owner.record(Entry(self.kind, name, factory, summary, self.plugin, dict(options or {})))
+        self._owner.record(
+            Entry(self.kind, name, factory, summary, self.plugin, dict(options or {}))
+        )
 
     def add_resolver(
         self,
@@ -112,9 +114,11 @@ class DatasetRegistry(KindRegistry):
     ) -> None:
         """Register ``factory(root, config) -> ReidDataset``; ``write_layout`` writes its
         images in official folder layouts (see :class:`LayoutWriter`)."""
-        self._owner.record(DatasetEntry(
-            self.kind, name, factory, summary, self.plugin, dict(options or {}), write_layout
-        ))
+        self._owner.record(
+            DatasetEntry(
+                self.kind, name, factory, summary, self.plugin, dict(options or {}), write_layout
+            )
+        )
 
 
 # ---------------------------------------------------------------------------- weight sources
@@ -181,6 +185,8 @@ class RegulariserRegistry(KindRegistry):
     ) -> None:
         """Register ``factory(config) -> Regulariser``; ``sr_model`` names the SR component the
         method is defined with (see :class:`RegulariserEntry`)."""
-        self._owner.record(RegulariserEntry(
-            self.kind, name, factory, summary, self.plugin, dict(options or {}), sr_model
-        ))
+        self._owner.record(
+            RegulariserEntry(
+                self.kind, name, factory, summary, self.plugin, dict(options or {}), sr_model
+            )
+        )

@@ -75,7 +75,9 @@ class Registry:
         self.plugins[name] = dist
         others = [p for p in self.pm.get_plugins() if p is not plugin]
         for kind in KINDS:
-            if not any(impl.plugin is plugin for impl in getattr(self.pm.hook, kind.hook).get_hookimpls()):
+            if not any(
+                impl.plugin is plugin for impl in getattr(self.pm.hook, kind.hook).get_hookimpls()
+            ):
                 continue
             # Through pluggy, restricted to this plugin: an implementation may take a
             # subset of the hook's arguments, and each registration knows its plugin.
@@ -139,7 +141,10 @@ def suggest(name: str, known: Iterable[str], n: int = 3) -> list[str]:
     by_lower: dict[str, str] = {}
     for k in known:
         by_lower.setdefault(k.lower(), k)
-    return [by_lower[c] for c in difflib.get_close_matches(name.lower(), list(by_lower), n=n, cutoff=0.6)]
+    return [
+        by_lower[c]
+        for c in difflib.get_close_matches(name.lower(), list(by_lower), n=n, cutoff=0.6)
+    ]
 
 
 def _env_list(name: str) -> set[str]:
@@ -157,4 +162,3 @@ def get_registry(refresh: bool = False) -> Registry:
         registry.load_entry_points()
         _DEFAULT = registry
     return _DEFAULT
-

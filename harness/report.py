@@ -116,8 +116,13 @@ def cmc_figure(
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False,
-                  borderaxespad=0.0)
+        ax.legend(
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),
+            fontsize=8,
+            frameon=False,
+            borderaxespad=0.0,
+        )
     return fig
 
 
@@ -143,6 +148,7 @@ def samples_figure(rows: Sequence[tuple[str, Any]], max_images: int = 8) -> Any:
     Tensors are float in [0, 1] or uint8; rows smaller than the first row's largest image
     (LR) are nearest-upsampled so their pixels stay visible.
     """
+
     def as_float(x: Any) -> torch.Tensor:
         x = x.detach().cpu()
         return x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
@@ -150,7 +156,9 @@ def samples_figure(rows: Sequence[tuple[str, Any]], max_images: int = 8) -> Any:
     tensors = [(name, as_float(x)) for name, x in rows]
     for name, x in tensors:
         if x.dim() != 4:
-            raise ValueError(f"expected B x C x H x W images for {name}, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"expected B x C x H x W images for {name}, got shape {tuple(x.shape)}"
+            )
     size = max((x.shape[-2:] for _, x in tensors), key=lambda s: s[0] * s[1], default=None)
     if size is None:
         raise ValueError("no sample images to plot")
@@ -178,7 +186,9 @@ def samples_figure(rows: Sequence[tuple[str, Any]], max_images: int = 8) -> Any:
             ax.set_yticks([])
             if c == 0:
                 ax.set_ylabel(name, fontsize=9, rotation=0, ha="right", va="center")
-    fig.subplots_adjust(left=label / fig_w, right=0.99, top=0.99, bottom=0.01, wspace=0.05, hspace=0.05)
+    fig.subplots_adjust(
+        left=label / fig_w, right=0.99, top=0.99, bottom=0.01, wspace=0.05, hspace=0.05
+    )
     return fig
 
 
@@ -193,7 +203,11 @@ def plot_sr_samples(
     """Rows LR (nearest-upsampled so its pixels stay visible), bicubic, SR, HR."""
     if hr.dim() != 4:
         raise ValueError(f"expected B x C x H x W images, got shape {tuple(hr.shape)}")
-    rows = [("LR", lr)] + ([("bicubic", bicubic)] if bicubic is not None else []) + [("SR", sr), ("HR", hr)]
+    rows = (
+        [("LR", lr)]
+        + ([("bicubic", bicubic)] if bicubic is not None else [])
+        + [("SR", sr), ("HR", hr)]
+    )
     return atomic_save_figure(samples_figure(rows, max_images), path)
 
 
@@ -206,7 +220,9 @@ def save_samples(path: str | Path, samples: Mapping[str, Any], max_images: int =
     """LR / bicubic / SR / HR sample tensors as uint8 (about 200 kB at 64x32; the HR images tell
     a reader whether two runs show the same queries)."""
     packed = {
-        k: (samples[k].detach().float().cpu()[:max_images].clamp(0, 1) * 255).round().to(torch.uint8)
+        k: (samples[k].detach().float().cpu()[:max_images].clamp(0, 1) * 255)
+        .round()
+        .to(torch.uint8)
         for k in SAMPLE_KINDS
         if samples.get(k) is not None
     }
@@ -263,7 +279,9 @@ def format_summary(metrics: Mapping[str, Any]) -> str:
     lines = [", ".join(facts) + " (Rank-k and mAP in %, PSNR in dB)"]
     init = metrics.get("reid_init")
     if init:
-        start = "random weights" if init.get("source") == "scratch" else f"{init.get('source')} weights"
+        start = (
+            "random weights" if init.get("source") == "scratch" else f"{init.get('source')} weights"
+        )
         asked = f" (first of {init['requested']} available here)" if init.get("requested") else ""
         lines.append(f"re-id backbone {init.get('backbone', '?')}{asked}, started from {start}")
     lines.append(line(header))

@@ -78,10 +78,15 @@ def _method_sr_model(config: RunConfig, registry: Any, sr_given: bool) -> RunCon
     if required is None or config.sr == required:
         return config
     if sr_given:
-        what = "no SR model (queries go to the re-id model bicubic-upsampled)" \
-            if required == "bicubic" else f"--sr {required}"
-        raise ConfigError(f"--reg {config.reg} is defined with {what}; got --sr {config.sr} "
-                          f"(leave --sr out, or use --sr {required})")
+        what = (
+            "no SR model (queries go to the re-id model bicubic-upsampled)"
+            if required == "bicubic"
+            else f"--sr {required}"
+        )
+        raise ConfigError(
+            f"--reg {config.reg} is defined with {what}; got --sr {config.sr} "
+            f"(leave --sr out, or use --sr {required})"
+        )
     return config.replace(sr=required)
 
 
@@ -97,7 +102,9 @@ def resolve_config(values: Mapping[str, Any], registry: Any) -> RunConfig:
     preset = values.get("preset") or default_preset()
     base = preset_values(preset)
     user_options = dict(values.pop("options", {}) or {})
-    user_protocol = {k: v for k, v in dict(values.pop("protocol", {}) or {}).items() if v is not None}
+    user_protocol = {
+        k: v for k, v in dict(values.pop("protocol", {}) or {}).items() if v is not None
+    }
     unknown = sorted(set(values) - _RUN_FIELDS - {"hr_size"})
     if unknown:
         raise ConfigError(f"unknown settings: {', '.join(unknown)}")

@@ -45,8 +45,14 @@ from harness.train import Trainer
 
 Echo = Callable[[str], None]
 
-__all__ = ["evaluate_run", "load_run_config", "pretrain_reid", "resolve_config", "resolve_device",
-           "run_experiment"]
+__all__ = [
+    "evaluate_run",
+    "load_run_config",
+    "pretrain_reid",
+    "resolve_config",
+    "resolve_device",
+    "run_experiment",
+]
 
 
 def resolve_device(config: RunConfig, echo: Echo) -> tuple[RunConfig, torch.device]:
@@ -57,7 +63,9 @@ def resolve_device(config: RunConfig, echo: Echo) -> tuple[RunConfig, torch.devi
         raise ConfigError("--device cuda was asked for but no CUDA device is available")
     device = torch.device(name)
     if config.amp and device.type != "cuda":
-        echo("warning: --amp needs a GPU; running in float32 on CPU")  # once: not also a Python warning
+        echo(
+            "warning: --amp needs a GPU; running in float32 on CPU"
+        )  # once: not also a Python warning
         config = config.replace(amp=False)
     if config.compile and device.type != "cuda":
         config = config.replace(compile=False)
@@ -108,8 +116,15 @@ def run_experiment(
     """
     ACTIVE_RUNS.append(run_dir)
     try:
-        metrics = _run_experiment(config, run_dir, registry, resume=resume, echo=echo, extra=extra,
-                                  stage0_cache_dir=stage0_cache_dir)
+        metrics = _run_experiment(
+            config,
+            run_dir,
+            registry,
+            resume=resume,
+            echo=echo,
+            extra=extra,
+            stage0_cache_dir=stage0_cache_dir,
+        )
     except KeyboardInterrupt:
         raise  # the folder stays named for the interrupt message
     except BaseException:
@@ -149,8 +164,10 @@ def _run_experiment(
             atomic_write_json(run_dir / "config.json", doc)
             atomic_write_json(run_dir / "metrics.json", {"status": "running"})
     distributed.barrier()
-    echo(f"run folder {run_dir}  preset={config.preset}  device={device}  "
-         f"sr={config.sr} reid={config.reid} reg={config.reg} data={config.data}")
+    echo(
+        f"run folder {run_dir}  preset={config.preset}  device={device}  "
+        f"sr={config.sr} reid={config.reid} reg={config.reg} data={config.data}"
+    )
     echo(describe_init(config, init))
 
     seed_everything(config.seed)
@@ -162,9 +179,11 @@ def _run_experiment(
             doc = config_document(config, extra)
             doc["world_size"] = distributed.world_size()
             atomic_write_json(run_dir / "config.json", doc)
-    echo(f"HR size {config.hr_height}x{config.hr_width} (LR x{'/x'.join(ratio_key(r) for r in config.protocol.ratios)}: "
-         f"{', '.join('x'.join(map(str, lr_size(config.hr_size, r))) for r in config.protocol.ratios)}); "
-         f"re-id input {config.height}x{config.width}")
+    echo(
+        f"HR size {config.hr_height}x{config.hr_width} (LR x{'/x'.join(ratio_key(r) for r in config.protocol.ratios)}: "
+        f"{', '.join('x'.join(map(str, lr_size(config.hr_size, r))) for r in config.protocol.ratios)}); "
+        f"re-id input {config.height}x{config.width}"
+    )
     if data.bad_images:
         echo(f"skipped {len(data.bad_images)} unreadable image(s), e.g. {data.bad_images[0]}")
     desc = data.split.describe()
@@ -174,36 +193,64 @@ def _run_experiment(
             "least two (its ID loss is zero with one), so nothing could be learned"
         )
     if main_rank and (not resume or not (run_dir / "split.json").is_file()):
-        listing = {"protocol": dataclasses.asdict(config.protocol), "data": config.data,
-                   "options": dict(config.options), "skipped_images": list(data.bad_images),
-                   **data.split.listing(config.data_root, data.hr_size)}
+        listing = {
+            "protocol": dataclasses.asdict(config.protocol),
+            "data": config.data,
+            "options": dict(config.options),
+            "skipped_images": list(data.bad_images),
+            **data.split.listing(config.data_root, data.hr_size),
+        }
         atomic_write_json(run_dir / "split.json", listing)
-    echo(f"data: {desc['num_train']} train images of {desc['num_train_ids']} ids; "
-         f"{desc['num_query']} LR queries (cameras {desc['lr_cameras']}, ratios {desc['query_ratio_counts']}); "
-         f"{desc['num_gallery']} HR gallery images")
+    echo(
+        f"data: {desc['num_train']} train images of {desc['num_train_ids']} ids; "
+        f"{desc['num_query']} LR queries (cameras {desc['lr_cameras']}, ratios {desc['query_ratio_counts']}); "
+        f"{desc['num_gallery']} HR gallery images"
+    )
     seed_everything(config.seed)
     models, regulariser = build_models(config, registry, data.num_classes, init=init, echo=echo)
     if config.sr_weights:  # what the SR plugin found in --sr-weights: architecture, scale, sha256
         extra["sr_weights"] = dict(models["G"].loaded_weights)
-        echo(f"SR weights {config.sr_weights}: {extra['sr_weights']['architecture']} "
-             f"x{extra['sr_weights']['scale']}, sha256 {extra['sr_weights']['sha256'][:12]}")
+        echo(
+            f"SR weights {config.sr_weights}: {extra['sr_weights']['architecture']} "
+            f"x{extra['sr_weights']['scale']}, sha256 {extra['sr_weights']['sha256'][:12]}"
+        )
         if main_rank and not resume:
-            atomic_write_json(run_dir / "config.json", {**config_document(config, extra),
-                                                        "world_size": distributed.world_size()})
+            atomic_write_json(
+                run_dir / "config.json",
+                {**config_document(config, extra), "world_size": distributed.world_size()},
+            )
     critic_iters = regulariser.critic_warmup_iters(config) if config.sr_iters else 0
-    if critic_iters:  # when the critic's terms first act on G: after its warm-up, from stage 1's start
-        extra["critic_warmup"] = {"iters": int(critic_iters), "generator_terms_from": {"stage": "sr", "iteration": 0}}
+    if (
+        critic_iters
+    ):  # when the critic's terms first act on G: after its warm-up, from stage 1's start
+        extra["critic_warmup"] = {
+            "iters": int(critic_iters),
+            "generator_terms_from": {"stage": "sr", "iteration": 0},
+        }
         if main_rank and not resume:
-            atomic_write_json(run_dir / "config.json", {**config_document(config, extra),
-                                                        "world_size": distributed.world_size()})
+            atomic_write_json(
+                run_dir / "config.json",
+                {**config_document(config, extra), "world_size": distributed.world_size()},
+            )
     log_path = run_dir / "log.jsonl"
     cache = warmup_cache = critic_cache = None
     if stage0_cache_dir is not None and not distributed.is_distributed():
-        cache, warmup_cache, critic_cache = cache_files(config, registry, device, Path(stage0_cache_dir),
-                                                        init.sha256 if init else None)
+        cache, warmup_cache, critic_cache = cache_files(
+            config, registry, device, Path(stage0_cache_dir), init.sha256 if init else None
+        )
     log = (lambda rec: append_jsonl(log_path, rec)) if main_rank else (lambda rec: None)
-    trainer = Trainer(config, data, models, regulariser, run_dir, device, log, stage0_cache=cache,
-                      warmup_cache=warmup_cache, critic_cache=critic_cache)
+    trainer = Trainer(
+        config,
+        data,
+        models,
+        regulariser,
+        run_dir,
+        device,
+        log,
+        stage0_cache=cache,
+        warmup_cache=warmup_cache,
+        critic_cache=critic_cache,
+    )
     if resume:
         for tmp in remove_partial_writes(run_dir):
             echo(f"removed {tmp.name}, a write the interrupted run left unfinished")
@@ -224,18 +271,20 @@ def _run_experiment(
     diagnostics = summarise_diagnostics(read_log(log_path), trainer.critic_iters)
     if diagnostics:
         metrics["diagnostics"] = diagnostics
-    metrics.update({
-        "status": "complete",
-        "protocol_version": PROTOCOL_VERSION,
-        "wall_time_s": round(time.time() - start, 2),
-        "device": str(device),
-        "split": desc,
-        "dataset": data.dataset_summary,
-        "bad_images": len(data.bad_images),
-        "parameters": count_parameters(models),
-        "world_size": distributed.world_size(),
-        "reid_init": extra["reid_init"],
-    })
+    metrics.update(
+        {
+            "status": "complete",
+            "protocol_version": PROTOCOL_VERSION,
+            "wall_time_s": round(time.time() - start, 2),
+            "device": str(device),
+            "split": desc,
+            "dataset": data.dataset_summary,
+            "bad_images": len(data.bad_images),
+            "parameters": count_parameters(models),
+            "world_size": distributed.world_size(),
+            "reid_init": extra["reid_init"],
+        }
+    )
     write_run_report(run_dir, metrics, samples)
     mark_complete(run_dir, metrics)
     echo(format_summary(metrics))
@@ -262,18 +311,31 @@ def pretrain_reid(
     """
     if config.sr_iters != 0:
         raise ConfigError("pretraining runs stage 0 only; sr_iters must be 0")
-    metrics = run_experiment(config, run_dir, registry, echo=echo, extra={"pretrain": True},
-                             stage0_cache_dir=stage0_cache_dir)
+    metrics = run_experiment(
+        config,
+        run_dir,
+        registry,
+        echo=echo,
+        extra={"pretrain": True},
+        stage0_cache_dir=stage0_cache_dir,
+    )
     ckpt = latest_checkpoint(run_dir / "checkpoints")
     if ckpt is None or ckpt["stage"] != "done":
-        raise HarnessError(f"{run_dir} did not finish; resume it with harness run --resume {run_dir}")
+        raise HarnessError(
+            f"{run_dir} did not finish; resume it with harness run --resume {run_dir}"
+        )
     state = {k: v.detach().cpu() for k, v in ckpt["models"]["reid"].items()}
     path = atomic_torch_save(state, weights_out)
     queries = metrics.get("queries", {})
-    atomic_write_json(Path(f"{weights_out}.json"), {
-        "weights": str(weights_out), "run_dir": str(run_dir), **config_document(config),
-        "test_rank1": {k: q.get("rank1") for k, q in queries.items()},
-    })
+    atomic_write_json(
+        Path(f"{weights_out}.json"),
+        {
+            "weights": str(weights_out),
+            "run_dir": str(run_dir),
+            **config_document(config),
+            "test_rank1": {k: q.get("rank1") for k, q in queries.items()},
+        },
+    )
     return path
 
 
@@ -287,7 +349,9 @@ def evaluate_run(run_dir: Path, registry: Registry, echo: Echo = print) -> dict[
     config, device = resolve_device(config, echo)
     ckpt = latest_checkpoint(run_dir / "checkpoints")
     if ckpt is None or ckpt["stage"] != "done":
-        raise HarnessError(f"{run_dir} has no final checkpoint; finish it first with harness run --resume {run_dir}")
+        raise HarnessError(
+            f"{run_dir} has no final checkpoint; finish it first with harness run --resume {run_dir}"
+        )
     seed_everything(config.seed)
     data = prepare_data(config, registry)
     models, _ = build_models(config, registry, data.num_classes)
@@ -300,7 +364,13 @@ def evaluate_run(run_dir: Path, registry: Registry, echo: Echo = print) -> dict[
     if (run_dir / "metrics.json").is_file():
         old = json.loads((run_dir / "metrics.json").read_text())
     metrics.update({k: v for k, v in old.items() if k not in metrics})
-    metrics.update({"status": "complete", "protocol_version": PROTOCOL_VERSION, "eval_time_s": round(time.time() - start, 2)})
+    metrics.update(
+        {
+            "status": "complete",
+            "protocol_version": PROTOCOL_VERSION,
+            "eval_time_s": round(time.time() - start, 2),
+        }
+    )
     write_run_report(run_dir, metrics, samples)
     mark_complete(run_dir, metrics)
     echo(format_summary(metrics))

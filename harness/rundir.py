@@ -68,7 +68,9 @@ def mark_complete(run_dir: Path, metrics: Mapping[str, Any]) -> None:
         log.touch()  # a run too short to log anything still promises its (empty) log
     missing = [name for name in PROMISED if name != METRICS and not (run_dir / name).is_file()]
     if missing:
-        raise HarnessError(f"{run_dir} would be marked complete without {', '.join(missing)}; not marking it")
+        raise HarnessError(
+            f"{run_dir} would be marked complete without {', '.join(missing)}; not marking it"
+        )
     atomic_write_json(run_dir / METRICS, dict(metrics))
 
 
@@ -81,8 +83,11 @@ def refuse_foreign_run(run_dir: Path) -> None:
     try:
         doc = json.loads((run_dir / CONFIG).read_text())
         cfg = doc["config"]
-        status = json.loads((run_dir / METRICS).read_text()).get("status", "?") \
-            if (run_dir / METRICS).is_file() else "no metrics"
+        status = (
+            json.loads((run_dir / METRICS).read_text()).get("status", "?")
+            if (run_dir / METRICS).is_file()
+            else "no metrics"
+        )
         what = f"a run ({cfg['sr']}/{cfg['reid']}/{cfg['reg']} on {cfg['data']}, seed {cfg['seed']}, {status})"
     except (OSError, ValueError, KeyError, TypeError):
         pass
@@ -100,7 +105,9 @@ def check_run_dir(run_dir: Path) -> None:
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
-        raise HarnessError(f"cannot write to the output folder {run_dir}: {exc.strerror or exc}") from exc
+        raise HarnessError(
+            f"cannot write to the output folder {run_dir}: {exc.strerror or exc}"
+        ) from exc
 
 
 def _same(wanted: Any, stored: Any) -> bool:
@@ -147,9 +154,13 @@ def load_run_config(run_dir: Path) -> RunConfig:
     try:
         doc = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
-        raise HarnessError(f"{path} is corrupt (not JSON: {exc}); the run cannot be resumed from it") from exc
+        raise HarnessError(
+            f"{path} is corrupt (not JSON: {exc}); the run cannot be resumed from it"
+        ) from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
-        raise HarnessError(f"{path} is corrupt: it holds no 'config' table; the run cannot be resumed from it")
+        raise HarnessError(
+            f"{path} is corrupt: it holds no 'config' table; the run cannot be resumed from it"
+        )
     config = dict(doc["config"])
     if "hr_height" not in config:  # an mlr-1.0 run: its HR size was the re-id size
         config["hr_height"], config["hr_width"] = config.get("height", 64), config.get("width", 32)

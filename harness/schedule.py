@@ -39,8 +39,14 @@ def make_optimizer(
         if not params:
             continue
         lr = step.lr.get(name, default_lr.get(name, default_lr.get("default", 1e-4)))
-        groups.append({"params": params, "lr": lr, "weight_decay": step.weight_decay.get(name, 0.0),
-                       "name": name})
+        groups.append(
+            {
+                "params": params,
+                "lr": lr,
+                "weight_decay": step.weight_decay.get(name, 0.0),
+                "name": name,
+            }
+        )
     if not groups:
         return None
     return torch.optim.Adam(groups, betas=step.betas)
@@ -70,7 +76,9 @@ def gradient_shares(terms: Mapping[str, Tensor], params: list[Tensor]) -> dict[s
     per_term: dict[str, list[Tensor | None]] = {}
     for name, term in terms.items():
         if term.requires_grad:
-            per_term[name] = list(torch.autograd.grad(term.float(), params, retain_graph=True, allow_unused=True))
+            per_term[name] = list(
+                torch.autograd.grad(term.float(), params, retain_graph=True, allow_unused=True)
+            )
         else:
             per_term[name] = [None] * len(params)
     total = [
@@ -100,7 +108,9 @@ class StepRunner:
         #: what the last diagnosed iteration measured (``grad_share/<term>`` and the steps' own)
         self.diagnostics: dict[str, Tensor] = {}
 
-    def run(self, step: Step, ctx: StepContext, iteration: int = 0, diagnose: bool = False) -> dict[str, float]:
+    def run(
+        self, step: Step, ctx: StepContext, iteration: int = 0, diagnose: bool = False
+    ) -> dict[str, float]:
         """One update; returns the loss terms as tensors' values (no host sync if unused).
 
         ``diagnose`` (log iterations only): before the backward, measure what each
@@ -147,7 +157,9 @@ class StepRunner:
         if step.diagnose is not None:
             self.diagnostics.update(step.diagnose(ctx, terms))
 
-    def run_iteration(self, ctx: StepContext, iteration: int = 0, diagnose: bool = False) -> dict[str, Tensor]:
+    def run_iteration(
+        self, ctx: StepContext, iteration: int = 0, diagnose: bool = False
+    ) -> dict[str, Tensor]:
         """Every step once, in order, on one batch.
 
         The SR batch is computed first, with G in training mode and outside any
@@ -168,4 +180,3 @@ class StepRunner:
         for name, opt in self.optimizers.items():
             if opt is not None and state.get(name) is not None:
                 opt.load_state_dict(state[name])
-

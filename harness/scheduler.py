@@ -37,7 +37,9 @@ class LaunchReport:
     failed: dict[str, str] = field(default_factory=dict)  # run name -> log path
 
 
-def parse_launcher_options(declared: Mapping[str, Any], given: Mapping[str, Any], launcher: str) -> dict[str, Any]:
+def parse_launcher_options(
+    declared: Mapping[str, Any], given: Mapping[str, Any], launcher: str
+) -> dict[str, Any]:
     """``-L key=value`` typed by the launcher's declared options; unknown keys are named."""
     out = {key: option.default for key, option in declared.items()}
     for key, value in given.items():
@@ -45,7 +47,9 @@ def parse_launcher_options(declared: Mapping[str, Any], given: Mapping[str, Any]
             close = suggest(key, list(declared))
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             known = ", ".join(sorted(declared)) or "none"
-            raise ConfigError(f"launcher {launcher!r} has no option {key!r}{hint}; its options: {known}")
+            raise ConfigError(
+                f"launcher {launcher!r} has no option {key!r}{hint}; its options: {known}"
+            )
         try:
             typed = coerce_option(value, declared[key].default)
         except ConfigError as exc:
@@ -60,7 +64,9 @@ def default_threads(jobs: int | None) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, jobs or 1))
 
 
-def shared_files(runs: Sequence[PlannedRun], registry: Registry, out_dir: Path) -> dict[Path, tuple[str, ...]]:
+def shared_files(
+    runs: Sequence[PlannedRun], registry: Registry, out_dir: Path
+) -> dict[Path, tuple[str, ...]]:
     """Each run's stage-0 and warm-start cache files, as its trainer will name them.
 
     Computed on this machine: where a worker would resolve another device (a GPU
@@ -71,7 +77,9 @@ def shared_files(runs: Sequence[PlannedRun], registry: Registry, out_dir: Path) 
         config = resolve_config(dict(run.settings), registry)
         config, device = resolve_device(config, lambda message: None)
         init = resolve_init(config.reid_init, config.reid, registry)
-        files = cache_files(config, registry, device, out_dir / ".stage0-cache", init.sha256 if init else None)
+        files = cache_files(
+            config, registry, device, out_dir / ".stage0-cache", init.sha256 if init else None
+        )
         out[run.run_dir] = tuple(str(f) for f in files)
     return out
 
@@ -107,7 +115,9 @@ def launch_runs(
     done = already_done
 
     def line(verb: str, job: RunJob, tail: str = "") -> None:
-        progress(f"{verb:<9}{job.name}{tail}  {_count(total, done, len(running), len(report.failed))}")
+        progress(
+            f"{verb:<9}{job.name}{tail}  {_count(total, done, len(running), len(report.failed))}"
+        )
 
     def submit(run: PlannedRun, attempt: int) -> None:
         job = make_job(run, attempt)
@@ -117,7 +127,9 @@ def launch_runs(
             future = Future()
             future.set_exception(exc)
         running[future] = (run, job)
-        line("started", job, f" -> {run.run_dir}" + (f" (attempt {attempt})" if attempt > 1 else ""))
+        line(
+            "started", job, f" -> {run.run_dir}" + (f" (attempt {attempt})" if attempt > 1 else "")
+        )
 
     def free(run: PlannedRun) -> None:
         for file, owner in list(busy.items()):
@@ -145,12 +157,19 @@ def launch_runs(
                 try:
                     outcome = future.result()
                 except Exception as exc:  # the engine lost the task (worker died, job killed)
-                    outcome = JobOutcome(returncode=-1, log=job.log, error=f"{type(exc).__name__}: {exc}")
+                    outcome = JobOutcome(
+                        returncode=-1, log=job.log, error=f"{type(exc).__name__}: {exc}"
+                    )
                 if outcome.ok and is_complete(run.run_dir):
                     done += 1
                     free(run)
                     report.finished.append(job.name)
-                    line("finished", job, f" in {outcome.seconds:.1f}s" + (f" on {outcome.host}" if outcome.host else ""))
+                    line(
+                        "finished",
+                        job,
+                        f" in {outcome.seconds:.1f}s"
+                        + (f" on {outcome.host}" if outcome.host else ""),
+                    )
                     if on_finish is not None:
                         on_finish(report)
                     continue

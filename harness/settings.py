@@ -60,12 +60,24 @@ class _Declaration:
     pair: str | None = None
 
 
-def setting(default: Any, help: str, *, section: Section, min: float | None = None,
-            max: float | None = None, exclusive_min: bool = False,
-            choices: tuple[Any, ...] | None = None, probability: bool = False,
-            presets: Mapping[str, Any] | None = None, flag: str | None = "", trains: bool = True,
-            recipe: bool = True, shown_default: str | None = None, metavar: str | None = None,
-            pair: str | None = None) -> Any:
+def setting(
+    default: Any,
+    help: str,
+    *,
+    section: Section,
+    min: float | None = None,
+    max: float | None = None,
+    exclusive_min: bool = False,
+    choices: tuple[Any, ...] | None = None,
+    probability: bool = False,
+    presets: Mapping[str, Any] | None = None,
+    flag: str | None = "",
+    trains: bool = True,
+    recipe: bool = True,
+    shown_default: str | None = None,
+    metavar: str | None = None,
+    pair: str | None = None,
+) -> Any:
     """A dataclass field that is a run setting; everything about it is said here.
 
     min/max/exclusive_min/choices: the values it may take (``probability``: [0, 1]);
@@ -84,10 +96,20 @@ def setting(default: Any, help: str, *, section: Section, min: float | None = No
     if stray:
         raise ValueError(f"presets {stray} are not among {PRESET_NAMES}")
     declaration = _Declaration(
-        help=help, section=Section(section), min=min, max=max, exclusive_min=exclusive_min,
-        choices=tuple(choices) if choices is not None else None, probability=probability,
-        presets=dict(presets or {}), flag=flag, trains=trains, recipe=recipe,
-        shown_default=shown_default, metavar=metavar, pair=pair,
+        help=help,
+        section=Section(section),
+        min=min,
+        max=max,
+        exclusive_min=exclusive_min,
+        choices=tuple(choices) if choices is not None else None,
+        probability=probability,
+        presets=dict(presets or {}),
+        flag=flag,
+        trains=trains,
+        recipe=recipe,
+        shown_default=shown_default,
+        metavar=metavar,
+        pair=pair,
     )
     return dataclasses.field(default=default, metadata={_KEY: declaration})
 
@@ -144,8 +166,9 @@ class Setting(_Declaration):
             bad = [v for v in values if v not in self.choices]
             if bad:
                 got = bad if self.many else value
-                raise ConfigError(f"{self.label} must be one of {', '.join(map(str, self.choices))} "
-                                  f"(got {got!r})")
+                raise ConfigError(
+                    f"{self.label} must be one of {', '.join(map(str, self.choices))} (got {got!r})"
+                )
 
     def _in_range(self, value: float) -> bool:
         if isinstance(value, float) and not math.isfinite(value):
@@ -199,15 +222,30 @@ def declared_settings(cls: type, prefix: str = "") -> tuple[Setting, ...]:
         elif _KEY in f.metadata:
             kind, many, optional = _kind(f.type)
             declared = f.metadata[_KEY]
-            declaration = {d.name: getattr(declared, d.name) for d in dataclasses.fields(_Declaration)}
-            out.append(Setting(**declaration, name=f"{prefix}{f.name}", field=f.name, default=f.default,
-                               kind=kind, many=many, optional=optional))
+            declaration = {
+                d.name: getattr(declared, d.name) for d in dataclasses.fields(_Declaration)
+            }
+            out.append(
+                Setting(
+                    **declaration,
+                    name=f"{prefix}{f.name}",
+                    field=f.name,
+                    default=f.default,
+                    kind=kind,
+                    many=many,
+                    optional=optional,
+                )
+            )
     return tuple(out)
 
 
 def undeclared_fields(cls: type) -> list[str]:
     """Fields of ``cls`` that are neither settings nor nested settings: plugin options only."""
-    return [f.name for f in dataclasses.fields(cls) if _KEY not in f.metadata and _NESTED not in f.metadata]
+    return [
+        f.name
+        for f in dataclasses.fields(cls)
+        if _KEY not in f.metadata and _NESTED not in f.metadata
+    ]
 
 
 def check_declared(obj: Any) -> None:
@@ -239,15 +277,23 @@ class CachedStage:
 
 
 #: Stage 0: the re-id model trained on HR images.
-STAGE0 = CachedStage("stage0", ("reid", "dataset"),
-                     (Section.DATA, Section.REID, Section.RUNTIME, Section.PROTOCOL))
+STAGE0 = CachedStage(
+    "stage0", ("reid", "dataset"), (Section.DATA, Section.REID, Section.RUNTIME, Section.PROTOCOL)
+)
 #: The pixel-loss warm start of G; G's gradient clip is an SR-stage setting it applies too.
-WARMUP = CachedStage("warmup", ("sr", "dataset"),
-                     (Section.DATA, Section.WARM_START, Section.RUNTIME, Section.PROTOCOL),
-                     reads=("grad_clip",))
+WARMUP = CachedStage(
+    "warmup",
+    ("sr", "dataset"),
+    (Section.DATA, Section.WARM_START, Section.RUNTIME, Section.PROTOCOL),
+    reads=("grad_clip",),
+)
 #: The critic warm-up: the schedule's non-G steps from stage 0's re-id model and the warm G,
 #: on training pairs made as the protocol makes LR images.
-CRITIC = CachedStage("critic", ("regulariser", "discriminator"), (Section.RUNTIME,),
-                     reads=("lr", "grad_clip", "protocol.ratios", "protocol.kernel", "protocol.antialias"),
-                     after=("stage0", "warmup"))
+CRITIC = CachedStage(
+    "critic",
+    ("regulariser", "discriminator"),
+    (Section.RUNTIME,),
+    reads=("lr", "grad_clip", "protocol.ratios", "protocol.kernel", "protocol.antialias"),
+    after=("stage0", "warmup"),
+)
 CACHED_STAGES = (STAGE0, WARMUP, CRITIC)

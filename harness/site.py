@@ -185,11 +185,13 @@ def _run_cell(g: lb.Group, cell: lb.Cell, out_dir: Path | None) -> str:
     return (
         f'<td class="text run" data-sort="{_esc(cell.sort)}"><details>'
         f'<summary title="{_esc(g.name)}">{_esc(g.short)}</summary>'
-        f'{full}{bench}{diag}{"".join(links)}</details></td>'
+        f"{full}{bench}{diag}{''.join(links)}</details></td>"
     )
 
 
-def _table_html(board: lb.Board, paper: Mapping[str, Mapping[str, float]] | None, out_dir: Path | None) -> str:
+def _table_html(
+    board: lb.Board, paper: Mapping[str, Mapping[str, float]] | None, out_dir: Path | None
+) -> str:
     header, rows = lb.table_cells(board.groups, paper)
     shown = [g for g in board.groups if g.n > 0]
     head = "".join(
@@ -248,12 +250,23 @@ def _samples_html(board: lb.Board, out_dir: Path | None) -> str:
         caption = (
             "The same query images through LR (nearest-upsampled) / bicubic / each SR row's SR / HR "
             "(the first run of each row, from its sr_samples.pt)."
-            + (f" Not shown (no sr_samples.pt for these images): {', '.join(missing)}." if missing else "")
+            + (
+                f" Not shown (no sr_samples.pt for these images): {', '.join(missing)}."
+                if missing
+                else ""
+            )
         )
-        return (f'<figure class="samples"><img alt="SR samples" src="{image}">'
-                f'<figcaption style="max-width: 32em">{_esc(caption)}</figcaption></figure>')
-    stored = [(g, run.run_dir / "sr_samples.png") for g in board.groups if g.query == "sr"
-              for run in g.runs[:1] if (run.run_dir / "sr_samples.png").is_file()]
+        return (
+            f'<figure class="samples"><img alt="SR samples" src="{image}">'
+            f'<figcaption style="max-width: 32em">{_esc(caption)}</figcaption></figure>'
+        )
+    stored = [
+        (g, run.run_dir / "sr_samples.png")
+        for g in board.groups
+        if g.query == "sr"
+        for run in g.runs[:1]
+        if (run.run_dir / "sr_samples.png").is_file()
+    ]
     if not stored:
         return ""
     thumbs = "".join(
@@ -261,9 +274,11 @@ def _samples_html(board: lb.Board, out_dir: Path | None) -> str:
         f'src="{_esc(_href(p, out_dir))}"></a><figcaption>{_esc(g.short)}</figcaption></figure>'
         for g, p in stored
     )
-    return ('<div><p class="meta">SR samples as each run stored them (LR / bicubic / SR / HR rows; '
-            "these runs predate sr_samples.pt, so their rows cannot be set side by side):</p>"
-            f'<div class="thumbs">{thumbs}</div></div>')
+    return (
+        '<div><p class="meta">SR samples as each run stored them (LR / bicubic / SR / HR rows; '
+        "these runs predate sr_samples.pt, so their rows cannot be set side by side):</p>"
+        f'<div class="thumbs">{thumbs}</div></div>'
+    )
 
 
 def _sweep_html(board: lb.Board) -> str:
@@ -272,15 +287,23 @@ def _sweep_html(board: lb.Board) -> str:
     if not sweep.drawn(curves):
         return ""
     image = _png_data(sweep.sweep_figure(curves, f"Weight sweep: {board.title}"))
-    swept = "; ".join(f"{c.name} over {', '.join(sweep.weight_text(v) for v in c.values)}" for c in curves)
-    caption = (f"One curve per regulariser, points in weight order and labelled by the weight ({swept}); "
-               "mean over runs, bars ±1 std where a row has several. Left costs pixels, up buys re-id.")
-    return (f'<figure class="sweep" id="sweep-{_esc(board.slug)}"><figcaption><strong>{_esc(sweep.CAPTION)}'
-            f'</strong></figcaption><img alt="{_esc(sweep.CAPTION)}, {_esc(board.title)}" src="{image}">'
-            f'<p class="meta" style="max-width: 40em">{_esc(caption)}</p></figure>')
+    swept = "; ".join(
+        f"{c.name} over {', '.join(sweep.weight_text(v) for v in c.values)}" for c in curves
+    )
+    caption = (
+        f"One curve per regulariser, points in weight order and labelled by the weight ({swept}); "
+        "mean over runs, bars ±1 std where a row has several. Left costs pixels, up buys re-id."
+    )
+    return (
+        f'<figure class="sweep" id="sweep-{_esc(board.slug)}"><figcaption><strong>{_esc(sweep.CAPTION)}'
+        f'</strong></figcaption><img alt="{_esc(sweep.CAPTION)}, {_esc(board.title)}" src="{image}">'
+        f'<p class="meta" style="max-width: 40em">{_esc(caption)}</p></figure>'
+    )
 
 
-def _board_html(board: lb.Board, paper: Mapping[str, Mapping[str, float]] | None, out_dir: Path | None) -> str:
+def _board_html(
+    board: lb.Board, paper: Mapping[str, Mapping[str, float]] | None, out_dir: Path | None
+) -> str:
     finished = [g for g in board.groups if g.n > 0]
     parts = [f'<section id="{_esc(board.slug)}"><h2>{_esc(board.title)}</h2>']
     meta = [f"dataset {board.data}", f"protocol {board.protocol}", f"{len(finished)} row(s)"]
@@ -290,8 +313,10 @@ def _board_html(board: lb.Board, paper: Mapping[str, Mapping[str, float]] | None
     if finished:
         parts.append(_table_html(board, paper, out_dir))
         cmc = _png_data(lb.cmc_plot(board.groups, f"Mean CMC: {board.title}"))
-        parts.append(f'<div class="figs"><figure class="cmc"><img alt="mean CMC, {_esc(board.title)}" '
-                     f'src="{cmc}"></figure>{_sweep_html(board)}{_samples_html(board, out_dir)}</div>')
+        parts.append(
+            f'<div class="figs"><figure class="cmc"><img alt="mean CMC, {_esc(board.title)}" '
+            f'src="{cmc}"></figure>{_sweep_html(board)}{_samples_html(board, out_dir)}</div>'
+        )
     else:
         parts.append("<p><em>No finished runs.</em></p>")
     extra = lb.notes(board.groups)

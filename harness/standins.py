@@ -73,8 +73,6 @@ def _id_colour(pid: int, seed: int) -> np.ndarray:
     return np.random.default_rng([seed, pid]).integers(40, 216, size=3)
 
 
-
-
 class TinyGenerator(nn.Module):
     """Bilinear upsampling, one refining conv and a learned detail image."""
 

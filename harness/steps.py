@@ -100,14 +100,18 @@ SR_OPTIONS: dict[str, Option] = {
 GAN_OPTIONS: dict[str, Option] = {
     **SR_OPTIONS,
     "lambda_g": Option(
-        3e-4, "weight of the generator's adversarial loss (SRGAN used 1e-3; 1e-3 costs PSNR below "
-        "bicubic here)", min=0.0,
+        3e-4,
+        "weight of the generator's adversarial loss (SRGAN used 1e-3; 1e-3 costs PSNR below "
+        "bicubic here)",
+        min=0.0,
     ),
     "lr_D": Option(1e-4, "learning rate of the discriminator", min=0.0, exclusive_min=True),
     "critic_iters": Option(
-        300, "iterations of the critic warm-up: D (and the association networks) trained with G "
+        300,
+        "iterations of the critic warm-up: D (and the association networks) trained with G "
         "frozen before G sees their terms (docs/intact.md: how the number was chosen)",
-        presets={"smoke": 2, "cpu": 300, "paper": 1000}, min=0,
+        presets={"smoke": 2, "cpu": 300, "paper": 1000},
+        min=0,
     ),
 }
 
@@ -139,8 +143,10 @@ def finetune_reid_terms(ctx: StepContext) -> dict[str, Tensor]:
     x_sr = ctx.sr().detach()
     logits, _ = ctx["reid"](torch.cat([x_sr, ctx.batch.x_hr.to(x_sr.dtype)]))
     n, smooth = len(x_sr), ctx.config.label_smooth
-    return {"reid_sr": identity_ce(logits[:n], ctx.batch.pids, smooth),
-            "reid_hr": identity_ce(logits[n:], ctx.batch.pids, smooth)}
+    return {
+        "reid_sr": identity_ce(logits[:n], ctx.batch.pids, smooth),
+        "reid_hr": identity_ce(logits[n:], ctx.batch.pids, smooth),
+    }
 
 
 def pixel() -> Term:
@@ -169,8 +175,9 @@ def generator_trainable(config: RunConfig) -> tuple[str, ...]:
     return ("G", "reid") if config.finetune_reid else ("G",)
 
 
-def generator_step(config: RunConfig, *terms: TermFn, trainable: tuple[str, ...] | None = None
-                   ) -> Step:
+def generator_step(
+    config: RunConfig, *terms: TermFn, trainable: tuple[str, ...] | None = None
+) -> Step:
     """G's update on the sum of ``terms`` (evaluated in order: their forwards are shared).
 
     With ``--finetune-reid`` the step trains the re-id model too, with the
@@ -207,8 +214,13 @@ def discriminator_loss(ctx: StepContext, disc: str = "D") -> dict[str, Tensor]:
 
 def discriminator_step(lr: float, disc: str = "D") -> Step:
     """D's update on real HR -> 1, SR -> 0."""
-    return Step(disc, (disc,), lambda ctx: discriminator_loss(ctx, disc), lr={disc: lr},
-                betas=DISCRIMINATOR_BETAS)
+    return Step(
+        disc,
+        (disc,),
+        lambda ctx: discriminator_loss(ctx, disc),
+        lr={disc: lr},
+        betas=DISCRIMINATOR_BETAS,
+    )
 
 
 def discriminator_accuracy(ctx: StepContext, disc: str = "D") -> Tensor:

@@ -91,9 +91,15 @@ def _spread(stat: lb.Stat) -> float:
 
 def _point(g: lb.Group, value: float) -> SweepPoint | None:
     psnr, rank1 = g.stat("sr", "psnr"), g.stat("sr", "rank1")
-    if psnr is None or rank1 is None or not (math.isfinite(psnr.mean) and math.isfinite(rank1.mean)):
+    if (
+        psnr is None
+        or rank1 is None
+        or not (math.isfinite(psnr.mean) and math.isfinite(rank1.mean))
+    ):
         return None
-    return SweepPoint(g, value, psnr.mean, 100.0 * rank1.mean, _spread(psnr), 100.0 * _spread(rank1))
+    return SweepPoint(
+        g, value, psnr.mean, 100.0 * rank1.mean, _spread(psnr), 100.0 * _spread(rank1)
+    )
 
 
 def curves(groups: Iterable[lb.Group]) -> list[Curve]:
@@ -104,7 +110,9 @@ def curves(groups: Iterable[lb.Group]) -> list[Curve]:
     """
     rows = [g for g in groups if g.n > 0 and g.query == "sr" and g.config]
     recipes = [lb.recipe(g.config) for g in rows]
-    options = sorted({k for rec in recipes for k in rec if k.startswith(OPTION_PREFIX) and k != lb.SPLIT_KEY})
+    options = sorted(
+        {k for rec in recipes for k in rec if k.startswith(OPTION_PREFIX) and k != lb.SPLIT_KEY}
+    )
     found: list[tuple[int, Curve, str]] = []
     for key in options:
         parts: dict[str, list[tuple[int, float]]] = {}
@@ -112,7 +120,9 @@ def curves(groups: Iterable[lb.Group]) -> list[Curve]:
             value = _number(rec.get(key))
             if value is None:
                 continue
-            rest = json.dumps({k: v for k, v in rec.items() if k != key}, sort_keys=True, default=str)
+            rest = json.dumps(
+                {k: v for k, v in rec.items() if k != key}, sort_keys=True, default=str
+            )
             parts.setdefault(rest, []).append((i, value))
         for rest, members in parts.items():
             first: dict[float, int] = {}
@@ -139,9 +149,14 @@ def _named(found: Sequence[Curve], rests: Sequence[dict[str, Any]]) -> list[Curv
     for c, name, rest in zip(found, base, rests, strict=True):
         twins = [r for r, n in zip(rests, base, strict=True) if n == name]
         if len(twins) > 1:
-            keys = sorted(k for k in set().union(*twins)
-                          if len({json.dumps(r.get(k), default=str) for r in twins}) > 1)
-            name += " " + " ".join(f"{lb._setting_name(k)}={lb._value_text(rest.get(k))}" for k in keys[:2])
+            keys = sorted(
+                k
+                for k in set().union(*twins)
+                if len({json.dumps(r.get(k), default=str) for r in twins}) > 1
+            )
+            name += " " + " ".join(
+                f"{lb._setting_name(k)}={lb._value_text(rest.get(k))}" for k in keys[:2]
+            )
         out.append(Curve(c.reg, c.option, c.points, name))
     return out
 
@@ -151,14 +166,20 @@ def drawn(found: Sequence[Curve]) -> bool:
     return any(len(c.points) >= MIN_POINTS for c in found)
 
 
-def _labels(points: Sequence[SweepPoint], xtol: float, ytol: float) -> list[tuple[tuple[float, float], str]]:
+def _labels(
+    points: Sequence[SweepPoint], xtol: float, ytol: float
+) -> list[tuple[tuple[float, float], str]]:
     """One label per place: neighbouring weights whose rows land within (xtol, ytol) of each
     other (a term that does little at those weights) share one label, ``3e-3 to 1e-1``,
     instead of printing over each other."""
     runs: list[list[SweepPoint]] = []
     for p in points:  # in weight order
         head = runs[-1][0] if runs else None
-        if head is not None and abs(p.psnr - head.psnr) <= xtol and abs(p.rank1 - head.rank1) <= ytol:
+        if (
+            head is not None
+            and abs(p.psnr - head.psnr) <= xtol
+            and abs(p.rank1 - head.rank1) <= ytol
+        ):
             runs[-1].append(p)
         else:
             runs.append([p])
@@ -187,23 +208,56 @@ def sweep_figure(found: Sequence[Curve], title: str = CAPTION) -> Any:
         ys = [p.rank1 for p in curve.points]
         (line,) = ax.plot(xs, ys, "-o", label=curve.name, linewidth=1.6, markersize=5)
         if any(p.psnr_std or p.rank1_std for p in curve.points):
-            ax.errorbar(xs, ys, xerr=[p.psnr_std for p in curve.points], yerr=[p.rank1_std for p in curve.points],
-                        fmt="none", ecolor=line.get_color(), alpha=0.5, linewidth=1)
+            ax.errorbar(
+                xs,
+                ys,
+                xerr=[p.psnr_std for p in curve.points],
+                yerr=[p.rank1_std for p in curve.points],
+                fmt="none",
+                ecolor=line.get_color(),
+                alpha=0.5,
+                linewidth=1,
+            )
         # alternate sides, so two curves through nearby points keep their labels apart
         offset, align = ((5, 4), "left") if i % 2 == 0 else ((-5, -10), "right")
         for (psnr, rank1), text in _labels(curve.points, xtol, ytol):
-            ax.annotate(text, (psnr, rank1), xytext=offset, textcoords="offset points",
-                        fontsize=7, color=line.get_color(), ha=align)
-    bicubic = [(b.mean, 100.0 * r.mean) for c in found for p in c.points
-               if (b := p.group.stat("bicubic", "psnr")) and (r := p.group.stat("bicubic", "rank1"))
-               and math.isfinite(b.mean) and math.isfinite(r.mean)]
+            ax.annotate(
+                text,
+                (psnr, rank1),
+                xytext=offset,
+                textcoords="offset points",
+                fontsize=7,
+                color=line.get_color(),
+                ha=align,
+            )
+    bicubic = [
+        (b.mean, 100.0 * r.mean)
+        for c in found
+        for p in c.points
+        if (b := p.group.stat("bicubic", "psnr"))
+        and (r := p.group.stat("bicubic", "rank1"))
+        and math.isfinite(b.mean)
+        and math.isfinite(r.mean)
+    ]
     if bicubic:
-        ax.plot([sum(b for b, _ in bicubic) / len(bicubic)], [sum(r for _, r in bicubic) / len(bicubic)],
-                "x", color="0.4", markersize=7, label="bicubic query")
+        ax.plot(
+            [sum(b for b, _ in bicubic) / len(bicubic)],
+            [sum(r for _, r in bicubic) / len(bicubic)],
+            "x",
+            color="0.4",
+            markersize=7,
+            label="bicubic query",
+        )
     ax.set_xlabel("SR PSNR (dB)")
     ax.set_ylabel("SR-query Rank-1 (%)")
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False, borderaxespad=0.0)
+        ax.legend(
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),
+            fontsize=8,
+            frameon=False,
+            borderaxespad=0.0,
+        )
     return fig

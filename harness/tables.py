@@ -28,7 +28,9 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def _markdown_table(groups: Sequence[Group], paper: Mapping[str, Mapping[str, float]] | None) -> list[str]:
+def _markdown_table(
+    groups: Sequence[Group], paper: Mapping[str, Mapping[str, float]] | None
+) -> list[str]:
     header, rows = table(groups, paper)
     if not rows:
         return ["_No finished runs._"]

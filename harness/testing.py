@@ -77,6 +77,7 @@ def register_inline_plugin(plugin_manager: Registry) -> Callable[..., Registry]:
     test, or an object defined in the test) exactly as an entry point would,
     and raises if its hooks fail instead of recording the failure quietly.
     """
+
     def register(plugin: Any, name: str = "inline") -> Registry:
         before = plugin_manager.failed.get(name)
         plugin_manager.register_plugin(plugin, name, dist="inline")

@@ -76,8 +76,14 @@ def probe_split(num_train: int, seed: int) -> tuple[Tensor, Tensor]:
 
 
 def _progress(total: int, desc: str, initial: int = 0):
-    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, leave=False,
-                disable=None if is_main() else True)
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        dynamic_ncols=True,
+        leave=False,
+        disable=None if is_main() else True,
+    )
 
 
 def pk_indices(pids: Tensor, batch_size: int, instances: int, generator: torch.Generator) -> Tensor:
@@ -143,33 +149,54 @@ class Trainer:
             if config.compile and device.type == "cuda":
                 module.compile(dynamic=True)  # in place: state_dict keys stay the same
         reid = models["reid"]
-        self.reid_optimizer = torch.optim.Adam(reid.parameters(), lr=config.lr_reid, weight_decay=config.weight_decay)
+        self.reid_optimizer = torch.optim.Adam(
+            reid.parameters(), lr=config.lr_reid, weight_decay=config.weight_decay
+        )
         warmup = max(1, config.reid_iters // 10)
         self.reid_scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.reid_optimizer, lambda i: min(1.0, (i + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(i, config.reid_iters) / max(1, config.reid_iters)))
+            self.reid_optimizer,
+            lambda i: (
+                min(1.0, (i + 1) / warmup)
+                * 0.5
+                * (1 + math.cos(math.pi * min(i, config.reid_iters) / max(1, config.reid_iters)))
+            ),
         )
         self.steps = regulariser.schedule(config)
-        self.runner = StepRunner(models, self.steps, default_learning_rates(config), self.amp_dtype,
-                                 config.grad_clip)
+        self.runner = StepRunner(
+            models, self.steps, default_learning_rates(config), self.amp_dtype, config.grad_clip
+        )
         # One ratio per batch, the same on every rank, so all ranks run the same graph.
         self.ratio_generator = torch.Generator().manual_seed(config.seed * 1000 + 5)
         self.ratio_sampler = TrainRatioSampler(config.protocol.ratios, self.ratio_generator)
         # The warm start has its own generators: its result depends on its own recipe only.
-        self.warmup_generator = torch.Generator().manual_seed(config.seed * 1000 + 6 + 7919 * self.rank)
+        self.warmup_generator = torch.Generator().manual_seed(
+            config.seed * 1000 + 6 + 7919 * self.rank
+        )
         self.warmup_ratio_generator = torch.Generator().manual_seed(config.seed * 1000 + 7)
-        self.warmup_ratio_sampler = TrainRatioSampler(config.protocol.ratios, self.warmup_ratio_generator)
+        self.warmup_ratio_sampler = TrainRatioSampler(
+            config.protocol.ratios, self.warmup_ratio_generator
+        )
         # The critic warm-up has its own generators too, and draws from the images not held out.
-        self.critic_generator = torch.Generator().manual_seed(config.seed * 1000 + 10 + 7919 * self.rank)
+        self.critic_generator = torch.Generator().manual_seed(
+            config.seed * 1000 + 10 + 7919 * self.rank
+        )
         self.critic_ratio_generator = torch.Generator().manual_seed(config.seed * 1000 + 11)
-        self.critic_ratio_sampler = TrainRatioSampler(config.protocol.ratios, self.critic_ratio_generator)
+        self.critic_ratio_sampler = TrainRatioSampler(
+            config.protocol.ratios, self.critic_ratio_generator
+        )
         self.critic_iters = int(regulariser.critic_warmup_iters(config))
         self.critic_steps = [s for s in self.steps if GENERATOR not in s.trainable]
         self.probe_idx, self.sr_pool = probe_split(len(data.train_pids), config.seed)
         generator_params = list(models["G"].parameters())
-        self.warmup_optimizer = torch.optim.Adam(generator_params, lr=config.lr_warmup) if generator_params else None
+        self.warmup_optimizer = (
+            torch.optim.Adam(generator_params, lr=config.lr_warmup) if generator_params else None
+        )
         self.warmup_scheduler = (
-            torch.optim.lr_scheduler.LambdaLR(self.warmup_optimizer, warmup_schedule(config.sr_warmup_iters))
-            if self.warmup_optimizer is not None else None
+            torch.optim.lr_scheduler.LambdaLR(
+                self.warmup_optimizer, warmup_schedule(config.sr_warmup_iters)
+            )
+            if self.warmup_optimizer is not None
+            else None
         )
         self.stage = "reid"
         self.iteration = 0
@@ -188,7 +215,9 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         frozen = self._reid_frozen()
         state: dict[str, Any] = {
-            "models": {k: m.state_dict() for k, m in self.models.items() if not (frozen and k == "reid")},
+            "models": {
+                k: m.state_dict() for k, m in self.models.items() if not (frozen and k == "reid")
+            },
             "step_optimizers": self.runner.state_dict(),
             "rng": rng_state(self.generator),
             "ratio_rng": self.ratio_generator.get_state(),
@@ -196,8 +225,12 @@ class Trainer:
             "warmup_ratio_rng": self.warmup_ratio_generator.get_state(),
             "critic_rng": self.critic_generator.get_state(),
             "critic_ratio_rng": self.critic_ratio_generator.get_state(),
-            "warmup_optimizer": self.warmup_optimizer.state_dict() if self.warmup_optimizer else None,
-            "warmup_scheduler": self.warmup_scheduler.state_dict() if self.warmup_scheduler else None,
+            "warmup_optimizer": self.warmup_optimizer.state_dict()
+            if self.warmup_optimizer
+            else None,
+            "warmup_scheduler": self.warmup_scheduler.state_dict()
+            if self.warmup_scheduler
+            else None,
             "config": self.config.to_dict(),
         }
         if not frozen:  # stage 0's optimiser matters only until stage 0 ends
@@ -225,7 +258,9 @@ class Trainer:
         self.stage = ckpt["stage"]
         self.iteration = int(ckpt["iteration"])
         if self.rank > 0:  # the checkpoint holds rank 0's sampler; the others re-derive theirs
-            self.generator.manual_seed(self.config.seed + 7919 * self.rank + 104729 * self.iteration)
+            self.generator.manual_seed(
+                self.config.seed + 7919 * self.rank + 104729 * self.iteration
+            )
 
     def checkpoint(self) -> Path | None:
         if not is_main():  # rank 0 writes; the others hold identical weights
@@ -235,7 +270,11 @@ class Trainer:
         if self._reid_frozen() and not (directory / FROZEN_REID).is_file():
             save_frozen_reid(directory, self.models["reid"].state_dict())
         return save_checkpoint(
-            self.run_dir / "checkpoints", self.stage, self.iteration, self.state(), self.config.keep_checkpoints
+            self.run_dir / "checkpoints",
+            self.stage,
+            self.iteration,
+            self.state(),
+            self.config.keep_checkpoints,
         )
 
     # -- batches -----------------------------------------------------------------
@@ -251,7 +290,9 @@ class Trainer:
     def reid_batch(self) -> tuple[Tensor, Tensor]:
         cfg = self.config
         if cfg.triplet:
-            idx = pk_indices(self.data.train_pids, cfg.batch_size, TRIPLET_INSTANCES, self.generator)
+            idx = pk_indices(
+                self.data.train_pids, cfg.batch_size, TRIPLET_INSTANCES, self.generator
+            )
         else:
             idx = self._sample(cfg.batch_size)
         if self.iteration == 0 and self.stage == "reid":
@@ -266,17 +307,25 @@ class Trainer:
         x = augment.color_jitter(x, self.generator, cfg.color_jitter)
         x = augment.resolution_augment(x, self.generator, cfg.res_aug, cfg.protocol.ratios)
         x = augment.random_erasing(x, self.generator, cfg.random_erasing)
-        return self._to_float((x * 255).round().to(torch.uint8)), self.data.train_pids[idx].to(self.device)
+        return self._to_float((x * 255).round().to(torch.uint8)), self.data.train_pids[idx].to(
+            self.device
+        )
 
-    def sr_batch(self, generator: torch.Generator | None = None,
-                 ratio_sampler: TrainRatioSampler | None = None, pool: Tensor | None = None) -> TrainBatch:
+    def sr_batch(
+        self,
+        generator: torch.Generator | None = None,
+        ratio_sampler: TrainRatioSampler | None = None,
+        pool: Tensor | None = None,
+    ) -> TrainBatch:
         """HR training images and their LR versions, made as the protocol makes LR queries.
 
         ``pool``: the training images to draw from (all of them when ``None``).
         """
         generator = generator or self.generator
         if pool is None:
-            idx = torch.randint(len(self.data.train_pids), (self.config.batch_size,), generator=generator)
+            idx = torch.randint(
+                len(self.data.train_pids), (self.config.batch_size,), generator=generator
+            )
         else:
             idx = pool[torch.randint(len(pool), (self.config.batch_size,), generator=generator)]
         ratio = (ratio_sampler or self.ratio_sampler)()
@@ -284,7 +333,9 @@ class Trainer:
         x_hr = augment.random_flip(x_hr, generator)
         x_hr = self._to_float((x_hr * 255).round().to(torch.uint8))
         x_lr = downsample(x_hr, ratio, self.config.protocol)
-        return TrainBatch(x_lr=x_lr, x_hr=x_hr, pids=self.data.train_pids[idx].to(self.device), ratio=ratio)
+        return TrainBatch(
+            x_lr=x_lr, x_hr=x_hr, pids=self.data.train_pids[idx].to(self.device), ratio=ratio
+        )
 
     # -- stages ------------------------------------------------------------------
     def _autocast(self):
@@ -294,10 +345,14 @@ class Trainer:
 
     def reid_loss(self, x: Tensor, pids: Tensor) -> dict[str, Tensor]:
         logits, feats = self.models["reid"](x)
-        terms = {"ce": F.cross_entropy(logits.float(), pids, label_smoothing=self.config.label_smooth)}
+        terms = {
+            "ce": F.cross_entropy(logits.float(), pids, label_smoothing=self.config.label_smooth)
+        }
         if self.config.triplet:
             if self._triplet is None:
-                with warnings.catch_warnings():  # torchreid's Cython-evaluator notice: not ours to use
+                with (
+                    warnings.catch_warnings()
+                ):  # torchreid's Cython-evaluator notice: not ours to use
                     warnings.filterwarnings("ignore", message="Cython evaluation")
                     from torchreid.reid.losses import TripletLoss
 
@@ -320,7 +375,10 @@ class Trainer:
 
     def _save_stage0(self) -> None:
         if is_main() and self.stage0_cache is not None and not self.stage0_cache.is_file():
-            atomic_torch_save({"reid": self.models["reid"].state_dict(), "rng": rng_state(self.generator)}, self.stage0_cache)
+            atomic_torch_save(
+                {"reid": self.models["reid"].state_dict(), "rng": rng_state(self.generator)},
+                self.stage0_cache,
+            )
 
     def train_reid(self) -> None:
         if self._load_stage0():
@@ -358,7 +416,9 @@ class Trainer:
         if path is None or self.iteration != 0 or not path.is_file():
             return False
         self.models["G"].load_state_dict(safe_load(path)["G"])
-        self.log({"stage": "warmup", "iteration": self.config.sr_warmup_iters, "warmup_cache": str(path)})
+        self.log(
+            {"stage": "warmup", "iteration": self.config.sr_warmup_iters, "warmup_cache": str(path)}
+        )
         self.stage, self.iteration = "critic", 0
         self.checkpoint()
         return True
@@ -418,15 +478,25 @@ class Trainer:
     def _save_critic(self) -> None:
         if is_main() and self.critic_cache is not None and not self.critic_cache.is_file():
             optimizers = self.runner.state_dict()
-            atomic_torch_save({
-                "models": {name: self.models[name].state_dict() for name in self._critic_names()},
-                "optimizers": {step.name: optimizers[step.name] for step in self.critic_steps},
-            }, self.critic_cache)
+            atomic_torch_save(
+                {
+                    "models": {
+                        name: self.models[name].state_dict() for name in self._critic_names()
+                    },
+                    "optimizers": {step.name: optimizers[step.name] for step in self.critic_steps},
+                },
+                self.critic_cache,
+            )
 
     def train_critic(self) -> None:
         """The schedule's steps that do not train G, with G frozen, before G sees their terms."""
         cfg = self.config
-        if self.critic_iters == 0 or not self.critic_steps or cfg.sr_iters == 0 or self._load_critic():
+        if (
+            self.critic_iters == 0
+            or not self.critic_steps
+            or cfg.sr_iters == 0
+            or self._load_critic()
+        ):
             self.stage, self.iteration = "sr", 0
             return
         for module in self.models.values():
@@ -475,8 +545,12 @@ class Trainer:
         try:
             with torch.no_grad(), buffers_restored(self.models.values()), self._autocast():
                 for ratio in ratios:
-                    batch = TrainBatch(x_lr=downsample(x_hr, ratio, self.config.protocol), x_hr=x_hr,
-                                       pids=pids, ratio=ratio)
+                    batch = TrainBatch(
+                        x_lr=downsample(x_hr, ratio, self.config.protocol),
+                        x_hr=x_hr,
+                        pids=pids,
+                        ratio=ratio,
+                    )
                     ctx = StepContext(batch, self.models, self.config)
                     generator = self.models[GENERATOR]
                     with inference_mode_layers(generator):
@@ -507,7 +581,9 @@ class Trainer:
             bar.update(1)
             diagnostics = None
             if logged and is_main():
-                diagnostics = {f"diag/{k}": round(float(v), 5) for k, v in self.runner.diagnostics.items()}
+                diagnostics = {
+                    f"diag/{k}": round(float(v), 5) for k, v in self.runner.diagnostics.items()
+                }
                 diagnostics.update(self.probe())
             self._after_iteration(terms, bar, diagnostics)
         bar.close()
@@ -541,7 +617,14 @@ class Trainer:
         if iteration < 0:
             return
         names = [k for k, flag in zip(self._finite_keys, first_terms.tolist(), strict=True) if flag]
-        self.log({"stage": self.stage, "iteration": iteration, "error": "non-finite loss", "terms": names})
+        self.log(
+            {
+                "stage": self.stage,
+                "iteration": iteration,
+                "error": "non-finite loss",
+                "terms": names,
+            }
+        )
         step, _, term = names[0].partition("/")
         raise NumericalError(
             f"loss term {term!r} of step {step!r} first became non-finite at iteration {iteration} "
@@ -555,14 +638,21 @@ class Trainer:
         for name, module in self.models.items():
             tensors = [t for t in module.state_dict().values() if t.is_floating_point()]
             if tensors and not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
-                self.log({"stage": self.stage, "iteration": self.iteration, "error": f"non-finite weights in {name}"})
+                self.log(
+                    {
+                        "stage": self.stage,
+                        "iteration": self.iteration,
+                        "error": f"non-finite weights in {name}",
+                    }
+                )
                 raise NumericalError(
                     f"the weights of {name!r} are not finite at iteration {self.iteration} of stage "
                     f"{self.stage!r}; no checkpoint was written, the last good one is kept in the run folder"
                 )
 
-    def _after_iteration(self, terms: dict[str, Tensor], bar: Any,
-                         diagnostics: dict[str, float] | None = None) -> None:
+    def _after_iteration(
+        self, terms: dict[str, Tensor], bar: Any, diagnostics: dict[str, float] | None = None
+    ) -> None:
         cfg = self.config
         ckpt_now = bool(cfg.ckpt_every) and self.iteration % cfg.ckpt_every == 0
         log_now = self.iteration % cfg.log_every == 0 or self.iteration == 1
@@ -570,9 +660,18 @@ class Trainer:
         if log_now or ckpt_now:  # the only host syncs in the loop; never checkpoint a NaN
             self.flush_finite()
             values = {k: round(float(v), 5) for k, v in terms.items()}
-            bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in values.items()}, refresh=False)
-            self.log({"stage": self.stage, "iteration": self.iteration, "time": time.time(), **values,
-                      **(diagnostics or {})})
+            bar.set_postfix(
+                {k.split("/")[-1]: f"{v:.3f}" for k, v in values.items()}, refresh=False
+            )
+            self.log(
+                {
+                    "stage": self.stage,
+                    "iteration": self.iteration,
+                    "time": time.time(),
+                    **values,
+                    **(diagnostics or {}),
+                }
+            )
         if ckpt_now:
             self.checkpoint()
 

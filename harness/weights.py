@@ -143,11 +143,15 @@ def load_reid_weights(model: nn.Module, path: str | Path, partial: bool = False)
     if (missing or unexpected) and not partial:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} of the model's {len(target)} tensors are not in the file "
-                         f"(e.g. {', '.join(missing[:3])})")
+            parts.append(
+                f"{len(missing)} of the model's {len(target)} tensors are not in the file "
+                f"(e.g. {', '.join(missing[:3])})"
+            )
         if unexpected:
-            parts.append(f"{len(unexpected)} tensors of the file have no place in the model "
-                         f"(e.g. {', '.join(unexpected[:3])})")
+            parts.append(
+                f"{len(unexpected)} tensors of the file have no place in the model "
+                f"(e.g. {', '.join(unexpected[:3])})"
+            )
         raise HarnessError(
             f"{path} does not cover this re-id model: {'; '.join(parts)}. Weights of another "
             "architecture? Pass --partial-weights to load the matching part on purpose"

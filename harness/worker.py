@@ -21,13 +21,24 @@ from harness.launch import RunJob
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m harness.worker JOB_JSON (written by harness bench's launchers)", file=sys.stderr)
+        print(
+            "usage: python -m harness.worker JOB_JSON (written by harness bench's launchers)",
+            file=sys.stderr,
+        )
         return 2
     job = RunJob.from_json(argv[0])
     torch.set_num_threads(job.threads)
     try:
-        run_row(dict(job.settings), job.run_dir, job.label, job.paper, job.query, bench=job.bench,
-                out_dir=Path(job.out_dir), echo=lambda message: print(message, flush=True))
+        run_row(
+            dict(job.settings),
+            job.run_dir,
+            job.label,
+            job.paper,
+            job.query,
+            bench=job.bench,
+            out_dir=Path(job.out_dir),
+            echo=lambda message: print(message, flush=True),
+        )
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2

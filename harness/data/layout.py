@@ -144,7 +144,12 @@ def split_ids(ids: Sequence[int], num_test: int, seed: int, split: int, tag: int
 
 
 def half_split(
-    by_camera: Sequence[Mapping[int, list[str]]], dataset: str, where: Path, seed: int, split: int, tag: int
+    by_camera: Sequence[Mapping[int, list[str]]],
+    dataset: str,
+    where: Path,
+    seed: int,
+    split: int,
+    tag: int,
 ) -> tuple[list[int], list[int]]:
     """Ids seen by every camera, and the seeded half of them that is the test set.
 
@@ -201,7 +206,11 @@ def read_market_style(
     for folder in SPLIT_FOLDERS:
         records = []
         for path, (pid, cam) in parse_names(
-            image_files(base / folder, dataset, expected), MARKET_NAME, base / folder, dataset, expected
+            image_files(base / folder, dataset, expected),
+            MARKET_NAME,
+            base / folder,
+            dataset,
+            expected,
         ):
             if cam < 1:
                 raise DatasetError(f"{dataset}: camera numbers start at 1, got c{cam} in {path}")
@@ -233,7 +242,18 @@ def read_market_style(
 
 
 __all__ = [
-    "IMAGE_EXTENSIONS", "MARKET_NAME", "SPLIT_FOLDERS", "check_nonempty", "find_layout",
-    "SPLIT_OPTION", "half_split", "image_files", "listing", "parse_names", "read_market_style", "relabel", "require_root",
+    "IMAGE_EXTENSIONS",
+    "MARKET_NAME",
+    "SPLIT_FOLDERS",
+    "check_nonempty",
+    "find_layout",
+    "SPLIT_OPTION",
+    "half_split",
+    "image_files",
+    "listing",
+    "parse_names",
+    "read_market_style",
+    "relabel",
+    "require_root",
     "split_ids",
 ]

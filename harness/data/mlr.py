@@ -46,7 +46,9 @@ def lr_size(hr_size: tuple[int, int], ratio: float) -> tuple[int, int]:
     return (max(1, round(h / ratio)), max(1, round(w / ratio)))
 
 
-def resize(x: Tensor, size: tuple[int, int], kernel: str = "bicubic", antialias: bool = True) -> Tensor:
+def resize(
+    x: Tensor, size: tuple[int, int], kernel: str = "bicubic", antialias: bool = True
+) -> Tensor:
     """Resize a float batch; antialiasing only applies where torch supports it."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
@@ -88,11 +90,12 @@ class MLRSplit:
             "num_train_ids": len({r.pid for r in self.train}),
             "num_query": len(self.query),
             "num_gallery": len(self.gallery),
-            "query_ratio_counts": {_ratio_key(float(r)): int(c) for r, c in zip(ratios, counts, strict=True)},
+            "query_ratio_counts": {
+                _ratio_key(float(r)): int(c) for r, c in zip(ratios, counts, strict=True)
+            },
             "single_gallery_shot": self.single_gallery_shot,
             "native_lr": self.native_lr,
         }
-
 
     def listing(self, root: str | None = None, hr_size: tuple[int, int] | None = None) -> dict:
         """Every image of the split by file (relative to ``root``), with its id, camera and,
@@ -123,9 +126,14 @@ class MLRSplit:
             "query_columns": ["image", "pid", "camid", "ratio", "lr_size"],
             "hr_size": list(hr_size) if hr_size else None,
             "train_ids": sorted({int(r.pid) for r in self.train}),
-            "test_ids": sorted({int(r.pid) for r in self.query} | {int(r.pid) for r in self.gallery}),
+            "test_ids": sorted(
+                {int(r.pid) for r in self.query} | {int(r.pid) for r in self.gallery}
+            ),
             "train": rows(self.train),
-            "query": [query_row(row, ratio) for row, ratio in zip(rows(self.query), self.query_ratios, strict=True)],
+            "query": [
+                query_row(row, ratio)
+                for row, ratio in zip(rows(self.query), self.query_ratios, strict=True)
+            ],
             "gallery": rows(self.gallery),
         }
 
@@ -153,7 +161,9 @@ def build_mlr(
     hr_height: int | None = None,
 ) -> MLRSplit:
     """Apply the protocol to a dataset: pick LR queries and give each a ratio."""
-    lr_cameras = protocol.lr_cameras if protocol.lr_cameras is not None else dataset.default_lr_cameras
+    lr_cameras = (
+        protocol.lr_cameras if protocol.lr_cameras is not None else dataset.default_lr_cameras
+    )
     query_cams = sorted({r.camid for r in dataset.query})
     query = [r for r in dataset.query if r.camid in set(lr_cameras)]
     if not query:
@@ -164,7 +174,11 @@ def build_mlr(
     if not dataset.gallery:
         raise DatasetError(f"dataset {dataset.name!r} has an empty gallery")
     if dataset.native_lr and native_query_heights is not None and hr_height:
-        ratios = [_nearest(hr_height / max(1, h), protocol.ratios) for h, r in zip(native_query_heights, dataset.query, strict=True) if r.camid in set(lr_cameras)]
+        ratios = [
+            _nearest(hr_height / max(1, h), protocol.ratios)
+            for h, r in zip(native_query_heights, dataset.query, strict=True)
+            if r.camid in set(lr_cameras)
+        ]
     else:
         ratios = draw_query_ratios(len(query), protocol)
     gallery_pids = {r.pid for r in dataset.gallery}

@@ -53,16 +53,22 @@ def check_destination(src: Path, out: Path) -> None:
     """
     source, target = src.resolve(), out.resolve()
     if target == source or source in target.parents:
-        raise DatasetError(f"{out} is inside the source folder {src} (resolved: {target}); the harness "
-                           "never writes into a dataset: write the pack outside it")
+        raise DatasetError(
+            f"{out} is inside the source folder {src} (resolved: {target}); the harness "
+            "never writes into a dataset: write the pack outside it"
+        )
     if target in source.parents:
-        raise DatasetError(f"{out} holds the source folder {src}; replacing it would delete the "
-                           "source: write the pack elsewhere")
+        raise DatasetError(
+            f"{out} holds the source folder {src}; replacing it would delete the "
+            "source: write the pack elsewhere"
+        )
     if out.is_symlink() or out.exists():
         empty = out.is_dir() and not out.is_symlink() and not any(out.iterdir())
         if not empty and _earlier_pack_source(out) != str(source):
-            raise DatasetError(f"{out} exists and is not an earlier pack of {src}: nothing was changed; "
-                               "choose a new output path, or remove it yourself if it is not needed")
+            raise DatasetError(
+                f"{out} exists and is not an earlier pack of {src}: nothing was changed; "
+                "choose a new output path, or remove it yourself if it is not needed"
+            )
 
 
 @dataclass
@@ -122,12 +128,15 @@ def pack_dataset(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
     if (tmp.is_symlink() or tmp.exists()) and _earlier_pack_source(tmp) != str(src.resolve()):
-        raise DatasetError(f"{tmp} exists and is not an unfinished pack of {src}; remove it or choose "
-                           "another output")
+        raise DatasetError(
+            f"{tmp} exists and is not an unfinished pack of {src}; remove it or choose "
+            "another output"
+        )
     _remove(tmp)  # a pack an earlier, interrupted call left unfinished
     images = others = 0
-    marker = json.dumps({"source": str(src.resolve()), "size": list(size), "quality": quality},
-                        sort_keys=True).encode()
+    marker = json.dumps(
+        {"source": str(src.resolve()), "size": list(size), "quality": quality}, sort_keys=True
+    ).encode()
     archive = tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) if as_tar else None
     if archive is not None:
         info = tarfile.TarInfo(MARKER)
@@ -165,7 +174,11 @@ def pack_dataset(
     if out.exists():
         _remove(out)
     os.replace(tmp, out)  # the copy appears whole or not at all
-    written = out.stat().st_size if as_tar else sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    written = (
+        out.stat().st_size
+        if as_tar
+        else sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    )
     return PackSummary(images=images, other_files=others, bytes_written=written, out=out)
 
 

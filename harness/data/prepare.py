@@ -86,7 +86,9 @@ def prepare_data(config: RunConfig, registry: Registry) -> PreparedData:
         # nearest configured ratio (the images were loaded at HR size, so the
         # evaluator's downsampling brings them back to about their native size).
         heights = [int(query.sizes[j][0]) for j in range(len(query.keep))]
-        ratios = [min(split_ratios(config), key=lambda r: abs(r - size[0] / max(1, h))) for h in heights]
+        ratios = [
+            min(split_ratios(config), key=lambda r: abs(r - size[0] / max(1, h))) for h in heights
+        ]
         split.query_ratios = [0.0] * len(split.query)
         for j, i in enumerate(query.keep):
             split.query_ratios[i] = ratios[j]

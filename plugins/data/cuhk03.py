@@ -122,7 +122,11 @@ def harness_register_datasets(registry) -> None:
         "cuhk03",
         _np,
         "CUHK03-NP new protocol, folder form (cuhk03-np/{labeled,detected}/...)",
-        options={"cuhk03_subset": Option("labeled", "labeled or detected boxes", choices=("labeled", "detected"))},
+        options={
+            "cuhk03_subset": Option(
+                "labeled", "labeled or detected boxes", choices=("labeled", "detected")
+            )
+        },
     )
     registry.add(
         "cuhk03-partial",

@@ -553,12 +553,19 @@ NATIVE_SIZE = (128, 64)
 
 #: Declared once, with the size each preset wants (a 2-core CPU run, a GPU run, a test).
 SYNTH_OPTIONS: dict[str, Option] = {
-    "synth_train_ids": Option(64, "training identities", presets={"smoke": 8, "cpu": 100, "paper": 500}, min=2),
-    "synth_test_ids": Option(64, "test identities (query + gallery)",
-                             presets={"smoke": 6, "cpu": 100, "paper": 500}, min=1),
+    "synth_train_ids": Option(
+        64, "training identities", presets={"smoke": 8, "cpu": 100, "paper": 500}, min=2
+    ),
+    "synth_test_ids": Option(
+        64,
+        "test identities (query + gallery)",
+        presets={"smoke": 6, "cpu": 100, "paper": 500},
+        min=1,
+    ),
     "synth_cameras": Option(4, "cameras (>= 2); camera 0 gives the LR queries", min=2),
-    "synth_images_per_camera": Option(4, "images per identity per camera",
-                                      presets={"smoke": 2, "cpu": 4, "paper": 6}, min=1),
+    "synth_images_per_camera": Option(
+        4, "images per identity per camera", presets={"smoke": 2, "cpu": 4, "paper": 6}, min=1
+    ),
     "synth_seed": Option(0, "generator seed, combined with the run's seed", min=0),
 }
 

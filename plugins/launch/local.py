@@ -25,17 +25,24 @@ def gpu_slots(visible: str | None, count: int, per_run: int) -> list[str]:
     Honours the caller's own ``CUDA_VISIBLE_DEVICES`` (the GPUs this machine lends us);
     GPUs left over after whole slots are unused.
     """
-    ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else [str(i) for i in range(count)]
+    ids = (
+        [v.strip() for v in visible.split(",") if v.strip()]
+        if visible
+        else [str(i) for i in range(count)]
+    )
     per_run = max(1, per_run)
-    return [",".join(ids[i:i + per_run]) for i in range(0, len(ids) - per_run + 1, per_run)]
+    return [",".join(ids[i : i + per_run]) for i in range(0, len(ids) - per_run + 1, per_run)]
 
 
 class LocalLauncher:
     def __init__(self, settings: LaunchSettings):
         slots: list[str] = []
         if settings.gpus > 0:
-            slots = gpu_slots(os.environ.get("CUDA_VISIBLE_DEVICES"), torch.cuda.device_count(),
-                              int(round(settings.gpus)))
+            slots = gpu_slots(
+                os.environ.get("CUDA_VISIBLE_DEVICES"),
+                torch.cuda.device_count(),
+                int(round(settings.gpus)),
+            )
         workers = settings.jobs or 1
         if slots:
             workers = min(workers, len(slots))
@@ -78,5 +85,8 @@ class LocalLauncher:
 
 @hookimpl
 def harness_register_launchers(registry) -> None:
-    registry.add("local", LocalLauncher,
-                 "runs on this machine, --jobs at once (one GPU each with GPUs), each its own process")
+    registry.add(
+        "local",
+        LocalLauncher,
+        "runs on this machine, --jobs at once (one GPU each with GPUs), each its own process",
+    )

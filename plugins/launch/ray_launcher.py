@@ -27,25 +27,38 @@ class RayLauncher:
         try:
             import ray  # optional and heavy: only a bench that chose this launcher needs it
         except ImportError as exc:
-            raise HarnessError("the ray launcher needs Ray: pip install 'crossres-harness[ray]' "
-                               "(or pip install 'ray>=2.9')") from exc
+            raise HarnessError(
+                "the ray launcher needs Ray: pip install 'crossres-harness[ray]' "
+                "(or pip install 'ray>=2.9')"
+            ) from exc
         self.ray = ray
         self.owned = False
         address = settings.options.get("address") or None
         if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"address": address} if address else {
-                # a local cluster sized to the runs asked for, so Ray runs --jobs of them at once
-                "num_cpus": settings.threads * settings.jobs if settings.jobs else None,
-            }
+            kwargs: dict[str, Any] = (
+                {"address": address}
+                if address
+                else {
+                    # a local cluster sized to the runs asked for, so Ray runs --jobs of them at once
+                    "num_cpus": settings.threads * settings.jobs if settings.jobs else None,
+                }
+            )
             try:
-                ray.init(**{k: v for k, v in kwargs.items() if v is not None}, include_dashboard=False,
-                         log_to_driver=False, logging_level="ERROR",
-                         runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}})
+                ray.init(
+                    **{k: v for k, v in kwargs.items() if v is not None},
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    logging_level="ERROR",
+                    runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}},
+                )
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise HarnessError(f"cannot start or reach a Ray cluster ({address or 'local'}): {exc}") from exc
+                raise HarnessError(
+                    f"cannot start or reach a Ray cluster ({address or 'local'}): {exc}"
+                ) from exc
             self.owned = True
-        self.remote = ray.remote(_task).options(num_cpus=settings.threads, num_gpus=settings.gpus,
-                                                max_retries=0)
+        self.remote = ray.remote(_task).options(
+            num_cpus=settings.threads, num_gpus=settings.gpus, max_retries=0
+        )
         self.refs: list[Any] = []
 
     def submit(self, job: RunJob) -> Future[JobOutcome]:
@@ -66,6 +79,13 @@ class RayLauncher:
 
 @hookimpl
 def harness_register_launchers(registry) -> None:
-    registry.add("ray", RayLauncher, "each run a Ray task with its CPU/GPU request (existing or local cluster)",
-                 options={"address": Option("", "Ray cluster address (auto, ray://host:10001); empty: "
-                                                 "start a local one")})
+    registry.add(
+        "ray",
+        RayLauncher,
+        "each run a Ray task with its CPU/GPU request (existing or local cluster)",
+        options={
+            "address": Option(
+                "", "Ray cluster address (auto, ray://host:10001); empty: start a local one"
+            )
+        },
+    )

@@ -21,18 +21,27 @@ class SlurmLauncher:
         try:
             import submitit  # optional: only a bench that chose this launcher needs it
         except ImportError as exc:
-            raise HarnessError("the slurm launcher needs submitit: pip install 'crossres-harness[slurm]' "
-                               "(or pip install 'submitit>=1.5')") from exc
+            raise HarnessError(
+                "the slurm launcher needs submitit: pip install 'crossres-harness[slurm]' "
+                "(or pip install 'submitit>=1.5')"
+            ) from exc
         opts = settings.options
         folder = settings.out_dir / ".submitit" / "%j"
         try:
             self.executor = submitit.AutoExecutor(folder=folder, cluster=opts["cluster"])
         except Exception as exc:
-            raise HarnessError(f"cannot use submitit's {opts['cluster']!r} executor: {exc}; "
-                               "-L cluster=local runs the same jobs as local processes") from exc
-        params: dict[str, Any] = {"timeout_min": int(opts["time_min"]), "cpus_per_task": settings.threads,
-                                  "gpus_per_node": int(round(settings.gpus)), "tasks_per_node": 1,
-                                  "nodes": 1, "name": "harness-bench"}
+            raise HarnessError(
+                f"cannot use submitit's {opts['cluster']!r} executor: {exc}; "
+                "-L cluster=local runs the same jobs as local processes"
+            ) from exc
+        params: dict[str, Any] = {
+            "timeout_min": int(opts["time_min"]),
+            "cpus_per_task": settings.threads,
+            "gpus_per_node": int(round(settings.gpus)),
+            "tasks_per_node": 1,
+            "nodes": 1,
+            "name": "harness-bench",
+        }
         if opts["mem_gb"]:
             params["mem_gb"] = opts["mem_gb"]
         if opts["partition"]:
@@ -41,8 +50,9 @@ class SlurmLauncher:
             params["slurm_account"] = opts["account"]
         self.executor.update_parameters(**params)
         # submitit jobs are polled, not futures: one waiting thread per job in flight
-        self.waiters = ThreadPoolExecutor(max_workers=max(1, settings.jobs or 64),
-                                          thread_name_prefix="harness-slurm")
+        self.waiters = ThreadPoolExecutor(
+            max_workers=max(1, settings.jobs or 64), thread_name_prefix="harness-slurm"
+        )
         self.jobs: list[Any] = []
 
     def submit(self, job: RunJob) -> Future[JobOutcome]:
@@ -62,13 +72,20 @@ class SlurmLauncher:
 
 @hookimpl
 def harness_register_launchers(registry) -> None:
-    registry.add("slurm", SlurmLauncher, "each run a Slurm job through submitit (-L cluster=local: local processes)",
-                 options={
-                     "partition": Option("", "Slurm partition (empty: the cluster's default)"),
-                     "time_min": Option(240, "time limit of each job, in minutes", min=1),
-                     "mem_gb": Option(0, "memory per job in GB (0: the partition's default)", min=0),
-                     "account": Option("", "Slurm account to charge (empty: your default)"),
-                     "cluster": Option("slurm", "submitit executor: slurm, or local (same jobs as local "
-                                                "processes), or debug (in this process)",
-                                       choices=("slurm", "local", "debug")),
-                 })
+    registry.add(
+        "slurm",
+        SlurmLauncher,
+        "each run a Slurm job through submitit (-L cluster=local: local processes)",
+        options={
+            "partition": Option("", "Slurm partition (empty: the cluster's default)"),
+            "time_min": Option(240, "time limit of each job, in minutes", min=1),
+            "mem_gb": Option(0, "memory per job in GB (0: the partition's default)", min=0),
+            "account": Option("", "Slurm account to charge (empty: your default)"),
+            "cluster": Option(
+                "slurm",
+                "submitit executor: slurm, or local (same jobs as local "
+                "processes), or debug (in this process)",
+                choices=("slurm", "local", "debug"),
+            ),
+        },
+    )

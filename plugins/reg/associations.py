@@ -46,7 +46,9 @@ from .mlp import EncoderDecoder, mlp
 COMMON_SPACE_OPTIONS: dict[str, Option] = {
     **ASSOCIATION_OPTIONS,
     "cs_var": Option(1.0, "collapse guard: weight of the per-dim std hinge on z (VICReg)", min=0.0),
-    "cs_cov": Option(0.04, "collapse guard: weight of the off-diagonal covariance of z (VICReg)", min=0.0),
+    "cs_cov": Option(
+        0.04, "collapse guard: weight of the off-diagonal covariance of z (VICReg)", min=0.0
+    ),
 }
 
 

@@ -90,11 +90,22 @@ class CsrGanRegulariser(Regulariser):
     def schedule(self, config: RunConfig) -> list[Step]:
         o = self.opts
         return [
-            Step("D", ("D", "D_mid"), discriminators_loss, lr={"D": o["lr_D"], "D_mid": o["lr_D"]},
-                 betas=DISCRIMINATOR_BETAS),
-            generator_step(config, pixel(), Term("mse_mid", o["lambda_mid"], mid_pixel),
-                           adversarial(o["lambda_g"]), Term("gan_mid", o["lambda_g"], mid_adversarial),
-                           joint_identity_terms(o["lambda_c"]), trainable=("G", "reid")),
+            Step(
+                "D",
+                ("D", "D_mid"),
+                discriminators_loss,
+                lr={"D": o["lr_D"], "D_mid": o["lr_D"]},
+                betas=DISCRIMINATOR_BETAS,
+            ),
+            generator_step(
+                config,
+                pixel(),
+                Term("mse_mid", o["lambda_mid"], mid_pixel),
+                adversarial(o["lambda_g"]),
+                Term("gan_mid", o["lambda_g"], mid_adversarial),
+                joint_identity_terms(o["lambda_c"]),
+                trainable=("G", "reid"),
+            ),
         ]
 
     def probe(self, ctx: StepContext) -> dict[str, float]:

@@ -146,8 +146,12 @@ class IntactRegulariser(Regulariser):
             # (2) phi (and sigma) with L_intact-e on real HR; re-id and D frozen
             self.critic.step(o["lr_phi"]),
             # (3) G with L_sr + lambda_a * L_dis; D and the critic frozen
-            generator_step(config, *sr_terms(o["lambda_c"]), adversarial(o["lambda_g"]),
-                           self.critic.term(o["lambda_a"])),
+            generator_step(
+                config,
+                *sr_terms(o["lambda_c"]),
+                adversarial(o["lambda_g"]),
+                self.critic.term(o["lambda_a"]),
+            ),
         ]
 
     def critic_warmup_iters(self, config: RunConfig) -> int:

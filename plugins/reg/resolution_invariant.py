@@ -52,14 +52,18 @@ from .mlp import mlp
 
 INVARIANT_OPTIONS: dict[str, Option] = {
     "lambda_adv": Option(
-        0.1, "weight of the feature-level adversarial loss (LR features made to pass for HR ones)",
+        0.1,
+        "weight of the feature-level adversarial loss (LR features made to pass for HR ones)",
         min=0.0,
     ),
     "lambda_rec": Option(
-        10.0, "weight of the decoder's reconstruction loss (per-element MSE, about 1e-2 at start)",
+        10.0,
+        "weight of the decoder's reconstruction loss (per-element MSE, about 1e-2 at start)",
         min=0.0,
     ),
-    "lr_Df": Option(1e-4, "learning rate of the feature discriminator", min=0.0, exclusive_min=True),
+    "lr_Df": Option(
+        1e-4, "learning rate of the feature discriminator", min=0.0, exclusive_min=True
+    ),
     "df_hidden": Option(256, "hidden width of the feature discriminator", min=1),
 }
 
@@ -84,9 +88,11 @@ class FeatureDecoder(nn.Module):
         self.channels = channels
         self.project = nn.Linear(feature_dim, channels * self.grid[0] * self.grid[1])
         self.body = nn.Sequential(
-            nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(channels, channels, 3, padding=1),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(channels, channels, 3, padding=1),
             nn.LeakyReLU(0.2),
-            nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(channels, 3, 3, padding=1),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(channels, 3, 3, padding=1),
         )
 
     def forward(self, f: Tensor) -> Tensor:
@@ -152,8 +158,8 @@ class RainRegulariser(Regulariser):
             "id_hr": identity_ce(logits[:n], ctx.batch.pids, smooth),
             "id_lr": identity_ce(logits[n:], ctx.batch.pids, smooth),
             "adv": o["lambda_adv"] * gan_g_loss(ctx["Df"](f[n:])),
-            "rec": o["lambda_rec"] * F.mse_loss(recovered.float(),
-                                                self.reconstruction_targets(ctx, x_up).float()),
+            "rec": o["lambda_rec"]
+            * F.mse_loss(recovered.float(), self.reconstruction_targets(ctx, x_up).float()),
         }
         return terms, recovered
 
@@ -162,8 +168,12 @@ class RainRegulariser(Regulariser):
             # (1) the feature-level resolution discriminator
             Step("Df", ("Df",), feature_disc_loss, lr={"Df": self.opts["lr_Df"]}),
             # (2) the re-id model (the encoder) and the decoder against it
-            Step("reid", ("reid", "dec"), self.encoder_terms,
-                 weight_decay={"reid": config.weight_decay}),
+            Step(
+                "reid",
+                ("reid", "dec"),
+                self.encoder_terms,
+                weight_decay={"reid": config.weight_decay},
+            ),
         ]
 
     def probe(self, ctx: StepContext) -> dict[str, float]:
@@ -186,12 +196,14 @@ class CadRegulariser(RainRegulariser):
 
     def encoder_terms(self, ctx: StepContext) -> dict[str, Tensor]:
         terms, recovered = self.encoder_pass(ctx)
-        recovered_lr = recovered[len(ctx.batch.x_hr):]
+        recovered_lr = recovered[len(ctx.batch.x_hr) :]
         o = self.opts
         logit, _ = ctx["D"](recovered_lr)
         terms["gan"] = o["lambda_g"] * gan_g_loss(logit)
         logits, _ = ctx["reid"](recovered_lr)
-        terms["id_rec"] = o["lambda_cid"] * identity_ce(logits, ctx.batch.pids, ctx.config.label_smooth)
+        terms["id_rec"] = o["lambda_cid"] * identity_ce(
+            logits, ctx.batch.pids, ctx.config.label_smooth
+        )
         return terms
 
     def recovered_disc_loss(self, ctx: StepContext) -> dict[str, Tensor]:
@@ -204,8 +216,13 @@ class CadRegulariser(RainRegulariser):
 
     def schedule(self, config: RunConfig) -> list[Step]:
         feature_step, encoder_step = super().schedule(config)
-        image_step = Step("D", ("D",), self.recovered_disc_loss, lr={"D": self.opts["lr_D"]},
-                          betas=DISCRIMINATOR_BETAS)
+        image_step = Step(
+            "D",
+            ("D",),
+            self.recovered_disc_loss,
+            lr={"D": self.opts["lr_D"]},
+            betas=DISCRIMINATOR_BETAS,
+        )
         return [feature_step, image_step, encoder_step]
 
 

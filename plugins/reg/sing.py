@@ -34,8 +34,10 @@ def joint_identity_terms(lambda_c: float):
         x_sr = scale_gradient(ctx.sr(), lambda_c)
         logits, _ = ctx["reid"](torch.cat([x_sr, ctx.batch.x_hr.to(x_sr.dtype)]))
         n, smooth = len(x_sr), ctx.config.label_smooth
-        return {"id_sr": identity_ce(logits[:n], ctx.batch.pids, smooth),
-                "id_hr": identity_ce(logits[n:], ctx.batch.pids, smooth)}
+        return {
+            "id_sr": identity_ce(logits[:n], ctx.batch.pids, smooth),
+            "id_hr": identity_ce(logits[n:], ctx.batch.pids, smooth),
+        }
 
     return terms
 
@@ -47,8 +49,14 @@ class SingRegulariser(Regulariser):
     options: ClassVar[dict[str, Option]] = SR_OPTIONS
 
     def schedule(self, config: RunConfig) -> list[Step]:
-        return [generator_step(config, pixel(), joint_identity_terms(self.opts["lambda_c"]),
-                               trainable=("G", "reid"))]
+        return [
+            generator_step(
+                config,
+                pixel(),
+                joint_identity_terms(self.opts["lambda_c"]),
+                trainable=("G", "reid"),
+            )
+        ]
 
 
 @hookimpl

@@ -106,6 +106,7 @@ def harness_register_reid(registry) -> None:
     for name, summary in NAMED.items():
         registry.add(name, torchreid_factory(name), summary)
     registry.add_resolver(
-        resolve, "torchreid.<name> for any torchreid model (e.g. torchreid.resnet50)",
+        resolve,
+        "torchreid.<name> for any torchreid model (e.g. torchreid.resnet50)",
         names=lambda: [f"torchreid.{n}" for n in available_names()],
     )

@@ -23,10 +23,15 @@ from harness import Option, RunConfig, hookimpl, read_options
 from .srresnet import SRResNet
 
 CASCADE_OPTIONS = {
-    "csr_blocks": Option(4, "residual blocks in each stage of the cascade",
-                         presets={"smoke": 1, "cpu": 3, "paper": 8}, min=1),
-    "csr_channels": Option(64, "feature channels of each stage",
-                           presets={"smoke": 16, "cpu": 32, "paper": 64}, min=1),
+    "csr_blocks": Option(
+        4,
+        "residual blocks in each stage of the cascade",
+        presets={"smoke": 1, "cpu": 3, "paper": 8},
+        min=1,
+    ),
+    "csr_channels": Option(
+        64, "feature channels of each stage", presets={"smoke": 16, "cpu": 32, "paper": 64}, min=1
+    ),
 }
 
 
@@ -34,8 +39,9 @@ def stage_sizes(in_size: tuple[int, int], out_size: tuple[int, int]) -> list[tup
     """The output size of each stage: doubling until the next doubling would pass ``out_size``."""
     ratio = max(o / i for i, o in zip(in_size, out_size, strict=True))
     stages = max(1, math.ceil(math.log2(ratio) - 1e-6))
-    sizes = [(min(i * 2**k, o) for i, o in zip(in_size, out_size, strict=True))
-             for k in range(1, stages)]
+    sizes = [
+        (min(i * 2**k, o) for i, o in zip(in_size, out_size, strict=True)) for k in range(1, stages)
+    ]
     return [tuple(s) for s in sizes] + [tuple(out_size)]  # type: ignore[misc]
 
 
@@ -50,7 +56,7 @@ class CascadeSR(nn.Module):
     def forward(self, x_lr: Tensor, out_size: tuple[int, int]) -> Tensor:
         in_size = (int(x_lr.shape[-2]), int(x_lr.shape[-1]))
         sizes = stage_sizes(in_size, (int(out_size[0]), int(out_size[1])))
-        sizes = sizes[-len(self.stages):]  # more doublings than stages: the last stages go further
+        sizes = sizes[-len(self.stages) :]  # more doublings than stages: the last stages go further
         x, self.last_intermediate = x_lr, None
         for k, size in enumerate(sizes):
             x = self.stages[len(self.stages) - len(sizes) + k](x, size)

@@ -56,7 +56,10 @@ class SRGANDiscriminator(nn.Module):
         if norm not in NORMS:
             raise ValueError(f"disc_norm must be one of {', '.join(NORMS)} (got {norm!r})")
         c = channels
-        layers: list[nn.Module] = [_layer(nn.Conv2d(3, c, 3, padding=1), norm), nn.LeakyReLU(0.2, inplace=True)]
+        layers: list[nn.Module] = [
+            _layer(nn.Conv2d(3, c, 3, padding=1), norm),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
         layers += _stage(c, c, 2, norm)
         widths = [(c, 2 * c), (2 * c, 4 * c), (4 * c, 8 * c)]
         for c_in, c_out in widths:
@@ -75,19 +78,32 @@ class SRGANDiscriminator(nn.Module):
 
 
 DISC_OPTIONS = {
-    "disc_channels": Option(32, "channels of the first conv (doubled every other stage)",
-                            presets={"smoke": 8, "cpu": 16, "paper": 64}, min=1),
-    "disc_feat_dim": Option(256, "dim of the penultimate feature f_d",
-                            presets={"smoke": 32, "cpu": 128, "paper": 256}, min=1),
-    "disc_norm": Option("spectral", "normalisation of D's layers: spectral (f_d varies with the image in "
-                        "every read) or batch (the SRGAN original, the default before spectral)", choices=NORMS),
+    "disc_channels": Option(
+        32,
+        "channels of the first conv (doubled every other stage)",
+        presets={"smoke": 8, "cpu": 16, "paper": 64},
+        min=1,
+    ),
+    "disc_feat_dim": Option(
+        256,
+        "dim of the penultimate feature f_d",
+        presets={"smoke": 32, "cpu": 128, "paper": 256},
+        min=1,
+    ),
+    "disc_norm": Option(
+        "spectral",
+        "normalisation of D's layers: spectral (f_d varies with the image in "
+        "every read) or batch (the SRGAN original, the default before spectral)",
+        choices=NORMS,
+    ),
 }
 
 
 def build_srgan_discriminator(config: RunConfig) -> nn.Module:
     opts = read_options(config, DISC_OPTIONS)
-    return SRGANDiscriminator(channels=opts["disc_channels"], feat_dim=opts["disc_feat_dim"],
-                              norm=opts["disc_norm"])
+    return SRGANDiscriminator(
+        channels=opts["disc_channels"], feat_dim=opts["disc_feat_dim"], norm=opts["disc_norm"]
+    )
 
 
 @hookimpl

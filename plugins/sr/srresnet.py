@@ -118,10 +118,18 @@ class SRResNet(nn.Module):
 
 
 SRGAN_OPTIONS = {
-    "sr_blocks": Option(8, "residual blocks in the generator body",
-                        presets={"smoke": 2, "cpu": 6, "paper": 16}, min=1),
-    "sr_channels": Option(64, "feature channels of the generator",
-                          presets={"smoke": 16, "cpu": 32, "paper": 64}, min=1),
+    "sr_blocks": Option(
+        8,
+        "residual blocks in the generator body",
+        presets={"smoke": 2, "cpu": 6, "paper": 16},
+        min=1,
+    ),
+    "sr_channels": Option(
+        64,
+        "feature channels of the generator",
+        presets={"smoke": 16, "cpu": 32, "paper": 64},
+        min=1,
+    ),
 }
 
 

@@ -57,9 +57,12 @@ ZERO_GATE = 0.01
 #: the scales a zoo model may be built for
 SCALES = (2, 3, 4)
 
-SCALE_OPTION = Option(0, "the model's native upscale factor; 0: the largest configured ratio "
-                      "(rounded up, within 2..4), or the checkpoint's with --sr-weights",
-                      choices=(0, 2, 3, 4))
+SCALE_OPTION = Option(
+    0,
+    "the model's native upscale factor; 0: the largest configured ratio "
+    "(rounded up, within 2..4), or the checkpoint's with --sr-weights",
+    choices=(0, 2, 3, 4),
+)
 
 
 def _sizes(smoke: Any, cpu: Any, paper: Any, help: str, **limits: Any) -> Option:
@@ -105,134 +108,198 @@ def _swin_options(embed: tuple, stages: tuple, depth: tuple, heads: tuple, windo
 
 ZOO: dict[str, ZooEntry] = {
     "esrgan": ZooEntry(
-        "ESRGAN", "ESRGAN", "scale",
+        "ESRGAN",
+        "ESRGAN",
+        "scale",
         "ESRGAN's RRDB net (Wang et al. 2018; also Real-ESRGAN x4plus)",
-        {"num_filters": _sizes(8, 32, 64, "feature channels", min=1),
-         "num_blocks": _sizes(1, 3, 23, "residual-in-residual dense blocks", min=1)},
+        {
+            "num_filters": _sizes(8, 32, 64, "feature channels", min=1),
+            "num_blocks": _sizes(1, 3, 23, "residual-in-residual dense blocks", min=1),
+        },
     ),
     "rcan": ZooEntry(
-        "RCAN", "RCAN", "scale",
+        "RCAN",
+        "RCAN",
+        "scale",
         "RCAN, residual channel attention (Zhang et al. 2018)",
-        {"n_resgroups": _sizes(1, 2, 10, "residual groups", min=1),
-         "n_resblocks": _sizes(1, 4, 20, "channel-attention blocks per group", min=1),
-         "n_feats": _sizes(16, 32, 64, "feature channels", min=1),
-         "reduction": _sizes(4, 8, 16, "channel-attention reduction", min=1)},
+        {
+            "n_resgroups": _sizes(1, 2, 10, "residual groups", min=1),
+            "n_resblocks": _sizes(1, 4, 20, "channel-attention blocks per group", min=1),
+            "n_feats": _sizes(16, 32, 64, "feature channels", min=1),
+            "reduction": _sizes(4, 8, 16, "channel-attention reduction", min=1),
+        },
     ),
     "swinir": ZooEntry(
-        "SwinIR", "SwinIR", "upscale",
+        "SwinIR",
+        "SwinIR",
+        "upscale",
         "SwinIR, Swin transformer SR (Liang et al. 2021), classical pixel-shuffle variant",
         _swin_options((12, 24, 180), (1, 2, 6), (1, 2, 6), (2, 4, 6), (4, 8, 8)),
         fixed={"img_size": 64, "mlp_ratio": 2.0, "upsampler": "pixelshuffle", "img_range": 1.0},
         expand=_stages(),
     ),
     "swin2sr": ZooEntry(
-        "Swin2SR", "Swin2SR", "upscale",
+        "Swin2SR",
+        "Swin2SR",
+        "upscale",
         "Swin2SR, SwinV2 transformer SR (Conde et al. 2022)",
         _swin_options((12, 24, 180), (1, 2, 6), (1, 2, 6), (2, 4, 6), (4, 8, 8)),
         fixed={"img_size": 64, "mlp_ratio": 2.0, "upsampler": "pixelshuffle", "img_range": 1.0},
         expand=_stages(),
     ),
     "hat": ZooEntry(
-        "HAT", "HAT", "upscale",
+        "HAT",
+        "HAT",
+        "upscale",
         "HAT, hybrid attention transformer (Chen et al. 2023)",
-        {**_swin_options((12, 24, 180), (1, 2, 6), (1, 2, 6), (2, 4, 6), (4, 8, 16)),
-         "squeeze_factor": _sizes(4, 8, 30, "channel-attention squeeze", min=1)},
+        {
+            **_swin_options((12, 24, 180), (1, 2, 6), (1, 2, 6), (2, 4, 6), (4, 8, 16)),
+            "squeeze_factor": _sizes(4, 8, 30, "channel-attention squeeze", min=1),
+        },
         fixed={"img_size": 64, "mlp_ratio": 2.0, "upsampler": "pixelshuffle", "img_range": 1.0},
         expand=_stages(),
     ),
     "span": ZooEntry(
-        "SPAN", "SPAN", "upscale",
+        "SPAN",
+        "SPAN",
+        "upscale",
         "SPAN, swift parameter-free attention (Wan et al. 2024, NTIRE 2024 efficient SR winner)",
         {"feature_channels": _sizes(8, 24, 48, "feature channels", min=1)},
         fixed={"num_in_ch": 3, "num_out_ch": 3},
     ),
     "compact": ZooEntry(
-        "Compact", "Compact", "upscale",
+        "Compact",
+        "Compact",
+        "upscale",
         "Real-ESRGAN Compact (SRVGGNet), a plain conv stack with a nearest-neighbour residual",
-        {"num_feat": _sizes(8, 32, 64, "feature channels", min=1),
-         "num_conv": _sizes(2, 8, 16, "conv layers", min=1)},
+        {
+            "num_feat": _sizes(8, 32, 64, "feature channels", min=1),
+            "num_conv": _sizes(2, 8, 16, "conv layers", min=1),
+        },
     ),
     "omnisr": ZooEntry(
-        "OmniSR", "OmniSR", "up_scale",
+        "OmniSR",
+        "OmniSR",
+        "up_scale",
         "Omni-SR, omni self-attention (Wang et al. 2023)",
-        {"num_feat": _sizes(8, 32, 64, "feature channels", min=1),
-         "res_num": _sizes(1, 2, 5, "residual layers", min=1)},
+        {
+            "num_feat": _sizes(8, 32, 64, "feature channels", min=1),
+            "res_num": _sizes(1, 2, 5, "residual layers", min=1),
+        },
     ),
     "safmn": ZooEntry(
-        "SAFMN", "SAFMN", "upscaling_factor",
+        "SAFMN",
+        "SAFMN",
+        "upscaling_factor",
         "SAFMN, spatially-adaptive feature modulation (Sun et al. 2023)",
-        {"dim": _sizes(8, 24, 36, "feature channels", min=1),
-         "n_blocks": _sizes(1, 4, 8, "feature-mixing blocks", min=1)},
+        {
+            "dim": _sizes(8, 24, 36, "feature channels", min=1),
+            "n_blocks": _sizes(1, 4, 8, "feature-mixing blocks", min=1),
+        },
     ),
     "plksr": ZooEntry(
-        "PLKSR", "PLKSR", "upscaling_factor",
+        "PLKSR",
+        "PLKSR",
+        "upscaling_factor",
         "PLKSR, partial large-kernel CNN (Lee et al. 2024)",
-        {"dim": _sizes(16, 32, 64, "feature channels", min=1),
-         "n_blocks": _sizes(1, 6, 28, "blocks", min=1),
-         "kernel_size": _sizes(7, 13, 17, "large-kernel size (odd)", min=1)},
+        {
+            "dim": _sizes(16, 32, 64, "feature channels", min=1),
+            "n_blocks": _sizes(1, 6, 28, "blocks", min=1),
+            "kernel_size": _sizes(7, 13, 17, "large-kernel size (odd)", min=1),
+        },
     ),
     "ditn": ZooEntry(
-        "DITN", "DITN", "upscale",
+        "DITN",
+        "DITN",
+        "upscale",
         "DITN, deployment-friendly inception transformer (Liu et al. 2023)",
-        {"dim": _sizes(12, 24, 60, "feature channels", min=1),
-         "ITL_blocks": _sizes(1, 2, 4, "inception transformer layers", min=1),
-         "SAL_blocks": _sizes(1, 2, 4, "spatial-aware layers per block", min=1),
-         "patch_size": _sizes(4, 8, 8, "attention patch size", min=1)},
+        {
+            "dim": _sizes(12, 24, 60, "feature channels", min=1),
+            "ITL_blocks": _sizes(1, 2, 4, "inception transformer layers", min=1),
+            "SAL_blocks": _sizes(1, 2, 4, "spatial-aware layers per block", min=1),
+            "patch_size": _sizes(4, 8, 8, "attention patch size", min=1),
+        },
     ),
     "craft": ZooEntry(
-        "CRAFT", "CRAFT", "upscale",
+        "CRAFT",
+        "CRAFT",
+        "upscale",
         "CRAFT, cross-refinement with frequency features (Li et al. 2023)",
-        {"embed_dim": _sizes(12, 24, 48, "transformer width (a multiple of heads)", min=1),
-         "stages": _sizes(1, 2, 4, "residual groups", min=1),
-         "depth": _sizes(1, 2, 2, "blocks per group", min=1),
-         "heads": _sizes(2, 4, 6, "attention heads", min=1)},
+        {
+            "embed_dim": _sizes(12, 24, 48, "transformer width (a multiple of heads)", min=1),
+            "stages": _sizes(1, 2, 4, "residual groups", min=1),
+            "depth": _sizes(1, 2, 2, "blocks per group", min=1),
+            "heads": _sizes(2, 4, 6, "attention heads", min=1),
+        },
         expand=_stages(),
     ),
     "atd": ZooEntry(
-        "ATD", "ATD", "upscale",
+        "ATD",
+        "ATD",
+        "upscale",
         "ATD, adaptive token dictionary transformer (Zhang et al. 2024)",
-        {**_swin_options((12, 24, 210), (1, 2, 6), (1, 2, 6), (2, 4, 6), (4, 8, 16)),
-         "num_tokens": _sizes(8, 16, 128, "dictionary tokens", min=1),
-         "category_size": _sizes(16, 64, 256, "tokens per attention category", min=1)},
+        {
+            **_swin_options((12, 24, 210), (1, 2, 6), (1, 2, 6), (2, 4, 6), (4, 8, 16)),
+            "num_tokens": _sizes(8, 16, 128, "dictionary tokens", min=1),
+            "category_size": _sizes(16, 64, 256, "tokens per attention category", min=1),
+        },
         fixed={"img_size": 64, "upsampler": "pixelshuffle", "img_range": 1.0},
         expand=_stages(),
     ),
     "drct": ZooEntry(
-        "DRCT", "DRCT", "upscale",
+        "DRCT",
+        "DRCT",
+        "upscale",
         "DRCT, dense residual connected transformer (Hsu et al. 2024)",
         _swin_options((12, 24, 180), (1, 2, 6), (1, 2, 6), (2, 4, 6), (4, 8, 16)),
         fixed={"img_size": 64, "upsampler": "pixelshuffle", "img_range": 1.0},
         expand=_stages(),
     ),
     "rgt": ZooEntry(
-        "RGT", "RGT", "upscale",
+        "RGT",
+        "RGT",
+        "upscale",
         "RGT, recursive-generalization transformer (Chen et al. 2024)",
-        {"embed_dim": _sizes(12, 24, 180, "transformer width (a multiple of heads)", min=1),
-         "stages": _sizes(1, 2, 8, "residual groups", min=1),
-         "depth": _sizes(2, 2, 6, "blocks per group", min=1),
-         "heads": _sizes(2, 4, 6, "attention heads", min=1)},
+        {
+            "embed_dim": _sizes(12, 24, 180, "transformer width (a multiple of heads)", min=1),
+            "stages": _sizes(1, 2, 8, "residual groups", min=1),
+            "depth": _sizes(2, 2, 6, "blocks per group", min=1),
+            "heads": _sizes(2, 4, 6, "attention heads", min=1),
+        },
         fixed={"img_size": 64, "img_range": 1.0},
         expand=_stages("depth", "num_heads"),
     ),
     "mosr": ZooEntry(
-        "MoSR", "MoSR", "upscale",
+        "MoSR",
+        "MoSR",
+        "upscale",
         "MoSR, a GatedCNN SR network (community, 2024)",
-        {"dim": _sizes(8, 24, 64, "feature channels", min=1),
-         "n_block": _sizes(1, 4, 24, "blocks", min=1)},
+        {
+            "dim": _sizes(8, 24, 64, "feature channels", min=1),
+            "n_block": _sizes(1, 4, 24, "blocks", min=1),
+        },
     ),
     "moesr": ZooEntry(
-        "MoESR", "MoESR", "scale",
+        "MoESR",
+        "MoESR",
+        "scale",
         "MoESR, a mixture-of-experts SR network (community, 2024)",
-        {"dim": _sizes(8, 24, 64, "feature channels", min=1),
-         "n_blocks": _sizes(1, 3, 9, "blocks", min=1)},
+        {
+            "dim": _sizes(8, 24, 64, "feature channels", min=1),
+            "n_blocks": _sizes(1, 3, 9, "blocks", min=1),
+        },
     ),
     "fdat": ZooEntry(
-        "FDAT", "FDAT", "scale",
+        "FDAT",
+        "FDAT",
+        "scale",
         "FDAT, fast dual aggregation transformer (community, 2025)",
-        {"embed_dim": _sizes(16, 32, 120, "transformer width (a multiple of num_heads)", min=1),
-         "num_groups": _sizes(1, 2, 4, "residual groups", min=1),
-         "depth_per_group": _sizes(1, 2, 3, "blocks per group", min=1),
-         "num_heads": _sizes(2, 4, 4, "attention heads", min=1)},
+        {
+            "embed_dim": _sizes(16, 32, 120, "transformer width (a multiple of num_heads)", min=1),
+            "num_groups": _sizes(1, 2, 4, "residual groups", min=1),
+            "depth_per_group": _sizes(1, 2, 3, "blocks per group", min=1),
+            "num_heads": _sizes(2, 4, 4, "attention heads", min=1),
+        },
     ),
 }
 
@@ -256,20 +323,20 @@ EXCLUDED: dict[str, str] = {
     "LaMa": "inpainting (takes a mask), not SR",
     # super-resolvers that do not fit the contract
     "DAT": "its attention blocks use BatchNorm (a depth-wise conv's norm), whose running statistics "
-           "would mix the MLR ratios (every batch holds one ratio; see plugins/sr/srresnet.py)",
+    "would mix the MLR ratios (every batch holds one ratio; see plugins/sr/srresnet.py)",
     "SeemoRe": "its forward fails on LR-query-sized inputs in spandrel 0.4.2 (a 16x16 input raises "
-               "a shape error even at the published size)",
+    "a shape error even at the published size)",
     "DCTLSA": "its attention blocks use BatchNorm, whose running statistics would mix the MLR ratios",
     "SwiftSRGAN": "its body uses BatchNorm, whose running statistics would mix the MLR ratios "
-                  "(every batch holds one ratio; see plugins/sr/srresnet.py)",
+    "(every batch holds one ratio; see plugins/sr/srresnet.py)",
     "AuraSR": "a 600M-parameter GAN upsampler built for one fixed 64x64 input size",
     "IPT": "a multi-task ImageNet-pretrained transformer over fixed 48x48 patches, no x3 head "
-           "without its pretraining; far too large to train here",
+    "without its pretraining; far too large to train here",
     "MMRealSR": "its forward needs degradation-strength inputs besides the image",
     "RealCUGAN": "its networks need inputs of at least 32-40 pixels (x2/x3/x4 LR queries are "
-                 "smaller), and its published weights are anime-only",
+    "smaller), and its published weights are anime-only",
     "GRL": "a 20M-parameter anchored-stripe transformer whose small variants spandrel cannot "
-           "build (stripe sizes are fixed to the image size)",
+    "build (stripe sizes are fixed to the image size)",
 }
 
 
@@ -308,9 +375,13 @@ def pad_to(x: Tensor, minimum: int, multiple_of: int, square: bool) -> Tensor:
 class ZooSR(nn.Module):
     """A fixed-scale spandrel model serving any ratio (see the module docstring)."""
 
-    def __init__(self, net: nn.Module, scale: int, size_requirements: Any = None, gate: float = ZERO_GATE):
+    def __init__(
+        self, net: nn.Module, scale: int, size_requirements: Any = None, gate: float = ZERO_GATE
+    ):
         super().__init__()
-        norms = [n for n, m in net.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        norms = [
+            n for n, m in net.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        ]
         if norms:
             raise PluginError(
                 f"{type(net).__name__} contains BatchNorm ({norms[0]}), whose running statistics "
@@ -319,8 +390,11 @@ class ZooSR(nn.Module):
         self.net = net
         self.scale = int(scale)
         req = size_requirements
-        self.pad = (int(getattr(req, "minimum", 0)), int(getattr(req, "multiple_of", 1)),
-                    bool(getattr(req, "square", False)))
+        self.pad = (
+            int(getattr(req, "minimum", 0)),
+            int(getattr(req, "multiple_of", 1)),
+            bool(getattr(req, "square", False)),
+        )
         self.gate = nn.Parameter(torch.tensor(float(gate)))
         #: what ``--sr-weights`` loaded (path, sha256, architecture, scale); the core records it
         self.loaded_weights: dict[str, Any] | None = None
@@ -370,8 +444,15 @@ def zoo_factory(name: str, entry: ZooEntry) -> Callable[[RunConfig], nn.Module]:
     def build(config: RunConfig) -> nn.Module:
         # The preset's value where the config has none: a name reached through the
         # resolver (``RCAN``) has no declared options for resolve_config to fill.
-        opts = read_options(config.replace(options={
-            **{k: o.value_for(config.preset) for k, o in declared.items()}, **config.options}), declared)
+        opts = read_options(
+            config.replace(
+                options={
+                    **{k: o.value_for(config.preset) for k, o in declared.items()},
+                    **config.options,
+                }
+            ),
+            declared,
+        )
         if config.sr_weights:
             return from_checkpoint(config.sr_weights, entry, name, opts["sr_scale"] or None)
         scale = opts["sr_scale"] or auto_scale(config)
@@ -380,7 +461,9 @@ def zoo_factory(name: str, entry: ZooEntry) -> Callable[[RunConfig], nn.Module]:
         try:
             net = cls(**kwargs)
         except (ValueError, AssertionError, RuntimeError, ZeroDivisionError) as exc:
-            raise ConfigError(f"sr {name!r} cannot be built with {kwargs}: {type(exc).__name__}: {exc}") from None
+            raise ConfigError(
+                f"sr {name!r} cannot be built with {kwargs}: {type(exc).__name__}: {exc}"
+            ) from None
         desc = describe_net(entry.arch, net)
         return ZooSR(net, scale, desc.size_requirements)
 
@@ -397,7 +480,9 @@ def resolve(name: str) -> Callable[[RunConfig], nn.Module] | None:
             return zoo_factory(key, entry)
     for arch, why in EXCLUDED.items():
         if name.lower() == arch.lower():
-            raise PluginError(f"sr {name!r}: spandrel's {arch} is not offered as an SR model: {why}")
+            raise PluginError(
+                f"sr {name!r}: spandrel's {arch} is not offered as an SR model: {why}"
+            )
     return None
 
 
@@ -408,8 +493,12 @@ def zoo_names() -> list[str]:
 @hookimpl
 def harness_register_sr(registry) -> None:
     for name, entry in ZOO.items():
-        registry.add(name, zoo_factory(name, entry), f"{entry.summary} [spandrel {entry.arch}]",
-                     options={**entry.options, "sr_scale": SCALE_OPTION})
+        registry.add(
+            name,
+            zoo_factory(name, entry),
+            f"{entry.summary} [spandrel {entry.arch}]",
+            options={**entry.options, "sr_scale": SCALE_OPTION},
+        )
     registry.add_resolver(
         resolve,
         f"the spandrel SR zoo by architecture id, any case ({len(ZOO)} architectures: "

@@ -25,8 +25,10 @@ from harness.config import ConfigError
 from harness.errors import HarnessError
 from harness.pretrained import sha256_file
 
-_REFUSAL = ("; it holds pickled objects besides tensors, which are never executed (read with "
-            "weights_only=True): save model.state_dict() or .safetensors")
+_REFUSAL = (
+    "; it holds pickled objects besides tensors, which are never executed (read with "
+    "weights_only=True): save model.state_dict() or .safetensors"
+)
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,10 @@ def detect(state: dict[str, Any], path: str | Path) -> Any:
             "for the SR zoo)"
         ) from None
     except Exception as exc:  # a recognised architecture with inconsistent shapes
-        raise ConfigError(f"--sr-weights {path}: spandrel could not build it: "
-                          f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise ConfigError(
+            f"--sr-weights {path}: spandrel could not build it: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
 
 
 def _scales(scales: Sequence[int]) -> str:
@@ -90,13 +94,17 @@ def load_sr_weights(
             f"name the checkpoint's architecture (--sr {arch.lower()})"
         )
     if desc.purpose != "SR" or desc.scale not in scales:
-        raise ConfigError(f"--sr-weights {path}: a {arch} model of scale {desc.scale} "
-                          f"({desc.purpose}); the harness needs an {_scales(scales)} SR model")
+        raise ConfigError(
+            f"--sr-weights {path}: a {arch} model of scale {desc.scale} "
+            f"({desc.purpose}); the harness needs an {_scales(scales)} SR model"
+        )
     if scale is not None and scale != desc.scale:
         raise ConfigError(f"--sr-weights {path} is a x{desc.scale} model, but -o sr_scale={scale}")
     if desc.input_channels != 3 or desc.output_channels != 3:
-        raise ConfigError(f"--sr-weights {path}: a {desc.input_channels}-to-{desc.output_channels} "
-                          "channel model; the harness super-resolves RGB (3 to 3)")
+        raise ConfigError(
+            f"--sr-weights {path}: a {desc.input_channels}-to-{desc.output_channels} "
+            "channel model; the harness super-resolves RGB (3 to 3)"
+        )
     record = {
         "path": str(Path(path).resolve()),
         "sha256": sha256_file(path),

@@ -60,8 +60,10 @@ class TimmCache:
 
     @property
     def install_hint(self) -> str:
-        return (f"timm's caches (Hugging Face Hub cache and {_torch_hub_checkpoints()}); fill them once "
-                "with network access: python -c \"import timm; timm.create_model('NAME', pretrained=True)\"")
+        return (
+            f"timm's caches (Hugging Face Hub cache and {_torch_hub_checkpoints()}); fill them once "
+            "with network access: python -c \"import timm; timm.create_model('NAME', pretrained=True)\""
+        )
 
     @staticmethod
     def _cfg(backbone: str):
@@ -73,7 +75,9 @@ class TimmCache:
 
     def serves(self, backbone: str) -> bool:
         cfg = self._cfg(backbone)
-        return cfg is not None and bool(getattr(cfg, "hf_hub_id", None) or getattr(cfg, "url", None))
+        return cfg is not None and bool(
+            getattr(cfg, "hf_hub_id", None) or getattr(cfg, "url", None)
+        )
 
     def find(self, backbone: str) -> Path | None:
         cfg = self._cfg(backbone)
@@ -107,8 +111,10 @@ class TorchvisionCache:
 
     @property
     def install_hint(self) -> str:
-        return (f"torchvision's cache {_torch_hub_checkpoints()}; fill it once with network access, "
-                "e.g. torchvision.models.resnet50(weights='IMAGENET1K_V1')")
+        return (
+            f"torchvision's cache {_torch_hub_checkpoints()}; fill it once with network access, "
+            "e.g. torchvision.models.resnet50(weights='IMAGENET1K_V1')"
+        )
 
     def serves(self, backbone: str) -> bool:
         return backbone in TORCHVISION_TWINS
@@ -133,6 +139,13 @@ class TorchvisionCache:
 
 @hookimpl
 def harness_register_weights(registry) -> None:
-    registry.add("timm-cache", TimmCache(), "timm's own pretrained weights, where its caches already hold them")
-    registry.add("torchvision-cache", TorchvisionCache(),
-                 "torchvision's ImageNet weights already in torch.hub's cache (resnet18-152, mobilenet_v2)")
+    registry.add(
+        "timm-cache",
+        TimmCache(),
+        "timm's own pretrained weights, where its caches already hold them",
+    )
+    registry.add(
+        "torchvision-cache",
+        TorchvisionCache(),
+        "torchvision's ImageNet weights already in torch.hub's cache (resnet18-152, mobilenet_v2)",
+    )
