@@ -131,7 +131,8 @@ def _check_settings(where: str, settings: Mapping[str, Any], allow: frozenset[st
         if key not in RUN_FIELDS and key not in allow:
             raise ConfigError(
                 f"{where}: unknown setting {key!r}{_suggest(key, RUN_FIELDS | allow)}; "
-                "settings are RunConfig fields (see `harness run --help`) or options/protocol tables"
+                "settings are RunConfig fields (see `harness run --help`) "
+                "or options/protocol tables"
             )
 
 
@@ -619,7 +620,8 @@ def _launch(
     progress(
         f"{spec.name}: {len(todo)} run(s) on launcher {launcher!r}, "
         f"{jobs if jobs else 'as many as it takes'} at once, {threads} thread(s)"
-        f"{f' and {gpus:g} GPU(s)' if gpus else ''} each; {groups} shared stage model(s), each trained once"
+        f"{f' and {gpus:g} GPU(s)' if gpus else ''} each; "
+        f"{groups} shared stage model(s), each trained once"
     )
     instance = entry.factory(
         LaunchSettings(jobs=jobs, threads=threads, gpus=float(gpus), options=typed, out_dir=out_abs)

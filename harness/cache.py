@@ -1,4 +1,5 @@
-"""Keys of the models a run may share with other runs: stage 0, the G warm start, the critic warm-up.
+"""Keys of the models a run may share with other runs: stage 0, the G warm start,
+the critic warm-up.
 
 Runs that agree on every setting a stage depends on get bit-identical results
 from it (CPU, seeded), so ``harness bench`` trains each once and reuses it.

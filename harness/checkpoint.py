@@ -195,7 +195,8 @@ def latest_checkpoint(
             diffs = settings_differing(saved, config)
             if diffs:
                 raise HarnessError(
-                    f"{path} was written by another run ({'; '.join(diffs[:4])}): a run folder holds one run; "
+                    f"{path} was written by another run ({'; '.join(diffs[:4])}): "
+                    f"a run folder holds one run; "
                     f"write this run elsewhere with --out, or resume the folder's own run"
                 )
         if "reid" not in ckpt["models"]:

@@ -103,7 +103,8 @@ _plugin_options = click.option(
 
 
 def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """One option per declared setting (``harness.config.RunConfig``), then ``-o`` for plugin options."""
+    """One option per declared setting (``harness.config.RunConfig``), then ``-o`` for
+    plugin options."""
     return setting_options()(_plugin_options(func))
 
 
@@ -228,7 +229,8 @@ def eval_(run_dir: str) -> None:
 )
 @_friendly
 def list_(pattern: str | None, verbose: bool) -> None:
-    """Every registered SR model, discriminator, re-id model, regulariser, dataset and weight source.
+    """Every registered SR model, discriminator, re-id model, regulariser, dataset and
+    weight source.
 
     PATTERN filters names with shell wildcards, as timm's list_models does
     (`harness list 'intact*'`, `harness list '*cuhk*'`).
@@ -326,7 +328,8 @@ def _expand_run_dirs(dirs: list[Path]) -> list[Path]:
 @click.option(
     "--launcher",
     help="How runs are started: local (default with --jobs), ray, slurm, or a "
-    "plugin's (harness list launcher). Without --launcher and --jobs: one after another in this process.",
+    "plugin's (harness list launcher). Without --launcher and --jobs: one after another "
+    "in this process.",
 )
 @click.option(
     "--jobs",

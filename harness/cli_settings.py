@@ -45,7 +45,8 @@ class SectionedCommand(click.Command):
 
 
 def param_name(setting: Setting) -> str:
-    """The keyword a command receives the setting's option as (``--protocol-seed``: protocol_seed)."""
+    """The keyword a command receives the setting's option as
+    (``--protocol-seed``: protocol_seed)."""
     assert setting.option, setting.name
     return setting.option.lstrip("-").replace("-", "_")
 

@@ -436,7 +436,8 @@ def validate(config: RunConfig) -> None:
     if config.triplet and config.batch_size < 2 * TRIPLET_INSTANCES:
         raise ConfigError(
             f"--triplet needs --batch-size >= {2 * TRIPLET_INSTANCES} (two identities of "
-            f"{TRIPLET_INSTANCES} images each, so every anchor has a negative); got {config.batch_size}"
+            f"{TRIPLET_INSTANCES} images each, so every anchor has a negative); "
+            f"got {config.batch_size}"
         )
 
 
@@ -459,7 +460,8 @@ def coerce_setting(name: str, value: Any) -> Any:
 
 
 def parse_hr_size(value: Any) -> tuple[int | None, int | None]:
-    """``"128x64"`` or ``(128, 64)`` -> (128, 64); ``"native"`` -> (None, None): the dataset's own size."""
+    """``"128x64"`` or ``(128, 64)`` -> (128, 64); ``"native"`` -> (None, None): the
+    dataset's own size."""
     if isinstance(value, str):
         text = value.strip().lower()
         if text == "native":

@@ -80,7 +80,8 @@ __all__ = [
 
 def contract_error(entry: Entry, expected: str, got: str) -> PluginError:
     return PluginError(
-        f"{entry.kind} {entry.name!r} (plugin {entry.plugin!r}) broke its contract: expected {expected}, got {got}"
+        f"{entry.kind} {entry.name!r} (plugin {entry.plugin!r}) broke its contract: "
+        f"expected {expected}, got {got}"
     )
 
 
@@ -319,8 +320,8 @@ def check_sr_model(registry: Registry, name: str, config: RunConfig) -> list[str
         ):
             raise _broke(
                 entry,
-                f"forward(x_lr {tuple(x.shape)}, out_size={size}) in {mode} mode at ratio {ratio:g} "
-                f"to return {expected}",
+                f"forward(x_lr {tuple(x.shape)}, out_size={size}) in {mode} mode "
+                f"at ratio {ratio:g} to return {expected}",
                 describe(y),
             )
         _finite(entry, y, f"the {mode}-mode output at ratio {ratio:g}")
@@ -807,7 +808,8 @@ def check_dataset(
 
 def check_weight_source(registry: Registry, name: str, config: RunConfig) -> list[str]:
     """For each backbone the source names: its file is found, its sha256 matches, and it
-    loads strictly into that re-id backbone. A source with nothing installed says what to install."""
+    loads strictly into that re-id backbone. A source with nothing installed says what to
+    install."""
     entry = registry.lookup("weights", name)
     if not isinstance(entry, WeightsEntry):
         raise _broke(
@@ -839,7 +841,8 @@ def check_weight_source(registry: Registry, name: str, config: RunConfig) -> lis
                 reid, FoundWeights(backbone, name, source.tier, str(path), digest), registry
             )
         lines.append(
-            f"{label}: {backbone} <- {path} (sha256 ok, {record['tensors']} tensors {record['converted']})"
+            f"{label}: {backbone} <- {path} "
+            f"(sha256 ok, {record['tensors']} tensors {record['converted']})"
         )
     if not lines:
         lines.append(
@@ -863,7 +866,8 @@ def check_launcher(registry: Registry, name: str, config: RunConfig) -> list[str
         if not isinstance(option, Option):
             raise _broke(entry, f"option {key!r} declared as harness.Option", type(option).__name__)
     return [
-        f"{_label(entry)}: a factory with options {', '.join(sorted(entry.options)) or '(none)'} (not started)"
+        f"{_label(entry)}: a factory with options "
+        f"{', '.join(sorted(entry.options)) or '(none)'} (not started)"
     ]
 
 

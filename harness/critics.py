@@ -101,13 +101,15 @@ class AssociationCritic:
         return self.opts["phi_hidden"], self.opts["phi_depth"]
 
     def disc_input(self, ctx: StepContext, f_d: Tensor) -> Tensor:
-        """``f_d`` standardised by the real-HR batch's (unchanged without ``critic_standardise``)."""
+        """``f_d`` standardised by the real-HR batch's (unchanged without
+        ``critic_standardise``)."""
         if not self.opts["critic_standardise"]:
             return f_d
         return standardise(f_d, ctx.real_disc_features(self.disc))
 
     def reid_input(self, ctx: StepContext, f_c: Tensor) -> Tensor:
-        """``f_c`` standardised by the real-HR batch's (unchanged without ``critic_standardise``)."""
+        """``f_c`` standardised by the real-HR batch's (unchanged without
+        ``critic_standardise``)."""
         return (
             standardise(f_c, ctx.real_reid_features()) if self.opts["critic_standardise"] else f_c
         )

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from harness.bootstrap import rank_intervals
 from harness.config import RunConfig
 from harness.data.mlr import downsample, ratio_buckets, ratio_key, upsample_bicubic
 from harness.data.prepare import PreparedData
@@ -66,21 +67,24 @@ def rank_metrics(
     trials: int,
     seed: int,
 ) -> dict:
-    """Rank-1/5/10, mAP, mINP and the CMC to rank 50, in fractions."""
+    """Rank-1/5/10, mAP, mINP and the CMC to rank 50, in fractions, each with a bootstrap
+    standard error and interval over query identities (:mod:`harness.bootstrap`)."""
     if single_gallery_shot:
         res = single_gallery_shot_cmc(
             distmat, q_pids, g_pids, q_cams, g_cams, trials=trials, seed=seed
         )
-        out = {
+        return {
             **cmc_at(res.cmc),
             "mAP": float(res.mAP),
             "mINP": float(getattr(res, "mINP", float("nan"))),
             "cmc": [float(v) for v in res.cmc],
             "cmc_std": [float(v) for v in res.cmc_std],
+            **rank_intervals(res, q_pids.cpu().numpy(), seed),
         }
-        return out
-    cmc, mAP, mINP = evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=50)
-    return {**cmc_at(cmc), "mAP": float(mAP), "mINP": float(mINP), "cmc": [float(v) for v in cmc]}
+    result = evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=50)
+    cmc, mAP, mINP = result
+    return {**cmc_at(cmc), "mAP": float(mAP), "mINP": float(mINP), "cmc": [float(v) for v in cmc],
+            **rank_intervals(result, q_pids.cpu().numpy(), seed)}
 
 
 @torch.no_grad()

@@ -102,7 +102,9 @@ def harness_register_regularisers(registry: KindRegistry) -> None:
 
         @hookimpl
         def harness_register_regularisers(registry):
-            registry.add("none", NoneReg, "MSE + ID", options={"lambda_c": Option(0.1, "ID weight")})
+            registry.add(
+                "none", NoneReg, "MSE + ID", options={"lambda_c": Option(0.1, "ID weight")}
+            )
     """
 
 

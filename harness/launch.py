@@ -66,7 +66,8 @@ class PlannedRun:
 
 @dataclass(frozen=True, kw_only=True)
 class RunJob(PlannedRun):
-    """A planned run as a launcher ships it: plain data, picklable by any engine, JSON for the worker.
+    """A planned run as a launcher ships it: plain data, picklable by any engine, JSON for
+    the worker.
 
     ``bench``/``out_dir``: the grid it belongs to (the bench's shared stage-0 cache is under
     ``out_dir``); ``threads``: its pinned torch threads; ``log``: where its output goes;
@@ -82,7 +83,8 @@ class RunJob(PlannedRun):
 
     @classmethod
     def for_run(cls, run: PlannedRun, **launch: Any) -> RunJob:
-        """``run`` with the launch fields (``out_dir``, ``bench``, ``threads``, ``log``, ...) added."""
+        """``run`` with the launch fields (``out_dir``, ``bench``, ``threads``, ``log``, ...)
+        added."""
         planned = {f.name: getattr(run, f.name) for f in dataclasses.fields(PlannedRun)}
         return cls(**planned, **launch)
 

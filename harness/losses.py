@@ -9,8 +9,9 @@ MSE is about 2e-3, and the defaults (``lambda_c = lambda_g = lambda_a = 3e-4``)
 keep the ID, GAN and critic terms below it. Measured on synthetic data at the
 ``cpu`` preset (benchmarks/RESULTS.md): 1e-4 and 3e-4 keep SR about 1 dB above
 bicubic at x2, x3 and x4; 1e-3 (SRGAN's GAN weight) already drops x2 below
-bicubic. A run whose SR PSNR falls below bicubic's has let another term lead. To reproduce the seed's summed form at
-``H x W``, divide our weights by ``3 H W``.
+bicubic. A run whose SR PSNR falls below bicubic's has let another term lead.
+To reproduce the seed's summed form at ``H x W``, divide our weights by
+``3 H W``.
 
 Every term is computed in float32 (``.float()``), so a bf16 autocast forward
 never reduces a loss in low precision. The association terms use plain
@@ -121,7 +122,8 @@ def variance_hinge(z: Tensor, target_std: float = 1.0, eps: float = 1e-4) -> Ten
 
 
 def covariance_penalty(z: Tensor) -> Tensor:
-    """Sum of squared off-diagonal covariances / dim: keeps dims from copying each other (VICReg)."""
+    """Sum of squared off-diagonal covariances / dim: keeps dims from copying each other
+    (VICReg)."""
     z = z.float()
     n, d = z.shape
     z = z - z.mean(dim=0)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import kornia
@@ -60,6 +60,12 @@ class RankResult:
     mINP: float
     num_valid: int  # queries with at least one true match after same-camera removal
     num_skipped: int  # queries without one: left out of every average, as torchreid does
+    #: per valid query, in query order: its index, 0-based first-match rank, AP and INP (what
+    #: a bootstrap over query identities resamples, :mod:`harness.bootstrap`)
+    query_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    first_rank: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    ap: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    inp: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.cmc, self.mAP, self.mINP))
@@ -81,6 +87,8 @@ class SingleShotResult:
     mINP: float  # mean over trials
     trials: int
     num_skipped: float  # mean number of skipped queries per trial
+    #: each trial's result, per-query values included (:mod:`harness.bootstrap` averages them)
+    per_trial: tuple[RankResult, ...] = ()
 
 
 # --------------------------------------------------------------------------- inputs
@@ -233,8 +241,8 @@ def _rank_chunks(
     q_cams: Tensor,
     gal: _Gallery,
     chunk_size: int,
-) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[int]]:
-    firsts, aps, inps, valids = [], [], [], []
+) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[int], list[Tensor]]:
+    firsts, aps, inps, valids, indices = [], [], [], [], []
     for lo in range(0, num_q, chunk_size):
         hi = min(lo + chunk_size, num_q)
         d = dist_rows(lo, hi)
@@ -253,7 +261,8 @@ def _rank_chunks(
         aps.append(ap[valid].cpu())
         inps.append(inp[valid].cpu())
         valids.append(int(valid.sum()))
-    return firsts, aps, inps, valids
+        indices.append(lo + valid.nonzero()[:, 0].cpu())
+    return firsts, aps, inps, valids, indices
 
 
 def _evaluate(
@@ -274,7 +283,7 @@ def _evaluate(
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     gal = _Gallery(g_pids, g_cams)
-    firsts, aps, inps, valids = _rank_chunks(
+    firsts, aps, inps, valids, indices = _rank_chunks(
         dist_rows, num_q, num_g, q_pids, q_cams, gal, chunk_size
     )
     num_valid = sum(valids)
@@ -286,12 +295,17 @@ def _evaluate(
     first = torch.cat(firsts)
     counts = torch.bincount(first.clamp(max=max_rank), minlength=max_rank + 1)[:max_rank]
     cmc = (torch.cumsum(counts, 0).double() / num_valid).numpy()
+    ap, inp = torch.cat(aps), torch.cat(inps)
     return RankResult(
         cmc=cmc,
-        mAP=float(torch.cat(aps).mean()),
-        mINP=float(torch.cat(inps).mean()),
+        mAP=float(ap.mean()),
+        mINP=float(inp.mean()),
         num_valid=num_valid,
         num_skipped=num_q - num_valid,
+        query_index=torch.cat(indices).numpy(),
+        first_rank=first.numpy(),
+        ap=ap.numpy(),
+        inp=inp.numpy(),
     )
 
 
@@ -433,6 +447,7 @@ def single_gallery_shot_cmc(
         mINP=float(np.mean([r.mINP for r in results])),
         trials=trials,
         num_skipped=float(np.mean([r.num_skipped for r in results])),
+        per_trial=tuple(results),
     )
 
 
@@ -456,7 +471,8 @@ def cmc_at(cmc: Sequence[float] | np.ndarray, ks: Sequence[int] = (1, 5, 10)) ->
 def _per_image_quality(sr: Tensor, hr: Tensor) -> tuple[Tensor, Tensor]:
     if sr.shape != hr.shape or sr.dim() != 4:
         raise ValueError(
-            f"sr and hr must be equal B x C x H x W batches, got {tuple(sr.shape)} and {tuple(hr.shape)}"
+            f"sr and hr must be equal B x C x H x W batches, "
+            f"got {tuple(sr.shape)} and {tuple(hr.shape)}"
         )
     sr = sr.detach().float().clamp(0.0, 1.0)
     hr = hr.detach().float().to(sr.device)

@@ -25,7 +25,8 @@ from harness.settings import PRESET_NAMES
 
 
 def _declared(name: str) -> dict[str, Any]:
-    """The values settings declare for preset ``name`` (``setting(presets=...)``), protocol ones nested."""
+    """The values settings declare for preset ``name`` (``setting(presets=...)``), protocol
+    ones nested."""
     values: dict[str, Any] = {}
     for s in SETTINGS:
         if name in s.presets:

@@ -152,10 +152,10 @@ def missing_message(backbone: str, registry: Any) -> str:
     )
     offline = sorted({b for _, src in sources(registry) for b in getattr(src, "backbones", ())})
     return (
-        f"no ImageNet weights for re-id backbone {backbone!r} on this machine, and nothing is downloaded. "
-        f"Looked in: {looked}. Name a file with --reid-init PATH, or use a backbone with a packaged "
-        f"source ({', '.join(offline) or 'none installed'}; `harness list weights` shows them), "
-        f"or --reid-init scratch."
+        f"no ImageNet weights for re-id backbone {backbone!r} on this machine, and nothing is "
+        f"downloaded. Looked in: {looked}. Name a file with --reid-init PATH, or use a backbone "
+        f"with a packaged source ({', '.join(offline) or 'none installed'}; "
+        f"`harness list weights` shows them), or --reid-init scratch."
     )
 
 
@@ -172,7 +172,8 @@ def resolve_init(init: str, backbone: str, registry: Any) -> FoundWeights | None
 
 
 def choose_backbone(candidates: Iterable[str], init: str, registry: Any) -> tuple[str, list[str]]:
-    """The first of ``candidates`` whose initial weights are on this machine, and why others were passed.
+    """The first of ``candidates`` whose initial weights are on this machine, and why others
+    were passed.
 
     ``reid = "resnet50|tf_efficientnet_lite0"`` in a preset means: the paper's
     ResNet-50 where its ImageNet weights are found locally, else the offline one.
@@ -214,15 +215,16 @@ def fit_to_backbone(
     wanted = list(target.items())
     if len(body) != len(wanted):
         raise HarnessError(
-            f"the weights do not fit this backbone: {len(body)} tensors (heads dropped) against the "
-            f"backbone's {len(wanted)}, and their names do not match (e.g. {body[0][0] if body else '-'} "
-            f"vs {wanted[0][0] if wanted else '-'}); another architecture?"
+            f"the weights do not fit this backbone: {len(body)} tensors (heads dropped) "
+            f"against the backbone's {len(wanted)}, and their names do not match "
+            f"(e.g. {body[0][0] if body else '-'} vs {wanted[0][0] if wanted else '-'}); "
+            f"another architecture?"
         )
     for (skey, sval), (tkey, tval) in zip(body, wanted, strict=True):
         if tuple(sval.shape) != tuple(tval.shape):
             raise HarnessError(
-                f"the weights do not fit this backbone: in order, {skey} {tuple(sval.shape)} would load "
-                f"into {tkey} {tuple(tval.shape)}; another architecture?"
+                f"the weights do not fit this backbone: in order, {skey} {tuple(sval.shape)} "
+                f"would load into {tkey} {tuple(tval.shape)}; another architecture?"
             )
     return {tkey: sval for (_, sval), (tkey, _) in zip(body, wanted, strict=True)}, "by order"
 
@@ -232,8 +234,8 @@ def backbone_of(reid: nn.Module) -> nn.Module:
     trunk = getattr(reid, "backbone", None)
     if not isinstance(trunk, nn.Module):
         raise HarnessError(
-            f"{type(reid).__name__} exposes no .backbone to initialise; ImageNet initialisation needs a "
-            "re-id model built on the shared ReidHead (timm or torchreid backbones)"
+            f"{type(reid).__name__} exposes no .backbone to initialise; ImageNet initialisation "
+            "needs a re-id model built on the shared ReidHead (timm or torchreid backbones)"
         )
     return trunk
 
@@ -308,7 +310,8 @@ def init_record(config: Any, found: FoundWeights | None) -> dict[str, Any]:
 
 
 def describe_init(config: Any, found: FoundWeights | None) -> str:
-    """One line for the run's log: which backbone starts from what (and what a preference list passed over)."""
+    """One line for the run's log: which backbone starts from what (and what a preference
+    list passed over)."""
     chosen = ""
     if getattr(config, "reid_requested", None):
         chosen = f" (first of {config.reid_requested} with initial weights on this machine)"

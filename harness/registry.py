@@ -129,7 +129,8 @@ class Registry:
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         extra = "".join(f"; also: {r.summary}" for r in self._resolvers.get(kind, []))
         raise UnknownNameError(
-            f"unknown {kind} {name!r}.{hint} Known {kind} names: {', '.join(known) or '(none)'}{extra}."
+            f"unknown {kind} {name!r}.{hint} "
+            f"Known {kind} names: {', '.join(known) or '(none)'}{extra}."
         )
 
     def hook(self) -> Any:
@@ -137,7 +138,8 @@ class Registry:
 
 
 def suggest(name: str, known: Iterable[str], n: int = 3) -> list[str]:
-    """Close names, case aside (``SRGAN`` -> ``srgan``, ``efficientnet_b00`` -> ``efficientnet_b0``)."""
+    """Close names, case aside (``SRGAN`` -> ``srgan``,
+    ``efficientnet_b00`` -> ``efficientnet_b0``)."""
     by_lower: dict[str, str] = {}
     for k in known:
         by_lower.setdefault(k.lower(), k)

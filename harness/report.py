@@ -287,8 +287,23 @@ def format_summary(metrics: Mapping[str, Any]) -> str:
     lines.append(line(header))
     lines.append("  ".join("-" * w for w in widths))
     lines += [line(r) for r in rows]
+    lines += interval_lines(queries)
     lines += summary_lines(metrics.get("diagnostics") or {})
     return "\n".join(lines)
+
+
+def interval_lines(queries: Mapping[str, Any]) -> list[str]:
+    """Rank-1's 95% interval per query kind, where the metrics carry one (harness.bootstrap)."""
+    parts = []
+    for kind in ordered_kinds(queries):
+        ci = queries[kind].get("rank1_ci")
+        if ci:
+            parts.append(f"{kind} [{percent(ci[0])}, {percent(ci[1])}]")
+    if not parts:
+        return []
+    some = next(q["bootstrap"] for q in queries.values() if q.get("bootstrap"))
+    return [f"Rank-1 95% interval (bootstrap over {some['identities']} query identities): "
+            + ", ".join(parts)]
 
 
 def write_run_report(
@@ -301,7 +316,10 @@ def write_run_report(
     run_dir = Path(run_dir)
     queries = metrics.get("queries", {})
     written = [write_cmc_csv(run_dir / "cmc.csv", queries)]
-    title = f"CMC ({metrics.get('eval_style', 'market')}, protocol {metrics.get('protocol_version', '?')})"
+    title = (
+        f"CMC ({metrics.get('eval_style', 'market')}, "
+        f"protocol {metrics.get('protocol_version', '?')})"
+    )
     written.append(plot_cmc(run_dir / "cmc.png", queries, title))
     if samples and all(samples.get(k) is not None for k in ("lr", "sr", "hr")):
         written.append(

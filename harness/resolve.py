@@ -46,7 +46,8 @@ def declared_options(config: RunConfig, registry: Any) -> dict[str, tuple[Any, A
                 other = declared[key][1]
                 raise PluginError(
                     f"option {key!r} is declared by {other.kind} {other.name!r} (plugin "
-                    f"{other.plugin!r}) and by {entry.kind} {entry.name!r} (plugin {entry.plugin!r}); "
+                    f"{other.plugin!r}) and by {entry.kind} {entry.name!r} "
+                    f"(plugin {entry.plugin!r}); "
                     "options of the components a run uses must be unique: rename one"
                 )
             declared.setdefault(key, (option, entry))

@@ -109,7 +109,8 @@ def run_experiment(
     extra: Mapping[str, Any] | None = None,
     stage0_cache_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Train and evaluate one run in ``run_dir`` (or continue it with ``resume``); returns its metrics.
+    """Train and evaluate one run in ``run_dir`` (or continue it with ``resume``); returns
+    its metrics.
 
     While it runs, ``ACTIVE_RUNS`` names its folder, so the CLI can answer an
     interrupt with the command that continues it.
@@ -179,9 +180,11 @@ def _run_experiment(
             doc = config_document(config, extra)
             doc["world_size"] = distributed.world_size()
             atomic_write_json(run_dir / "config.json", doc)
+    ratios = config.protocol.ratios
     echo(
-        f"HR size {config.hr_height}x{config.hr_width} (LR x{'/x'.join(ratio_key(r) for r in config.protocol.ratios)}: "
-        f"{', '.join('x'.join(map(str, lr_size(config.hr_size, r))) for r in config.protocol.ratios)}); "
+        f"HR size {config.hr_height}x{config.hr_width} "
+        f"(LR x{'/x'.join(ratio_key(r) for r in ratios)}: "
+        f"{', '.join('x'.join(map(str, lr_size(config.hr_size, r))) for r in ratios)}); "
         f"re-id input {config.height}x{config.width}"
     )
     if data.bad_images:
@@ -189,8 +192,8 @@ def _run_experiment(
     desc = data.split.describe()
     if data.num_classes < 2:
         raise HarnessError(
-            f"{config.data}: the training split has {data.num_classes} identity; re-id training needs at "
-            "least two (its ID loss is zero with one), so nothing could be learned"
+            f"{config.data}: the training split has {data.num_classes} identity; re-id training "
+            "needs at least two (its ID loss is zero with one), so nothing could be learned"
         )
     if main_rank and (not resume or not (run_dir / "split.json").is_file()):
         listing = {
@@ -203,7 +206,8 @@ def _run_experiment(
         atomic_write_json(run_dir / "split.json", listing)
     echo(
         f"data: {desc['num_train']} train images of {desc['num_train_ids']} ids; "
-        f"{desc['num_query']} LR queries (cameras {desc['lr_cameras']}, ratios {desc['query_ratio_counts']}); "
+        f"{desc['num_query']} LR queries (cameras {desc['lr_cameras']}, "
+        f"ratios {desc['query_ratio_counts']}); "
         f"{desc['num_gallery']} HR gallery images"
     )
     seed_everything(config.seed)
@@ -350,7 +354,8 @@ def evaluate_run(run_dir: Path, registry: Registry, echo: Echo = print) -> dict[
     ckpt = latest_checkpoint(run_dir / "checkpoints")
     if ckpt is None or ckpt["stage"] != "done":
         raise HarnessError(
-            f"{run_dir} has no final checkpoint; finish it first with harness run --resume {run_dir}"
+            f"{run_dir} has no final checkpoint; "
+            f"finish it first with harness run --resume {run_dir}"
         )
     seed_everything(config.seed)
     data = prepare_data(config, registry)

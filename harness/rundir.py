@@ -59,7 +59,8 @@ def is_complete(run_dir: str | Path) -> bool:
 
 
 def mark_complete(run_dir: Path, metrics: Mapping[str, Any]) -> None:
-    """Write ``metrics.json`` (``status: complete``) last, and only when every promised file is there.
+    """Write ``metrics.json`` (``status: complete``) last, and only when every promised file
+    is there.
 
     The write is atomic: a reader sees the old ``running`` document or the whole new one.
     """
@@ -88,7 +89,10 @@ def refuse_foreign_run(run_dir: Path) -> None:
             if (run_dir / METRICS).is_file()
             else "no metrics"
         )
-        what = f"a run ({cfg['sr']}/{cfg['reid']}/{cfg['reg']} on {cfg['data']}, seed {cfg['seed']}, {status})"
+        what = (
+            f"a run ({cfg['sr']}/{cfg['reid']}/{cfg['reg']} on {cfg['data']}, "
+            f"seed {cfg['seed']}, {status})"
+        )
     except (OSError, ValueError, KeyError, TypeError):
         pass
     raise HarnessError(

@@ -44,10 +44,12 @@ h1 { font-size: 1.4em; margin: 0.2em 0; } h2 { font-size: 1.15em; margin: 1.4em 
 p.legend, p.meta { color: #555; font-size: 0.85em; margin: 0.3em 0; }
 nav ul { margin: 0.3em 0; padding-left: 1.2em; font-size: 0.9em; }
 table.board { border-collapse: collapse; font-size: 0.8em; max-width: 100%; }
-table.board th, table.board td { border: 1px solid #ccc; padding: 0.2em 0.3em; vertical-align: top; }
+table.board th, table.board td { border: 1px solid #ccc; padding: 0.2em 0.3em; \
+vertical-align: top; }
 table.board th { background: #f3f3f3; cursor: pointer; user-select: none; font-weight: 600;
   white-space: normal; overflow-wrap: anywhere; }
-table.board th.sorted-desc::after { content: " \\25BE"; } table.board th.sorted-asc::after { content: " \\25B4"; }
+table.board th.sorted-desc::after { content: " \\25BE"; } \
+table.board th.sorted-asc::after { content: " \\25B4"; }
 table.board td { text-align: right; white-space: nowrap; }
 table.board td.text { text-align: left; white-space: normal; }
 table.board td.run { max-width: 15em; min-width: 9em; overflow-wrap: anywhere; }
@@ -248,8 +250,8 @@ def _samples_html(board: lb.Board, out_dir: Path | None) -> str:
         image = _png_data(samples_figure(rows))
         missing = [g.short for g in board.groups if g.query == "sr" and g.n and g not in shown]
         caption = (
-            "The same query images through LR (nearest-upsampled) / bicubic / each SR row's SR / HR "
-            "(the first run of each row, from its sr_samples.pt)."
+            "The same query images through LR (nearest-upsampled) / bicubic / each SR row's SR "
+            "/ HR (the first run of each row, from its sr_samples.pt)."
             + (
                 f" Not shown (no sr_samples.pt for these images): {', '.join(missing)}."
                 if missing
@@ -295,8 +297,9 @@ def _sweep_html(board: lb.Board) -> str:
         "mean over runs, bars ±1 std where a row has several. Left costs pixels, up buys re-id."
     )
     return (
-        f'<figure class="sweep" id="sweep-{_esc(board.slug)}"><figcaption><strong>{_esc(sweep.CAPTION)}'
-        f'</strong></figcaption><img alt="{_esc(sweep.CAPTION)}, {_esc(board.title)}" src="{image}">'
+        f'<figure class="sweep" id="sweep-{_esc(board.slug)}"><figcaption><strong>'
+        f'{_esc(sweep.CAPTION)}</strong></figcaption><img alt="{_esc(sweep.CAPTION)}, '
+        f'{_esc(board.title)}" src="{image}">'
         f'<p class="meta" style="max-width: 40em">{_esc(caption)}</p></figure>'
     )
 

@@ -87,7 +87,8 @@ def _progress(total: int, desc: str, initial: int = 0):
 
 
 def pk_indices(pids: Tensor, batch_size: int, instances: int, generator: torch.Generator) -> Tensor:
-    """P identities x K images each (for the triplet loss); sampling with replacement within an id."""
+    """P identities x K images each (for the triplet loss); sampling with replacement within
+    an id."""
     uniq = torch.unique(pids)
     p = max(1, batch_size // instances)
     chosen = uniq[torch.randperm(len(uniq), generator=generator)[:p]]
@@ -609,7 +610,8 @@ class Trainer:
         self._first_bad = (torch.where(new, here, first_iter), torch.where(new, bad, first_terms))
 
     def flush_finite(self) -> None:
-        """One host sync: raise naming the first non-finite iteration and term since the last check."""
+        """One host sync: raise naming the first non-finite iteration and term since the last
+        check."""
         if self._first_bad is None:
             return
         first_iter, first_terms = self._first_bad
@@ -629,7 +631,8 @@ class Trainer:
         raise NumericalError(
             f"loss term {term!r} of step {step!r} first became non-finite at iteration {iteration} "
             f"of stage {self.stage!r} ({', '.join(names)}); no checkpoint after it was written, "
-            "the last good one is kept in the run folder (lower the learning rate or set --grad-clip)"
+            "the last good one is kept in the run folder "
+            "(lower the learning rate or set --grad-clip)"
         )
 
     def check_weights_finite(self) -> None:
@@ -646,8 +649,9 @@ class Trainer:
                     }
                 )
                 raise NumericalError(
-                    f"the weights of {name!r} are not finite at iteration {self.iteration} of stage "
-                    f"{self.stage!r}; no checkpoint was written, the last good one is kept in the run folder"
+                    f"the weights of {name!r} are not finite at iteration {self.iteration} "
+                    f"of stage {self.stage!r}; no checkpoint was written, "
+                    f"the last good one is kept in the run folder"
                 )
 
     def _after_iteration(

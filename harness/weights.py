@@ -136,7 +136,8 @@ def load_reid_weights(model: nn.Module, path: str | Path, partial: bool = False)
     if not usable:
         raise HarnessError(
             f"nothing in {path} matches the re-id model ({len(source)} tensors in the file, "
-            f"e.g. {', '.join(list(source)[:3])}; the model expects e.g. {', '.join(list(target)[:3])})"
+            f"e.g. {', '.join(list(source)[:3])}; "
+            f"the model expects e.g. {', '.join(list(target)[:3])})"
         )
     missing = [k for k in target if k not in usable and not is_head(k)]
     unexpected = [k for k in source if k not in target and not is_head(k)]

@@ -146,3 +146,14 @@ def test_write_run_report_without_samples(tmp_path) -> None:
     written = write_run_report(tmp_path, _metrics())
     assert sorted(p.name for p in written) == ["cmc.csv", "cmc.png"]
     assert not (tmp_path / "sr_samples.png").exists()
+
+
+def test_format_summary_gives_rank1_intervals_where_metrics_carry_them() -> None:
+    metrics = _metrics()
+    assert "interval" not in format_summary(metrics)  # metrics written before the bootstrap
+    boot = {"resamples": 1000, "level": 0.95, "unit": "query identity", "identities": 100, "seed": 0}
+    metrics["queries"]["sr"].update(rank1_ci=[0.52, 0.73], bootstrap=boot)
+    metrics["queries"]["hr"].update(rank1_ci=[0.84, 0.95], bootstrap=boot)
+    line = format_summary(metrics).splitlines()[-1]
+    assert line == ("Rank-1 95% interval (bootstrap over 100 query identities): "
+                    "sr [52.0, 73.0], hr [84.0, 95.0]")

@@ -44,7 +44,8 @@ SPLIT_FOLDERS = ("bounding_box_train", "query", "bounding_box_test")
 
 
 def require_root(root: str | Path | None, dataset: str, expected: str) -> Path:
-    """``--data-root`` as a folder that exists, or a :class:`DatasetError` saying what was expected."""
+    """``--data-root`` as a folder that exists, or a :class:`DatasetError` saying what was
+    expected."""
     if root is None:
         raise DatasetError(
             f"dataset {dataset!r} reads files from disk: pass --data-root DIR, {expected}"
