@@ -113,7 +113,8 @@ def main() -> None:
     for name in MODELS:
         r = results[name]
         print(
-            f"{name:<10} {r['tensors']:>7} {r['mb']:>8.1f} {r['per-tensor'][0]:>18.0f} {r['bucketed'][0]:>6.0f} "
+            f"{name:<10} {r['tensors']:>7} {r['mb']:>8.1f} {r['per-tensor'][0]:>18.0f} "
+            f"{r['bucketed'][0]:>6.0f} "
             f"{r['per-tensor'][1] * 1e3:>15.1f} {r['bucketed'][1] * 1e3:>7.1f} {str(r['same']):>9}"
         )
 

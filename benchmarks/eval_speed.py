@@ -113,7 +113,8 @@ def rank_table(args: argparse.Namespace) -> int:
     distmat_np = distmat.numpy()
     q_pids, g_pids, q_cams, g_cams = ids
     print(
-        f"problem: {args.queries} queries x {args.gallery} gallery, {len(np.unique(q_pids))} query ids, "
+        f"problem: {args.queries} queries x {args.gallery} gallery, "
+        f"{len(np.unique(q_pids))} query ids, "
         f"{int((g_pids == 0).sum())} distractors, {args.dtype} distances, "
         f"{torch.get_num_threads()} torch threads"
     )
@@ -159,7 +160,8 @@ def rank_table(args: argparse.Namespace) -> int:
     )
     print(
         f"speed-up: {t_ref / t_ours:.1f}x   identical: {same}   "
-        f"(max |dCMC| {np.abs(ours.cmc[:n] - cmc_ref).max():.2e}, |dmAP| {abs(ours.mAP - map_ref):.2e}; "
+        f"(max |dCMC| {np.abs(ours.cmc[:n] - cmc_ref).max():.2e}, "
+        f"|dmAP| {abs(ours.mAP - map_ref):.2e}; "
         f"{ties} queries with a match tied to a non-match)"
     )
     return 0 if same else 1

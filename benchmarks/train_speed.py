@@ -103,8 +103,9 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     print(
-        f"device={device} sr={args.sr} reid={args.reid} {args.height}x{args.width} batch={args.batch} "
-        f"amp={args.amp} channels_last={args.channels_last} compile={args.compile} threads={torch.get_num_threads()}"
+        f"device={device} sr={args.sr} reid={args.reid} {args.height}x{args.width} "
+        f"batch={args.batch} amp={args.amp} channels_last={args.channels_last} "
+        f"compile={args.compile} threads={torch.get_num_threads()}"
     )
     rates = {}
     for reg in args.regs.split(","):

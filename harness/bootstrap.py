@@ -34,7 +34,9 @@ LEVEL = 0.95
 RANKS = (1, 5, 10)
 
 
-def per_query_values(result: RankResult | SingleShotResult) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def per_query_values(
+    result: RankResult | SingleShotResult,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The query indices and, per metric, each query's value (averaged over gallery draws)."""
     trials = result.per_trial if isinstance(result, SingleShotResult) else (result,)
     index = np.unique(np.concatenate([t.query_index for t in trials]))
@@ -71,7 +73,9 @@ def bootstrap(
     out: dict[str, Any] = {}
     alpha = (1 - level) / 2
     for name, per_query in values.items():
-        per_id = np.bincount(owner, weights=np.asarray(per_query, dtype=float), minlength=len(unique))
+        per_id = np.bincount(
+            owner, weights=np.asarray(per_query, dtype=float), minlength=len(unique)
+        )
         means = per_id[draws].sum(1) / drawn_count
         out[f"{name}_se"] = float(means.std(ddof=1))
         out[f"{name}_ci"] = [float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))]
@@ -86,6 +90,11 @@ def rank_intervals(
     pids = np.asarray(q_pids)[index]
     return {
         **bootstrap(values, pids, seed),
-        "bootstrap": {"resamples": RESAMPLES, "level": LEVEL, "unit": "query identity",
-                      "identities": int(len(np.unique(pids))), "seed": int(seed)},
+        "bootstrap": {
+            "resamples": RESAMPLES,
+            "level": LEVEL,
+            "unit": "query identity",
+            "identities": int(len(np.unique(pids))),
+            "seed": int(seed),
+        },
     }

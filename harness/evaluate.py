@@ -83,8 +83,13 @@ def rank_metrics(
         }
     result = evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=50)
     cmc, mAP, mINP = result
-    return {**cmc_at(cmc), "mAP": float(mAP), "mINP": float(mINP), "cmc": [float(v) for v in cmc],
-            **rank_intervals(result, q_pids.cpu().numpy(), seed)}
+    return {
+        **cmc_at(cmc),
+        "mAP": float(mAP),
+        "mINP": float(mINP),
+        "cmc": [float(v) for v in cmc],
+        **rank_intervals(result, q_pids.cpu().numpy(), seed),
+    }
 
 
 @torch.no_grad()

@@ -668,6 +668,32 @@ def _ratio_label(ratio: str) -> str:
     return f"R-1 ×{ratio}"
 
 
+def rank1_interval(group: Group) -> tuple[float, float] | None:
+    """The 95% interval of the row's Rank-1 (fractions), from each run's bootstrap over query
+    identities (:mod:`harness.bootstrap`); ``None`` where a run predates it.
+
+    One run: its percentile interval. Several: mean ± 1.96 se, where se combines the
+    identity resampling and the spread between runs. Seeds on one split share their test
+    people, so their identity errors move together (the split's se is the seeds' mean se);
+    different splits hold different people, so theirs average out.
+    """
+    q = group.query
+    blocks = [r.metrics.get("queries", {}).get(q, {}) for r in group.runs]
+    if not blocks or any(not isinstance(b, Mapping) or "rank1_se" not in b for b in blocks):
+        return None
+    if len(blocks) == 1:
+        lo, hi = blocks[0]["rank1_ci"]
+        return float(lo), float(hi)
+    by_split: dict[Any, list[float]] = {}
+    for run, block in zip(group.runs, blocks, strict=True):
+        by_split.setdefault(flatten(run.config).get(SPLIT_KEY), []).append(float(block["rank1_se"]))
+    identity = math.sqrt(sum(np.mean(v) ** 2 for v in by_split.values())) / len(by_split)
+    values = [float(b["rank1"]) for b in blocks]
+    between = float(np.std(values, ddof=1)) / math.sqrt(len(values))
+    mean, se = float(np.mean(values)), math.hypot(identity, between)
+    return mean - 1.96 * se, mean + 1.96 * se
+
+
 def table_cells(
     groups: Sequence[Group], paper: Mapping[str, Mapping[str, float]] | None = None
 ) -> tuple[list[str], list[list[Cell]]]:
@@ -688,7 +714,8 @@ def table_cells(
     with_query = any(g.query != "sr" for g in shown)
     with_data = len({str(g.config.get("data", "?")) for g in shown}) > 1
     header = ["Run"] + (["Data"] if with_data else []) + (["Query"] if with_query else [])
-    header += ["Runs", "R-1", "R-5", "R-10", "mAP"]
+    with_ci = any(rank1_interval(g) is not None for g in shown)
+    header += ["Runs", "R-1"] + (["R-1 95% CI"] if with_ci else []) + ["R-5", "R-10", "mAP"]
     header += [_ratio_label(r) for r in ratios]
     header += ["PSNR", "SSIM"]
     header += [f"{'HR' if k == 'hr' else k} R-1" for k in others]
@@ -706,7 +733,12 @@ def table_cells(
         if with_query:
             row.append(Cell(QUERY_NAMES.get(q, q), QUERY_NAMES.get(q, q).lower()))
         row.append(Cell(str(g.n), float(g.n)))
-        row += [_stat_cell(g.stat(q, m)) for m in ("rank1", "rank5", "rank10", "mAP")]
+        row.append(_stat_cell(g.stat(q, "rank1")))
+        if with_ci:
+            ci = rank1_interval(g)
+            text = "-" if ci is None else f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+            row.append(Cell(text, None if ci is None else 100 * ci[0]))
+        row += [_stat_cell(g.stat(q, m)) for m in ("rank5", "rank10", "mAP")]
         row += [_stat_cell(g.per_ratio.get(q, {}).get(r, {}).get("rank1")) for r in ratios]
         row += [_stat_cell(g.stat(q, "psnr"), 1.0, 2), _stat_cell(g.stat(q, "ssim"), 1.0, 3)]
         row += [_stat_cell(g.stat(k, "rank1")) for k in others]
@@ -760,7 +792,10 @@ QUERY_NAMES = {"sr": "SR", "bicubic": "bicubic", "hr": "HR"}
 LEGEND = (
     "SR query (LR query -> SR -> re-id) unless a column says otherwise; Rank-k and mAP in %, "
     "mean ± std over runs (seeds x splits; sample std), † = ± over the gallery trials of a "
-    "single run; PSNR in dB. Δ R-1 is ours minus the paper's."
+    "single run; PSNR in dB. Δ R-1 is ours minus the paper's. R-1 95% CI: a bootstrap over "
+    "query identities (one run: its percentile interval; several: mean ± 1.96 se, identity "
+    "resampling and the spread between runs combined); rows whose intervals overlap are not "
+    "shown apart."
 )
 
 

@@ -302,8 +302,10 @@ def interval_lines(queries: Mapping[str, Any]) -> list[str]:
     if not parts:
         return []
     some = next(q["bootstrap"] for q in queries.values() if q.get("bootstrap"))
-    return [f"Rank-1 95% interval (bootstrap over {some['identities']} query identities): "
-            + ", ".join(parts)]
+    return [
+        f"Rank-1 95% interval (bootstrap over {some['identities']} query identities): "
+        + ", ".join(parts)
+    ]
 
 
 def write_run_report(

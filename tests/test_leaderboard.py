@@ -371,3 +371,36 @@ def test_weights_that_land_on_the_same_numbers_share_one_label(tmp_path) -> None
     ax = sweep.sweep_figure(curves).axes[0]
     # the GAN term changed nothing: one label for its four weights, not four printed over each other
     assert sorted(t.get_text() for t in ax.texts) == ["0", "0 to 1e-2", "1e-1", "2e-1"]
+
+
+def _with_interval(run_dir: Path, se: float, ci: list[float]) -> Path:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics["queries"]["sr"].update(rank1_se=se, rank1_ci=ci)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    return run_dir
+
+
+def test_rank1_interval_of_one_run_is_its_bootstrap_interval(tmp_path) -> None:
+    run = _with_interval(make_run(tmp_path, "a", r1=0.5), 0.05, [0.41, 0.6])
+    (group,) = lb.group(lb.collect([run]))
+    assert lb.rank1_interval(group) == (0.41, 0.6)
+    text = render_markdown([group])
+    header = next(line for line in text.splitlines() if line.startswith("| Run"))
+    assert "| R-1 95% CI |" in header and "[41.0, 60.0]" in text
+
+
+def test_rank1_interval_over_seeds_combines_shared_people_and_seed_spread(tmp_path) -> None:
+    runs = [_with_interval(make_run(tmp_path, f"s{i}", seed=i, r1=r1), 0.04, [0.0, 1.0])
+            for i, r1 in enumerate((0.40, 0.50))]
+    (group,) = lb.group(lb.collect(runs))
+    lo, hi = lb.rank1_interval(group)
+    # seeds share their test identities: identity se stays 0.04; the seed spread adds
+    # std(0.4, 0.5) / sqrt(2) = 0.05; se = hypot(0.04, 0.05)
+    se = (0.04**2 + 0.05**2) ** 0.5
+    assert (lo, hi) == pytest.approx((0.45 - 1.96 * se, 0.45 + 1.96 * se))
+
+
+def test_rows_from_before_the_bootstrap_show_no_interval_column(tmp_path) -> None:
+    text = render_markdown(lb.collect([make_run(tmp_path, "old")]))
+    header = next(line for line in text.splitlines() if line.startswith("| Run"))
+    assert "95% CI" not in header

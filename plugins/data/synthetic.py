@@ -630,7 +630,8 @@ def synthetic_dataset(root: str | None, config: RunConfig) -> ReidDataset:
     """Dataset factory: generated in memory, so a ``--data-root`` is a mistake worth saying."""
     if root is not None:
         raise DatasetError(
-            f"--data-root {root} was given, but the synthetic dataset is generated and reads no folder; "
+            f"--data-root {root} was given, but the synthetic dataset is generated "
+            f"and reads no folder; "
             "drop --data-root, or name the dataset of that folder with --data "
             "(harness data synth writes synthetic data in a real layout)"
         )

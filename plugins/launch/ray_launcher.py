@@ -39,7 +39,8 @@ class RayLauncher:
                 {"address": address}
                 if address
                 else {
-                    # a local cluster sized to the runs asked for, so Ray runs --jobs of them at once
+                    # a local cluster sized to the runs asked for, so Ray runs --jobs of them
+                    # at once
                     "num_cpus": settings.threads * settings.jobs if settings.jobs else None,
                 }
             )

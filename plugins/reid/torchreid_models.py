@@ -8,8 +8,9 @@ torchreid's classifier input (which for OSNet is the output of an extra FC
 layer). torchreid's own pooling, FC and classifier are dropped. The few
 torchreid models with no single feature map (HACNN, MuDeep-style multi-branch
 nets: no ``featuremaps`` and no ``features`` trunk) keep torchreid's own head
-and contract, wrapped only with ImageNet normalisation; ``harness list`` says so. torchreid takes seconds to import and warns about its Cython
-ranking code, so it is imported inside the factory with that warning muted.
+and contract, wrapped only with ImageNet normalisation; ``harness list`` says
+so. torchreid takes seconds to import and warns about its Cython ranking code,
+so it is imported inside the factory with that warning muted.
 Any other torchreid model is reachable as ``torchreid.<name>`` (e.g.
 ``torchreid.resnet50``, whose bare name belongs to timm).
 """

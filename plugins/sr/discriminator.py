@@ -111,6 +111,7 @@ def harness_register_discriminators(registry) -> None:
     registry.add(
         "srgan",
         build_srgan_discriminator,
-        "SRGAN conv discriminator, spectral-normalised, adaptive pooling (any size); f_d = dense feature",
+        "SRGAN conv discriminator, spectral-normalised, adaptive pooling (any size); "
+        "f_d = dense feature",
         options=DISC_OPTIONS,
     )

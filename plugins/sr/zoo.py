@@ -322,11 +322,13 @@ EXCLUDED: dict[str, str] = {
     "RestoreFormer": "face restoration on aligned 512x512 faces, not a general upscaler",
     "LaMa": "inpainting (takes a mask), not SR",
     # super-resolvers that do not fit the contract
-    "DAT": "its attention blocks use BatchNorm (a depth-wise conv's norm), whose running statistics "
-    "would mix the MLR ratios (every batch holds one ratio; see plugins/sr/srresnet.py)",
+    "DAT": "its attention blocks use BatchNorm (a depth-wise conv's norm), whose running "
+    "statistics would mix the MLR ratios (every batch holds one ratio; "
+    "see plugins/sr/srresnet.py)",
     "SeemoRe": "its forward fails on LR-query-sized inputs in spandrel 0.4.2 (a 16x16 input raises "
     "a shape error even at the published size)",
-    "DCTLSA": "its attention blocks use BatchNorm, whose running statistics would mix the MLR ratios",
+    "DCTLSA": "its attention blocks use BatchNorm, whose running statistics would mix "
+    "the MLR ratios",
     "SwiftSRGAN": "its body uses BatchNorm, whose running statistics would mix the MLR ratios "
     "(every batch holds one ratio; see plugins/sr/srresnet.py)",
     "AuraSR": "a 600M-parameter GAN upsampler built for one fixed 64x64 input size",

