@@ -31,7 +31,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from harness import augment, distributed
 from harness.checkpoint import (
@@ -52,6 +51,7 @@ from harness.errors import NumericalError
 from harness.freezing import buffers_restored, inference_mode_layers, set_trainable
 from harness.io import atomic_torch_save
 from harness.losses import pixel_mse
+from harness.progress import Progress
 from harness.schedule import GENERATOR, StepRunner, default_learning_rates
 
 LogFn = Callable[[dict[str, Any]], None]
@@ -73,17 +73,6 @@ def probe_split(num_train: int, seed: int) -> tuple[Tensor, Tensor]:
     if n < 4:  # too few images for a variance: no probe, nothing held out
         return order[:0], torch.arange(num_train)
     return order[:n].sort().values, order[n:].sort().values
-
-
-def _progress(total: int, desc: str, initial: int = 0):
-    return tqdm(
-        total=total,
-        initial=initial,
-        desc=desc,
-        dynamic_ncols=True,
-        leave=False,
-        disable=None if is_main() else True,
-    )
 
 
 def pk_indices(pids: Tensor, batch_size: int, instances: int, generator: torch.Generator) -> Tensor:
@@ -391,7 +380,7 @@ class Trainer:
         reid.train()
         for p in reid.parameters():
             p.requires_grad_(True)
-        bar = _progress(cfg.reid_iters, "stage 0: re-id on HR", self.iteration)
+        bar = self._progress(cfg.reid_iters, "stage 0: re-id on HR", "reid")
         while self.iteration < cfg.reid_iters:
             x, pids = self.reid_batch()
             with self._autocast():
@@ -435,7 +424,7 @@ class Trainer:
         generator.train()
         for p in generator.parameters():
             p.requires_grad_(True)
-        bar = _progress(cfg.sr_warmup_iters, "warm start: G on pixel loss", self.iteration)
+        bar = self._progress(cfg.sr_warmup_iters, "warm start: G on pixel loss", "warmup")
         while self.iteration < cfg.sr_warmup_iters:
             batch = self.sr_batch(self.warmup_generator, self.warmup_ratio_sampler)
             with self._autocast():
@@ -502,7 +491,7 @@ class Trainer:
             return
         for module in self.models.values():
             module.train()
-        bar = _progress(self.critic_iters, "critic warm-up: G frozen", self.iteration)
+        bar = self._progress(self.critic_iters, "critic warm-up: G frozen", "critic")
         while self.iteration < self.critic_iters:
             batch = self.sr_batch(self.critic_generator, self.critic_ratio_sampler, self.sr_pool)
             ctx = StepContext(batch, self.models, cfg)
@@ -573,7 +562,7 @@ class Trainer:
             start = self.probe()  # the critic as it is when its terms first act on G
             if start:
                 self.log({"stage": "sr", "iteration": 0, **start})
-        bar = _progress(cfg.sr_iters, f"stage 1: SR with {cfg.reg}", self.iteration)
+        bar = self._progress(cfg.sr_iters, f"stage 1: SR with {cfg.reg}", "sr")
         while self.iteration < cfg.sr_iters:
             ctx = StepContext(self.sr_batch(pool=self.sr_pool), self.models, cfg)
             logged = (self.iteration + 1) % cfg.log_every == 0 or self.iteration == 0
@@ -678,6 +667,20 @@ class Trainer:
             )
         if ckpt_now:
             self.checkpoint()
+
+    def _progress(self, total: int, desc: str, stage: str) -> Progress:
+        """A stage's progress (harness.progress), knowing how many iterations the run has left
+        after it (for the run's ETA)."""
+        later = {
+            "reid": self.config.sr_warmup_iters if self.warmup_optimizer is not None else 0,
+            "warmup": self.critic_iters if self.config.sr_iters else 0,
+            "critic": self.config.sr_iters,
+            "sr": 0,
+        }
+        order = ["reid", "warmup", "critic", "sr"]
+        remaining = sum(later[s] for s in order[order.index(stage):])
+        return Progress(total, desc, self.iteration, later=remaining, batch=self.config.batch_size,
+                        enabled=is_main())
 
     def fit(self) -> None:
         if self.stage == "reid":
