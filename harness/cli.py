@@ -233,11 +233,17 @@ def list_(pattern: str | None, verbose: bool) -> None:
     weight source.
 
     PATTERN filters names with shell wildcards, as timm's list_models does
-    (`harness list 'intact*'`, `harness list '*cuhk*'`).
+    (`harness list 'intact*'`, `harness list '*cuhk*'`); a kind's name lists that kind
+    (`harness list weights`, `harness list regulariser`).
     """
     registry = _registry()
-    for kind in kind_names():
-        names = [n for n in registry.names(kind) if pattern is None or fnmatch.fnmatch(n, pattern)]
+    kinds = kind_names()
+    whole_kind = pattern in kinds and not any(pattern in registry.names(k) for k in kinds)
+    for kind in kinds:
+        if whole_kind and kind != pattern:
+            continue
+        names = [n for n in registry.names(kind)
+                 if pattern is None or whole_kind or fnmatch.fnmatch(n, pattern)]
         if pattern is not None and not names:
             continue
         click.echo(f"{kind}:")
@@ -253,7 +259,7 @@ def list_(pattern: str | None, verbose: bool) -> None:
                         f"      -o {key}={option.default!r:<10} {option.help}"
                         + (f" (presets: {presets[2:]})" if presets else "")
                     )
-        for res in registry.resolvers(kind) if pattern is None else []:
+        for res in registry.resolvers(kind) if pattern is None or whole_kind else []:
             click.echo(f"  {'<name>':<22} {res.summary}  [{res.plugin}]")
     if registry.failed:
         click.echo("plugins that failed to load:")

@@ -29,6 +29,16 @@ def test_list_shows_every_kind_with_plugin():
     assert "any timm model name" in out
 
 
+def test_list_takes_a_kind_as_a_word():
+    out = invoke("list", "regulariser").output
+    assert out.startswith("regulariser:\n") and "dataset:" not in out
+    assert {"intact", "sing", "rain", "cad", "csr-gan"} <= {
+        line.split()[0] for line in out.splitlines()[1:] if line.startswith("  ")
+    }
+    reid = invoke("list", "reid").output
+    assert "any timm model name" in reid and "regulariser:" not in reid
+
+
 def test_list_verbose_shows_option_defaults():
     out = invoke("list", "--verbose").output
     assert "-o lambda_a=" in out and "-o synth_train_ids=" in out
