@@ -1,9 +1,12 @@
-"""The command line as a user meets it: exit codes, messages, run folders."""
+"""harness.cli, the command line as a user meets it: exit codes, messages, run folders,
+`harness list` and its wildcards, and a run's output free of other libraries' noise."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,6 +88,7 @@ def smoke_run(tmp_path_factory):
     return out, result.output
 
 
+@pytest.mark.slow
 def test_run_writes_complete_run_folder(smoke_run):
     out, output = smoke_run
     for name in ("config.json", "metrics.json", "cmc.csv", "cmc.png", "sr_samples.png", "log.jsonl"):
@@ -109,6 +113,7 @@ def test_run_writes_complete_run_folder(smoke_run):
     assert "Rank-1" in output or "rank1" in output.lower()
 
 
+@pytest.mark.slow
 def test_log_has_every_named_term(smoke_run):
     out, _ = smoke_run
     lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
@@ -117,6 +122,7 @@ def test_log_has_every_named_term(smoke_run):
     assert any(k.endswith("/dis") or "dis" in k for k in keys), keys
 
 
+@pytest.mark.slow
 def test_eval_reproduces_metrics(smoke_run):
     out, _ = smoke_run
     before = json.loads((out / "metrics.json").read_text())
@@ -133,6 +139,7 @@ def test_eval_of_non_run_folder(tmp_path):
     assert "config.json is missing" in result.output
 
 
+@pytest.mark.slow
 def test_synth_layout_then_run_market1501_folder(tmp_path):
     root = tmp_path / "market"
     result = invoke("data", "synth", "--out", str(root), "--layout", "market1501",
@@ -155,6 +162,7 @@ def test_missing_dataset_folder_is_clear(tmp_path):
     assert "nope" in result.output
 
 
+@pytest.mark.slow
 def test_leaderboard_of_runs(smoke_run, tmp_path):
     out, _ = smoke_run
     result = invoke("leaderboard", str(out), "--out", str(tmp_path / "lb"))
@@ -169,3 +177,34 @@ def test_version():
 
 def test_module_entry_point_exists():
     assert (Path(__file__).parents[1] / "harness" / "__main__.py").is_file()
+
+
+def test_a_malformed_hr_size_is_a_usage_error():
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    result = CliRunner().invoke(main, ["run", "--preset", "smoke", "--hr-size", "128by64"])
+    assert result.exit_code == 2
+    assert "128x64" in result.output and "native" in result.output
+
+
+def test_list_filters_names_with_wildcards():
+    result = CliRunner().invoke(main, ["list", "intact*"])
+    assert result.exit_code == 0, result.output
+    names = [line.split()[0] for line in result.output.splitlines() if line.startswith("  ")]
+    assert names == ["intact", "intact-nobridge"]
+    assert "dataset:" not in result.output
+
+
+@pytest.mark.slow
+def test_a_run_does_not_print_torchreids_cython_notice(tmp_path):
+    """The harness never uses torchreid's evaluator, so its 'Cython evaluation' warning is noise."""
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--preset", "smoke", "--triplet", "--sr", "bicubic",
+         "--sr-iters", "0", "--reid-iters", "1", "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300, env={"HARNESS_DISABLE_PLUGIN_AUTOLOAD": "1",
+                                                          "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Cython" not in result.stdout + result.stderr

@@ -69,6 +69,7 @@ def _bucket_worker(rank: int, port: int, out: dict) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_bucketed_average_equals_per_tensor_with_a_few_all_reduces():
     import socket
 

@@ -1,4 +1,5 @@
-"""Every hook is documented (datasette's habit) and the README stays true."""
+"""Every hook is documented (datasette's habit) and the README stays true: its quick start,
+its plugin example, its CLI examples, and its Layout section (every module and plugin folder)."""
 
 from __future__ import annotations
 
@@ -81,3 +82,60 @@ def test_cli_examples_in_readme_name_real_commands_and_options():
         for word in words:
             if word.startswith("--"):
                 assert word.split("=")[0] in result.output, f"{word} not an option of: {line}"
+
+
+# --------------------------------------------------------------------------
+# README's "## Layout" block names every module of harness/ (and harness/data/) and every
+# folder of plugins/, and nothing that no longer exists. Its grammar: a line starting in
+# column 0 opens ``harness/`` or ``plugins/``; in ``harness/``, every ``*.py`` word on an
+# indented line is a module of harness/, or of harness/data/ on the line that starts with
+# ``data/``; in ``plugins/``, an indented line starting with ``name/`` names plugins/name/.
+# --------------------------------------------------------------------------
+
+
+def layout_block() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    return re.search(r"^## Layout\n.*?^```\n(.*?)^```", readme, re.S | re.M).group(1).splitlines()
+
+
+def named_in_layout() -> set[str]:
+    """Paths (relative to the root) the Layout block names."""
+    named: set[str] = set()
+    top = None
+    for line in layout_block():
+        words = line.split()
+        if not words:
+            continue
+        if not line.startswith(" "):
+            top = words[0].rstrip("/")
+            continue
+        if top == "harness":
+            folder = "harness/data" if words[0] == "data/" else "harness"
+            named |= {f"{folder}/{name}" for name in re.findall(r"\b(__\w+__\.py|\w+\.py)\b", line)}
+        elif top == "plugins" and words[0].endswith("/"):
+            named.add(f"plugins/{words[0].rstrip('/')}")
+    return named
+
+
+def on_disk() -> set[str]:
+    modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "harness").glob("*.py")}
+    modules |= {p.relative_to(ROOT).as_posix() for p in (ROOT / "harness" / "data").glob("*.py")
+                if p.name != "__init__.py"}  # the folder's own line stands for it
+    folders = {p.relative_to(ROOT).as_posix() for p in (ROOT / "plugins").iterdir()
+               if p.is_dir() and (p / "__init__.py").exists()}
+    return modules | folders
+
+
+def test_the_layout_block_is_read_as_both_sections():
+    named = named_in_layout()
+    assert "harness/cli.py" in named and "harness/data/mlr.py" in named and "plugins/sr" in named
+
+
+def test_readme_layout_names_every_module_and_plugin_folder():
+    missing = sorted(on_disk() - named_in_layout())
+    assert not missing, f"README.md's Layout section does not name: {missing}"
+
+
+def test_readme_layout_names_nothing_that_no_longer_exists():
+    stale = sorted(named_in_layout() - on_disk())
+    assert not stale, f"README.md's Layout section names what is not there: {stale}"

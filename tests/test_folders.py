@@ -256,3 +256,15 @@ def test_real_cuhk03_partial_parses():
     assert len(ds.query) + len(ds.gallery) == 938
     assert len({r.pid for r in ds.query}) == 100 == len({r.pid for r in ds.gallery})
     assert min(r.pid for r in ds.query) >= VAL_PID_OFFSET
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_folder_readers_declare_their_hr_size(registry, tmp_path):
+    from crossres_plugins.data.synthetic import write_layout
+
+    expected = {"market1501": (128, 64), "viper": (128, 48), "cuhk03-partial": (128, 64)}
+    for layout, size in expected.items():
+        root = write_layout(tmp_path / layout, layout, train_ids=4, test_ids=4, cameras=2,
+                            images_per_camera=2, height=32, width=16)
+        dataset = registry.lookup("dataset", layout).factory(str(root), RunConfig(data=layout))
+        assert dataset.hr_size == size

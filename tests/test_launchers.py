@@ -169,6 +169,7 @@ def test_bad_launcher_input_is_one_line_exit_2(tmp_path) -> None:
         assert message in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_a_run_failing_in_its_process_leaves_its_log_and_the_leaderboard_names_it(tmp_path, registry) -> None:
     """The real local launcher: a run whose worker fails (here: its data folder vanished)."""
     spec_path = tmp_path / "s.toml"

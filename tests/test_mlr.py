@@ -1,8 +1,14 @@
+"""harness.data.mlr, the MLR protocol: LR sizes, seeded query ratios drawn from the
+configured set, LR cameras for queries, bit-identical downsampling, and LR queries made
+from the dataset's HR size (not the re-id model's input size)."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness import ProtocolConfig, Record, ReidDataset
 from harness.config import ConfigError
@@ -14,7 +20,9 @@ from harness.data.mlr import (
     lr_size,
     ratio_buckets,
 )
+from harness.data.prepare import prepare_data
 from harness.errors import DatasetError
+from tests.helpers import smoke_config
 
 
 def _dataset(n_ids: int = 6, cams: int = 3) -> ReidDataset:
@@ -77,3 +85,28 @@ def test_train_ratio_sampler_is_seeded():
 def test_bad_protocols_are_refused(kwargs):
     with pytest.raises(ConfigError):
         ProtocolConfig(**kwargs)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_lr_queries_come_from_the_hr_size_not_the_reid_size(registry):
+    config = smoke_config(registry, hr_size="native", height=32, width=16,
+                          options={"synth_train_ids": 4, "synth_test_ids": 4})
+    data = prepare_data(config, registry)
+    assert data.hr_size == (128, 64)  # the synthetic data's native size
+    assert tuple(data.query_images.shape[-2:]) == (128, 64)
+    assert [lr_size(data.hr_size, r) for r in (2, 3, 4)] == [(64, 32), (43, 21), (32, 16)]
+    lr = downsample(data.query_images[:2].float() / 255, 4.0, config.protocol)
+    assert tuple(lr.shape[-2:]) == (32, 16)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    ratios=st.lists(st.sampled_from([1.5, 2.0, 2.5, 3.0, 4.0, 6.0]), min_size=1, max_size=4, unique=True),
+    n=st.integers(1, 300),
+)
+def test_protocol_ratios_are_seeded_and_in_the_configured_set(seed, ratios, n):
+    protocol = ProtocolConfig(ratios=tuple(ratios), seed=seed)
+    drawn = draw_query_ratios(n, protocol)
+    assert drawn == draw_query_ratios(n, ProtocolConfig(ratios=tuple(ratios), seed=seed))
+    assert set(drawn) <= {float(r) for r in ratios}

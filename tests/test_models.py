@@ -1,4 +1,5 @@
-"""Contract tests for the built-in model plugins and for harness.weights.
+"""harness.models and harness.weights: contract tests for the built-in model plugins (SR,
+D, re-id: sizes, one meaning of ``f_c``, resizing to the re-id input size) and weights files.
 
 Models are looked up through the registry built from the installed entry
 points, so these tests also prove that registration works.
@@ -13,11 +14,15 @@ import torch
 import torch.nn.functional as F
 from crossres_plugins.reid.common import IMAGENET_MEAN, Normalize
 from crossres_plugins.sr.srresnet import integer_scale, tail_scale
+from crossres_plugins.sr.zoo import ZOO
 from torch import nn
 
 from harness import HarnessError, RunConfig, UnknownNameError
+from harness.data.mlr import downsample
+from harness.models import build_models
 from harness.registry import get_registry
 from harness.weights import load_reid_weights, save_reid_weights
+from tests.helpers import smoke_config
 
 HR = (32, 16)
 CONFIG = RunConfig(
@@ -66,7 +71,12 @@ def test_resolvers_find_zoo_names_and_refuse_others(registry):
 # -- super-resolution ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", get_registry().names("sr"))
+#: the SR zoo's architectures at every LR size take minutes: slow (test_sr_zoo checks each
+#: at the smoke size in the fast lane)
+SR_NAMES = [pytest.param(n, marks=pytest.mark.slow) if n in ZOO else n for n in get_registry().names("sr")]
+
+
+@pytest.mark.parametrize("name", SR_NAMES)
 @pytest.mark.parametrize("lr", [lr_of(HR, 2), lr_of(HR, 3), lr_of(HR, 4), lr_of(HR, 2.5), (11, 5)])
 def test_sr_contract(registry, name, lr):
     torch.manual_seed(0)
@@ -254,6 +264,7 @@ def test_classifier_of_another_id_count_is_skipped(reid_models, registry, tmp_pa
     assert target.classifier.weight.shape[0] == 9
 
 
+@pytest.mark.slow
 def test_raw_torchreid_state_dict_loads_into_the_wrapper(registry, tmp_path):
     from crossres_plugins.reid.torchreid_models import import_torchreid_models
 
@@ -317,3 +328,33 @@ def test_backbone_shape_mismatch_is_an_error_not_a_skip(tmp_path):
     torch.save(sd, tmp_path / "w.pt")
     with pytest.raises(HarnessError, match=r"backbone.weight has shape \(6, 5\)"):
         load_reid_weights(tiny_reid(), tmp_path / "w.pt")
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_reid_model_resizes_to_its_input_size(registry):
+    config = smoke_config(registry, hr_size="64x32", height=32, width=16)
+    models, _ = build_models(config, registry, num_classes=3)
+    reid = models["reid"].eval()
+    x = torch.rand(2, 3, 64, 32)
+    small = F.interpolate(x, size=(32, 16), mode="bilinear", align_corners=False, antialias=True)
+    torch.testing.assert_close(reid(x), reid(small))
+    assert models["G"](downsample(x, 2.0, config.protocol), (64, 32)).shape[-2:] == (64, 32)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_generator_has_no_batchnorm(registry):
+    generator = registry.lookup("sr", "srgan").factory(smoke_config(registry))
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in generator.modules())
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("name", ["resnet18", "osnet_x0_25"])
+def test_f_c_is_the_pooled_feature_before_the_bnneck(registry, name):
+    config = smoke_config(registry)
+    torch.manual_seed(0)
+    model = registry.lookup("reid", name).factory(config, 4).train()
+    x = torch.rand(4, 3, *config.reid_size)
+    _, f_c = model(x)
+    pooled = model.backbone(model.normalize(x)).mean(dim=(2, 3))
+    torch.testing.assert_close(f_c, pooled)
+    assert model.bnneck.num_features == f_c.shape[1]

@@ -39,6 +39,7 @@ def pretrained(tmp_path_factory) -> tuple[Path, Path]:
     return weights, run_dir
 
 
+@pytest.mark.slow
 def test_pretrain_saves_the_stage0_model_as_plain_weights(pretrained) -> None:
     weights, run_dir = pretrained
     state = torch.load(weights, weights_only=True)
@@ -53,6 +54,7 @@ def test_pretrain_saves_the_stage0_model_as_plain_weights(pretrained) -> None:
     assert card["run_dir"] == str(run_dir) and set(card["test_rank1"]) == {"sr", "bicubic", "hr"}
 
 
+@pytest.mark.slow
 def test_pretrained_weights_start_a_run_on_other_data(pretrained, tmp_path) -> None:
     weights, _ = pretrained
     # another identity count: the classifier is skipped, the backbone loads
@@ -77,6 +79,7 @@ def test_pretrain_refuses_sr_settings() -> None:
 # -- split files -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_run_folder_records_the_split_it_used(pretrained) -> None:
     _, run_dir = pretrained
     listing = json.loads((run_dir / "split.json").read_text())
@@ -88,6 +91,7 @@ def test_run_folder_records_the_split_it_used(pretrained) -> None:
     assert listing["protocol"]["seed"] == 0
 
 
+@pytest.mark.slow
 def test_split_file_names_images_relative_to_the_data_root(tmp_path) -> None:
     root = write_layout(tmp_path / "viper", "viper", train_ids=6, test_ids=6, height=32, width=16)
     run_dir = tmp_path / "run"
@@ -239,6 +243,7 @@ def _board_rows(out: Path) -> dict[str, dict]:
     return {g["label"]: g for g in json.loads((out / "leaderboard.json").read_text())["groups"]}
 
 
+@pytest.mark.slow
 def test_mlr_viper_spec_runs_end_to_end_on_two_splits(tmp_path, shared_data) -> None:
     root = Path(shared_data) / "viper"
     out = tmp_path / "viper"
@@ -263,6 +268,7 @@ def test_mlr_viper_spec_runs_end_to_end_on_two_splits(tmp_path, shared_data) -> 
     assert "46.2 / 73.1 / 81.6" in board and "| Query |" in board
 
 
+@pytest.mark.slow
 def test_mlr_cuhk03_spec_runs_its_intact_row(tmp_path, shared_data) -> None:
     root = Path(shared_data) / "cuhk03-labeled"
     out = tmp_path / "cuhk03"

@@ -1,3 +1,6 @@
+"""harness.registry: plugins through entry points and pluggy, lookup with "did you mean",
+plugins that fail in isolation, and the kinds table (harness.kinds, harness.registrars)."""
+
 from __future__ import annotations
 
 import sys
@@ -170,3 +173,19 @@ def test_typed_entries_carry_what_a_kind_registers_besides_a_factory(registry):
     assert isinstance(market, DatasetEntry) and market.write_layout is None
     source = registry.lookup("weights", "timm-cache")
     assert isinstance(source, WeightsEntry) and source.source.tier == "cache"
+
+
+class _NoArguments:
+    """A hook implementation may take a subset of the hook's arguments (pluggy's promise)."""
+
+    called = False
+
+    @hookimpl
+    def harness_register_sr(self):
+        _NoArguments.called = True
+
+
+def test_hooks_are_called_through_pluggy():
+    fresh = Registry()
+    fresh.register_plugin(_NoArguments(), "no-args")
+    assert _NoArguments.called and "no-args" not in fresh.failed

@@ -48,6 +48,7 @@ def _metrics(run: Path) -> dict:
 # ------------------------------------------------------------------ 1. a run folder holds one run
 
 
+@pytest.mark.slow
 def test_a_new_run_refuses_a_folder_holding_another_run(tmp_path):
     out = tmp_path / "R"
     assert cli("run", *K, "--out", str(out)).exit_code == 0
@@ -57,6 +58,7 @@ def test_a_new_run_refuses_a_folder_holding_another_run(tmp_path):
     assert (out / "metrics.json").read_text() == before
 
 
+@pytest.mark.slow
 def test_resume_refuses_checkpoints_written_under_other_settings(tmp_path):
     out = tmp_path / "R"
     assert cli("run", *K, "--out", str(out)).exit_code == 0
@@ -91,6 +93,7 @@ def test_nan_between_log_steps_is_caught_at_its_iteration_and_never_checkpointed
     assert _metrics(out)["status"] == "running"
 
 
+@pytest.mark.slow
 def test_nan_in_the_gan_steps_is_named_and_never_checkpointed(tmp_path):
     out = tmp_path / "R"
     result = cli("run", *SMOKE, "--reg", "gan", "-o", "lr_D=1e12", "--lr", "1e12", "--log-every", "1000",
@@ -119,6 +122,7 @@ def test_weights_of_a_bigger_architecture_are_refused(tmp_path):
                    "--partial-weights")
 
 
+@pytest.mark.slow
 def test_a_file_of_one_tensor_is_refused_and_partial_loads_are_counted(tmp_path):
     path = tmp_path / "one.pt"
     full = torch.load(_resnet_weights(tmp_path, "resnet18"), weights_only=True)
@@ -134,6 +138,7 @@ def test_a_file_of_one_tensor_is_refused_and_partial_loads_are_counted(tmp_path)
 # ------------------------------------------------------------------ 4. every promised file
 
 
+@pytest.mark.slow
 def test_a_resume_rewrites_a_missing_split_json(tmp_path):
     out = tmp_path / "R"
     assert cli("run", *K, "--out", str(out)).exit_code == 0
@@ -214,6 +219,7 @@ def test_disk_full_is_one_line_and_keeps_the_previous_file(tmp_path, monkeypatch
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-sr-0000001.pt"]  # no .tmp left
 
 
+@pytest.mark.slow
 def test_a_resume_removes_partial_temporaries(tmp_path):
     out = tmp_path / "R"
     assert cli("run", *K, "--out", str(out)).exit_code == 0
@@ -297,6 +303,7 @@ def test_a_bad_row_anywhere_in_the_grid_stops_the_bench_before_any_training(tmp_
     assert not (tmp_path / "B" / "ok").exists()
 
 
+@pytest.mark.slow
 def test_skipped_images_leave_split_json_and_the_metrics(tmp_path):
     data = tmp_path / "market"
     assert cli("data", "synth", "--out", str(data), "--layout", "market1501", "--train-ids", "8", "--test-ids",
@@ -314,6 +321,7 @@ def test_skipped_images_leave_split_json_and_the_metrics(tmp_path):
     assert _metrics(out)["split"]["num_query"] == len(names) == _metrics(out)["num_queries"]
 
 
+@pytest.mark.slow
 def test_log_jsonl_has_each_iteration_once_after_a_resume(tmp_path):
     from harness.checkpoint import list_checkpoints
 
@@ -334,6 +342,7 @@ def test_log_jsonl_has_each_iteration_once_after_a_resume(tmp_path):
 # ------------------------------------------------------------------ 11. messages
 
 
+@pytest.mark.slow
 def test_a_skipped_corrupt_checkpoint_is_reported(tmp_path):
     out = tmp_path / "R"
     assert cli("run", *K, "--out", str(out)).exit_code == 0
@@ -371,6 +380,7 @@ def test_ctrl_c_says_how_to_continue(tmp_path):
 # ------------------------------------------------------------------ 12. checkpoint size
 
 
+@pytest.mark.slow
 def test_checkpoints_after_stage0_leave_the_frozen_reid_model_to_one_file(tmp_path):
     from harness.checkpoint import FROZEN_REID, latest_checkpoint
 

@@ -254,6 +254,7 @@ def lb_slug(label: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in label.lower())
 
 
+@pytest.mark.slow
 @needs_browser
 def test_site_renders_in_chromium_fits_1280_pixels_and_sorts(tmp_path) -> None:
     site = _table_one_site(tmp_path)

@@ -203,6 +203,7 @@ def test_rcan_with_intact_runs_end_to_end(tmp_path):
     assert config["config"]["sr"] == "rcan" and config["config"]["options"]["n_resgroups"] == 1  # the smoke size
 
 
+@pytest.mark.slow
 def test_swinir_trains_under_a_gan_schedule(tmp_path):
     """SwinIR's relative-position index (an integer buffer) is saved by G's graph, which is
     built before the D step; restoring G's untouched buffers after the D step must not write

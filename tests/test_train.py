@@ -1,4 +1,10 @@
-"""Training-loop behaviour: presets and overrides, stage-0 reuse, learning on a tiny problem."""
+"""harness.train: the stages of a run and what each must deliver.
+
+Stage 0 learns on a tiny problem and its cache gives identical results; the pixel
+warm start beats bicubic, ramps up then decays, and is cached and reused bit-identically;
+a loss that turns NaN stops the run naming its step, term and iteration, with the last
+checkpoint from before it.
+"""
 
 from __future__ import annotations
 
@@ -6,35 +12,25 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from harness.config import ConfigError
+from harness.cache import warmup_key
+from harness.data.mlr import upsample_bicubic
+from harness.errors import NumericalError
 from harness.run import resolve_config, run_experiment
+from tests.helpers import Faulty, make_trainer, registry_with, smoke_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def test_preset_values_and_explicit_override(registry):
-    config = resolve_config({"preset": "smoke", "height": 40, "options": {"synth_train_ids": "5"}}, registry)
-    assert config.preset == "smoke"
-    assert config.height == 40 and config.width == 16  # explicit beats preset, the rest from preset
-    assert config.option("synth_train_ids") == 5  # CLI string coerced to the default's type
-    assert config.option("synth_test_ids") == 6  # preset value
-    assert config.option("lambda_c") is not None  # declared default filled in
+@pytest.fixture(scope="module")
+def faulty():
+    return registry_with(Faulty())
 
 
-def test_default_preset_depends_on_cuda(registry, monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert resolve_config({}, registry).preset == "cpu"
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert resolve_config({}, registry).preset == "paper"
-
-
-def test_options_of_unselected_plugins_are_refused(registry):
-    with pytest.raises(ConfigError, match="unknown option"):
-        resolve_config({"preset": "smoke", "reg": "none", "options": {"lambda_a": "0.1"}}, registry)
-
-
-def test_bad_option_type(registry):
-    with pytest.raises(ConfigError, match="expected int"):
-        resolve_config({"preset": "smoke", "options": {"synth_train_ids": "many"}}, registry)
+def _run_short(registry, tmp_path, **values):
+    config = resolve_config({"preset": "smoke", "reid_iters": 1, "sr_iters": 4, **values}, registry)
+    return run_experiment(config, tmp_path / "run", registry, echo=lambda s: None)
 
 
 def _run(registry, tmp_path, name, cache=None, **values):
@@ -58,6 +54,7 @@ def test_stage0_cache_gives_identical_results(registry, tmp_path):
     assert len(list(cache.glob("stage0-*.pt"))) == 2
 
 
+@pytest.mark.slow
 def test_stage0_learns_on_a_tiny_problem(registry, tmp_path):
     config = resolve_config({"preset": "smoke", "sr": "bicubic", "reid_iters": 40, "sr_iters": 0,
                              "random_erasing": 0.0, "log_every": 1, "lr_reid": 3e-3,
@@ -66,3 +63,68 @@ def test_stage0_learns_on_a_tiny_problem(registry, tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
     ce = [x["reid/ce"] for x in lines if "reid/ce" in x]
     assert sum(ce[-5:]) / 5 < sum(ce[:5]) / 5 * 0.8, ce
+
+
+def test_pixel_warm_start_beats_bicubic_on_training_pairs(registry, tmp_path):
+    trainer = make_trainer(registry, tmp_path, sr_warmup_iters=60, lr=1e-3,
+                           options={"sr_blocks": 1, "sr_channels": 8})
+    generator = trainer.models["G"]
+    torch.manual_seed(0)
+    from harness.data.mlr import TrainRatioSampler
+
+    sampler = TrainRatioSampler(trainer.config.protocol.ratios, torch.Generator().manual_seed(5))
+    batch = trainer.sr_batch(torch.Generator().manual_seed(5), sampler)
+    bicubic = F.mse_loss(upsample_bicubic(batch.x_lr, batch.out_size), batch.x_hr)
+    generator.eval()
+    with torch.no_grad():
+        untrained = F.mse_loss(generator(batch.x_lr, batch.out_size), batch.x_hr)
+    torch.testing.assert_close(untrained, bicubic, rtol=1e-4, atol=1e-6)  # starts at bicubic
+    trainer.stage = "warmup"
+    trainer.train_warmup()
+    with torch.no_grad():
+        trained = F.mse_loss(generator(batch.x_lr, batch.out_size), batch.x_hr)
+    assert trained < bicubic
+    assert trainer.stage == "critic"  # next: the critic warm-up, then stage 1
+
+
+@pytest.mark.slow
+def test_warm_start_is_cached_and_reused_bit_identically(registry, tmp_path):
+    cache = tmp_path / "cache"
+    config = smoke_config(registry, reg="gan", sr_iters=1, sr_warmup_iters=3)
+    first = run_experiment(config, tmp_path / "a", registry, echo=lambda m: None, stage0_cache_dir=cache)
+    def shared() -> list[str]:  # each regulariser adds its own critic warm-up, never a G or re-id model
+        return sorted(p.name for p in cache.iterdir() if not p.name.startswith("critic-"))
+
+    files = shared()
+    assert any(n.startswith("warmup-srgan-") for n in files)
+    other = config.replace(reg="intact")  # another regulariser, same G recipe: same warm start
+    run_experiment(other, tmp_path / "b", registry, echo=lambda m: None, stage0_cache_dir=cache)
+    log = (tmp_path / "b" / "log.jsonl").read_text()
+    assert "warmup_cache" in log
+    assert shared() == files
+    assert first["status"] == "complete"
+    device = torch.device("cpu")
+    changed = config.replace(options={**config.options, "sr_blocks": 3})
+    assert warmup_key(config, registry, device) == warmup_key(other, registry, device)
+    assert warmup_key(config, registry, device) != warmup_key(changed, registry, device)
+
+
+def test_warm_start_ramps_up_then_decays_to_zero():
+    from harness.train import warmup_schedule
+
+    factor = warmup_schedule(100)
+    values = [factor(i) for i in range(100)]
+    assert values[0] == pytest.approx(0.2) and values[4] == pytest.approx(1.0)  # 5-step ramp
+    assert all(b <= a for a, b in zip(values[4:], values[5:], strict=False))  # then only down
+    assert values[-1] < 0.01
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_with_step_term_and_iteration(faulty, tmp_path):
+    with pytest.raises(NumericalError, match=r"loss term 'mse' of step 'G' first became non-finite at iteration 3"):
+        _run_short(faulty, tmp_path, reg="nan-after", sr="srgan", log_every=1, ckpt_every=1)
+    ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("ckpt-sr-*.pt"))
+    assert ckpts and ckpts[-1] == "ckpt-sr-0000002.pt"  # the last one is from before the NaN
+    import json
+
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "running"

@@ -1,0 +1,42 @@
+"""harness.run: one run end to end, as its folder records it (config.json's sizes and
+compute, split.json's LR size per query) and as a re-evaluation reads it back."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from harness.data.mlr import lr_size
+from harness.run import run_experiment
+from tests.helpers import smoke_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_hr_size_is_recorded_and_split_names_each_query_lr_size(registry, tmp_path):
+    config = smoke_config(registry, hr_size="native", sr="bicubic", sr_iters=0,
+                          options={"synth_train_ids": 4, "synth_test_ids": 4})
+    run_experiment(config, tmp_path / "run", registry, echo=lambda m: None)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (saved["config"]["hr_height"], saved["config"]["hr_width"]) == (128, 64)
+    assert saved["protocol_version"] == "mlr-2.0"
+    # what decides speed and the last bits on a CPU: the thread counts, the CPU, the precision
+    compute = saved["compute"]
+    assert compute["torch_threads"] == torch.get_num_threads() and compute["torch_interop_threads"] >= 1
+    assert compute["device"] == "cpu" and compute["precision"] == "float32" and compute["cpu"]
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert split["hr_size"] == [128, 64]
+    sizes = {tuple(q[4]) for q in split["query"]}
+    assert sizes <= {(64, 32), (43, 21), (32, 16)} and sizes
+    for _, _, _, ratio, size in split["query"]:
+        assert tuple(size) == lr_size((128, 64), ratio)
+
+
+def test_an_mlr_1_run_folder_keeps_its_hr_size_on_re_evaluation(tmp_path):
+    from harness.run import load_run_config
+
+    doc = {"config": {"height": 48, "width": 24}, "protocol_version": "mlr-1.0"}
+    (tmp_path / "config.json").write_text(json.dumps(doc))
+    assert load_run_config(tmp_path).hr_size == (48, 24)
