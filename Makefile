@@ -22,11 +22,14 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/harness run --sr srgan --reg intact
 
+# every test, on all cores (pytest-xdist); `$(BIN)/python -m pytest -m "not slow"` is the fast lane
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
+# ruff's rules (line length 100 included) and its formatter, as CI runs them
 lint: $(STAMP)
 	$(BIN)/ruff check harness plugins tests benchmarks
+	$(BIN)/ruff format --check harness plugins tests benchmarks
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/eval_speed.py

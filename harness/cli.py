@@ -242,8 +242,11 @@ def list_(pattern: str | None, verbose: bool) -> None:
     for kind in kinds:
         if whole_kind and kind != pattern:
             continue
-        names = [n for n in registry.names(kind)
-                 if pattern is None or whole_kind or fnmatch.fnmatch(n, pattern)]
+        names = [
+            n
+            for n in registry.names(kind)
+            if pattern is None or whole_kind or fnmatch.fnmatch(n, pattern)
+        ]
         if pattern is not None and not names:
             continue
         click.echo(f"{kind}:")

@@ -31,13 +31,29 @@ class Progress:
     ``batch``: images per iteration (for images/s); ``enabled``: False on ranks > 0.
     """
 
-    def __init__(self, total: int, desc: str, initial: int = 0, *, later: int = 0,
-                 batch: int = 1, enabled: bool = True, stream: Any = None):
-        self.total, self.desc, self.done, self.later, self.batch = total, desc, initial, later, batch
+    def __init__(
+        self,
+        total: int,
+        desc: str,
+        initial: int = 0,
+        *,
+        later: int = 0,
+        batch: int = 1,
+        enabled: bool = True,
+        stream: Any = None,
+    ):
+        self.total, self.desc, self.done = total, desc, initial
+        self.later, self.batch = later, batch
         self.stream = stream if stream is not None else sys.stdout
         self.plain = enabled and not _is_tty(self.stream)
-        self.bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, leave=False,
-                        disable=None if enabled else True)
+        self.bar = tqdm(
+            total=total,
+            initial=initial,
+            desc=desc,
+            dynamic_ncols=True,
+            leave=False,
+            disable=None if enabled else True,
+        )
         self.start, self.start_done = time.monotonic(), initial
 
     def update(self, n: int = 1) -> None:
@@ -58,8 +74,11 @@ class Progress:
         if steps > 0 and elapsed > 0:
             stage_left = (self.total - self.done) * per_step
             run_left = stage_left + self.later * per_step
-            text += (f"  {self.batch * steps / elapsed:.1f} img/s  stage ETA {_duration(stage_left)}"
-                     f"  run ETA ~{_duration(run_left)}")
+            rate = self.batch * steps / elapsed
+            text += (
+                f"  {rate:.1f} img/s  stage ETA {_duration(stage_left)}"
+                f"  run ETA ~{_duration(run_left)}"
+            )
         return text
 
     def close(self) -> None:

@@ -678,9 +678,15 @@ class Trainer:
             "sr": 0,
         }
         order = ["reid", "warmup", "critic", "sr"]
-        remaining = sum(later[s] for s in order[order.index(stage):])
-        return Progress(total, desc, self.iteration, later=remaining, batch=self.config.batch_size,
-                        enabled=is_main())
+        remaining = sum(later[s] for s in order[order.index(stage) :])
+        return Progress(
+            total,
+            desc,
+            self.iteration,
+            later=remaining,
+            batch=self.config.batch_size,
+            enabled=is_main(),
+        )
 
     def fit(self) -> None:
         if self.stage == "reid":

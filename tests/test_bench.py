@@ -157,7 +157,9 @@ class FakeTrainer:
         self.calls: list[tuple[str, int]] = []
         self.fail_on = fail_on
 
-    def __call__(self, settings: dict, run_dir: Path, label: str, paper: dict | None, query: str = "sr") -> None:
+    def __call__(
+        self, settings: dict, run_dir: Path, label: str, paper: dict | None, query: str = "sr"
+    ) -> None:
         self.calls.append((label, settings["seed"]))
         if label == self.fail_on:
             raise RuntimeError("boom")
@@ -265,8 +267,15 @@ def test_shipped_specs_load_and_expand(path: Path, tmp_path) -> None:
 
 
 #: the shipped specs that reproduce a table of the paper
-PAPER_TABLES = {"association-space", "bridge", "loss-ablation", "mlr-cuhk03", "mlr-viper", "rivals",
-                "table1"}
+PAPER_TABLES = {
+    "association-space",
+    "bridge",
+    "loss-ablation",
+    "mlr-cuhk03",
+    "mlr-viper",
+    "rivals",
+    "table1",
+}
 #: the harness's own specs: the paper has no such table, so they carry no paper numbers
 OWN_SPECS = {"critic-weight", "sr-backbones"}
 
@@ -290,9 +299,15 @@ def test_shipped_specs_cover_the_paper_numbers() -> None:
     assert papers["association-space"]["D-to-R"]["rank1"] == 83.4
     assert papers["mlr-viper"]["INTACT"] == {"rank1": 46.2, "rank5": 73.1, "rank10": 81.6}
     assert papers["mlr-cuhk03"]["INTACT"] == {"rank1": 86.4, "rank5": 97.4, "rank10": 98.5}
-    assert set(papers["mlr-viper"]) == set(papers["mlr-cuhk03"]) == {"INTACT", "SING", "CSR-GAN",
-                                                                    "RAIN", "CAD"}
-    assert papers["mlr-cuhk03"]["RAIN"]["rank1"] == 78.9 and papers["mlr-viper"]["CAD"]["rank1"] == 43.1
+    assert (
+        set(papers["mlr-viper"])
+        == set(papers["mlr-cuhk03"])
+        == {"INTACT", "SING", "CSR-GAN", "RAIN", "CAD"}
+    )
+    assert (
+        papers["mlr-cuhk03"]["RAIN"]["rank1"] == 78.9
+        and papers["mlr-viper"]["CAD"]["rank1"] == 43.1
+    )
     table1 = {tuple(label.split(": ")): tuple(p.values()) for label, p in papers["table1"].items()}
     intacts = {data: numbers for (data, system), numbers in table1.items() if system == "INTACT"}
     assert intacts == {
@@ -330,7 +345,8 @@ def test_critic_weight_sweeps_lambda_a_and_lambda_g_over_the_same_weights(tmp_pa
     # a row sets only its regulariser and its weight, so the leaderboard finds one curve per reg
     assert all(set(r.settings) == {"reg", "options"} and r.query == "sr" for r in spec.runs)
     assert [r.label for r in spec.runs] == (
-        [f"INTACT lambda_a={weight_text(w)}" for w in weights] + [f"GAN lambda_g={weight_text(w)}" for w in weights]
+        [f"INTACT lambda_a={weight_text(w)}" for w in weights]
+        + [f"GAN lambda_g={weight_text(w)}" for w in weights]
     )
     assert spec.runs[2].label == "INTACT lambda_a=3e-3"
     plan = expand(spec, {"data": "synthetic", "preset": "cpu"}, out_dir=tmp_path)
@@ -363,7 +379,12 @@ def test_splits_vary_the_dataset_split_and_come_whole_first(tmp_path) -> None:
     spec = load_spec(write(tmp_path, SPLIT_SPEC))
     plan = expand(spec, {}, seeds=1, out_dir=tmp_path)
     assert [(r.label, r.split) for r in plan] == [
-        ("HR", 0), ("INTACT", 0), ("HR", 1), ("INTACT", 1), ("HR", 2), ("INTACT", 2)
+        ("HR", 0),
+        ("INTACT", 0),
+        ("HR", 1),
+        ("INTACT", 1),
+        ("HR", 2),
+        ("INTACT", 2),
     ]
     assert [r.settings["options"]["split"] for r in plan] == [0, 0, 1, 1, 2, 2]
     assert plan[2].run_dir == tmp_path / "hr" / "seed0-split1"
@@ -388,9 +409,18 @@ def test_preset_tables_apply_only_to_their_preset_and_yield_to_the_command_line(
     ("text", "message"),
     [
         ('name = "x"\nsplits = 0\n[[runs]]\nlabel = "a"\n', "splits must be a positive integer"),
-        ('name = "x"\n[presets.cpu]\nreid_iter = 3\n[[runs]]\nlabel = "a"\n', "unknown setting 'reid_iter'"),
-        ('name = "x"\n[presets.cpu]\npreset = "paper"\n[[runs]]\nlabel = "a"\n', "cannot set preset itself"),
-        ('name = "x"\n[[runs]]\nlabel = "a"\nquery = "lr"\n', "query must be one of sr, bicubic, hr"),
+        (
+            'name = "x"\n[presets.cpu]\nreid_iter = 3\n[[runs]]\nlabel = "a"\n',
+            "unknown setting 'reid_iter'",
+        ),
+        (
+            'name = "x"\n[presets.cpu]\npreset = "paper"\n[[runs]]\nlabel = "a"\n',
+            "cannot set preset itself",
+        ),
+        (
+            'name = "x"\n[[runs]]\nlabel = "a"\nquery = "lr"\n',
+            "query must be one of sr, bicubic, hr",
+        ),
     ],
 )
 def test_bad_split_preset_and_query_keys_are_named(tmp_path, text: str, message: str) -> None:
@@ -406,7 +436,12 @@ def test_query_rows_report_their_query_kind_in_the_leaderboard(tmp_path) -> None
         FakeTrainer()(settings, run_dir, label, paper, query)
         metrics = json.loads((run_dir / "metrics.json").read_text())
         split = settings["options"]["split"]
-        metrics["queries"]["hr"] = {"rank1": 0.9 - 0.1 * split, "rank5": 1.0, "rank10": 1.0, "mAP": 0.8}
+        metrics["queries"]["hr"] = {
+            "rank1": 0.9 - 0.1 * split,
+            "rank5": 1.0,
+            "rank10": 1.0,
+            "mAP": 0.8,
+        }
         (run_dir / "metrics.json").write_text(json.dumps(metrics))
 
     run_bench(spec, out, trainer, overrides={"data": "synthetic"}, progress=lambda m: None)
@@ -424,8 +459,13 @@ def test_row_selection_keeps_spec_order_and_names_unknown_rows(tmp_path) -> None
 
     spec = load_spec(write(tmp_path, SPEC))
     assert select_rows(spec, []) is spec
-    assert [r.label for r in select_rows(spec, ["MSE+ID+GAN", "MSE+ID"]).runs] == ["MSE+ID", "MSE+ID+GAN"]
-    with pytest.raises(ConfigError, match=r"no row labelled 'MSE\+GAN' \(did you mean 'MSE\+ID\+GAN'\?\)"):
+    assert [r.label for r in select_rows(spec, ["MSE+ID+GAN", "MSE+ID"]).runs] == [
+        "MSE+ID",
+        "MSE+ID+GAN",
+    ]
+    with pytest.raises(
+        ConfigError, match=r"no row labelled 'MSE\+GAN' \(did you mean 'MSE\+ID\+GAN'\?\)"
+    ):
         select_rows(spec, ["MSE+GAN"])
 
 
@@ -438,9 +478,18 @@ def test_real_data_specs_carry_the_honest_baselines(name: str) -> None:
     spec = load_spec(Path(__file__).resolve().parents[1] / "benchmarks" / "specs" / f"{name}.toml")
     rows = {r.label: r for r in spec.runs}
     assert [r.label for r in spec.runs] == [
-        "HR query (upper bound)", "bicubic", "res-aug re-id, no SR", "SRGAN (MSE+ID+GAN)", "INTACT",
-        "INTACT without bridge", "SR + res-aug re-id (SRGAN in front of the resolution-augmented model)",
-        "SING", "CSR-GAN", "RAIN", "CAD"]
+        "HR query (upper bound)",
+        "bicubic",
+        "res-aug re-id, no SR",
+        "SRGAN (MSE+ID+GAN)",
+        "INTACT",
+        "INTACT without bridge",
+        "SR + res-aug re-id (SRGAN in front of the resolution-augmented model)",
+        "SING",
+        "CSR-GAN",
+        "RAIN",
+        "CAD",
+    ]
     fair = rows["SR + res-aug re-id (SRGAN in front of the resolution-augmented model)"]
     assert fair.settings["res_aug"] == baseline_res_aug(spec) and fair.settings["reg"] == "gan"
     assert (rows["HR query (upper bound)"].query, rows["bicubic"].query) == ("hr", "bicubic")
@@ -449,8 +498,18 @@ def test_real_data_specs_carry_the_honest_baselines(name: str) -> None:
     for label in ("HR query (upper bound)", "bicubic", "res-aug re-id, no SR"):
         assert rows[label].settings["sr"] == "bicubic" and rows[label].settings["sr_iters"] == 0
     assert [rows[k].settings["reg"] for k in list(rows)[3:]] == [
-        "gan", "intact", "intact-nobridge", "gan", "sing", "csr-gan", "rain", "cad"]
-    assert set(spec.presets) == {"cpu", "paper"} and spec.presets["cpu"]["reid"] == "mobilenetv2_100"
+        "gan",
+        "intact",
+        "intact-nobridge",
+        "gan",
+        "sing",
+        "csr-gan",
+        "rain",
+        "cad",
+    ]
+    assert (
+        set(spec.presets) == {"cpu", "paper"} and spec.presets["cpu"]["reid"] == "mobilenetv2_100"
+    )
     # real data starts from ImageNet weights found locally; paper prefers the paper's ResNet-50
     assert spec.defaults["reid_init"] == "imagenet"
     assert spec.presets["paper"]["reid"].split("|")[0] == "resnet50"

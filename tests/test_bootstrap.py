@@ -34,7 +34,9 @@ def test_a_perfect_model_has_no_spread_and_the_seed_fixes_the_draws():
     values = {"mAP": np.ones(6)}
     assert bootstrap(values, [0, 0, 1, 1, 2, 2], seed=3) == {"mAP_se": 0.0, "mAP_ci": [1.0, 1.0]}
     noisy = {"mAP": np.array([0.2, 0.9, 0.4, 0.7, 0.1, 1.0])}
-    assert bootstrap(noisy, [0, 0, 1, 1, 2, 2], seed=3) == bootstrap(noisy, [0, 0, 1, 1, 2, 2], seed=3)
+    assert bootstrap(noisy, [0, 0, 1, 1, 2, 2], seed=3) == bootstrap(
+        noisy, [0, 0, 1, 1, 2, 2], seed=3
+    )
 
 
 def _toy(seed: int = 0):
@@ -74,6 +76,11 @@ def test_every_rank_metric_carries_its_interval(single_shot):
         lo, hi = out[f"{name}_ci"]
         assert lo <= out[name] + 1e-12 and out[name] <= hi + 1e-12 and out[f"{name}_se"] >= 0
     assert out["bootstrap"]["unit"] == "query identity" and out["bootstrap"]["identities"] == 4
-    assert rank_intervals(evaluate_rank(dist, qp, gp, qc, gc), qp.numpy(), 0)["rank1_ci"] == (
-        rank_metrics(dist, qp, gp, qc, gc, single_gallery_shot=False, trials=1, seed=0)["rank1_ci"]
+    assert (
+        rank_intervals(evaluate_rank(dist, qp, gp, qc, gc), qp.numpy(), 0)["rank1_ci"]
+        == (
+            rank_metrics(dist, qp, gp, qc, gc, single_gallery_shot=False, trials=1, seed=0)[
+                "rank1_ci"
+            ]
+        )
     )

@@ -83,7 +83,9 @@ def test_unwritable_output_folder(tmp_path):
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "smoke"
-    result = CliRunner().invoke(main, ["run", *SMOKE, "--reg", "intact", "--out", str(out), "--amp"])
+    result = CliRunner().invoke(
+        main, ["run", *SMOKE, "--reg", "intact", "--out", str(out), "--amp"]
+    )
     assert result.exit_code == 0, result.output
     return out, result.output
 
@@ -91,7 +93,14 @@ def smoke_run(tmp_path_factory):
 @pytest.mark.slow
 def test_run_writes_complete_run_folder(smoke_run):
     out, output = smoke_run
-    for name in ("config.json", "metrics.json", "cmc.csv", "cmc.png", "sr_samples.png", "log.jsonl"):
+    for name in (
+        "config.json",
+        "metrics.json",
+        "cmc.csv",
+        "cmc.png",
+        "sr_samples.png",
+        "log.jsonl",
+    ):
         assert (out / name).is_file(), name
     assert list((out / "checkpoints").glob("ckpt-done-*.pt"))
     metrics = json.loads((out / "metrics.json").read_text())
@@ -142,13 +151,38 @@ def test_eval_of_non_run_folder(tmp_path):
 @pytest.mark.slow
 def test_synth_layout_then_run_market1501_folder(tmp_path):
     root = tmp_path / "market"
-    result = invoke("data", "synth", "--out", str(root), "--layout", "market1501",
-                    "--train-ids", "8", "--test-ids", "6", "--images-per-camera", "2",
-                    "--height", "32", "--width", "16")
+    result = invoke(
+        "data",
+        "synth",
+        "--out",
+        str(root),
+        "--layout",
+        "market1501",
+        "--train-ids",
+        "8",
+        "--test-ids",
+        "6",
+        "--images-per-camera",
+        "2",
+        "--height",
+        "32",
+        "--width",
+        "16",
+    )
     assert result.exit_code == 0, result.output
     run_dir = tmp_path / "run"
-    result = invoke("run", *SMOKE, "--data", "market1501", "--data-root", str(root), "--sr", "bicubic",
-                    "--out", str(run_dir))
+    result = invoke(
+        "run",
+        *SMOKE,
+        "--data",
+        "market1501",
+        "--data-root",
+        str(root),
+        "--sr",
+        "bicubic",
+        "--out",
+        str(run_dir),
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "complete"
@@ -156,8 +190,19 @@ def test_synth_layout_then_run_market1501_folder(tmp_path):
 
 
 def test_missing_dataset_folder_is_clear(tmp_path):
-    result = CliRunner().invoke(main, ["run", *SMOKE, "--data", "market1501", "--data-root", str(tmp_path / "nope"),
-                                       "--out", str(tmp_path / "run")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            *SMOKE,
+            "--data",
+            "market1501",
+            "--data-root",
+            str(tmp_path / "nope"),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
     assert result.exit_code == 2
     assert "nope" in result.output
 
@@ -201,10 +246,31 @@ def test_list_filters_names_with_wildcards():
 def test_a_run_does_not_print_torchreids_cython_notice(tmp_path):
     """The harness never uses torchreid's evaluator, so its 'Cython evaluation' warning is noise."""
     result = subprocess.run(
-        [sys.executable, "-m", "harness", "run", "--preset", "smoke", "--triplet", "--sr", "bicubic",
-         "--sr-iters", "0", "--reid-iters", "1", "--out", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=300, env={"HARNESS_DISABLE_PLUGIN_AUTOLOAD": "1",
-                                                          "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "run",
+            "--preset",
+            "smoke",
+            "--triplet",
+            "--sr",
+            "bicubic",
+            "--sr-iters",
+            "0",
+            "--reid-iters",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            "HARNESS_DISABLE_PLUGIN_AUTOLOAD": "1",
+            "PATH": "/usr/bin:/bin",
+            "OMP_NUM_THREADS": "1",
+        },
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Cython" not in result.stdout + result.stderr

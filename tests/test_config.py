@@ -39,14 +39,18 @@ CPU = torch.device("cpu")
 
 
 def test_every_setting_is_declared_in_exactly_one_section():
-    assert undeclared_fields(RunConfig) == ["options"]  # plugin options: each plugin declares its own
+    assert undeclared_fields(RunConfig) == [
+        "options"
+    ]  # plugin options: each plugin declares its own
     assert undeclared_fields(ProtocolConfig) == []
     names = [s.name for s in SETTINGS]
     assert len(names) == len(set(names))
     fields = {f.name for f in dataclasses.fields(RunConfig)} - {"options", "protocol"}
     fields |= {f"protocol.{f.name}" for f in dataclasses.fields(ProtocolConfig)}
     assert set(names) == fields
-    by_section = {section: [s.name for s in SETTINGS if s.section is section] for section in Section}
+    by_section = {
+        section: [s.name for s in SETTINGS if s.section is section] for section in Section
+    }
     assert Counter(n for group in by_section.values() for n in group) == Counter(names)
     assert all(by_section.values()), "a section without settings"
 
@@ -68,8 +72,12 @@ class _OtherDisc:
 
     @hookimpl
     def harness_register_discriminators(self, registry):
-        registry.add("other-disc", lambda config: None, "test D",
-                     options={"other_disc_width": Option(4, "x")})
+        registry.add(
+            "other-disc",
+            lambda config: None,
+            "test D",
+            options={"other_disc_width": Option(4, "x")},
+        )
 
 
 @pytest.fixture(scope="module")
@@ -84,13 +92,25 @@ def keyed():
 def _keys(config: RunConfig, registry: Registry) -> dict[str, str]:
     stage0 = stage0_key(config, registry, CPU)
     warmup = warmup_key(config, registry, CPU)
-    return {"stage0": stage0, "warmup": warmup, "critic": critic_key(config, registry, CPU, stage0, warmup)}
+    return {
+        "stage0": stage0,
+        "warmup": warmup,
+        "critic": critic_key(config, registry, CPU, stage0, warmup),
+    }
 
 
 _OTHER = {
-    "sr": "bicubic", "reid": "resnet34", "reg": "intact", "disc": "other-disc", "data": "market1501",
-    "data_root": "/elsewhere", "reid_weights": "/elsewhere/reid.pt", "reid_init": "imagenet",
-    "device": "cpu", "reid_requested": "resnet18|resnet34", "protocol.version": "mlr-x",
+    "sr": "bicubic",
+    "reid": "resnet34",
+    "reg": "intact",
+    "disc": "other-disc",
+    "data": "market1501",
+    "data_root": "/elsewhere",
+    "reid_weights": "/elsewhere/reid.pt",
+    "reid_init": "imagenet",
+    "device": "cpu",
+    "reid_requested": "resnet18|resnet34",
+    "protocol.version": "mlr-x",
     "protocol.lr_cameras": (1,),
 }
 
@@ -116,22 +136,40 @@ def _another(setting, value, tmp_path):
 
 def _changed(config: RunConfig, setting, value) -> RunConfig:
     if setting.name.startswith("protocol."):
-        return config.replace(protocol=dataclasses.replace(config.protocol, **{setting.field: value}))
+        return config.replace(
+            protocol=dataclasses.replace(config.protocol, **{setting.field: value})
+        )
     return config.replace(**{setting.field: value})
 
 
 @pytest.mark.parametrize("setting", SETTINGS, ids=[s.name for s in SETTINGS])
-def test_a_setting_changes_exactly_the_keys_of_the_stages_that_depend_on_it(keyed, setting, tmp_path):
+def test_a_setting_changes_exactly_the_keys_of_the_stages_that_depend_on_it(
+    keyed, setting, tmp_path
+):
     registry, config = keyed
     before = _keys(config, registry)
-    after = _keys(_changed(config, setting, _another(setting, getattr(
-        config.protocol if setting.name.startswith("protocol.") else config, setting.field), tmp_path)),
-        registry)
+    after = _keys(
+        _changed(
+            config,
+            setting,
+            _another(
+                setting,
+                getattr(
+                    config.protocol if setting.name.startswith("protocol.") else config,
+                    setting.field,
+                ),
+                tmp_path,
+            ),
+        ),
+        registry,
+    )
     for stage in CACHED_STAGES:
         if setting.name in depends_on(stage):
             assert before[stage.name] != after[stage.name], f"{stage.name} ignores {setting.name}"
         else:
-            assert before[stage.name] == after[stage.name], f"{stage.name} changes with {setting.name}"
+            assert before[stage.name] == after[stage.name], (
+                f"{stage.name} changes with {setting.name}"
+            )
 
 
 #: Settings declared ``trains=False`` (no cache key holds them), each reviewed: marking another
@@ -141,9 +179,13 @@ NOT_TRAINING = {
     "device": "the key holds the device type itself",
     "compile": "torch.compile on CUDA only; keys before issue 22 left it out too",
     "workers": "decoding processes; images are the same",
-    "log_every": "logging cadence", "ckpt_every": "checkpoint cadence; a resume is exact",
-    "keep_checkpoints": "files kept", "eval_batch_size": "evaluation only", "metric": "evaluation only",
-    "protocol.trials": "evaluation only", "protocol.version": "the key holds PROTOCOL_VERSION itself",
+    "log_every": "logging cadence",
+    "ckpt_every": "checkpoint cadence; a resume is exact",
+    "keep_checkpoints": "files kept",
+    "eval_batch_size": "evaluation only",
+    "metric": "evaluation only",
+    "protocol.trials": "evaluation only",
+    "protocol.version": "the key holds PROTOCOL_VERSION itself",
 }
 
 
@@ -159,13 +201,18 @@ def test_every_training_setting_of_a_stage_section_is_in_its_key():
     assert "reid_iters" in stage_settings(STAGE0) and "sr_iters" not in stage_settings(STAGE0)
 
 
-@pytest.mark.parametrize(("option", "value", "changes"), [
-    ("synth_train_ids", 9, {"stage0", "warmup", "critic"}),  # the dataset's: every stage
-    ("sr_blocks", 3, {"warmup", "critic"}),  # G's: not stage 0
-    ("disc_feat_dim", 16, {"critic"}),  # D's: only the critic warm-up
-    ("lambda_g", 0.5, set()),  # a loss weight only G's step reads: a sweep shares the warm-up
-])
-def test_a_plugin_option_changes_the_keys_of_the_stages_building_its_component(keyed, option, value, changes):
+@pytest.mark.parametrize(
+    ("option", "value", "changes"),
+    [
+        ("synth_train_ids", 9, {"stage0", "warmup", "critic"}),  # the dataset's: every stage
+        ("sr_blocks", 3, {"warmup", "critic"}),  # G's: not stage 0
+        ("disc_feat_dim", 16, {"critic"}),  # D's: only the critic warm-up
+        ("lambda_g", 0.5, set()),  # a loss weight only G's step reads: a sweep shares the warm-up
+    ],
+)
+def test_a_plugin_option_changes_the_keys_of_the_stages_building_its_component(
+    keyed, option, value, changes
+):
     registry, config = keyed
     assert option in config.options
     before = _keys(config, registry)
@@ -200,36 +247,69 @@ def test_cli_options_are_the_declared_settings_with_their_defaults(registry):
                 assert config.preset == preset
                 continue
             holder = config.protocol if setting.name.startswith("protocol.") else config
-            assert getattr(holder, setting.field) == setting.value_for(preset), (preset, setting.name)
+            assert getattr(holder, setting.field) == setting.value_for(preset), (
+                preset,
+                setting.name,
+            )
 
 
 def test_pretrain_offers_the_settings_stage0_depends_on_and_no_sr_stage_ones():
     offered = set(_setting_params(pretrain))
     assert set(stage_settings(STAGE0)) <= offered | {"hr_width"}  # --hr-size sets both
-    for name in ("sr", "reg", "disc", "sr_iters", "sr_warmup_iters", "lr", "lr_warmup", "finetune_reid",
-                 "grad_clip", "sr_weights"):
+    for name in (
+        "sr",
+        "reg",
+        "disc",
+        "sr_iters",
+        "sr_warmup_iters",
+        "lr",
+        "lr_warmup",
+        "finetune_reid",
+        "grad_clip",
+        "sr_weights",
+    ):
         assert name not in offered
 
 
 def test_help_groups_options_by_section():
     out = CliRunner().invoke(main, ["run", "--help"]).output
-    for title in ("Components:", "Data:", "Reid stage:", "Warm start:", "SR stage:", "Runtime:", "Protocol:"):
+    for title in (
+        "Components:",
+        "Data:",
+        "Reid stage:",
+        "Warm start:",
+        "SR stage:",
+        "Runtime:",
+        "Protocol:",
+    ):
         assert title in out
-    assert "smoke 4; cpu 400; paper 6000" in out  # --reid-iters' preset values, from its declaration
+    assert (
+        "smoke 4; cpu 400; paper 6000" in out
+    )  # --reid-iters' preset values, from its declaration
 
 
 def test_presets_come_from_the_declarations():
     assert tuple(PRESETS) == PRESET_NAMES
     for preset in PRESET_NAMES:
-        expected = {s.field: s.presets[preset] for s in SETTINGS if preset in s.presets
-                    and not s.name.startswith("protocol.")}
-        protocol = {s.field: s.presets[preset] for s in SETTINGS if preset in s.presets
-                    and s.name.startswith("protocol.")}
+        expected = {
+            s.field: s.presets[preset]
+            for s in SETTINGS
+            if preset in s.presets and not s.name.startswith("protocol.")
+        }
+        protocol = {
+            s.field: s.presets[preset]
+            for s in SETTINGS
+            if preset in s.presets and s.name.startswith("protocol.")
+        }
         if protocol:
             expected["protocol"] = protocol
         assert preset_values(preset) == expected
-    assert preset_values("smoke")["reid_iters"] == 4 and preset_values("smoke")["protocol"] == {"trials": 2}
-    assert [p.name for p in run.params if p.name == "preset"] and SETTING["preset"].choices == PRESET_NAMES
+    assert preset_values("smoke")["reid_iters"] == 4 and preset_values("smoke")["protocol"] == {
+        "trials": 2
+    }
+    assert [p.name for p in run.params if p.name == "preset"] and SETTING[
+        "preset"
+    ].choices == PRESET_NAMES
 
 
 def test_the_leaderboard_recipe_ignores_the_settings_declared_outside_it():
@@ -244,7 +324,11 @@ def test_the_leaderboard_recipe_ignores_the_settings_declared_outside_it():
 BAD = [
     (["--lr-reid", "-0.1"], {"lr_reid": -0.1}, "--lr-reid must be finite and > 0 (got -0.1)"),
     (["--color-jitter", "2"], {"color_jitter": 2.0}, "color_jitter is a probability"),
-    (["--metric", "manhattan"], {"metric": "manhattan"}, "--metric must be one of cosine, euclidean"),
+    (
+        ["--metric", "manhattan"],
+        {"metric": "manhattan"},
+        "--metric must be one of cosine, euclidean",
+    ),
     (["--reid-iters", "-1"], {"reid_iters": -1}, "--reid-iters must be >= 0 (got -1)"),
     (["--kernel", "box"], {"protocol": {"kernel": "box"}}, "--kernel must be one of bicubic"),
     (["--trials", "0"], {"protocol": {"trials": 0}}, "--trials must be >= 1 (got 0)"),

@@ -26,18 +26,26 @@ def _run(registry, tmp_path, **values):
 
 
 def test_sr_of_wrong_size_is_caught_before_training(faulty, tmp_path):
-    with pytest.raises(PluginError, match=r"sr 'wrong-size' \(plugin 'faulty'\) broke its contract: expected .*\(2, 3, 32, 16\)"):
+    with pytest.raises(
+        PluginError,
+        match=r"sr 'wrong-size' \(plugin 'faulty'\) broke its contract: "
+        r"expected .*\(2, 3, 32, 16\)",
+    ):
         _run(faulty, tmp_path, sr="wrong-size")
     assert not (tmp_path / "run" / "checkpoints").exists()  # nothing trained
 
 
 def test_factory_that_raises_names_the_plugin(faulty, tmp_path):
-    with pytest.raises(PluginError, match=r"sr 'raises' \(plugin 'faulty'\) failed to build: ZeroDivisionError"):
+    with pytest.raises(
+        PluginError, match=r"sr 'raises' \(plugin 'faulty'\) failed to build: ZeroDivisionError"
+    ):
         _run(faulty, tmp_path, sr="raises")
 
 
 def test_reid_without_feature_output_is_caught(faulty, tmp_path):
-    with pytest.raises(PluginError, match=r"reid 'logits-only'.*expected \(logits, f_c\) in train mode"):
+    with pytest.raises(
+        PluginError, match=r"reid 'logits-only'.*expected \(logits, f_c\) in train mode"
+    ):
         _run(faulty, tmp_path, reid="logits-only")
 
 
@@ -55,10 +63,17 @@ def test_contract_checks_leave_loaded_statistics_alone(registry):
 
 @pytest.mark.slow
 def test_contract_checks_run_without_pytest():
-    code = ("import sys; sys.modules['pytest'] = None\n"
-            "from harness.cli import main\n"
-            "main(['check-plugin', 'srgan', '--kind', 'sr'])")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                            env={"HARNESS_DISABLE_PLUGIN_AUTOLOAD": "1", "PATH": "/usr/bin:/bin"})
+    code = (
+        "import sys; sys.modules['pytest'] = None\n"
+        "from harness.cli import main\n"
+        "main(['check-plugin', 'srgan', '--kind', 'sr'])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"HARNESS_DISABLE_PLUGIN_AUTOLOAD": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "sr 'srgan'" in result.stdout

@@ -44,7 +44,10 @@ def test_dis_paths_split_its_gradient_between_fc_and_fd(name):
     step = step_named(reg, config, "G")
     run = StepRunner(models, [step], {"default": 1e-3})
     run.run_iteration(StepContext(batch(), models, config), 0, diagnose=True)
-    fc, fd = float(run.diagnostics["dis_path_share/fc"]), float(run.diagnostics["dis_path_share/fd"])
+    fc, fd = (
+        float(run.diagnostics["dis_path_share/fc"]),
+        float(run.diagnostics["dis_path_share/fd"]),
+    )
     assert 0.0 < fc < 1.0 and fc + fd == pytest.approx(1.0)
     assert float(run.diagnostics["grad_share/dis"]) > 0
 
@@ -127,7 +130,10 @@ def test_frozen_spectral_d_changes_nothing_and_its_own_step_updates_its_vectors(
     models["D"] = SRGANDiscriminator(4, 8, "spectral")
     steps = reg.schedule(config)
     run = StepRunner(models, steps, {"default": 1e-3})
-    vectors = lambda: {k: v.clone() for k, v in models["D"].state_dict().items() if k.endswith("_u")}  # noqa: E731
+
+    def vectors():
+        return {k: v.clone() for k, v in models["D"].state_dict().items() if k.endswith("_u")}
+
     start = vectors()
     run.run(step_named(reg, config, "G"), StepContext(batch(), models, config))
     assert all(torch.equal(start[k], v) for k, v in vectors().items())  # G step: D frozen
@@ -142,7 +148,9 @@ def test_frozen_spectral_d_changes_nothing_and_its_own_step_updates_its_vectors(
 
 def _run(registry, tmp_path, name, cache=None, **values):
     config = resolve_config({"preset": "smoke", "sr_iters": 2, "log_every": 1, **values}, registry)
-    metrics = run_experiment(config, tmp_path / name, registry, echo=lambda s: None, stage0_cache_dir=cache)
+    metrics = run_experiment(
+        config, tmp_path / name, registry, echo=lambda s: None, stage0_cache_dir=cache
+    )
     log = [json.loads(x) for x in (tmp_path / name / "log.jsonl").read_text().splitlines()]
     return config, metrics, log
 
@@ -150,8 +158,9 @@ def _run(registry, tmp_path, name, cache=None, **values):
 @pytest.mark.slow
 def test_critic_warmup_trains_critics_only_then_diagnostics_reach_metrics(registry, tmp_path):
     cache = tmp_path / "cache"
-    config, metrics, log = _run(registry, tmp_path, "intact", cache, reg="intact",
-                                options={"critic_iters": 3})
+    config, metrics, log = _run(
+        registry, tmp_path, "intact", cache, reg="intact", options={"critic_iters": 3}
+    )
     critic = [r for r in log if r.get("stage") == "critic" and "D/gan" in r]
     assert [r["iteration"] for r in critic] == [1, 2, 3]
     assert all("G/mse" not in r and "assoc/intact" in r and "probe/critic_r2" in r for r in critic)
@@ -172,12 +181,24 @@ def test_critic_warmup_trains_critics_only_then_diagnostics_reach_metrics(regist
     assert set(critic_cache["optimizers"]) == {"D", "assoc"}
 
     # a row with another lambda_a shares the warm-up, and gives a fresh warm-up's numbers
-    _, cached, log2 = _run(registry, tmp_path, "cached", cache, reg="intact",
-                           options={"critic_iters": 3, "lambda_a": 0.5})
+    _, cached, log2 = _run(
+        registry,
+        tmp_path,
+        "cached",
+        cache,
+        reg="intact",
+        options={"critic_iters": 3, "lambda_a": 0.5},
+    )
     assert any("critic_cache" in r for r in log2)
     assert len(list(cache.glob("critic-*.pt"))) == 1
-    _, fresh, _ = _run(registry, tmp_path, "fresh", None, reg="intact",
-                       options={"critic_iters": 3, "lambda_a": 0.5})
+    _, fresh, _ = _run(
+        registry,
+        tmp_path,
+        "fresh",
+        None,
+        reg="intact",
+        options={"critic_iters": 3, "lambda_a": 0.5},
+    )
     for kind in ("sr", "hr"):
         assert cached["queries"][kind]["cmc"] == fresh["queries"][kind]["cmc"]
     assert cached["queries"]["sr"]["psnr"] == fresh["queries"]["sr"]["psnr"]
@@ -190,10 +211,17 @@ def test_critic_cache_key_ignores_g_weights_only(registry):
 
     base = key()
     assert key(lambda_a=0.5)[2] == base[2] and key(lambda_g=0.1, lambda_c=0.0)[2] == base[2]
-    for other in (key(lr_phi=1e-2), key(critic_iters=7), key(lr_D=1e-3), key(disc_norm="batch"),
-                  key(critic_standardise=False)):
+    for other in (
+        key(lr_phi=1e-2),
+        key(critic_iters=7),
+        key(lr_D=1e-3),
+        key(disc_norm="batch"),
+        key(critic_standardise=False),
+    ):
         assert other[2] != base[2]
-    assert key(lambda_a=0.5)[:2] == base[:2]  # stage 0 and the warm start never depend on the critic
+    assert (
+        key(lambda_a=0.5)[:2] == base[:2]
+    )  # stage 0 and the warm start never depend on the critic
 
 
 @pytest.mark.slow
@@ -201,12 +229,21 @@ def test_intact_without_its_critic_term_is_the_gan_row_bit_for_bit(registry, tmp
     """L_dis is the critic's only path into G: with lambda_a = 0 nothing else differs."""
     cache = tmp_path / "cache"
     _, gan, _ = _run(registry, tmp_path, "gan", cache, reg="gan", options={"critic_iters": 3})
-    _, intact, _ = _run(registry, tmp_path, "intact0", cache, reg="intact",
-                        options={"critic_iters": 3, "lambda_a": 0.0})
+    _, intact, _ = _run(
+        registry,
+        tmp_path,
+        "intact0",
+        cache,
+        reg="intact",
+        options={"critic_iters": 3, "lambda_a": 0.0},
+    )
     for kind in ("sr", "bicubic", "hr"):
         assert gan["queries"][kind]["cmc"] == intact["queries"][kind]["cmc"]
     assert gan["queries"]["sr"]["psnr"] == intact["queries"]["sr"]["psnr"]
-    final = {name: latest_checkpoint(tmp_path / name / "checkpoints")["models"]["G"] for name in ("gan", "intact0")}
+    final = {
+        name: latest_checkpoint(tmp_path / name / "checkpoints")["models"]["G"]
+        for name in ("gan", "intact0")
+    }
     for key, value in final["gan"].items():
         assert torch.equal(value, final["intact0"][key]), key
 
@@ -215,14 +252,30 @@ def test_summary_of_a_log_on_a_hand_case():
     records = [
         {"stage": "critic", "iteration": 1, "probe/critic_r2": -1.0},
         {"stage": "sr", "iteration": 0, "probe/critic_r2": 0.4},
-        {"stage": "sr", "iteration": 1, "diag/grad_share/mse": 0.9, "diag/grad_share/dis": 0.2,
-         "diag/dis_path_share/fc": 0.3, "probe/critic_r2": 0.5, "probe/d_accuracy": 0.6},
-        {"stage": "sr", "iteration": 2, "diag/grad_share/mse": 0.7, "diag/grad_share/dis": 0.4,
-         "diag/dis_path_share/fc": 0.5, "probe/critic_r2": 0.7, "probe/d_accuracy": 0.8},
+        {
+            "stage": "sr",
+            "iteration": 1,
+            "diag/grad_share/mse": 0.9,
+            "diag/grad_share/dis": 0.2,
+            "diag/dis_path_share/fc": 0.3,
+            "probe/critic_r2": 0.5,
+            "probe/d_accuracy": 0.6,
+        },
+        {
+            "stage": "sr",
+            "iteration": 2,
+            "diag/grad_share/mse": 0.7,
+            "diag/grad_share/dis": 0.4,
+            "diag/dis_path_share/fc": 0.5,
+            "probe/critic_r2": 0.7,
+            "probe/d_accuracy": 0.8,
+        },
     ]
     out = summarise(records, critic_warmup_iters=5)
     assert out["grad_share"] == {"dis": 0.3, "mse": 0.8}
     assert out["dis_path_share"] == {"fc": 0.4}
-    assert out["critic_r2"] == 0.6 and out["critic_r2_at_start"] == 0.4 and out["critic_r2_end"] == 0.7
+    assert (
+        out["critic_r2"] == 0.6 and out["critic_r2_at_start"] == 0.4 and out["critic_r2_end"] == 0.7
+    )
     assert out["d_accuracy"] == 0.7 and out["critic_warmup_iters"] == 5
     assert summarise([{"stage": "reid", "iteration": 1, "reid/ce": 4.0}]) == {}

@@ -13,10 +13,30 @@ import pytest
 @pytest.mark.slow
 def test_torchrun_two_ranks_gloo(tmp_path):
     out = tmp_path / "ddp"
-    env = dict(os.environ, OMP_NUM_THREADS="1", HARNESS_DISABLE_PLUGIN_AUTOLOAD="1", MPLBACKEND="Agg")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "harness", "run", "--preset", "smoke", "--reg", "gan", "--sr-iters", "2",
-           "--device", "cpu", "--out", str(out)]
+    env = dict(
+        os.environ, OMP_NUM_THREADS="1", HARNESS_DISABLE_PLUGIN_AUTOLOAD="1", MPLBACKEND="Agg"
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "harness",
+        "run",
+        "--preset",
+        "smoke",
+        "--reg",
+        "gan",
+        "--sr-iters",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
@@ -41,9 +61,18 @@ def _bucket_worker(rank: int, port: int, out: dict) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=2)
     try:
         gen = torch.Generator().manual_seed(rank)
-        shapes = [(64, 3, 7, 7), (64,), (64,), *[(64, 64, 3, 3), (64,), (64,)] * 20, (1000, 512), (1000,)]
+        shapes = [
+            (64, 3, 7, 7),
+            (64,),
+            (64,),
+            *[(64, 64, 3, 3), (64,), (64,)] * 20,
+            (1000, 512),
+            (1000,),
+        ]
         grads = [torch.randn(s, generator=gen) for s in shapes]
-        grads.append(torch.randn(5, generator=gen, dtype=torch.float64))  # another dtype: its own bucket
+        grads.append(
+            torch.randn(5, generator=gen, dtype=torch.float64)
+        )  # another dtype: its own bucket
         reference = [g.clone() for g in grads]
         for g in reference:  # the per-tensor version this replaced
             dist.all_reduce(g)
@@ -63,7 +92,9 @@ def _bucket_worker(rank: int, port: int, out: dict) -> None:
         finally:
             dist.all_reduce = real
         if rank == 0:
-            out["same"] = all(torch.equal(p.grad, r) for p, r in zip(params[:-1], reference, strict=True))
+            out["same"] = all(
+                torch.equal(p.grad, r) for p, r in zip(params[:-1], reference, strict=True)
+            )
             out["tensors"], out["calls"], out["calls_1mb"] = len(grads), small, many
     finally:
         dist.destroy_process_group()
@@ -82,5 +113,6 @@ def test_bucketed_average_equals_per_tensor_with_a_few_all_reduces():
     mp.spawn(_bucket_worker, args=(port, out), nprocs=2, join=True)
     assert out["same"]  # bit-identical to one all_reduce per tensor (sum, then divide)
     assert out["tensors"] == 66 and out["calls"] == 2  # one float32 bucket (~3.7 MB), one float64
-    # the count follows bytes, not tensors: smaller buckets, more calls, still far fewer than tensors
+    # the count follows bytes, not tensors: smaller buckets, more calls, still far fewer
+    # than tensors
     assert 4 <= out["calls_1mb"] <= 8

@@ -30,7 +30,9 @@ def test_every_hook_has_params_and_an_example_in_its_docstring():
 def test_readme_quick_start_is_two_commands_and_ci_calls_the_test_one():
     readme = (ROOT / "README.md").read_text()
     block = re.search(r"## Quick start.*?```bash\n(.*?)```", readme, re.S).group(1)
-    commands = [line.split("#")[0].strip() for line in block.splitlines() if line.split("#")[0].strip()]
+    commands = [
+        line.split("#")[0].strip() for line in block.splitlines() if line.split("#")[0].strip()
+    ]
     assert commands == ["make demo", "make test"]
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
@@ -68,8 +70,10 @@ def test_cli_examples_in_readme_name_real_commands_and_options():
     from harness.cli import main
 
     readme = (ROOT / "README.md").read_text()
-    blocks = [re.search(rf"## {title}.*?```bash\n(.*?)```", readme, re.S).group(1)
-              for title in ("Using it", "Real people")]
+    blocks = [
+        re.search(rf"## {title}.*?```bash\n(.*?)```", readme, re.S).group(1)
+        for title in ("Using it", "Real people")
+    ]
     for line in "\n".join(blocks).splitlines():
         line = line.split("#")[0].strip()
         if not line.startswith("harness "):
@@ -119,10 +123,16 @@ def named_in_layout() -> set[str]:
 
 def on_disk() -> set[str]:
     modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "harness").glob("*.py")}
-    modules |= {p.relative_to(ROOT).as_posix() for p in (ROOT / "harness" / "data").glob("*.py")
-                if p.name != "__init__.py"}  # the folder's own line stands for it
-    folders = {p.relative_to(ROOT).as_posix() for p in (ROOT / "plugins").iterdir()
-               if p.is_dir() and (p / "__init__.py").exists()}
+    modules |= {
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "harness" / "data").glob("*.py")
+        if p.name != "__init__.py"
+    }  # the folder's own line stands for it
+    folders = {
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "plugins").iterdir()
+        if p.is_dir() and (p / "__init__.py").exists()
+    }
     return modules | folders
 
 

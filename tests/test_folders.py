@@ -211,7 +211,9 @@ def test_plugin_registers_every_reader_and_passes_options(layouts):
 
     registry = Registry()
     for name in ("market1501", "dukemtmc", "cuhk03", "viper", "caviar"):  # one module each
-        registry.register_plugin(importlib.import_module(f"crossres_plugins.data.{name}"), f"data-{name}")
+        registry.register_plugin(
+            importlib.import_module(f"crossres_plugins.data.{name}"), f"data-{name}"
+        )
     assert registry.failed == {}
     assert set(registry.names("dataset")) == {
         "market1501",
@@ -264,7 +266,15 @@ def test_folder_readers_declare_their_hr_size(registry, tmp_path):
 
     expected = {"market1501": (128, 64), "viper": (128, 48), "cuhk03-partial": (128, 64)}
     for layout, size in expected.items():
-        root = write_layout(tmp_path / layout, layout, train_ids=4, test_ids=4, cameras=2,
-                            images_per_camera=2, height=32, width=16)
+        root = write_layout(
+            tmp_path / layout,
+            layout,
+            train_ids=4,
+            test_ids=4,
+            cameras=2,
+            images_per_camera=2,
+            height=32,
+            width=16,
+        )
         dataset = registry.lookup("dataset", layout).factory(str(root), RunConfig(data=layout))
         assert dataset.hr_size == size

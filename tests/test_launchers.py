@@ -35,7 +35,7 @@ reg = "gan"
 """
 
 
-# --------------------------------------------------------------------------- the scheduling rule, no processes
+# --------------------------------------------------------------- the scheduling rule, no processes
 
 
 class Planned:
@@ -82,17 +82,29 @@ class FakeLauncher:
         self.pool.shutdown(cancel_futures=cancel)
 
 
-def _launch(tmp_path: Path, shared: dict[str, tuple[str, ...]], launcher: FakeLauncher, jobs: int | None = 4):
+def _launch(
+    tmp_path: Path, shared: dict[str, tuple[str, ...]], launcher: FakeLauncher, jobs: int | None = 4
+):
     runs = [Planned(name, tmp_path) for name in shared]
     files = {run.run_dir: tuple(str(tmp_path / f) for f in shared[run.label]) for run in runs}
 
     def make_job(run: Planned, attempt: int) -> RunJob:
-        return RunJob(label=run.label, seed=0, settings={"files": files[run.run_dir]}, run_dir=str(run.run_dir),
-                      out_dir=str(tmp_path), bench="t", threads=1, log=str(run.run_dir) + ".log", attempt=attempt)
+        return RunJob(
+            label=run.label,
+            seed=0,
+            settings={"files": files[run.run_dir]},
+            run_dir=str(run.run_dir),
+            out_dir=str(tmp_path),
+            bench="t",
+            threads=1,
+            log=str(run.run_dir) + ".log",
+            attempt=attempt,
+        )
 
     lines: list[str] = []
-    report = launch_runs(runs, make_job, launcher, shared=files, jobs=jobs, total=len(runs),
-                         progress=lines.append)
+    report = launch_runs(
+        runs, make_job, launcher, shared=files, jobs=jobs, total=len(runs), progress=lines.append
+    )
     return report, lines
 
 
@@ -107,7 +119,9 @@ def test_runs_sharing_a_stage_wait_for_its_trainer_and_others_run_in_parallel(tm
     # runs with distinct files overlap (d starts at once, beside a and c)
     assert any({"a", "c", "d"} <= s for s in launcher.together)
     assert [label for label, _ in launcher.submitted].index("b") == 3  # b started last
-    assert any(line.startswith("finished") and "[4/4 done, 0 running, 0 failed]" in line for line in lines)
+    assert any(
+        line.startswith("finished") and "[4/4 done, 0 running, 0 failed]" in line for line in lines
+    )
 
 
 def test_jobs_caps_the_runs_in_flight(tmp_path) -> None:
@@ -125,15 +139,25 @@ def test_a_failed_run_is_retried_once_then_named_with_its_log_and_others_go_on(t
     assert ("a", 3) not in launcher.submitted and ("b", 3) not in launcher.submitted
     assert sorted(report.finished) == ["a (seed 0)", "c (seed 0)"]
     assert report.failed == {"b (seed 0)": str(tmp_path / "b") + ".log"}
-    assert any(line.startswith("FAILED") and "b.log" in line and "1 failed" in line for line in lines)
+    assert any(
+        line.startswith("FAILED") and "b.log" in line and "1 failed" in line for line in lines
+    )
     assert any(line.startswith("failed") and "retrying once" in line for line in lines)
 
 
 def test_a_job_is_its_planned_run_plus_how_to_launch_it_and_survives_json(tmp_path) -> None:
-    run = PlannedRun(label="MSE+ID", seed=1, settings={"reg": "none", "options": {"split": 2}},
-                     run_dir=tmp_path / "mse-id" / "seed1-split2", paper={"rank1": 50.0},
-                     ignored_overrides=("reg",), split=2)
-    job = RunJob.for_run(run, out_dir=str(tmp_path), bench="mini", threads=2, log=str(tmp_path / "x.log"))
+    run = PlannedRun(
+        label="MSE+ID",
+        seed=1,
+        settings={"reg": "none", "options": {"split": 2}},
+        run_dir=tmp_path / "mse-id" / "seed1-split2",
+        paper={"rank1": 50.0},
+        ignored_overrides=("reg",),
+        split=2,
+    )
+    job = RunJob.for_run(
+        run, out_dir=str(tmp_path), bench="mini", threads=2, log=str(tmp_path / "x.log")
+    )
     assert isinstance(job, PlannedRun) and job.name == run.name == "MSE+ID (seed 1, split 2)"
     assert (job.run_dir, job.settings, job.attempt, job.cwd) == (run.run_dir, run.settings, 1, ".")
     again = RunJob.from_json(job.to_json())
@@ -160,39 +184,58 @@ def test_launcher_options_are_typed_and_unknown_ones_named(registry) -> None:
 def test_bad_launcher_input_is_one_line_exit_2(tmp_path) -> None:
     spec = tmp_path / "s.toml"
     spec.write_text(SPEC)
-    for args, message in [(["--launcher", "rey"], "unknown launcher 'rey'. Did you mean 'ray'?"),
-                          (["--jobs", "0"], "--jobs must be a positive integer"),
-                          (["--launcher", "local", "-L", "x=1"], "launcher 'local' has no option 'x'"),
-                          (["-L", "partition=gpu"], "needs --launcher")]:
+    for args, message in [
+        (["--launcher", "rey"], "unknown launcher 'rey'. Did you mean 'ray'?"),
+        (["--jobs", "0"], "--jobs must be a positive integer"),
+        (["--launcher", "local", "-L", "x=1"], "launcher 'local' has no option 'x'"),
+        (["-L", "partition=gpu"], "needs --launcher"),
+    ]:
         result = CliRunner().invoke(main, ["bench", str(spec), "--out", str(tmp_path / "o"), *args])
         assert result.exit_code == 2, result.output
         assert message in result.output and "Traceback" not in result.output
 
 
 @pytest.mark.slow
-def test_a_run_failing_in_its_process_leaves_its_log_and_the_leaderboard_names_it(tmp_path, registry) -> None:
+def test_a_run_failing_in_its_process_leaves_its_log_and_the_leaderboard_names_it(
+    tmp_path, registry
+) -> None:
     """The real local launcher: a run whose worker fails (here: its data folder vanished)."""
     spec_path = tmp_path / "s.toml"
-    spec_path.write_text(SPEC.replace('data = "synthetic"', f'data = "viper"\ndata_root = "{tmp_path / "nope"}"'))
+    spec_path.write_text(
+        SPEC.replace('data = "synthetic"', f'data = "viper"\ndata_root = "{tmp_path / "nope"}"')
+    )
     spec = select_rows(load_spec(spec_path), ["MSE+ID"])
     out = tmp_path / "out"
     lines: list[str] = []
     with pytest.raises(BenchFailed, match="1 run\\(s\\) failed after a retry") as info:
-        run_bench(spec, out, launcher="local", jobs=2, threads_per_run=1, progress=lines.append,
-                  registry=registry, validate=False)
+        run_bench(
+            spec,
+            out,
+            launcher="local",
+            jobs=2,
+            threads_per_run=1,
+            progress=lines.append,
+            registry=registry,
+            validate=False,
+        )
     log = out / "mse-id" / "seed0.log"
     assert info.value.failed["MSE+ID (seed 0)"] == str(log.resolve())
     text = log.read_text()
-    assert text.count("=== MSE+ID (seed 0), attempt") == 2 and "error:" in text  # both attempts, the reason
+    assert (
+        text.count("=== MSE+ID (seed 0), attempt") == 2 and "error:" in text
+    )  # both attempts, the reason
     assert "## Failed runs" in (out / "leaderboard.md").read_text()
     assert json.loads((out / "leaderboard.json").read_text())["failed"]
 
 
-# --------------------------------------------------------------------------- same numbers everywhere
+# ------------------------------------------------------------------------- same numbers everywhere
 
 
 def _numbers(out: Path) -> dict[str, dict]:
-    return {p.parent.parent.name: json.loads(p.read_text())["queries"] for p in sorted(out.glob("*/seed0/metrics.json"))}
+    return {
+        p.parent.parent.name: json.loads(p.read_text())["queries"]
+        for p in sorted(out.glob("*/seed0/metrics.json"))
+    }
 
 
 def _stage_records(run_dir: Path) -> set[str]:
@@ -205,8 +248,13 @@ def serial(tmp_path_factory, registry) -> dict[str, dict]:
     """The reference: the grid run serially in this process, one torch thread per run."""
     tmp = tmp_path_factory.mktemp("serial")
     (tmp / "s.toml").write_text(SPEC)
-    run_bench(load_spec(tmp / "s.toml"), tmp / "out", threads_per_run=1, progress=lambda m: None,
-              registry=registry)
+    run_bench(
+        load_spec(tmp / "s.toml"),
+        tmp / "out",
+        threads_per_run=1,
+        progress=lambda m: None,
+        registry=registry,
+    )
     numbers = _numbers(tmp / "out")
     assert set(numbers) == {"mse-id", "mse-id-gan"}
     return numbers
@@ -214,20 +262,31 @@ def serial(tmp_path_factory, registry) -> dict[str, dict]:
 
 def _needs(module: str) -> None:
     if importlib.util.find_spec(module) is None:
-        pytest.skip(f"{module} is not installed (pip install 'crossres-harness[{'ray' if module == 'ray' else 'slurm'}]')")
+        pytest.skip(
+            f"{module} is not installed "
+            f"(pip install 'crossres-harness[{'ray' if module == 'ray' else 'slurm'}]')"
+        )
 
 
 @pytest.mark.slow
-def test_local_jobs_give_the_serial_numbers_and_train_shared_stages_once(serial: dict, tmp_path, monkeypatch) -> None:
+def test_local_jobs_give_the_serial_numbers_and_train_shared_stages_once(
+    serial: dict, tmp_path, monkeypatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "s.toml").write_text(SPEC)
-    result = CliRunner().invoke(main, ["bench", "s.toml", "--out", "out", "--threads-per-run", "1", "--jobs", "2"],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        main,
+        ["bench", "s.toml", "--out", "out", "--threads-per-run", "1", "--jobs", "2"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     assert _numbers(tmp_path / "out") == serial  # bit-identical metrics, every query
     # the two rows share stage 0 and the warm start: the first trains them, the second loads both
     assert _stage_records(tmp_path / "out" / "mse-id" / "seed0") == set()
-    assert _stage_records(tmp_path / "out" / "mse-id-gan" / "seed0") == {"stage0_cache", "warmup_cache"}
+    assert _stage_records(tmp_path / "out" / "mse-id-gan" / "seed0") == {
+        "stage0_cache",
+        "warmup_cache",
+    }
     cached = sorted(p.name.split("-")[0] for p in (tmp_path / "out" / ".stage0-cache").glob("*.pt"))
     assert cached == ["critic", "stage0", "warmup"]  # and the gan row's own critic warm-up
     out = result.output
@@ -236,15 +295,36 @@ def test_local_jobs_give_the_serial_numbers_and_train_shared_stages_once(serial:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", [["--launcher", "ray"], ["--launcher", "slurm", "-L", "cluster=local"]],
-                         ids=["ray", "slurm"])
-def test_ray_and_slurm_give_the_serial_numbers(launcher: list[str], serial: dict, tmp_path, monkeypatch) -> None:
-    """One row each (a local Ray cluster, submitit's local executor): an engine start costs seconds."""
+@pytest.mark.parametrize(
+    "launcher",
+    [["--launcher", "ray"], ["--launcher", "slurm", "-L", "cluster=local"]],
+    ids=["ray", "slurm"],
+)
+def test_ray_and_slurm_give_the_serial_numbers(
+    launcher: list[str], serial: dict, tmp_path, monkeypatch
+) -> None:
+    """One row each (a local Ray cluster, submitit's local executor): an engine start costs
+    seconds."""
     _needs("ray" if "ray" in launcher else "submitit")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "s.toml").write_text(SPEC)
-    result = CliRunner().invoke(main, ["bench", "s.toml", "--out", "out", "--row", "MSE+ID", "--threads-per-run", "1",
-                                       "--jobs", "2", *launcher], catch_exceptions=False)
+    result = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            "s.toml",
+            "--out",
+            "out",
+            "--row",
+            "MSE+ID",
+            "--threads-per-run",
+            "1",
+            "--jobs",
+            "2",
+            *launcher,
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     assert _numbers(tmp_path / "out") == {"mse-id": serial["mse-id"]}
     assert "[1/1 done, 0 running, 0 failed]" in result.output

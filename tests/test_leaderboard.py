@@ -128,9 +128,16 @@ def test_one_label_in_two_benches_or_on_two_datasets_is_two_rows(tmp_path) -> No
         ("mlr-viper: INTACT", 2),
         ("loss-ablation: INTACT", 1),
     ]
-    assert [g.config["data"] for g in groups] == ["viper", "cuhk03-partial", "synthetic", "synthetic"]
+    assert [g.config["data"] for g in groups] == [
+        "viper",
+        "cuhk03-partial",
+        "synthetic",
+        "synthetic",
+    ]
     assert [(b.data, len(b.groups)) for b in lb.boards(groups)] == [
-        ("viper", 1), ("cuhk03-partial", 1), ("synthetic", 2)
+        ("viper", 1),
+        ("cuhk03-partial", 1),
+        ("synthetic", 2),
     ]
     assert not any(g.notes for g in groups)
 
@@ -164,7 +171,10 @@ def test_markdown_has_protocol_version_mean_std_and_paper(tmp_path) -> None:
     assert "## synthetic, market (protocol mlr-1.0)" in lines  # the table's dataset heading
     row = next(line for line in lines if line.startswith("| INTACT"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    header = [c.strip() for c in next(line for line in lines if line.startswith("| Run")).strip("|").split("|")]
+    header = [
+        c.strip()
+        for c in next(line for line in lines if line.startswith("| Run")).strip("|").split("|")
+    ]
     got = dict(zip(header, cells, strict=True))
     assert got["R-1"] == "85.0 ± 7.1"  # mean 0.85, sample std 0.0707
     assert got["Runs"] == "2"
@@ -191,7 +201,13 @@ def test_write_leaderboard_files(tmp_path) -> None:
     out = tmp_path / "board"
     written = write_leaderboard(out, lb.group(lb.collect(dirs)), title="Ablation")
     names = sorted(p.name for p in written)
-    assert names == ["cmc.png", "index.html", "leaderboard.html", "leaderboard.json", "leaderboard.md"]
+    assert names == [
+        "cmc.png",
+        "index.html",
+        "leaderboard.html",
+        "leaderboard.json",
+        "leaderboard.md",
+    ]
     assert (out / "index.html").read_text() == (out / "leaderboard.html").read_text()
     assert (out / "cmc.png").read_bytes()[:8] == PNG_MAGIC
     page = (out / "leaderboard.html").read_text()
@@ -241,24 +257,46 @@ def test_a_single_gallery_shot_run_shows_its_spread_over_trials(tmp_path) -> Non
 
 
 def test_splits_of_one_row_are_neither_a_config_clash_nor_a_repeated_seed(tmp_path) -> None:
-    runs = [make_run(tmp_path, f"split{k}", seed=0, r1=0.3 + 0.1 * k, label="INTACT", options={"split": k})
-            for k in range(3)]
+    runs = [
+        make_run(
+            tmp_path, f"split{k}", seed=0, r1=0.3 + 0.1 * k, label="INTACT", options={"split": k}
+        )
+        for k in range(3)
+    ]
     (g,) = lb.group(lb.collect(runs))
     assert g.notes == [] and g.n == 3
     again = make_run(tmp_path, "again", seed=0, r1=0.3, label="INTACT", options={"split": 1})
     (g,) = lb.group(lb.collect([*runs, again]))
-    assert g.notes == ["INTACT: seed(s) 0 (split 1) appear more than once; the std understates the spread over seeds"]
+    assert g.notes == [
+        "INTACT: seed(s) 0 (split 1) appear more than once; "
+        "the std understates the spread over seeds"
+    ]
 
 
-# --------------------------------------------------------------------------- weight sweeps and diagnostics
+# ------------------------------------------------------------------- weight sweeps and diagnostics
 
 
-def _sweep_rows(root: Path, reg: str, option: str, weights: list[float], *, label: str = "",
-                bench: str | None = None) -> list[Path]:
+def _sweep_rows(
+    root: Path,
+    reg: str,
+    option: str,
+    weights: list[float],
+    *,
+    label: str = "",
+    bench: str | None = None,
+) -> list[Path]:
     """One run per weight; PSNR falls and Rank-1 rises with the weight (a trade to draw)."""
     return [
-        make_run(root, f"{reg}-{option}-{k}", reg=reg, options={option: w, "lambda_e": 1.0},
-                 psnr=25.0 - 10 * w, r1=0.3 + w, label=f"{label} {option}={w}" if label else None, bench=bench)
+        make_run(
+            root,
+            f"{reg}-{option}-{k}",
+            reg=reg,
+            options={option: w, "lambda_e": 1.0},
+            psnr=25.0 - 10 * w,
+            r1=0.3 + w,
+            label=f"{label} {option}={w}" if label else None,
+            bench=bench,
+        )
         for k, w in enumerate(weights)
     ]
 
@@ -272,7 +310,8 @@ def test_rows_differing_in_one_numeric_option_form_a_curve_sorted_by_weight(tmp_
     curves = sweep.curves(groups)
     # one curve per regulariser: the same option name under another reg is another recipe
     assert [(c.reg, c.option, c.name) for c in curves] == [
-        ("intact", "lambda_a", "intact: lambda_a"), ("gan", "lambda_g", "gan: lambda_g")
+        ("intact", "lambda_a", "intact: lambda_a"),
+        ("gan", "lambda_g", "gan: lambda_g"),
     ]
     a, g = curves
     assert a.values == [0.0, 3e-3, 1e-1] and g.values == [3e-4, 1e-2]
@@ -282,21 +321,46 @@ def test_rows_differing_in_one_numeric_option_form_a_curve_sorted_by_weight(tmp_
     assert sweep.drawn(curves)  # the intact curve has 3 points
     assert not sweep.drawn(curves[1:])  # two rows are a comparison, not a sweep
     assert [sweep.weight_text(v) for v in (0, 3e-4, 3e-3, 1e-2, 3e-2, 1e-1, 1.5e-3, 1.0, 20)] == [
-        "0", "3e-4", "3e-3", "1e-2", "3e-2", "1e-1", "1.5e-3", "1", "20"
+        "0",
+        "3e-4",
+        "3e-3",
+        "1e-2",
+        "3e-2",
+        "1e-1",
+        "1.5e-3",
+        "1",
+        "20",
     ]
 
 
 def test_seeds_average_into_one_point_and_other_recipes_stay_off_the_curve(tmp_path) -> None:
     from harness import sweep
 
-    rows = _sweep_rows(tmp_path, "intact", "lambda_a", [0.0, 3e-3, 1e-2], label="INTACT", bench="critic-weight")
-    again = make_run(tmp_path, "seed1", seed=1, reg="intact", options={"lambda_a": 0.0, "lambda_e": 1.0},
-                     psnr=26.0, r1=0.5, label="INTACT lambda_a=0.0", bench="critic-weight")
-    other_lr = make_run(tmp_path, "lr", reg="intact", lr=2e-4, options={"lambda_a": 0.5, "lambda_e": 1.0})
+    rows = _sweep_rows(
+        tmp_path, "intact", "lambda_a", [0.0, 3e-3, 1e-2], label="INTACT", bench="critic-weight"
+    )
+    again = make_run(
+        tmp_path,
+        "seed1",
+        seed=1,
+        reg="intact",
+        options={"lambda_a": 0.0, "lambda_e": 1.0},
+        psnr=26.0,
+        r1=0.5,
+        label="INTACT lambda_a=0.0",
+        bench="critic-weight",
+    )
+    other_lr = make_run(
+        tmp_path, "lr", reg="intact", lr=2e-4, options={"lambda_a": 0.5, "lambda_e": 1.0}
+    )
     (curve,) = sweep.curves(lb.group(lb.collect([*rows, again, other_lr])))
     assert curve.values == [0.0, 3e-3, 1e-2]  # the row with another lr is another recipe
     first = curve.points[0]
-    assert first.group.n == 2 and first.psnr == pytest.approx(25.5) and first.rank1 == pytest.approx(40.0)
+    assert (
+        first.group.n == 2
+        and first.psnr == pytest.approx(25.5)
+        and first.rank1 == pytest.approx(40.0)
+    )
     assert first.rank1_std == pytest.approx(100 * statistics.stdev([0.3, 0.5]))
 
 
@@ -304,10 +368,17 @@ def test_rows_differing_in_two_settings_form_no_curve(tmp_path) -> None:
     from harness import sweep
 
     dirs = [
-        make_run(tmp_path, f"r{k}", reg="intact", options={"lambda_a": 1e-3 * (k + 1), "lambda_e": float(k)})
+        make_run(
+            tmp_path,
+            f"r{k}",
+            reg="intact",
+            options={"lambda_a": 1e-3 * (k + 1), "lambda_e": float(k)},
+        )
         for k in range(3)
     ]
-    dirs += [make_run(tmp_path, f"lr{k}", reg="gan", lr=1e-4 * (k + 1)) for k in range(3)]  # core, not an option
+    dirs += [
+        make_run(tmp_path, f"lr{k}", reg="gan", lr=1e-4 * (k + 1)) for k in range(3)
+    ]  # core, not an option
     groups = lb.group(lb.collect(dirs))
     assert sweep.curves(groups) == []
     assert "Weight sweep" not in render_markdown(groups)
@@ -315,8 +386,12 @@ def test_rows_differing_in_two_settings_form_no_curve(tmp_path) -> None:
 
 DIAGNOSTICS = {
     "grad_share": {"mse": 0.8, "id": 0.1, "gan": 0.05, "dis": 0.2},
-    "critic_r2": 0.55, "critic_r2_at_start": 0.5, "critic_gap": 0.12,
-    "dis_path_share": {"fc": 0.3}, "d_accuracy": 0.7, "critic_warmup_iters": 200,
+    "critic_r2": 0.55,
+    "critic_r2_at_start": 0.5,
+    "critic_gap": 0.12,
+    "dis_path_share": {"fc": 0.3},
+    "d_accuracy": 0.7,
+    "critic_warmup_iters": 200,
 }
 
 
@@ -328,32 +403,56 @@ def _with_diagnostics(run_dir: Path, diagnostics: dict) -> Path:
 
 
 def test_diagnostics_are_averaged_over_seeds_and_printed_under_the_table(tmp_path) -> None:
-    second = dict(DIAGNOSTICS, grad_share={"mse": 0.6, "id": 0.3, "gan": 0.05, "dis": 0.2}, critic_r2=0.45)
+    second = dict(
+        DIAGNOSTICS, grad_share={"mse": 0.6, "id": 0.3, "gan": 0.05, "dis": 0.2}, critic_r2=0.45
+    )
     second.pop("d_accuracy")
-    dirs = [_with_diagnostics(make_run(tmp_path, "s0", seed=0, label="INTACT", reg="intact"), DIAGNOSTICS),
-            _with_diagnostics(make_run(tmp_path, "s1", seed=1, label="INTACT", reg="intact"), second),
-            make_run(tmp_path, "gan", label="GAN", reg="gan")]
+    dirs = [
+        _with_diagnostics(
+            make_run(tmp_path, "s0", seed=0, label="INTACT", reg="intact"), DIAGNOSTICS
+        ),
+        _with_diagnostics(make_run(tmp_path, "s1", seed=1, label="INTACT", reg="intact"), second),
+        make_run(tmp_path, "gan", label="GAN", reg="gan"),
+    ]
     groups = lb.group(lb.collect(dirs))
     intact, gan = groups
-    assert intact.diagnostics["grad_share"] == pytest.approx({"mse": 0.7, "id": 0.2, "gan": 0.05, "dis": 0.2})
+    assert intact.diagnostics["grad_share"] == pytest.approx(
+        {"mse": 0.7, "id": 0.2, "gan": 0.05, "dis": 0.2}
+    )
     assert intact.diagnostics["critic_r2"] == pytest.approx(0.5)
-    assert intact.diagnostics["d_accuracy"] == pytest.approx(0.7)  # the mean over the runs reporting it
+    assert intact.diagnostics["d_accuracy"] == pytest.approx(
+        0.7
+    )  # the mean over the runs reporting it
     assert gan.diagnostics == {}
     assert lb.diagnostics_text(DIAGNOSTICS) == (
-        "grad share mse 0.80 · id 0.10 · gan 0.05 · dis 0.20; critic R² 0.55 (0.50 at start); gap 0.12; "
+        "grad share mse 0.80 · id 0.10 · gan 0.05 · dis 0.20; "
+        "critic R² 0.55 (0.50 at start); gap 0.12; "
         "L_dis via f_c 30%; D acc 0.70; critic warm-up 200 iters"
     )
-    assert lb.diagnostics_text({"d_accuracy": 0.5, "new_probe": 0.004}) == "D acc 0.50; new_probe 4.0e-03"
+    assert (
+        lb.diagnostics_text({"d_accuracy": 0.5, "new_probe": 0.004})
+        == "D acc 0.50; new_probe 4.0e-03"
+    )
     # metrics.json stores keys sorted; G's terms still read in the order of its objective
-    stored = json.loads(json.dumps({"grad_share": {"bridge": 0.3, **DIAGNOSTICS["grad_share"]}, "critic_r2": 0.6,
-                                    "critic_r2_end": 0.7}, sort_keys=True))
+    stored = json.loads(
+        json.dumps(
+            {
+                "grad_share": {"bridge": 0.3, **DIAGNOSTICS["grad_share"]},
+                "critic_r2": 0.6,
+                "critic_r2_end": 0.7,
+            },
+            sort_keys=True,
+        )
+    )
     assert lb.diagnostics_text(stored) == (
-        "grad share mse 0.80 · id 0.10 · gan 0.05 · dis 0.20 · bridge 0.30; critic R² 0.60 (0.70 at end)"
+        "grad share mse 0.80 · id 0.10 · gan 0.05 · dis 0.20 · bridge 0.30; "
+        "critic R² 0.60 (0.70 at end)"
     )
     text = render_markdown(groups)
     line = next(x for x in text.splitlines() if x.startswith("- INTACT:"))
     assert line == (
-        "- INTACT: grad share mse 0.70 · id 0.20 · gan 0.05 · dis 0.20; critic R² 0.50 (0.50 at start); "
+        "- INTACT: grad share mse 0.70 · id 0.20 · gan 0.05 · dis 0.20; "
+        "critic R² 0.50 (0.50 at start); "
         "gap 0.12; L_dis via f_c 30%; D acc 0.70; critic warm-up 200 iters"
     )
     assert "- GAN:" not in text  # no diagnostics block, no line
@@ -365,7 +464,10 @@ def test_weights_that_land_on_the_same_numbers_share_one_label(tmp_path) -> None
     from harness import sweep
 
     weights = [0.0, 3e-4, 3e-3, 1e-2]
-    dirs = [make_run(tmp_path, f"g{k}", reg="gan", options={"lambda_g": w}) for k, w in enumerate(weights)]
+    dirs = [
+        make_run(tmp_path, f"g{k}", reg="gan", options={"lambda_g": w})
+        for k, w in enumerate(weights)
+    ]
     dirs += _sweep_rows(tmp_path, "intact", "lambda_a", [0.0, 0.1, 0.2])
     curves = sweep.curves(lb.group(lb.collect(dirs)))
     ax = sweep.sweep_figure(curves).axes[0]
@@ -390,8 +492,10 @@ def test_rank1_interval_of_one_run_is_its_bootstrap_interval(tmp_path) -> None:
 
 
 def test_rank1_interval_over_seeds_combines_shared_people_and_seed_spread(tmp_path) -> None:
-    runs = [_with_interval(make_run(tmp_path, f"s{i}", seed=i, r1=r1), 0.04, [0.0, 1.0])
-            for i, r1 in enumerate((0.40, 0.50))]
+    runs = [
+        _with_interval(make_run(tmp_path, f"s{i}", seed=i, r1=r1), 0.04, [0.0, 1.0])
+        for i, r1 in enumerate((0.40, 0.50))
+    ]
     (group,) = lb.group(lb.collect(runs))
     lo, hi = lb.rank1_interval(group)
     # seeds share their test identities: identity se stays 0.04; the seed spread adds

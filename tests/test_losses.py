@@ -23,7 +23,9 @@ def test_standardise_uses_the_reference_statistics_and_passes_no_gradient_throug
     reference = torch.tensor([[1.0, 10.0], [3.0, 10.0]], requires_grad=True)
     x = torch.tensor([[2.0, 10.0], [5.0, 11.0]], requires_grad=True)
     y = standardise(x, reference)
-    assert torch.allclose(y, torch.tensor([[0.0, 0.0], [3.0, 1e5]]), rtol=1e-4)  # std 0: 1 / sqrt(eps)
+    assert torch.allclose(
+        y, torch.tensor([[0.0, 0.0], [3.0, 1e5]]), rtol=1e-4
+    )  # std 0: 1 / sqrt(eps)
     y[:, 0].sum().backward()
     assert reference.grad is None and torch.equal(x.grad[:, 0], torch.ones(2))
 

@@ -81,7 +81,9 @@ def test_train_ratio_sampler_is_seeded():
     assert [a() for _ in range(20)] == [b() for _ in range(20)]
 
 
-@pytest.mark.parametrize("kwargs", [{"ratios": (0.5,)}, {"ratios": ()}, {"kernel": "lanczos"}, {"trials": 0}])
+@pytest.mark.parametrize(
+    "kwargs", [{"ratios": (0.5,)}, {"ratios": ()}, {"kernel": "lanczos"}, {"trials": 0}]
+)
 def test_bad_protocols_are_refused(kwargs):
     with pytest.raises(ConfigError):
         ProtocolConfig(**kwargs)
@@ -89,8 +91,13 @@ def test_bad_protocols_are_refused(kwargs):
 
 @pytest.mark.usefixtures("one_thread")
 def test_lr_queries_come_from_the_hr_size_not_the_reid_size(registry):
-    config = smoke_config(registry, hr_size="native", height=32, width=16,
-                          options={"synth_train_ids": 4, "synth_test_ids": 4})
+    config = smoke_config(
+        registry,
+        hr_size="native",
+        height=32,
+        width=16,
+        options={"synth_train_ids": 4, "synth_test_ids": 4},
+    )
     data = prepare_data(config, registry)
     assert data.hr_size == (128, 64)  # the synthetic data's native size
     assert tuple(data.query_images.shape[-2:]) == (128, 64)
@@ -102,7 +109,9 @@ def test_lr_queries_come_from_the_hr_size_not_the_reid_size(registry):
 @settings(max_examples=40, deadline=None)
 @given(
     seed=st.integers(0, 2**31 - 1),
-    ratios=st.lists(st.sampled_from([1.5, 2.0, 2.5, 3.0, 4.0, 6.0]), min_size=1, max_size=4, unique=True),
+    ratios=st.lists(
+        st.sampled_from([1.5, 2.0, 2.5, 3.0, 4.0, 6.0]), min_size=1, max_size=4, unique=True
+    ),
     n=st.integers(1, 300),
 )
 def test_protocol_ratios_are_seeded_and_in_the_configured_set(seed, ratios, n):

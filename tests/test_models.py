@@ -73,7 +73,9 @@ def test_resolvers_find_zoo_names_and_refuse_others(registry):
 
 #: the SR zoo's architectures at every LR size take minutes: slow (test_sr_zoo checks each
 #: at the smoke size in the fast lane)
-SR_NAMES = [pytest.param(n, marks=pytest.mark.slow) if n in ZOO else n for n in get_registry().names("sr")]
+SR_NAMES = [
+    pytest.param(n, marks=pytest.mark.slow) if n in ZOO else n for n in get_registry().names("sr")
+]
 
 
 @pytest.mark.parametrize("name", SR_NAMES)
@@ -277,7 +279,9 @@ def test_raw_torchreid_state_dict_loads_into_the_wrapper(registry, tmp_path):
     assert report["missing"] == len(target.state_dict()) - len(trunk)
     assert report["unexpected"] > 0  # torchreid's own FC and classifier, dropped by the wrapper
     for key in trunk:
-        assert torch.equal(target.state_dict()[key], raw.state_dict()[key[len("backbone.model."):]])
+        assert torch.equal(
+            target.state_dict()[key], raw.state_dict()[key[len("backbone.model.") :]]
+        )
 
 
 @pytest.mark.parametrize(

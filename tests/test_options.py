@@ -20,13 +20,23 @@ def test_option_value_for_a_preset_and_read_options_types_values():
     option = Option(8, "blocks", presets={"cpu": 6})
     assert (option.value_for("cpu"), option.value_for("paper"), option.value_for(None)) == (6, 8, 8)
     config = RunConfig(options={"blocks": 3.0})
-    assert read_options(config, {"blocks": option, "other": Option(0.5, "x")}) == {"blocks": 3, "other": 0.5}
+    assert read_options(config, {"blocks": option, "other": Option(0.5, "x")}) == {
+        "blocks": 3,
+        "other": 0.5,
+    }
 
 
 @pytest.mark.parametrize(
     "value,default,expected",
-    [("0.5", 1.0, 0.5), ("3", 1, 3), ("yes", False, True), ("off", True, False), ("x", "y", "x"),
-     (2, 0.1, 2.0), ("keep", None, "keep")],
+    [
+        ("0.5", 1.0, 0.5),
+        ("3", 1, 3),
+        ("yes", False, True),
+        ("off", True, False),
+        ("x", "y", "x"),
+        (2, 0.1, 2.0),
+        ("keep", None, "keep"),
+    ],
 )
 def test_one_rule_types_option_strings(value, default, expected):
     assert coerce_option(value, default) == expected
@@ -48,24 +58,32 @@ class _SharedKey:
 
     @hookimpl
     def harness_register_discriminators(self, registry):
-        registry.add("clashing", lambda config: None, "test D", options={"sr_blocks": Option(1, "x")})
+        registry.add(
+            "clashing", lambda config: None, "test D", options={"sr_blocks": Option(1, "x")}
+        )
 
 
 def test_an_option_two_selected_components_declare_is_an_error_naming_both(registry):
     fresh = Registry()
     fresh.load_entry_points(autoload=False)
     fresh.register_plugin(_SharedKey(), "shared-key")
-    with pytest.raises(PluginError, match=r"'sr_blocks' is declared by sr 'srgan' \(plugin 'sr-srgan'\) "
-                                          r"and by discriminator 'clashing' \(plugin 'shared-key'\)"):
+    with pytest.raises(
+        PluginError,
+        match=r"'sr_blocks' is declared by sr 'srgan' \(plugin 'sr-srgan'\) "
+        r"and by discriminator 'clashing' \(plugin 'shared-key'\)",
+    ):
         resolve_config({"preset": "smoke", "disc": "clashing"}, fresh)
 
 
 def test_options_may_be_named_by_their_component(registry):
-    config = resolve_config({"preset": "smoke", "reg": "intact", "options": {"intact.lambda_a": "0.05"}},
-                            registry)
+    config = resolve_config(
+        {"preset": "smoke", "reg": "intact", "options": {"intact.lambda_a": "0.05"}}, registry
+    )
     assert config.options["lambda_a"] == 0.05
     with pytest.raises(ConfigError, match="unknown option"):
-        resolve_config({"preset": "smoke", "reg": "gan", "options": {"intact.lambda_a": "0.05"}}, registry)
+        resolve_config(
+            {"preset": "smoke", "reg": "gan", "options": {"intact.lambda_a": "0.05"}}, registry
+        )
 
 
 def test_options_of_unselected_plugins_are_refused(registry):

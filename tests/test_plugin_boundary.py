@@ -24,8 +24,11 @@ def test_no_module_under_harness_imports_plugins():
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
-            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names
-                          if n.split(".")[0] in ("plugins", "crossres_plugins")]
+            offenders += [
+                f"{path.relative_to(ROOT)}: {n}"
+                for n in names
+                if n.split(".")[0] in ("plugins", "crossres_plugins")
+            ]
     assert offenders == []
 
 
@@ -35,7 +38,9 @@ def test_the_built_in_plugins_install_as_crossres_plugins_with_every_subpackage(
     of a wheel while working in a checkout."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert config["package-dir"] == {"crossres_plugins": "plugins"}
-    folders = {"crossres_plugins." + p.parent.name for p in (ROOT / "plugins").glob("*/__init__.py")}
+    folders = {
+        "crossres_plugins." + p.parent.name for p in (ROOT / "plugins").glob("*/__init__.py")
+    }
     folders |= {"harness." + p.parent.name for p in (ROOT / "harness").glob("*/__init__.py")}
     assert set(config["packages"]) == folders | {"harness", "crossres_plugins"}
     entry_points = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]

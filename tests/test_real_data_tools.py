@@ -33,7 +33,9 @@ def invoke(*args: str):
 def pretrained(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("pretrain")
     weights, run_dir = root / "w.pt", root / "run"
-    result = invoke("pretrain", "--preset", "smoke", "--reid-iters", "3", "--weights", weights, "--out", run_dir)
+    result = invoke(
+        "pretrain", "--preset", "smoke", "--reid-iters", "3", "--weights", weights, "--out", run_dir
+    )
     assert result.exit_code == 0, result.output
     assert f"wrote re-id weights to {weights}" in result.output
     return weights, run_dir
@@ -49,7 +51,12 @@ def test_pretrain_saves_the_stage0_model_as_plain_weights(pretrained) -> None:
     for key, value in ckpt["models"]["reid"].items():
         assert torch.equal(state[key], value), key
     config = json.loads((run_dir / "config.json").read_text())["config"]
-    assert (config["sr"], config["reg"], config["sr_iters"], config["reid_iters"]) == ("bicubic", "none", 0, 3)
+    assert (config["sr"], config["reg"], config["sr_iters"], config["reid_iters"]) == (
+        "bicubic",
+        "none",
+        0,
+        3,
+    )
     card = json.loads(Path(f"{weights}.json").read_text())
     assert card["run_dir"] == str(run_dir) and set(card["test_rank1"]) == {"sr", "bicubic", "hr"}
 
@@ -58,8 +65,19 @@ def test_pretrain_saves_the_stage0_model_as_plain_weights(pretrained) -> None:
 def test_pretrained_weights_start_a_run_on_other_data(pretrained, tmp_path) -> None:
     weights, _ = pretrained
     # another identity count: the classifier is skipped, the backbone loads
-    result = invoke("run", "--preset", "smoke", "--sr", "bicubic", "--reid-weights", weights,
-                    "-o", "synth_train_ids=5", "--out", tmp_path / "ft")
+    result = invoke(
+        "run",
+        "--preset",
+        "smoke",
+        "--sr",
+        "bicubic",
+        "--reid-weights",
+        weights,
+        "-o",
+        "synth_train_ids=5",
+        "--out",
+        tmp_path / "ft",
+    )
     assert result.exit_code == 0, result.output
     from harness.models import build_models
     from harness.registry import get_registry
@@ -72,7 +90,9 @@ def test_pretrained_weights_start_a_run_on_other_data(pretrained, tmp_path) -> N
 
 
 def test_pretrain_refuses_sr_settings() -> None:
-    result = CliRunner().invoke(main, ["pretrain", "--preset", "smoke", "--reg", "intact", "--weights", "x.pt"])
+    result = CliRunner().invoke(
+        main, ["pretrain", "--preset", "smoke", "--reg", "intact", "--weights", "x.pt"]
+    )
     assert result.exit_code == 2 and "No such option '--reg'" in result.output
 
 
@@ -95,13 +115,32 @@ def test_run_folder_records_the_split_it_used(pretrained) -> None:
 def test_split_file_names_images_relative_to_the_data_root(tmp_path) -> None:
     root = write_layout(tmp_path / "viper", "viper", train_ids=6, test_ids=6, height=32, width=16)
     run_dir = tmp_path / "run"
-    result = invoke("run", "--preset", "smoke", "--data", "viper", "--data-root", root, "--sr", "bicubic",
-                    "--reid-iters", "1", "--sr-iters", "0", "-o", "split=1", "--out", run_dir)
+    result = invoke(
+        "run",
+        "--preset",
+        "smoke",
+        "--data",
+        "viper",
+        "--data-root",
+        root,
+        "--sr",
+        "bicubic",
+        "--reid-iters",
+        "1",
+        "--sr-iters",
+        "0",
+        "-o",
+        "split=1",
+        "--out",
+        run_dir,
+    )
     assert result.exit_code == 0, result.output
     listing = json.loads((run_dir / "split.json").read_text())
     assert listing["options"]["split"] == 1
     assert all(row[0].startswith("cam_") for row in listing["train"] + listing["gallery"])
-    assert not any(p.name == "split.json" for p in Path(root).rglob("*"))  # never in the data folder
+    assert not any(
+        p.name == "split.json" for p in Path(root).rglob("*")
+    )  # never in the data folder
 
 
 # -- harness data pack -------------------------------------------------------------------------
@@ -136,7 +175,9 @@ def test_pack_into_one_tar_is_byte_identical_when_repeated(viper_layout, tmp_pat
     second = pack_dataset(viper_layout, tmp_path / "b.tar", size=(32, 16)).out
     assert first.read_bytes() == second.read_bytes()
     with tarfile.open(first) as archive:
-        assert sorted(m.name for m in archive.getmembers()) == sorted([MARKER, *_tree(viper_layout)])
+        assert sorted(m.name for m in archive.getmembers()) == sorted(
+            [MARKER, *_tree(viper_layout)]
+        )
     assert not list(tmp_path.glob("*.partial"))
 
 
@@ -148,12 +189,16 @@ def test_pack_cli_reports_and_names_a_corrupt_image(viper_layout, tmp_path) -> N
     result = CliRunner().invoke(main, ["data", "pack", str(viper_layout), str(tmp_path / "x.tar")])
     assert result.exit_code == 2 and f"cannot read image {bad}" in result.output
     assert not (tmp_path / "x.tar").exists() and not (tmp_path / "x.tar.partial").exists()
-    result = CliRunner().invoke(main, ["data", "pack", str(viper_layout), str(tmp_path / "y"), "--size", "32"])
+    result = CliRunner().invoke(
+        main, ["data", "pack", str(viper_layout), str(tmp_path / "y"), "--size", "32"]
+    )
     assert result.exit_code == 2 and "expected HEIGHTxWIDTH" in result.output
 
 
 @pytest.mark.parametrize("suffix", ["", ".tar"])
-def test_pack_replaces_only_an_earlier_pack_of_the_same_source(viper_layout, tmp_path, suffix) -> None:
+def test_pack_replaces_only_an_earlier_pack_of_the_same_source(
+    viper_layout, tmp_path, suffix
+) -> None:
     out = tmp_path / f"out{suffix}"
     pack_dataset(viper_layout, out, size=(32, 16))
     pack_dataset(viper_layout, out, size=(16, 8))  # our own earlier pack: replaced
@@ -179,8 +224,12 @@ def test_pack_never_deletes_a_folder_it_did_not_write(viper_layout, tmp_path) ->
 
 @pytest.mark.parametrize("where", ["itself", "dotdot", "inside", "parent"])
 def test_pack_refuses_an_output_in_or_around_its_source(viper_layout, tmp_path, where) -> None:
-    out = {"itself": viper_layout, "dotdot": viper_layout / ".." / viper_layout.name,
-           "inside": viper_layout / "train" / "packed", "parent": viper_layout.parent}[where]
+    out = {
+        "itself": viper_layout,
+        "dotdot": viper_layout / ".." / viper_layout.name,
+        "inside": viper_layout / "train" / "packed",
+        "parent": viper_layout.parent,
+    }[where]
     before = _tree(viper_layout)
     with pytest.raises(DatasetError, match="source"):
         pack_dataset(viper_layout, out)
@@ -224,14 +273,31 @@ def test_color_jitter_is_seeded_bounded_and_optional() -> None:
 def test_color_jitter_keeps_gray_images_gray() -> None:
     gray = torch.rand(8, 1, 8, 4).expand(8, 3, 8, 4).clone()
     out = augment.color_jitter(gray, torch.Generator().manual_seed(3), p=1.0)
-    assert torch.allclose(out[:, 0], out[:, 1], atol=1e-6) and torch.allclose(out[:, 1], out[:, 2], atol=1e-6)
+    assert torch.allclose(out[:, 0], out[:, 1], atol=1e-6) and torch.allclose(
+        out[:, 1], out[:, 2], atol=1e-6
+    )
 
 
 def test_color_jitter_is_a_stage0_setting(tmp_path) -> None:
-    result = invoke("run", "--preset", "smoke", "--color-jitter", "0.5", "--sr", "bicubic",
-                    "--sr-iters", "0", "--reid-iters", "2", "--out", tmp_path / "cj")
+    result = invoke(
+        "run",
+        "--preset",
+        "smoke",
+        "--color-jitter",
+        "0.5",
+        "--sr",
+        "bicubic",
+        "--sr-iters",
+        "0",
+        "--reid-iters",
+        "2",
+        "--out",
+        tmp_path / "cj",
+    )
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "cj" / "config.json").read_text())["config"]["color_jitter"] == 0.5
+    assert (
+        json.loads((tmp_path / "cj" / "config.json").read_text())["config"]["color_jitter"] == 0.5
+    )
     bad = CliRunner().invoke(main, ["run", "--preset", "smoke", "--color-jitter", "2"])
     assert bad.exit_code == 2 and "color_jitter is a probability" in bad.output
 
@@ -248,8 +314,23 @@ def test_mlr_viper_spec_runs_end_to_end_on_two_splits(tmp_path, shared_data) -> 
     root = Path(shared_data) / "viper"
     out = tmp_path / "viper"
     rows = ("HR query (upper bound)", "bicubic", "INTACT")  # the other rows differ only in flags
-    result = invoke("bench", "benchmarks/specs/mlr-viper.toml", "--data-root", root, "--preset", "smoke",
-                    "--reid", "resnet18", "--set", "reid_init=scratch", "--splits", "2", "--out", out, *[a for r in rows for a in ("--row", r)])
+    result = invoke(
+        "bench",
+        "benchmarks/specs/mlr-viper.toml",
+        "--data-root",
+        root,
+        "--preset",
+        "smoke",
+        "--reid",
+        "resnet18",
+        "--set",
+        "reid_init=scratch",
+        "--splits",
+        "2",
+        "--out",
+        out,
+        *[a for r in rows for a in ("--row", r)],
+    )
     assert result.exit_code == 0, result.output
     rows = _board_rows(out)
     assert list(rows) == ["HR query (upper bound)", "bicubic", "INTACT"]
@@ -258,11 +339,17 @@ def test_mlr_viper_spec_runs_end_to_end_on_two_splits(tmp_path, shared_data) -> 
     # HR and bicubic rows are one recipe: the stage-0 cache makes them the same model
     hr, bic = rows["HR query (upper bound)"]["queries"], rows["bicubic"]["queries"]
     assert hr["hr"]["rank1"] == bic["hr"]["rank1"]
-    splits = {json.loads((out / "intact" / f"seed0-split{k}" / "split.json").read_text())["options"]["split"]
-              for k in range(2)}
+    splits = {
+        json.loads((out / "intact" / f"seed0-split{k}" / "split.json").read_text())["options"][
+            "split"
+        ]
+        for k in range(2)
+    }
     assert splits == {0, 1}
-    test_ids = [set(json.loads((out / "intact" / f"seed0-split{k}" / "split.json").read_text())["test_ids"])
-                for k in range(2)]
+    test_ids = [
+        set(json.loads((out / "intact" / f"seed0-split{k}" / "split.json").read_text())["test_ids"])
+        for k in range(2)
+    ]
     assert len(test_ids[0]) == 316 and test_ids[0] != test_ids[1]
     board = (out / "leaderboard.md").read_text()
     assert "46.2 / 73.1 / 81.6" in board and "| Query |" in board
@@ -272,8 +359,22 @@ def test_mlr_viper_spec_runs_end_to_end_on_two_splits(tmp_path, shared_data) -> 
 def test_mlr_cuhk03_spec_runs_its_intact_row(tmp_path, shared_data) -> None:
     root = Path(shared_data) / "cuhk03-labeled"
     out = tmp_path / "cuhk03"
-    result = invoke("bench", "benchmarks/specs/mlr-cuhk03.toml", "--data-root", root, "--preset", "smoke",
-                    "--reid", "resnet18", "--set", "reid_init=scratch", "--row", "INTACT", "--out", out)
+    result = invoke(
+        "bench",
+        "benchmarks/specs/mlr-cuhk03.toml",
+        "--data-root",
+        root,
+        "--preset",
+        "smoke",
+        "--reid",
+        "resnet18",
+        "--set",
+        "reid_init=scratch",
+        "--row",
+        "INTACT",
+        "--out",
+        out,
+    )
     assert result.exit_code == 0, result.output
     intact = _board_rows(out)["INTACT"]
     assert intact["n"] == 1 and intact["queries"]["sr"]["rank1"]["over"] == "trials"

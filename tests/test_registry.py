@@ -13,8 +13,21 @@ from harness.errors import PluginError, UnknownNameError
 from harness.registry import BUILTIN_DISTRIBUTION, Registry
 
 BUILTINS = {
-    "sr-bicubic", "sr-srgan", "disc-srgan", "reid-timm", "reid-torchreid",
-    "reg-none", "reg-gan", "reg-intact", "reg-associations", "data-synthetic", "data-market1501", "data-dukemtmc", "data-cuhk03", "data-viper", "data-caviar",
+    "sr-bicubic",
+    "sr-srgan",
+    "disc-srgan",
+    "reid-timm",
+    "reid-torchreid",
+    "reg-none",
+    "reg-gan",
+    "reg-intact",
+    "reg-associations",
+    "data-synthetic",
+    "data-market1501",
+    "data-dukemtmc",
+    "data-cuhk03",
+    "data-viper",
+    "data-caviar",
 }
 
 
@@ -23,8 +36,12 @@ def test_builtins_arrive_through_entry_points(registry):
     assert BUILTINS <= set(registry.plugins)
     assert all(registry.plugins[name] == BUILTIN_DISTRIBUTION for name in BUILTINS)
     assert {"bicubic", "srgan"} <= set(registry.names("sr"))
-    assert {"none", "gan", "intact", "intact-nobridge", "common-space", "d-to-r"} <= set(registry.names("regulariser"))
-    assert {"synthetic", "market1501", "dukemtmc", "cuhk03", "viper", "caviar"} <= set(registry.names("dataset"))
+    assert {"none", "gan", "intact", "intact-nobridge", "common-space", "d-to-r"} <= set(
+        registry.names("regulariser")
+    )
+    assert {"synthetic", "market1501", "dukemtmc", "cuhk03", "viper", "caviar"} <= set(
+        registry.names("dataset")
+    )
     assert {"resnet50", "osnet_x1_0"} <= set(registry.names("reid"))
 
 
@@ -64,7 +81,9 @@ class _SrB:
 def test_duplicate_names_name_both_plugins():
     reg = Registry()
     reg.register_plugin(_SrA(), "plugin-a")
-    with pytest.raises(PluginError, match="registered twice: by plugin 'plugin-a' and by plugin 'plugin-b'"):
+    with pytest.raises(
+        PluginError, match="registered twice: by plugin 'plugin-a' and by plugin 'plugin-b'"
+    ):
         reg.register_plugin(_SrB(), "plugin-b")
 
 
@@ -104,7 +123,9 @@ def _fake_distribution(tmp_path, module_source: str, module: str = "fake_harness
     (tmp_path / f"{module}.py").write_text(textwrap.dedent(module_source))
     info = tmp_path / "fake_harness_plugin-0.1.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-harness-plugin\nVersion: 0.1\n")
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: fake-harness-plugin\nVersion: 0.1\n"
+    )
     (info / "entry_points.txt").write_text(f"[harness.plugins]\nfake = {module}\n")
 
 
@@ -133,7 +154,9 @@ def test_third_party_entry_point_and_autoload_switch(tmp_path, monkeypatch):
 
 
 def test_broken_third_party_plugin_does_not_break_builtins(tmp_path, monkeypatch):
-    _fake_distribution(tmp_path, "raise ImportError('missing dependency xyz')\n", module="fake_broken_plugin")
+    _fake_distribution(
+        tmp_path, "raise ImportError('missing dependency xyz')\n", module="fake_broken_plugin"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     reg = Registry()
     reg.load_entry_points(autoload=True)
@@ -157,8 +180,13 @@ def test_the_kinds_table_is_complete():
         assert issubclass(getattr(registrars, kind.registrar), registrars.KindRegistry), kind
         assert kind.config_field is None or kind.config_field in fields, kind
     assert [k for k, _ in COMPONENT_FIELDS] == list(RUN_ORDER)
-    assert COMPONENT_FIELDS == (("sr", "sr"), ("reid", "reid"), ("regulariser", "reg"),
-                                ("dataset", "data"), ("discriminator", "disc"))
+    assert COMPONENT_FIELDS == (
+        ("sr", "sr"),
+        ("reid", "reid"),
+        ("regulariser", "reg"),
+        ("dataset", "data"),
+        ("discriminator", "disc"),
+    )
 
 
 def test_typed_entries_carry_what_a_kind_registers_besides_a_factory(registry):

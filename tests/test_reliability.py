@@ -22,8 +22,19 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 SMOKE = ["--preset", "smoke", "--device", "cpu"]
 #: the issue's K: a smoke run long enough to checkpoint several times
-K = [*SMOKE, "--reg", "intact", "--reid-iters", "6", "--sr-warmup-iters", "2", "--sr-iters", "6",
-     "--ckpt-every", "2"]
+K = [
+    *SMOKE,
+    "--reg",
+    "intact",
+    "--reid-iters",
+    "6",
+    "--sr-warmup-iters",
+    "2",
+    "--sr-iters",
+    "6",
+    "--ckpt-every",
+    "2",
+]
 
 
 def cli(*args: str, env: dict | None = None):
@@ -53,8 +64,13 @@ def test_a_new_run_refuses_a_folder_holding_another_run(tmp_path):
     out = tmp_path / "R"
     assert cli("run", *K, "--out", str(out)).exit_code == 0
     before = (out / "metrics.json").read_text()
-    one_line_error(cli("run", *K, "--seed", "1", "--out", str(out)),
-                   "already holds a run", "seed 0", "--resume", "--out")
+    one_line_error(
+        cli("run", *K, "--seed", "1", "--out", str(out)),
+        "already holds a run",
+        "seed 0",
+        "--resume",
+        "--out",
+    )
     assert (out / "metrics.json").read_text() == before
 
 
@@ -83,8 +99,20 @@ def _no_nonfinite_checkpoint(run: Path) -> None:
 
 def test_nan_between_log_steps_is_caught_at_its_iteration_and_never_checkpointed(tmp_path):
     out = tmp_path / "R"
-    result = cli("run", *SMOKE, "--lr-reid", "1e12", "--log-every", "1000", "--reid-iters", "10",
-                 "--sr-iters", "0", "--out", str(out))
+    result = cli(
+        "run",
+        *SMOKE,
+        "--lr-reid",
+        "1e12",
+        "--log-every",
+        "1000",
+        "--reid-iters",
+        "10",
+        "--sr-iters",
+        "0",
+        "--out",
+        str(out),
+    )
     line = one_line_error(result, "first became non-finite at iteration", "of stage 'reid'")
     first = int(line.split("at iteration ")[1].split()[0])
     assert 1 <= first <= 10
@@ -96,13 +124,27 @@ def test_nan_between_log_steps_is_caught_at_its_iteration_and_never_checkpointed
 @pytest.mark.slow
 def test_nan_in_the_gan_steps_is_named_and_never_checkpointed(tmp_path):
     out = tmp_path / "R"
-    result = cli("run", *SMOKE, "--reg", "gan", "-o", "lr_D=1e12", "--lr", "1e12", "--log-every", "1000",
-                 "--sr-iters", "6", "--out", str(out))
+    result = cli(
+        "run",
+        *SMOKE,
+        "--reg",
+        "gan",
+        "-o",
+        "lr_D=1e12",
+        "--lr",
+        "1e12",
+        "--log-every",
+        "1000",
+        "--sr-iters",
+        "6",
+        "--out",
+        str(out),
+    )
     one_line_error(result, "non-finite", "stage 'sr'")
     _no_nonfinite_checkpoint(out)
 
 
-# ------------------------------------------------------------------ 3. weights of another architecture
+# -------------------------------------------------------------- 3. weights of another architecture
 
 
 def _resnet_weights(tmp_path: Path, name: str) -> Path:
@@ -117,9 +159,21 @@ def _resnet_weights(tmp_path: Path, name: str) -> Path:
 
 def test_weights_of_a_bigger_architecture_are_refused(tmp_path):
     path = _resnet_weights(tmp_path, "resnet34")
-    one_line_error(cli("run", *SMOKE, "--reid", "resnet18", "--reid-weights", str(path), "--out",
-                       str(tmp_path / "R")), "does not cover this re-id model", "no place in the model",
-                   "--partial-weights")
+    one_line_error(
+        cli(
+            "run",
+            *SMOKE,
+            "--reid",
+            "resnet18",
+            "--reid-weights",
+            str(path),
+            "--out",
+            str(tmp_path / "R"),
+        ),
+        "does not cover this re-id model",
+        "no place in the model",
+        "--partial-weights",
+    )
 
 
 @pytest.mark.slow
@@ -127,10 +181,21 @@ def test_a_file_of_one_tensor_is_refused_and_partial_loads_are_counted(tmp_path)
     path = tmp_path / "one.pt"
     full = torch.load(_resnet_weights(tmp_path, "resnet18"), weights_only=True)
     torch.save({"backbone.conv1.weight": full["backbone.conv1.weight"]}, path)
-    one_line_error(cli("run", *SMOKE, "--reid-weights", str(path), "--out", str(tmp_path / "R")),
-                   "not in the file")
-    result = cli("run", *SMOKE, "--reid-weights", str(path), "--partial-weights", "--sr-iters", "0",
-                 "--out", str(tmp_path / "P"))
+    one_line_error(
+        cli("run", *SMOKE, "--reid-weights", str(path), "--out", str(tmp_path / "R")),
+        "not in the file",
+    )
+    result = cli(
+        "run",
+        *SMOKE,
+        "--reid-weights",
+        str(path),
+        "--partial-weights",
+        "--sr-iters",
+        "0",
+        "--out",
+        str(tmp_path / "P"),
+    )
     assert result.exit_code == 0, result.output
     assert "1 tensors loaded" in result.output and "missing" in result.output
 
@@ -186,8 +251,13 @@ def test_a_dataset_with_one_training_identity_is_refused(tmp_path):
                 img = (torch.rand(32, 16, 3) * 255).to(torch.uint8).numpy()
                 train = [Record(img, 0, c) for c in (0, 1)]
                 test = [Record(img, p, c) for p in (1, 2) for c in (0, 1)]
-                return ReidDataset("one-id", train, [r for r in test if r.camid == 0],
-                                   [r for r in test if r.camid == 1])
+                return ReidDataset(
+                    "one-id",
+                    train,
+                    [r for r in test if r.camid == 0],
+                    [r for r in test if r.camid == 1],
+                )
+
             registry.add("one-id", build, "one training identity")
 
     reg = Registry()
@@ -205,7 +275,9 @@ def _disk_full(*args, **kwargs):
     try:
         raise OSError(28, "No space left on device")
     except OSError as exc:
-        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598") from exc
+        raise RuntimeError(
+            "[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"
+        ) from exc
 
 
 def test_disk_full_is_one_line_and_keeps_the_previous_file(tmp_path, monkeypatch):
@@ -213,8 +285,11 @@ def test_disk_full_is_one_line_and_keeps_the_previous_file(tmp_path, monkeypatch
 
     save_checkpoint(tmp_path, "sr", 1, {"models": {}}, keep=2)
     monkeypatch.setattr(torch, "save", _disk_full)
-    with pytest.raises(DiskFullError, match="disk full while writing checkpoint .*ckpt-sr-0000002.pt; "
-                                            "the last good checkpoint ckpt-sr-0000001.pt is kept"):
+    with pytest.raises(
+        DiskFullError,
+        match="disk full while writing checkpoint .*ckpt-sr-0000002.pt; "
+        "the last good checkpoint ckpt-sr-0000001.pt is kept",
+    ):
         save_checkpoint(tmp_path, "sr", 2, {"models": {}}, keep=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-sr-0000001.pt"]  # no .tmp left
 
@@ -231,7 +306,7 @@ def test_a_resume_removes_partial_temporaries(tmp_path):
     assert "removed .ckpt-sr-0000008.pt.abc123.tmp" in result.output
 
 
-# ------------------------------------------------------------------ 8 and 9. bad values: one line, the option named
+# ------------------------------------------------- 8 and 9. bad values: one line, the option named
 
 BAD_VALUES = [
     (["--log-every", "0"], "--log-every"),
@@ -266,13 +341,18 @@ def test_bad_values_are_one_line_naming_the_option(tmp_path, args, needle):
 def test_a_text_file_as_weights_is_one_line(tmp_path):
     text = tmp_path / "weights.pt"
     text.write_text("hello")
-    one_line_error(cli("run", *SMOKE, "--reid-weights", str(text), "--out", str(tmp_path / "R")),
-                   "cannot read re-id weights", "not a PyTorch file")
+    one_line_error(
+        cli("run", *SMOKE, "--reid-weights", str(text), "--out", str(tmp_path / "R")),
+        "cannot read re-id weights",
+        "not a PyTorch file",
+    )
 
 
-@pytest.mark.parametrize("corrupt", ["not json {", json.dumps([1, 2]),
-                                     json.dumps({"config": {"height": "tall", "nope": 1}})],
-                         ids=["not-json", "no-config-table", "bad-values"])
+@pytest.mark.parametrize(
+    "corrupt",
+    ["not json {", json.dumps([1, 2]), json.dumps({"config": {"height": "tall", "nope": 1}})],
+    ids=["not-json", "no-config-table", "bad-values"],
+)
 def test_a_corrupt_config_json_on_resume_is_one_line(tmp_path, corrupt):
     out = tmp_path / "R"
     out.mkdir()
@@ -280,15 +360,24 @@ def test_a_corrupt_config_json_on_resume_is_one_line(tmp_path, corrupt):
     one_line_error(cli("run", "--resume", str(out)), "config.json is corrupt")
 
 
-@pytest.mark.parametrize(("content", "needle"), [
-    ('name = "x"\n[defaults]\nheight = "abc"\n[[runs]]\nlabel = "a"\n', "height='abc': expected int"),
-    (bytes(range(128, 256)), "not valid TOML"),
-    ('name = "../../escape"\n[[runs]]\nlabel = "a"\n', "must be a plain folder name"),
-], ids=["height-abc", "binary", "name-escapes"])
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (
+            'name = "x"\n[defaults]\nheight = "abc"\n[[runs]]\nlabel = "a"\n',
+            "height='abc': expected int",
+        ),
+        (bytes(range(128, 256)), "not valid TOML"),
+        ('name = "../../escape"\n[[runs]]\nlabel = "a"\n', "must be a plain folder name"),
+    ],
+    ids=["height-abc", "binary", "name-escapes"],
+)
 def test_bad_bench_specs_are_one_line(tmp_path, content, needle):
     spec = tmp_path / "spec.toml"
     spec.write_bytes(content if isinstance(content, bytes) else content.encode())
-    one_line_error(cli("bench", str(spec), "--preset", "smoke", "--out", str(tmp_path / "B")), needle)
+    one_line_error(
+        cli("bench", str(spec), "--preset", "smoke", "--out", str(tmp_path / "B")), needle
+    )
     assert not (tmp_path / "escape").exists()
 
 
@@ -297,22 +386,56 @@ def test_bad_bench_specs_are_one_line(tmp_path, content, needle):
 
 def test_a_bad_row_anywhere_in_the_grid_stops_the_bench_before_any_training(tmp_path):
     spec = tmp_path / "spec.toml"
-    spec.write_text('name = "late"\n[defaults]\npreset = "smoke"\n[[runs]]\nlabel = "ok"\n'
-                    '[[runs]]\nlabel = "bad"\nsr = "SRGANN"\n')
-    one_line_error(cli("bench", str(spec), "--out", str(tmp_path / "B")), "row 'bad'", "Did you mean 'srgan'")
+    spec.write_text(
+        'name = "late"\n[defaults]\npreset = "smoke"\n[[runs]]\nlabel = "ok"\n'
+        '[[runs]]\nlabel = "bad"\nsr = "SRGANN"\n'
+    )
+    one_line_error(
+        cli("bench", str(spec), "--out", str(tmp_path / "B")), "row 'bad'", "Did you mean 'srgan'"
+    )
     assert not (tmp_path / "B" / "ok").exists()
 
 
 @pytest.mark.slow
 def test_skipped_images_leave_split_json_and_the_metrics(tmp_path):
     data = tmp_path / "market"
-    assert cli("data", "synth", "--out", str(data), "--layout", "market1501", "--train-ids", "8", "--test-ids",
-               "6", "--images-per-camera", "2", "--height", "32", "--width", "16").exit_code == 0
+    assert (
+        cli(
+            "data",
+            "synth",
+            "--out",
+            str(data),
+            "--layout",
+            "market1501",
+            "--train-ids",
+            "8",
+            "--test-ids",
+            "6",
+            "--images-per-camera",
+            "2",
+            "--height",
+            "32",
+            "--width",
+            "16",
+        ).exit_code
+        == 0
+    )
     query = sorted((data / "Market-1501-v15.09.15" / "query").glob("*.jpg"))
     query[0].write_bytes(b"not a jpeg")
     out = tmp_path / "R"
-    result = cli("run", *SMOKE, "--data", "market1501", "--data-root", str(data), "--skip-bad-images",
-                 "--sr-iters", "0", "--out", str(out))
+    result = cli(
+        "run",
+        *SMOKE,
+        "--data",
+        "market1501",
+        "--data-root",
+        str(data),
+        "--skip-bad-images",
+        "--sr-iters",
+        "0",
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     split = json.loads((out / "split.json").read_text())
     names = [row[0] for row in split["query"]]
@@ -326,7 +449,10 @@ def test_log_jsonl_has_each_iteration_once_after_a_resume(tmp_path):
     from harness.checkpoint import list_checkpoints
 
     out = tmp_path / "R"
-    assert cli("run", *K, "--log-every", "1", "--keep-checkpoints", "50", "--out", str(out)).exit_code == 0
+    assert (
+        cli("run", *K, "--log-every", "1", "--keep-checkpoints", "50", "--out", str(out)).exit_code
+        == 0
+    )
     # a crash just after ckpt-sr-0000004: the checkpoints after it are lost, the log ran on
     for path in list_checkpoints(out / "checkpoints"):
         if path.name.startswith("ckpt-done") or path.name > "ckpt-sr-0000004.pt":
@@ -364,9 +490,25 @@ def test_amp_on_cpu_is_said_once(tmp_path):
 def test_ctrl_c_says_how_to_continue(tmp_path):
     out = tmp_path / "R"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HARNESS_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", *SMOKE, "--reid-iters", "100000",
-                             "--log-every", "1", "--out", str(out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "run",
+            *SMOKE,
+            "--reid-iters",
+            "100000",
+            "--log-every",
+            "1",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (out / "log.jsonl").is_file():
         time.sleep(0.2)

@@ -118,7 +118,12 @@ def test_write_run_report_writes_all_files(tmp_path) -> None:
     hr = torch.rand(4, 3, 32, 16)
     samples = {"lr": torch.rand(4, 3, 32, 16), "sr": hr, "hr": hr, "bicubic": hr}
     written = write_run_report(tmp_path, _metrics(), samples)
-    assert sorted(p.name for p in written) == ["cmc.csv", "cmc.png", "sr_samples.png", "sr_samples.pt"]
+    assert sorted(p.name for p in written) == [
+        "cmc.csv",
+        "cmc.png",
+        "sr_samples.png",
+        "sr_samples.pt",
+    ]
     assert (tmp_path / "sr_samples.png").read_bytes()[:8] == PNG_MAGIC
     stored = load_samples(tmp_path / "sr_samples.pt")  # uint8, within one grey level of the input
     assert set(stored) == {"lr", "bicubic", "sr", "hr"} and stored["hr"].dtype == torch.uint8
@@ -151,9 +156,17 @@ def test_write_run_report_without_samples(tmp_path) -> None:
 def test_format_summary_gives_rank1_intervals_where_metrics_carry_them() -> None:
     metrics = _metrics()
     assert "interval" not in format_summary(metrics)  # metrics written before the bootstrap
-    boot = {"resamples": 1000, "level": 0.95, "unit": "query identity", "identities": 100, "seed": 0}
+    boot = {
+        "resamples": 1000,
+        "level": 0.95,
+        "unit": "query identity",
+        "identities": 100,
+        "seed": 0,
+    }
     metrics["queries"]["sr"].update(rank1_ci=[0.52, 0.73], bootstrap=boot)
     metrics["queries"]["hr"].update(rank1_ci=[0.84, 0.95], bootstrap=boot)
     line = format_summary(metrics).splitlines()[-1]
-    assert line == ("Rank-1 95% interval (bootstrap over 100 query identities): "
-                    "sr [52.0, 73.0], hr [84.0, 95.0]")
+    assert line == (
+        "Rank-1 95% interval (bootstrap over 100 query identities): "
+        "sr [52.0, 73.0], hr [84.0, 95.0]"
+    )

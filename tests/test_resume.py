@@ -12,8 +12,22 @@ from pathlib import Path
 
 import pytest
 
-ARGS = ["--preset", "smoke", "--reg", "gan", "--reid-iters", "12", "--sr-iters", "40",
-        "--ckpt-every", "4", "--log-every", "4", "--seed", "3"]
+ARGS = [
+    "--preset",
+    "smoke",
+    "--reg",
+    "gan",
+    "--reid-iters",
+    "12",
+    "--sr-iters",
+    "40",
+    "--ckpt-every",
+    "4",
+    "--log-every",
+    "4",
+    "--seed",
+    "3",
+]
 
 
 def _harness(*args: str) -> list[str]:
@@ -22,18 +36,26 @@ def _harness(*args: str) -> list[str]:
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"OMP_NUM_THREADS": "1", "HARNESS_DISABLE_PLUGIN_AUTOLOAD": "1", "MPLBACKEND": "Agg"})
+    env.update(
+        {"OMP_NUM_THREADS": "1", "HARNESS_DISABLE_PLUGIN_AUTOLOAD": "1", "MPLBACKEND": "Agg"}
+    )
     return env
 
 
 @pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     straight = tmp_path / "straight"
-    subprocess.run(_harness(*ARGS, "--out", str(straight)), check=True, env=_env(), capture_output=True)
+    subprocess.run(
+        _harness(*ARGS, "--out", str(straight)), check=True, env=_env(), capture_output=True
+    )
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_harness(*ARGS, "--out", str(killed)), env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _harness(*ARGS, "--out", str(killed)),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     ckpts = killed / "checkpoints"
     while time.time() < deadline:
@@ -49,7 +71,9 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     metrics = json.loads((killed / "metrics.json").read_text())
     assert metrics["status"] == "running"  # no partial folder pretends to be complete
 
-    resumed = subprocess.run(_harness("--resume", str(killed)), env=_env(), capture_output=True, text=True)
+    resumed = subprocess.run(
+        _harness("--resume", str(killed)), env=_env(), capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed at stage sr" in resumed.stdout
 
@@ -107,6 +131,16 @@ def test_rng_states_round_trip_without_pickle(tmp_path):
     np.random.seed(2)
     np.random.normal()  # leaves a cached gaussian in the state
     atomic_torch_save(rng_state(gen), tmp_path / "rng.pt")
-    expected = (random.random(), float(np.random.normal()), torch.rand(1, generator=gen).item(), torch.rand(1).item())
+    expected = (
+        random.random(),
+        float(np.random.normal()),
+        torch.rand(1, generator=gen).item(),
+        torch.rand(1).item(),
+    )
     restore_rng(safe_load(tmp_path / "rng.pt"), gen)  # weights_only load: no pickled bytes inside
-    assert (random.random(), float(np.random.normal()), torch.rand(1, generator=gen).item(), torch.rand(1).item()) == expected
+    assert (
+        random.random(),
+        float(np.random.normal()),
+        torch.rand(1, generator=gen).item(),
+        torch.rand(1).item(),
+    ) == expected

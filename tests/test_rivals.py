@@ -29,18 +29,23 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_a_method_without_an_sr_model_gets_bicubic_and_refuses_another(name):
     registry = get_registry()
     assert resolve_config({"preset": "smoke", "reg": name}, registry).sr == "bicubic"
-    with pytest.raises(ConfigError, match=rf"--reg {name} is defined with no SR model .*got --sr srgan"):
+    with pytest.raises(
+        ConfigError, match=rf"--reg {name} is defined with no SR model .*got --sr srgan"
+    ):
         resolve_config({"preset": "smoke", "reg": name, "sr": "srgan"}, registry)
 
 
 def test_methods_that_fix_no_sr_model_keep_the_runs_sr():
     registry = get_registry()
     for name in ("intact", "sing"):
-        assert resolve_config({"preset": "smoke", "reg": name, "sr": "srgan"}, registry).sr == "srgan"
+        assert (
+            resolve_config({"preset": "smoke", "reg": name, "sr": "srgan"}, registry).sr == "srgan"
+        )
 
 
-@pytest.mark.parametrize(("name", "sr"), [("sing", None), ("rain", "bicubic"), ("cad", "bicubic"),
-                                          ("csr-gan", "csr")])
+@pytest.mark.parametrize(
+    ("name", "sr"), [("sing", None), ("rain", "bicubic"), ("cad", "bicubic"), ("csr-gan", "csr")]
+)
 def test_the_contract_kit_passes_each_rival(name, sr, tiny_config):
     passed = check_regulariser(get_registry(), name, tiny_config)
     if sr is not None:
@@ -135,7 +140,9 @@ def test_csr_gan_supervises_both_scales_and_trains_the_reid_model_with_g():
     models["G"] = CascadeSR(stages=2, blocks=1, channels=4)
     before = snapshot(models)
     b = batch()
-    b.x_lr = torch.nn.functional.interpolate(b.x_hr, size=(4, 2), mode="bilinear", align_corners=False)
+    b.x_lr = torch.nn.functional.interpolate(
+        b.x_hr, size=(4, 2), mode="bilinear", align_corners=False
+    )
     terms = runner(models, reg.schedule(config)).run_iteration(StepContext(b, models, config))
     assert {"D/gan", "D/gan_mid", "G/mse", "G/mse_mid", "G/gan_mid", "G/id_sr"} <= set(terms)
     after = snapshot(models)

@@ -16,15 +16,23 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_hr_size_is_recorded_and_split_names_each_query_lr_size(registry, tmp_path):
-    config = smoke_config(registry, hr_size="native", sr="bicubic", sr_iters=0,
-                          options={"synth_train_ids": 4, "synth_test_ids": 4})
+    config = smoke_config(
+        registry,
+        hr_size="native",
+        sr="bicubic",
+        sr_iters=0,
+        options={"synth_train_ids": 4, "synth_test_ids": 4},
+    )
     run_experiment(config, tmp_path / "run", registry, echo=lambda m: None)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (saved["config"]["hr_height"], saved["config"]["hr_width"]) == (128, 64)
     assert saved["protocol_version"] == "mlr-2.0"
     # what decides speed and the last bits on a CPU: the thread counts, the CPU, the precision
     compute = saved["compute"]
-    assert compute["torch_threads"] == torch.get_num_threads() and compute["torch_interop_threads"] >= 1
+    assert (
+        compute["torch_threads"] == torch.get_num_threads()
+        and compute["torch_interop_threads"] >= 1
+    )
     assert compute["device"] == "cpu" and compute["precision"] == "float32" and compute["cpu"]
     split = json.loads((tmp_path / "run" / "split.json").read_text())
     assert split["hr_size"] == [128, 64]

@@ -21,8 +21,16 @@ from harness.rundir import (
     stale_settings,
 )
 
-SAVED = {"sr": "srgan", "reid": "resnet50", "reg": "intact", "data": "synthetic", "seed": 0,
-         "sr_iters": 20, "options": {"lambda_g": 0.001, "sr_blocks": 6}, "protocol": {"seed": 3}}
+SAVED = {
+    "sr": "srgan",
+    "reid": "resnet50",
+    "reg": "intact",
+    "data": "synthetic",
+    "seed": 0,
+    "sr_iters": 20,
+    "options": {"lambda_g": 0.001, "sr_blocks": 6},
+    "protocol": {"seed": 3},
+}
 
 
 def _config(run_dir: Path, config: dict | None = None, **extra) -> Path:
@@ -44,8 +52,10 @@ def _promised(run_dir: Path) -> Path:
 # --------------------------------------------------------------------------- complete or not
 
 
-@pytest.mark.parametrize("metrics", [None, '{"status": "running"}', '{"status": "compl', "[1, 2]", '"complete"',
-                                     '{"queries": {}}'])
+@pytest.mark.parametrize(
+    "metrics",
+    [None, '{"status": "running"}', '{"status": "compl', "[1, 2]", '"complete"', '{"queries": {}}'],
+)
 def test_a_folder_without_the_complete_marker_is_unfinished(tmp_path, metrics) -> None:
     run_dir = _config(tmp_path / "run")
     if metrics is not None:
@@ -60,13 +70,22 @@ def test_a_missing_folder_is_neither_started_nor_complete(tmp_path) -> None:
 
 def test_earlier_run_folders_are_still_recognised_as_complete(tmp_path) -> None:
     # an mlr-1.0 folder: no hr size in its config, metrics with the old keys only
-    old = {k: v for k, v in SAVED.items() if k not in ("options", "protocol")} | {"height": 48, "width": 24}
+    old = {k: v for k, v in SAVED.items() if k not in ("options", "protocol")} | {
+        "height": 48,
+        "width": 24,
+    }
     run_dir = _config(tmp_path / "old", old, protocol_version="mlr-1.0")
-    (run_dir / "metrics.json").write_text(json.dumps({"status": "complete", "protocol_version": "mlr-1.0",
-                                                      "queries": {"sr": {"rank1": 0.5}}}))
+    (run_dir / "metrics.json").write_text(
+        json.dumps(
+            {"status": "complete", "protocol_version": "mlr-1.0", "queries": {"sr": {"rank1": 0.5}}}
+        )
+    )
     assert is_complete(run_dir)
     assert load_run_config(run_dir).hr_size == (48, 24)  # its HR size was the re-id size
-    assert stale_settings(run_dir, {"data": "synthetic", "seed": 0, "options": {"lambda_g": 0.5}}) == []
+    assert (
+        stale_settings(run_dir, {"data": "synthetic", "seed": 0, "options": {"lambda_g": 0.5}})
+        == []
+    )
 
 
 def test_mark_complete_writes_the_marker_last_and_only_with_every_promised_file(tmp_path) -> None:
@@ -77,7 +96,9 @@ def test_mark_complete_writes_the_marker_last_and_only_with_every_promised_file(
         mark_complete(run_dir, {"status": "complete"})
     assert not is_complete(run_dir)
     assert json.loads((run_dir / "metrics.json").read_text()) == {"status": "running"}
-    assert (run_dir / "log.jsonl").read_text() == ""  # a run that logged nothing promises an empty log
+    assert (
+        run_dir / "log.jsonl"
+    ).read_text() == ""  # a run that logged nothing promises an empty log
 
     (run_dir / "cmc.png").write_text("x")
     mark_complete(run_dir, {"status": "complete", "queries": {"sr": {"rank1": 0.25}}})
@@ -106,15 +127,24 @@ def test_the_complete_marker_is_atomic(tmp_path, monkeypatch) -> None:
 
 def test_the_same_settings_are_not_stale_even_as_command_line_strings(tmp_path) -> None:
     run_dir = _config(tmp_path / "run")
-    planned = {"data": "synthetic", "seed": 0, "sr_iters": "20", "options": {"lambda_g": "0.001"},
-               "protocol": {"seed": 3}}
+    planned = {
+        "data": "synthetic",
+        "seed": 0,
+        "sr_iters": "20",
+        "options": {"lambda_g": "0.001"},
+        "protocol": {"seed": 3},
+    }
     assert stale_settings(run_dir, planned) == []
 
 
 def test_stale_settings_name_each_disagreement(tmp_path) -> None:
     run_dir = _config(tmp_path / "run")
-    planned = {"data": "viper", "seed": 0, "options": {"lambda_g": 0.01, "sr_blocks": 6},
-               "protocol": {"seed": 4}}
+    planned = {
+        "data": "viper",
+        "seed": 0,
+        "options": {"lambda_g": 0.01, "sr_blocks": 6},
+        "protocol": {"seed": 4},
+    }
     assert stale_settings(run_dir, planned) == [
         "data: planned 'viper', saved 'synthetic'",
         "options.lambda_g: planned 0.01, saved 0.001",

@@ -40,7 +40,9 @@ def test_a_diagnosed_update_equals_a_plain_one_bit_for_bit():
     for name in plain:
         for key in plain[name]:
             assert torch.equal(plain[name][key], diagnosed[name][key]), (name, key)
-    assert {"grad_share/mse", "grad_share/id", "grad_share/gan", "grad_share/dis"} <= set(diagnostics)
+    assert {"grad_share/mse", "grad_share/id", "grad_share/gan", "grad_share/dis"} <= set(
+        diagnostics
+    )
     assert all(float(v) >= 0 for v in diagnostics.values())
 
 
@@ -76,7 +78,9 @@ def test_grad_clip_bounds_the_update():
     models = {"G": G()}
     step = Step("G", ("G",), lambda ctx: {"big": 1e6 * F.mse_loss(ctx.sr(), ctx.batch.x_hr)})
     runner = StepRunner(models, [step], {"G": 1.0}, grad_clip=1e-3)
-    batch = TrainBatch(torch.rand(2, 3, 4, 2), torch.rand(2, 3, 8, 4), torch.zeros(2, dtype=torch.long), 2.0)
+    batch = TrainBatch(
+        torch.rand(2, 3, 4, 2), torch.rand(2, 3, 8, 4), torch.zeros(2, dtype=torch.long), 2.0
+    )
     runner.run(step, StepContext(batch, models, RunConfig()))
-    norm = torch.sqrt(sum((p.grad ** 2).sum() for p in g.parameters()))
+    norm = torch.sqrt(sum((p.grad**2).sum() for p in g.parameters()))
     assert float(norm) <= 1e-3 * 1.001

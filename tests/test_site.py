@@ -42,9 +42,15 @@ def test_rows_are_named_by_what_differs_among_rows_that_declare_it(tmp_path) -> 
     none = make_run(tmp_path, "none", reg="none")
     _options(none, {"lambda_c": 0.0003, "sr_blocks": 6})
     a = make_run(tmp_path, "a", reg="intact")
-    _options(a, {"lambda_c": 0.0003, "sr_blocks": 6, "lambda_a": 0.0003, "bridge_dim": 64, "lambda_e": 1.0})
+    _options(
+        a,
+        {"lambda_c": 0.0003, "sr_blocks": 6, "lambda_a": 0.0003, "bridge_dim": 64, "lambda_e": 1.0},
+    )
     b = make_run(tmp_path, "b", reg="intact", finetune_reid=True)
-    _options(b, {"lambda_c": 0.0003, "sr_blocks": 6, "lambda_a": 0.001, "bridge_dim": 64, "lambda_e": None})
+    _options(
+        b,
+        {"lambda_c": 0.0003, "sr_blocks": 6, "lambda_a": 0.001, "bridge_dim": 64, "lambda_e": None},
+    )
     names = [g.name for g in lb.group(lb.collect([none, a, b]))]
     # bridge_dim and lambda_e are not differences: the rows without them do not have them,
     # and the rows that do agree; lambda_a differs between the two rows that declare it.
@@ -57,8 +63,19 @@ def test_rows_are_named_by_what_differs_among_rows_that_declare_it(tmp_path) -> 
 
 def test_long_names_are_cut_in_tables_and_legends_but_kept_whole(tmp_path) -> None:
     lrs = [0.0001, 0.0002, 0.0003]
-    dirs = [make_run(tmp_path, f"r{k}", reg="intact", lr=lrs[k], lr_reid=1e-3 * (k + 1),
-                     batch_size=16 + k, sr_iters=100 + k, reid_iters=50 + k) for k in range(3)]
+    dirs = [
+        make_run(
+            tmp_path,
+            f"r{k}",
+            reg="intact",
+            lr=lrs[k],
+            lr_reid=1e-3 * (k + 1),
+            batch_size=16 + k,
+            sr_iters=100 + k,
+            reid_iters=50 + k,
+        )
+        for k in range(3)
+    ]
     groups = lb.group(lb.collect(dirs))
     g = groups[0]
     assert len(g.name) > lb.SHORT_NAME
@@ -67,7 +84,9 @@ def test_long_names_are_cut_in_tables_and_legends_but_kept_whole(tmp_path) -> No
     assert all(len(x.short) <= lb.SHORT_NAME for x in groups)
     page = render_html(groups)
     # the full name is one click away: a tooltip and the first line of the row's details
-    assert f'<summary title="{g.name}">{g.short}</summary><div class="recipe">{g.name}</div>' in page
+    assert (
+        f'<summary title="{g.name}">{g.short}</summary><div class="recipe">{g.name}</div>' in page
+    )
     fig = lb.cmc_plot(groups)
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [x.short for x in groups]
 
@@ -82,16 +101,22 @@ def test_each_dataset_gets_its_own_table_and_cmc_plot(tmp_path) -> None:
         make_run(runs, "syn-intact", reg="intact", data="synthetic"),
         make_run(runs, "cuhk-intact", reg="intact", data="cuhk01", r1=0.83),
     ]
-    result = CliRunner().invoke(main, ["leaderboard", *map(str, dirs), "--out", str(tmp_path / "site")])
+    result = CliRunner().invoke(
+        main, ["leaderboard", *map(str, dirs), "--out", str(tmp_path / "site")]
+    )
     assert result.exit_code == 0, result.output
     md = result.output
-    assert "## synthetic, market (protocol mlr-1.0)" in md and "## cuhk01, market (protocol mlr-1.0)" in md
+    assert (
+        "## synthetic, market (protocol mlr-1.0)" in md
+        and "## cuhk01, market (protocol mlr-1.0)" in md
+    )
     syn, cuhk = md.split("## cuhk01")[0], md.split("## cuhk01")[1]
     assert "srgan/resnet18/none" in syn and "83.0" not in syn  # never ranked together
     assert "83.0" in cuhk and "srgan/resnet18/none" not in cuhk
     site = tmp_path / "site"
     assert sorted(p.name for p in site.glob("cmc-*.png")) == [
-        "cmc-cuhk01-mlr-1.0.png", "cmc-synthetic-mlr-1.0.png"
+        "cmc-cuhk01-mlr-1.0.png",
+        "cmc-synthetic-mlr-1.0.png",
     ]
     assert not (site / "cmc.png").exists()
     page = (site / "index.html").read_text()
@@ -107,7 +132,8 @@ def test_a_protocol_version_change_is_another_table(tmp_path) -> None:
     metrics["protocol_version"] = "mlr-0.9"
     (b / "metrics.json").write_text(json.dumps(metrics))
     assert [(x.data, x.protocol) for x in lb.boards(lb.group(lb.collect([a, b])))] == [
-        ("synthetic", "mlr-1.0"), ("synthetic", "mlr-0.9")
+        ("synthetic", "mlr-1.0"),
+        ("synthetic", "mlr-0.9"),
     ]
 
 
@@ -116,8 +142,10 @@ def test_a_protocol_version_change_is_another_table(tmp_path) -> None:
 
 def _with_samples(run_dir: Path, hr: torch.Tensor, sr_shift: float) -> Path:
     (run_dir / "sr_samples.png").write_bytes(PNG_MAGIC)
-    save_samples(run_dir / "sr_samples.pt",
-                 {"lr": hr * 0.5, "bicubic": hr * 0.8, "sr": (hr + sr_shift).clamp(0, 1), "hr": hr})
+    save_samples(
+        run_dir / "sr_samples.pt",
+        {"lr": hr * 0.5, "bicubic": hr * 0.8, "sr": (hr + sr_shift).clamp(0, 1), "hr": hr},
+    )
     return run_dir
 
 
@@ -128,9 +156,12 @@ def test_site_links_runs_and_sets_the_same_queries_side_by_side(tmp_path) -> Non
     hr = torch.rand(4, 3, 16, 8)
     runs = tmp_path / "runs"
     a = _with_samples(make_run(runs, "a", reg="gan", label="GAN", bench="b"), hr, 0.1)
-    b = _with_samples(make_run(runs, "b", reg="intact", label="INTACT", bench="b",
-                               paper={"rank1": 88.1}), hr, 0.2)
-    other = _with_samples(make_run(runs, "c", reg="none", label="MSE", bench="b"), torch.rand(4, 3, 16, 8), 0.0)
+    b = _with_samples(
+        make_run(runs, "b", reg="intact", label="INTACT", bench="b", paper={"rank1": 88.1}), hr, 0.2
+    )
+    other = _with_samples(
+        make_run(runs, "c", reg="none", label="MSE", bench="b"), torch.rand(4, 3, 16, 8), 0.0
+    )
     groups = lb.group(lb.collect([a, b, other]))
     (board,) = lb.boards(groups)
     rows, shown = _sample_rows(board)
@@ -144,7 +175,7 @@ def test_site_links_runs_and_sets_the_same_queries_side_by_side(tmp_path) -> Non
     assert (site / "../runs/a/config.json").is_file()
     assert "88.1 / - / -" in page and "protocol mlr-1.0" in page
     assert page.count('alt="SR samples"') == 1
-    for forbidden in ("http://", "https://", "<link", "src=\"http"):
+    for forbidden in ("http://", "https://", "<link", 'src="http'):
         assert forbidden not in page  # self-contained: nothing is fetched
 
 
@@ -179,15 +210,28 @@ needs_browser = pytest.mark.skipif(
     CHROMIUM is None,
     reason="no chromium on PATH (Debian: apt-get install chromium; .ci/run installs it as root)",
 )
-HEADLESS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--hide-scrollbars", "--window-size=1280,1000"]
+HEADLESS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--window-size=1280,1000",
+]
 
 
 def _chromium(*args: str) -> str:
     with tempfile.TemporaryDirectory() as profile:
-        done = subprocess.run([CHROMIUM, *HEADLESS, f"--user-data-dir={profile}", *args],
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [CHROMIUM, *HEADLESS, f"--user-data-dir={profile}", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 
@@ -230,21 +274,40 @@ def _table_one_site(tmp_path: Path) -> Path:
     """A Table-1-sized leaderboard (9 labelled rows, 2 seeds, paper numbers, an HR-query row)
     on one dataset and two unlabelled runs on another."""
     runs = tmp_path / "runs"
-    labels = ["HR query (upper bound)", "bicubic", "res-aug re-id, no SR", "SRGAN (MSE+ID+GAN)",
-              "common space (Fig. 5a)", "D-to-R (Fig. 5b)", "INTACT without bridge", "INTACT",
-              "INTACT + finetuned re-id, a long label that must be cut"]
+    labels = [
+        "HR query (upper bound)",
+        "bicubic",
+        "res-aug re-id, no SR",
+        "SRGAN (MSE+ID+GAN)",
+        "common space (Fig. 5a)",
+        "D-to-R (Fig. 5b)",
+        "INTACT without bridge",
+        "INTACT",
+        "INTACT + finetuned re-id, a long label that must be cut",
+    ]
     r1s = [0.52, 0.31, 0.44, 0.47, 0.45, 0.46, 0.49, 0.61, 0.55]
     dirs = []
     for label, r1 in zip(labels, r1s, strict=True):
         for seed in range(2):
-            d = make_run(runs, f"{lb_slug(label)}-s{seed}", seed=seed, r1=r1 + 0.01 * seed, label=label,
-                         bench="mlr-market", data="market1501", paper={"rank1": 88.1, "rank5": 95.0, "rank10": 96.9})
+            d = make_run(
+                runs,
+                f"{lb_slug(label)}-s{seed}",
+                seed=seed,
+                r1=r1 + 0.01 * seed,
+                label=label,
+                bench="mlr-market",
+                data="market1501",
+                paper={"rank1": 88.1, "rank5": 95.0, "rank10": 96.9},
+            )
             if label.startswith("HR"):
                 doc = json.loads((d / "config.json").read_text())
                 doc["query"] = "hr"
                 (d / "config.json").write_text(json.dumps(doc))
             dirs.append(d)
-    dirs += [make_run(runs, "syn-none", reg="none"), make_run(runs, "syn-intact", reg="intact", r1=0.7)]
+    dirs += [
+        make_run(runs, "syn-none", reg="none"),
+        make_run(runs, "syn-intact", reg="intact", r1=0.7),
+    ]
     site = tmp_path / "site"
     write_leaderboard(site, lb.group(lb.collect(dirs)), title="Table 1")
     return site
@@ -263,8 +326,22 @@ def test_site_renders_in_chromium_fits_1280_pixels_and_sorts(tmp_path) -> None:
     dom.feed(_chromium("--dump-dom", url))
     market, synthetic = dom.tables
     assert market["header"] == [
-        "Run", "Query", "Runs", "R-1", "R-5", "R-10", "mAP", "R-1 ×2", "R-1 ×3", "R-1 ×4",
-        "PSNR", "SSIM", "bicubic R-1", "HR R-1", "Paper R-1/5/10", "Δ R-1",
+        "Run",
+        "Query",
+        "Runs",
+        "R-1",
+        "R-5",
+        "R-10",
+        "mAP",
+        "R-1 ×2",
+        "R-1 ×3",
+        "R-1 ×4",
+        "PSNR",
+        "SSIM",
+        "bicubic R-1",
+        "HR R-1",
+        "Paper R-1/5/10",
+        "Δ R-1",
     ]
     assert len(market["rows"]) == 9 and len(set(market["rows"])) == 9  # one row per recipe
     assert market["rows"][0] == "HR query (upper bound)"  # unsorted: first-seen order
@@ -278,7 +355,9 @@ def test_site_renders_in_chromium_fits_1280_pixels_and_sorts(tmp_path) -> None:
     assert market_sorted["sorted"] == "R-1:desc"
     # the HR-query row reports its HR query (90.0), the upper bound, above every SR row
     assert market_sorted["rows"][:3] == [
-        "HR query (upper bound)", "INTACT", "INTACT + finetuned re-id, a long label that must be cut"
+        "HR query (upper bound)",
+        "INTACT",
+        "INTACT + finetuned re-id, a long label that must be cut",
     ]
     assert market_sorted["rows"][-1] == "bicubic"
     assert sorted(market_sorted["rows"]) == sorted(market["rows"])
@@ -292,11 +371,20 @@ def test_site_renders_in_chromium_fits_1280_pixels_and_sorts(tmp_path) -> None:
     assert shot.read_bytes()[:8] == PNG_MAGIC and shot.stat().st_size > 10_000
 
 
+# ----------------------------------------------------------------------- weight sweep, diagnostics
 
-# --------------------------------------------------------------------------- weight sweep, diagnostics
-
-INTACT_OPTIONS = {"lambda_c": 0.0003, "sr_blocks": 6, "lambda_g": 0.0003, "lr_D": 0.0001, "lambda_a": 0.0003,
-                  "phi_hidden": 256, "phi_depth": 2, "bridge_dim": 64, "lr_phi": 0.0001, "lambda_e": 1.0}
+INTACT_OPTIONS = {
+    "lambda_c": 0.0003,
+    "sr_blocks": 6,
+    "lambda_g": 0.0003,
+    "lr_D": 0.0001,
+    "lambda_a": 0.0003,
+    "phi_hidden": 256,
+    "phi_depth": 2,
+    "bridge_dim": 64,
+    "lr_phi": 0.0001,
+    "lambda_e": 1.0,
+}
 GAN_OPTIONS = {"lambda_c": 0.0003, "sr_blocks": 6, "lambda_g": 0.0003, "lr_D": 0.0001}
 
 
@@ -304,12 +392,25 @@ def _sweep_site(tmp_path: Path) -> tuple[Path, list[Path]]:
     """The critic-weight bench in small: INTACT over 3 values of lambda_a, GAN over 3 of
     lambda_g (labelled rows, as the bench writes them), plus the plain MSE+ID row."""
     runs = tmp_path / "runs"
-    dirs = [make_run(runs, "none", reg="none", label="MSE+ID", bench="critic-weight", psnr=25.3, r1=0.30)]
-    for reg, name, option, options in (("intact", "INTACT", "lambda_a", INTACT_OPTIONS),
-                                       ("gan", "GAN", "lambda_g", GAN_OPTIONS)):
+    dirs = [
+        make_run(
+            runs, "none", reg="none", label="MSE+ID", bench="critic-weight", psnr=25.3, r1=0.30
+        )
+    ]
+    for reg, name, option, options in (
+        ("intact", "INTACT", "lambda_a", INTACT_OPTIONS),
+        ("gan", "GAN", "lambda_g", GAN_OPTIONS),
+    ):
         for k, (weight, text) in enumerate(((0.0, "0"), (3e-3, "3e-3"), (3e-2, "3e-2"))):
-            d = make_run(runs, f"{reg}-{k}", reg=reg, label=f"{name} {option}={text}", bench="critic-weight",
-                         psnr=25.2 - 20 * weight - (0.1 if reg == "gan" else 0.0), r1=0.32 + 4 * weight)
+            d = make_run(
+                runs,
+                f"{reg}-{k}",
+                reg=reg,
+                label=f"{name} {option}={text}",
+                bench="critic-weight",
+                psnr=25.2 - 20 * weight - (0.1 if reg == "gan" else 0.0),
+                r1=0.32 + 4 * weight,
+            )
             _options(d, {**options, option: weight})
             dirs.append(d)
     site = tmp_path / "site"
@@ -328,25 +429,39 @@ def test_a_weight_sweep_is_drawn_in_the_site(tmp_path) -> None:
     assert 'src="data:image/png;base64,' in figure  # inline, like the CMC plot
     assert "intact: lambda_a over 0, 3e-3, 3e-2; gan: lambda_g over 0, 3e-3, 3e-2" in figure
     assert (site / "sweep.png").read_bytes()[:8] == PNG_MAGIC
-    assert "Weight sweep: SR PSNR vs SR-query Rank-1: drawn in the site" in (site / "leaderboard.md").read_text()
+    assert (
+        "Weight sweep: SR PSNR vs SR-query Rank-1: drawn in the site"
+        in (site / "leaderboard.md").read_text()
+    )
     groups = lb.group(lb.collect(dirs))
     fig = sweep.sweep_figure(sweep.curves(groups))
     ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["intact: lambda_a", "gan: lambda_g", "bicubic query"]
-    assert sorted(t.get_text() for t in ax.texts) == sorted(["0", "3e-3", "3e-2"] * 2)  # points labelled by weight
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "intact: lambda_a",
+        "gan: lambda_g",
+        "bicubic query",
+    ]
+    assert sorted(t.get_text() for t in ax.texts) == sorted(
+        ["0", "3e-3", "3e-2"] * 2
+    )  # points labelled by weight
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("SR PSNR (dB)", "SR-query Rank-1 (%)")
 
 
 def test_row_details_carry_the_runs_diagnostics(tmp_path) -> None:
     from tests.test_leaderboard import DIAGNOSTICS, _with_diagnostics
 
-    run = _with_diagnostics(make_run(tmp_path, "a", reg="intact", label="INTACT <critic>"),
-                            {**DIAGNOSTICS, "grad_share": {"mse": 0.8, "<dis>": 0.2}})
+    run = _with_diagnostics(
+        make_run(tmp_path, "a", reg="intact", label="INTACT <critic>"),
+        {**DIAGNOSTICS, "grad_share": {"mse": 0.8, "<dis>": 0.2}},
+    )
     page = render_html(lb.group(lb.collect([run, make_run(tmp_path, "b", reg="gan", label="GAN")])))
     assert page.count('<div class="recipe diagnostics">') == 1  # the GAN row has none to show
-    assert ('<div class="recipe diagnostics">diagnostics: grad share mse 0.80 · &lt;dis&gt; 0.20; '
-            "critic R² 0.55 (0.50 at start); gap 0.12; L_dis via f_c 30%; D acc 0.70; critic warm-up 200 iters"
-            "</div>") in page
+    assert (
+        '<div class="recipe diagnostics">diagnostics: grad share mse 0.80 · &lt;dis&gt; 0.20; '
+        "critic R² 0.55 (0.50 at start); gap 0.12; L_dis via f_c 30%; D acc 0.70; "
+        "critic warm-up 200 iters"
+        "</div>"
+    ) in page
 
 
 @needs_browser

@@ -53,12 +53,18 @@ def test_a_model_built_for_scale_4_serves_x2_through_its_own_scale():
     g = ZooSR(net, 4, gate=1.0).eval()
     with torch.no_grad():
         native = net(x)
-        assert torch.allclose(g(x, (64, 32)), native.clamp(0, 1), atol=1e-6)  # its own ratio: the net itself
+        assert torch.allclose(
+            g(x, (64, 32)), native.clamp(0, 1), atol=1e-6
+        )  # its own ratio: the net itself
         y2 = g(x, (32, 16))  # ratio 2: the x4 detail over bicubic, resized onto the HR size
-        want = bicubic_resize(x, (32, 16)) + bicubic_resize(native - bicubic_resize(x, (64, 32)), (32, 16))
+        want = bicubic_resize(x, (32, 16)) + bicubic_resize(
+            native - bicubic_resize(x, (64, 32)), (32, 16)
+        )
         assert torch.allclose(y2, want.clamp(0, 1), atol=1e-6)
         g.gate.zero_()
-        assert torch.equal(g(x, (40, 20)), bicubic_resize(x, (40, 20)).clamp(0, 1))  # gate 0: bicubic
+        assert torch.equal(
+            g(x, (40, 20)), bicubic_resize(x, (40, 20)).clamp(0, 1)
+        )  # gate 0: bicubic
 
 
 def test_padding_meets_window_multiples_and_minimum():
@@ -69,7 +75,9 @@ def test_padding_meets_window_multiples_and_minimum():
 
 
 def test_batchnorm_generators_are_refused():
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 48, 3, padding=1), torch.nn.BatchNorm2d(48), torch.nn.PixelShuffle(4))
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 48, 3, padding=1), torch.nn.BatchNorm2d(48), torch.nn.PixelShuffle(4)
+    )
     with pytest.raises(PluginError, match="BatchNorm"):
         ZooSR(net, 4)
 
@@ -87,11 +95,14 @@ def test_list_shows_the_zoo_as_one_resolver_line_and_its_options():
     assert "n_resgroups" in verbose and "sr_scale" in verbose
 
 
-@pytest.mark.parametrize("name, message", [
-    ("rcam", "Did you mean 'rcan'"),
-    ("DnCNN", "not offered as an SR model: a denoiser"),
-    ("dat", "BatchNorm"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("rcam", "Did you mean 'rcan'"),
+        ("DnCNN", "not offered as an SR model: a denoiser"),
+        ("dat", "BatchNorm"),
+    ],
+)
 def test_unknown_or_excluded_names_are_one_line_errors(name, message):
     result = CliRunner().invoke(main, ["run", "--preset", "smoke", "--sr", name])
     assert result.exit_code == 2, result.output
@@ -107,6 +118,7 @@ def test_spandrel_ids_resolve_in_any_case(registry):
 
 # --------------------------------------------------------------------------- --sr-weights
 
+
 def tiny_rcan(scale: int = 2):
     from spandrel.architectures.RCAN import RCAN
 
@@ -118,7 +130,9 @@ def tiny_rcan(scale: int = 2):
 def rcan_file(tmp_path):
     path = tmp_path / "rcan_x2.pth"
     net = tiny_rcan()
-    torch.save({"params_ema": net.state_dict()}, path)  # BasicSR's container, as published files are
+    torch.save(
+        {"params_ema": net.state_dict()}, path
+    )  # BasicSR's container, as published files are
     return path, net
 
 
@@ -133,7 +147,9 @@ def test_sr_weights_load_any_recognised_checkpoint_and_say_what_it_was(registry,
         assert torch.equal(model.net.state_dict()[key], value), key
     x = torch.rand(2, 3, 16, 8)
     with torch.no_grad():  # at its own ratio the loaded model is the published one
-        assert torch.allclose(model.eval()(x, (32, 16)), net.eval()(x.clone()).clamp(0, 1), atol=1e-5)
+        assert torch.allclose(
+            model.eval()(x, (32, 16)), net.eval()(x.clone()).clamp(0, 1), atol=1e-5
+        )
 
 
 def test_sr_weights_read_safetensors(registry, tmp_path):
@@ -152,7 +168,8 @@ def test_sr_weights_of_another_architecture_are_refused_in_one_line(registry, rc
     assert "\n" not in str(info.value)
     with pytest.raises(ConfigError, match="x2 model, but -o sr_scale=4"):
         registry.lookup("sr", "rcan").factory(
-            SMOKE.replace(sr="rcan", sr_weights=str(path), options={"sr_scale": 4}))
+            SMOKE.replace(sr="rcan", sr_weights=str(path), options={"sr_scale": 4})
+        )
 
 
 def test_sr_weights_never_unpickle_code(registry, tmp_path):
@@ -168,8 +185,20 @@ def test_sr_weights_never_unpickle_code(registry, tmp_path):
 
 def test_sr_weights_on_a_model_that_loads_none_is_an_error(rcan_file, tmp_path):
     path, _ = rcan_file
-    result = CliRunner().invoke(main, ["run", "--preset", "smoke", "--sr", "srgan", "--sr-weights", str(path),
-                                       "--out", str(tmp_path / "run")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--preset",
+            "smoke",
+            "--sr",
+            "srgan",
+            "--sr-weights",
+            str(path),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
     assert result.exit_code == 2 and "loads no pretrained weights" in result.output, result.output
 
 
@@ -181,26 +210,36 @@ def test_warm_start_cache_is_keyed_on_the_checkpoint_content(registry, rcan_file
     copy.write_bytes(path.read_bytes())
     cpu = torch.device("cpu")
     config = SMOKE.replace(sr="rcan", sr_weights=str(path))
-    same = warmup_key(config, registry, cpu) == warmup_key(config.replace(sr_weights=str(copy)), registry, cpu)
+    same = warmup_key(config, registry, cpu) == warmup_key(
+        config.replace(sr_weights=str(copy)), registry, cpu
+    )
     other = tmp_path / "other.pth"
     torch.save(tiny_rcan(4).state_dict(), other)
     assert same
-    assert warmup_key(config, registry, cpu) != warmup_key(config.replace(sr_weights=str(other)), registry, cpu)
-    assert warmup_key(config, registry, cpu) != warmup_key(config.replace(sr_weights=None), registry, cpu)
+    assert warmup_key(config, registry, cpu) != warmup_key(
+        config.replace(sr_weights=str(other)), registry, cpu
+    )
+    assert warmup_key(config, registry, cpu) != warmup_key(
+        config.replace(sr_weights=None), registry, cpu
+    )
 
 
 # --------------------------------------------------------------------------- end to end
 
+
 @pytest.mark.slow
 def test_rcan_with_intact_runs_end_to_end(tmp_path):
     out = tmp_path / "rcan"
-    result = CliRunner().invoke(main, ["run", "--preset", "smoke", "--sr", "rcan", "--reg", "intact",
-                                       "--out", str(out)])
+    result = CliRunner().invoke(
+        main, ["run", "--preset", "smoke", "--sr", "rcan", "--reg", "intact", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status"] == "complete" and "psnr" in metrics["queries"]["sr"]
     config = json.loads((out / "config.json").read_text())
-    assert config["config"]["sr"] == "rcan" and config["config"]["options"]["n_resgroups"] == 1  # the smoke size
+    assert (
+        config["config"]["sr"] == "rcan" and config["config"]["options"]["n_resgroups"] == 1
+    )  # the smoke size
 
 
 @pytest.mark.slow
@@ -209,8 +248,9 @@ def test_swinir_trains_under_a_gan_schedule(tmp_path):
     built before the D step; restoring G's untouched buffers after the D step must not write
     it (that moved its version and broke the G step's backward)."""
     out = tmp_path / "swinir"
-    result = CliRunner().invoke(main, ["run", "--preset", "smoke", "--sr", "swinir", "--reg", "gan",
-                                       "--out", str(out)])
+    result = CliRunner().invoke(
+        main, ["run", "--preset", "smoke", "--sr", "swinir", "--reg", "gan", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((out / "metrics.json").read_text())["status"] == "complete"
 
@@ -219,8 +259,10 @@ def test_swinir_trains_under_a_gan_schedule(tmp_path):
 def test_sr_weights_are_recorded_in_config_json(rcan_file, tmp_path):
     path, _ = rcan_file
     out = tmp_path / "pretrained"
-    result = CliRunner().invoke(main, ["run", "--preset", "smoke", "--sr", "rcan", "--sr-weights", str(path),
-                                       "--out", str(out)])
+    result = CliRunner().invoke(
+        main,
+        ["run", "--preset", "smoke", "--sr", "rcan", "--sr-weights", str(path), "--out", str(out)],
+    )
     assert result.exit_code == 0, result.output
     record = json.loads((out / "config.json").read_text())["sr_weights"]
     assert record["architecture"] == "RCAN" and record["scale"] == 2

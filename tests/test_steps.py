@@ -108,7 +108,9 @@ def _depth_below(base: type, cls: type) -> int:
     return cls.__mro__.index(base)
 
 
-@pytest.mark.parametrize("name", ["none", "gan", "intact", "intact-nobridge", "common-space", "d-to-r"])
+@pytest.mark.parametrize(
+    "name", ["none", "gan", "intact", "intact-nobridge", "common-space", "d-to-r"]
+)
 def test_builtin_regularisers_are_at_most_two_levels_below_the_base(name):
     factory = get_registry().lookup("regulariser", name).factory
     assert _depth_below(Regulariser, factory) <= 2
@@ -118,8 +120,12 @@ def test_intact_reads_as_algorithm_1_without_a_chain_of_super_calls():
     source = (ROOT / "plugins" / "reg" / "intact.py").read_text()
     assert "super().generator_loss" not in source
     tree = ast.parse(source)
-    intact = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "IntactRegulariser")
-    schedule = next(n for n in intact.body if isinstance(n, ast.FunctionDef) and n.name == "schedule")
+    intact = next(
+        n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "IntactRegulariser"
+    )
+    schedule = next(
+        n for n in intact.body if isinstance(n, ast.FunctionDef) and n.name == "schedule"
+    )
     body = ast.get_source_segment(source, schedule)
     # the three updates of Algorithm 1, in order, in one function
     order = [body.index(s) for s in ("discriminator_step", "self.critic.step", "generator_step")]
@@ -132,12 +138,16 @@ def _docs_example() -> str:
     return next(b for b in blocks if "class GanPlusFeatures" in b)
 
 
-def test_the_docs_regulariser_example_passes_the_contract_checks(register_inline_plugin, tiny_config):
+def test_the_docs_regulariser_example_passes_the_contract_checks(
+    register_inline_plugin, tiny_config
+):
     namespace: dict = {}
     exec(compile(_docs_example(), "docs/plugins.md", "exec"), namespace)
 
     class Plugin:
-        harness_register_regularisers = staticmethod(hookimpl(namespace["harness_register_regularisers"]))
+        harness_register_regularisers = staticmethod(
+            hookimpl(namespace["harness_register_regularisers"])
+        )
 
     registry = register_inline_plugin(Plugin(), name="docs-example")
     passed = check_regulariser(registry, "gan-feat", tiny_config)

@@ -237,7 +237,8 @@ def test_sr_that_is_random_in_eval_mode_is_named(broken, tiny_config):
 def test_reid_returning_only_logits_in_training_is_named(broken, tiny_config):
     with pytest.raises(
         PluginError,
-        match=r"reid 'logits-only' \(plugin 'broken'\) broke its contract: expected \(logits, f_c\) "
+        match=r"reid 'logits-only' \(plugin 'broken'\) broke its contract: "
+        r"expected \(logits, f_c\) "
         r"in training mode, got tensor \(4, 5\)",
     ):
         check_reid_model(broken, "logits-only", tiny_config)

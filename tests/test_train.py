@@ -35,7 +35,9 @@ def _run_short(registry, tmp_path, **values):
 
 def _run(registry, tmp_path, name, cache=None, **values):
     config = resolve_config({"preset": "smoke", "sr_iters": 2, **values}, registry)
-    return run_experiment(config, tmp_path / name, registry, echo=lambda s: None, stage0_cache_dir=cache)
+    return run_experiment(
+        config, tmp_path / name, registry, echo=lambda s: None, stage0_cache_dir=cache
+    )
 
 
 @pytest.mark.slow
@@ -56,9 +58,19 @@ def test_stage0_cache_gives_identical_results(registry, tmp_path):
 
 @pytest.mark.slow
 def test_stage0_learns_on_a_tiny_problem(registry, tmp_path):
-    config = resolve_config({"preset": "smoke", "sr": "bicubic", "reid_iters": 40, "sr_iters": 0,
-                             "random_erasing": 0.0, "log_every": 1, "lr_reid": 3e-3,
-                             "batch_size": 16}, registry)
+    config = resolve_config(
+        {
+            "preset": "smoke",
+            "sr": "bicubic",
+            "reid_iters": 40,
+            "sr_iters": 0,
+            "random_erasing": 0.0,
+            "log_every": 1,
+            "lr_reid": 3e-3,
+            "batch_size": 16,
+        },
+        registry,
+    )
     run_experiment(config, tmp_path / "r", registry, echo=lambda s: None)
     lines = [json.loads(x) for x in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
     ce = [x["reid/ce"] for x in lines if "reid/ce" in x]
@@ -66,8 +78,9 @@ def test_stage0_learns_on_a_tiny_problem(registry, tmp_path):
 
 
 def test_pixel_warm_start_beats_bicubic_on_training_pairs(registry, tmp_path):
-    trainer = make_trainer(registry, tmp_path, sr_warmup_iters=60, lr=1e-3,
-                           options={"sr_blocks": 1, "sr_channels": 8})
+    trainer = make_trainer(
+        registry, tmp_path, sr_warmup_iters=60, lr=1e-3, options={"sr_blocks": 1, "sr_channels": 8}
+    )
     generator = trainer.models["G"]
     torch.manual_seed(0)
     from harness.data.mlr import TrainRatioSampler
@@ -91,8 +104,13 @@ def test_pixel_warm_start_beats_bicubic_on_training_pairs(registry, tmp_path):
 def test_warm_start_is_cached_and_reused_bit_identically(registry, tmp_path):
     cache = tmp_path / "cache"
     config = smoke_config(registry, reg="gan", sr_iters=1, sr_warmup_iters=3)
-    first = run_experiment(config, tmp_path / "a", registry, echo=lambda m: None, stage0_cache_dir=cache)
-    def shared() -> list[str]:  # each regulariser adds its own critic warm-up, never a G or re-id model
+    first = run_experiment(
+        config, tmp_path / "a", registry, echo=lambda m: None, stage0_cache_dir=cache
+    )
+
+    def shared() -> list[
+        str
+    ]:  # each regulariser adds its own critic warm-up, never a G or re-id model
         return sorted(p.name for p in cache.iterdir() if not p.name.startswith("critic-"))
 
     files = shared()
@@ -121,7 +139,9 @@ def test_warm_start_ramps_up_then_decays_to_zero():
 
 @pytest.mark.slow
 def test_nan_loss_stops_with_step_term_and_iteration(faulty, tmp_path):
-    with pytest.raises(NumericalError, match=r"loss term 'mse' of step 'G' first became non-finite at iteration 3"):
+    with pytest.raises(
+        NumericalError, match=r"loss term 'mse' of step 'G' first became non-finite at iteration 3"
+    ):
         _run_short(faulty, tmp_path, reg="nan-after", sr="srgan", log_every=1, ckpt_every=1)
     ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("ckpt-sr-*.pt"))
     assert ckpts and ckpts[-1] == "ckpt-sr-0000002.pt"  # the last one is from before the NaN
