@@ -11,7 +11,9 @@ import fnmatch
 import functools
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,7 @@ def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        previous = _sigterm_as_interrupt()
         try:
             return func(*args, **kwargs)
         except HarnessError as exc:
@@ -66,8 +69,23 @@ def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
                 )
             click.echo(f"interrupted{hint}", err=True)
             sys.exit(130)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _sigterm_as_interrupt() -> Any:
+    """SIGTERM (a scheduler's stop, ``kill``) ends a command as Ctrl-C does: the run folder
+    records ``interrupted`` and the message says how to continue. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
 def _registry():

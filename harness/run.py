@@ -40,7 +40,16 @@ from harness.provenance import config_document
 from harness.registry import Registry
 from harness.report import format_summary, write_run_report
 from harness.resolve import resolve_config
-from harness.rundir import check_run_dir, load_run_config, mark_complete, refuse_foreign_run
+from harness.rundir import (
+    FAILED,
+    INTERRUPTED,
+    check_run_dir,
+    is_complete,
+    load_run_config,
+    mark_complete,
+    mark_stopped,
+    refuse_foreign_run,
+)
 from harness.train import Trainer
 
 Echo = Callable[[str], None]
@@ -126,9 +135,12 @@ def run_experiment(
             extra=extra,
             stage0_cache_dir=stage0_cache_dir,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the CLI turns it into this)
+        mark_stopped(run_dir, INTERRUPTED, "interrupted (Ctrl-C or SIGTERM)")
         raise  # the folder stays named for the interrupt message
-    except BaseException:
+    except BaseException as exc:
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        mark_stopped(run_dir, FAILED, f"{type(exc).__name__}: {first_line}")
         ACTIVE_RUNS.remove(run_dir)
         raise
     ACTIVE_RUNS.remove(run_dir)
@@ -163,6 +175,8 @@ def _run_experiment(
             doc = config_document(config, extra)
             doc["world_size"] = distributed.world_size()
             atomic_write_json(run_dir / "config.json", doc)
+            atomic_write_json(run_dir / "metrics.json", {"status": "running"})
+        elif not is_complete(run_dir):  # a resumed run that had stopped is running again
             atomic_write_json(run_dir / "metrics.json", {"status": "running"})
     distributed.barrier()
     echo(

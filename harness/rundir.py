@@ -75,6 +75,24 @@ def mark_complete(run_dir: Path, metrics: Mapping[str, Any]) -> None:
     atomic_write_json(run_dir / METRICS, dict(metrics))
 
 
+#: what metrics.json says of a run that stopped before its end (``--resume`` continues either)
+INTERRUPTED, FAILED = "interrupted", "failed"
+
+
+def mark_stopped(run_dir: Path, status: str, reason: str) -> bool:
+    """Record why a running run stopped (``interrupted``: Ctrl-C or SIGTERM; ``failed``: an
+    error), so its folder does not say ``running`` forever; a complete run is never touched.
+    Returns whether it wrote."""
+    path = run_dir / METRICS
+    current = _read_json(path) if path.is_file() else None
+    if not isinstance(current, Mapping) or current.get("status") != "running":
+        return False
+    atomic_write_json(
+        path, {"status": status, "reason": reason, "resume": f"harness run --resume {run_dir}"}
+    )
+    return True
+
+
 def refuse_foreign_run(run_dir: Path) -> None:
     """A run folder belongs to one run: a new run never writes into another run's folder."""
     present = [name for name in RUN_FILES if (run_dir / name).exists()]

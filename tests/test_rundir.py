@@ -202,3 +202,46 @@ def test_check_run_dir_makes_the_folder_and_says_when_it_cannot(tmp_path) -> Non
 
 def test_a_launched_runs_log_sits_beside_its_folder(tmp_path) -> None:
     assert run_log(tmp_path / "mse-id" / "seed0") == tmp_path / "mse-id" / "seed0.log"
+
+
+# --------------------------------------------------------------------------- a run that stops
+
+
+def test_mark_stopped_records_why_and_never_touches_a_complete_run(tmp_path):
+    from harness.rundir import FAILED, mark_stopped
+
+    (tmp_path / "metrics.json").write_text(json.dumps({"status": "running"}))
+    assert mark_stopped(tmp_path, FAILED, "RuntimeError: boom")
+    doc = json.loads((tmp_path / "metrics.json").read_text())
+    assert doc == {
+        "status": "failed",
+        "reason": "RuntimeError: boom",
+        "resume": f"harness run --resume {tmp_path}",
+    }
+    (tmp_path / "metrics.json").write_text(json.dumps({"status": "complete", "queries": {}}))
+    assert not mark_stopped(tmp_path, FAILED, "late")
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "complete"
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "reason"),
+    [
+        (RuntimeError("boom\nmore"), "failed", "RuntimeError: boom"),
+        (KeyboardInterrupt(), "interrupted", "interrupted (Ctrl-C or SIGTERM)"),
+    ],
+)
+def test_a_run_that_stops_says_so_instead_of_running(tmp_path, monkeypatch, error, status, reason):
+    import harness.run as run_module
+    from harness.registry import get_registry
+    from harness.resolve import resolve_config
+
+    def stop(*_args, **_kwargs):
+        raise error
+
+    monkeypatch.setattr(run_module, "prepare_data", stop)
+    config = resolve_config({"preset": "smoke"}, get_registry())
+    with pytest.raises(type(error)):
+        run_module.run_experiment(config, tmp_path / "run", get_registry(), echo=lambda *_: None)
+    doc = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (doc["status"], doc["reason"]) == (status, reason)
+    run_module.ACTIVE_RUNS.clear()
