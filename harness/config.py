@@ -126,7 +126,12 @@ class RunConfig:
     keys and the leaderboard read it from there.
     """
 
-    sr: str = setting("srgan", "SR model (harness list).", section=_C)
+    sr: str = setting(
+        "srgan",
+        "SR model (harness list); a method that fixes its own sets it (rain, cad: bicubic, "
+        "no SR model; csr-gan: csr).",
+        section=_C,
+    )
     reid: str = setting(
         "resnet18",
         "Re-id model: a registered name or any timm model name; "
