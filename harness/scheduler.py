@@ -84,8 +84,23 @@ def shared_files(
     return out
 
 
-def _count(total: int, done: int, running: int, failed: int) -> str:
-    return f"[{done}/{total} done, {running} running, {failed} failed]"
+def _count(total: int, done: int, running: int, failed: int, eta: float | None = None) -> str:
+    tail = f"; ETA ~{_minutes(eta)}" if eta is not None else ""
+    return f"[{done}/{total} done, {running} running, {failed} failed{tail}]"
+
+
+def _minutes(seconds: float) -> str:
+    minutes = max(1, round(seconds / 60))
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+def grid_eta(durations: Sequence[float], left: int, slots: int) -> float | None:
+    """Seconds until the grid ends, from the runs finished so far: their mean duration times
+    the runs not yet finished, over the runs at once (``None`` before the first finishes or
+    after the last; runs that share a cached stage finish faster, so it is an upper bound)."""
+    if not durations or left <= 0:
+        return None
+    return sum(durations) / len(durations) * left / max(1, slots)
 
 
 def launch_runs(
@@ -114,10 +129,13 @@ def launch_runs(
     report = LaunchReport()
     done = already_done
 
+    durations: list[float] = []
+
     def line(verb: str, job: RunJob, tail: str = "") -> None:
-        progress(
-            f"{verb:<9}{job.name}{tail}  {_count(total, done, len(running), len(report.failed))}"
-        )
+        left = total - done - len(report.failed)
+        eta = grid_eta(durations, left, jobs or max(1, len(running)))
+        counts = _count(total, done, len(running), len(report.failed), eta)
+        progress(f"{verb:<9}{job.name}{tail}  {counts}")
 
     def submit(run: PlannedRun, attempt: int) -> None:
         job = make_job(run, attempt)
@@ -162,6 +180,7 @@ def launch_runs(
                     )
                 if outcome.ok and is_complete(run.run_dir):
                     done += 1
+                    durations.append(outcome.seconds)
                     free(run)
                     report.finished.append(job.name)
                     line(

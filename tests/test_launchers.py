@@ -328,3 +328,14 @@ def test_ray_and_slurm_give_the_serial_numbers(
     assert result.exit_code == 0, result.output
     assert _numbers(tmp_path / "out") == {"mse-id": serial["mse-id"]}
     assert "[1/1 done, 0 running, 0 failed]" in result.output
+
+
+def test_the_grid_eta_comes_from_finished_runs_and_ends_with_the_grid():
+    from harness.scheduler import _count, grid_eta
+
+    assert grid_eta([], 5, 1) is None  # nothing finished yet: no guess
+    assert grid_eta([600.0], 0, 1) is None  # nothing left
+    assert grid_eta([600.0, 300.0], 4, 2) == 900.0  # 450 s a run, 4 runs, 2 at once
+    assert _count(9, 3, 2, 0, 900.0) == "[3/9 done, 2 running, 0 failed; ETA ~15m]"
+    assert _count(9, 3, 2, 0, 4000.0).endswith("; ETA ~1h07m]")
+    assert _count(4, 4, 0, 0) == "[4/4 done, 0 running, 0 failed]"
