@@ -43,8 +43,8 @@ def summarise(records: Iterable[Mapping[str, Any]], critic_warmup_iters: int = 0
     """``metrics.json``'s ``diagnostics`` block: stage-1 means of the logged diagnostics.
 
     ``grad_share.<term>`` and ``dis_path_share.fc``: means over stage 1's log
-    iterations; ``critic_r2``, ``critic_gap``, ``d_accuracy``: means of the
-    held-out probes over stage 1 after its first update, ``critic_r2_at_start``
+    iterations; every probe (``critic_r2``, ``critic_gap``, ``d_accuracy``, RAIN's
+    ``f_disc_accuracy`` ...): its mean over stage 1 after its first update, ``critic_r2_at_start``
     the probe before it, ``critic_r2_end`` the last one. Empty for a run that
     logged none (no stage 1, or a regulariser without terms to decompose).
     """
@@ -60,11 +60,11 @@ def summarise(records: Iterable[Mapping[str, Any]], critic_warmup_iters: int = 0
         block = {k[len(prefix) :]: _mean(r[k] for r in stage1 if k in r) for k in keys}
         if block:
             out[name] = block
-    for probe in ("critic_r2", "critic_gap", "d_accuracy"):
-        key = f"probe/{probe}"
+    probes = sorted({k for r in later for k in r if k.startswith("probe/")})
+    for key in probes:  # every probe a regulariser reports (a critic's R², D's or Df's accuracy)
         mean = _mean(r[key] for r in later if key in r)
         if mean is not None:
-            out[probe] = mean
+            out[key[len("probe/") :]] = mean
     if start and "probe/critic_r2" in start[-1]:
         out["critic_r2_at_start"] = round(float(start[-1]["probe/critic_r2"]), 4)
     ends = [r["probe/critic_r2"] for r in later if "probe/critic_r2" in r]
@@ -107,4 +107,23 @@ def summary_lines(diagnostics: Mapping[str, Any]) -> list[str]:
             "; ".join(facts)
             + f" (critic warm-up {diagnostics.get('critic_warmup_iters', 0)} iterations)"
         )
+    others = {k: v for k, v in diagnostics.items() if k not in _SUMMARISED and isinstance(v, float)}
+    if others:
+        lines.append(
+            "held-out probes over stage 1: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(others.items()))
+        )
     return lines
+
+
+#: the diagnostics the summary lines above already say in words
+_SUMMARISED = {
+    "grad_share",
+    "dis_path_share",
+    "critic_r2",
+    "critic_r2_at_start",
+    "critic_r2_end",
+    "critic_gap",
+    "d_accuracy",
+    "critic_warmup_iters",
+}

@@ -279,3 +279,19 @@ def test_summary_of_a_log_on_a_hand_case():
     )
     assert out["d_accuracy"] == 0.7 and out["critic_warmup_iters"] == 5
     assert summarise([{"stage": "reid", "iteration": 1, "reid/ce": 4.0}]) == {}
+
+
+def test_every_probe_a_regulariser_reports_is_summarised_and_printed():
+    from harness.diagnostics import summarise, summary_lines
+
+    records = [
+        {"stage": "sr", "iteration": 0, "probe/f_disc_accuracy": 0.9},
+        {"stage": "sr", "iteration": 25, "probe/f_disc_accuracy": 0.6, "probe/feature_gap": 0.2},
+        {"stage": "sr", "iteration": 50, "probe/f_disc_accuracy": 0.5, "probe/feature_gap": 0.1},
+    ]
+    out = summarise(records)
+    assert out["f_disc_accuracy"] == 0.55 and out["feature_gap"] == 0.15  # after the first update
+    assert (
+        summary_lines(out)[-1]
+        == "held-out probes over stage 1: f_disc_accuracy 0.55, feature_gap 0.15"
+    )
