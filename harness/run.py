@@ -383,6 +383,11 @@ def evaluate_run(run_dir: Path, registry: Registry, echo: Echo = print) -> dict[
     if (run_dir / "metrics.json").is_file():
         old = json.loads((run_dir / "metrics.json").read_text())
     metrics.update({k: v for k, v in old.items() if k not in metrics})
+    # the training diagnostics, summarised again from the log (a newer summary may say more)
+    warmup = int((old.get("diagnostics") or {}).get("critic_warmup_iters", 0))
+    diagnostics = summarise_diagnostics(read_log(run_dir / "log.jsonl"), warmup)
+    if diagnostics:
+        metrics["diagnostics"] = diagnostics
     metrics.update(
         {
             "status": "complete",
