@@ -147,4 +147,5 @@ def test_nan_loss_stops_with_step_term_and_iteration(faulty, tmp_path):
     assert ckpts and ckpts[-1] == "ckpt-sr-0000002.pt"  # the last one is from before the NaN
     import json
 
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "running"
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and metrics["reason"].startswith("NumericalError: ")
