@@ -22,9 +22,11 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/harness run --sr srgan --reg intact
 
-# every test, on all cores (pytest-xdist); `$(BIN)/python -m pytest -m "not slow"` is the fast lane
+# every test, on the machine's cores (pytest-xdist, at most 4 workers; each test file stays on one
+# worker, so a file's shared runs and its local Ray or Slurm engine are never doubled);
+# `$(BIN)/python -m pytest -m "not slow"` is the fast lane
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto
+	$(BIN)/python -m pytest -q -n auto --maxprocesses=4 --dist loadfile
 
 # ruff's rules (line length 100 included) and its formatter, as CI runs them
 lint: $(STAMP)
