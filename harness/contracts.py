@@ -39,7 +39,7 @@ from harness.freezing import buffers_restored
 from harness.kinds import get_kind, kind_names
 from harness.options import Option
 from harness.pretrained import FoundWeights, load_init, sha256_file
-from harness.registrars import RegulariserEntry, WeightsEntry
+from harness.registrars import WeightsEntry, fixed_sr_model
 from harness.registry import Registry
 from harness.resolve import resolve_config
 from harness.schedule import StepRunner, default_learning_rates
@@ -653,7 +653,7 @@ def check_regulariser(registry: Registry, name: str, config: RunConfig) -> list[
     finite named scalar terms, only the step's trainable modules change, deterministic."""
     entry = registry.lookup("regulariser", name)
     config = _configured(entry, config)
-    sr_model = entry.sr_model if isinstance(entry, RegulariserEntry) else None
+    sr_model = fixed_sr_model(entry)
     if sr_model is not None:
         try:
             registry.lookup("sr", sr_model)

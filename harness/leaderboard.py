@@ -714,7 +714,8 @@ def table_cells(
     with_query = any(g.query != "sr" for g in shown)
     with_data = len({str(g.config.get("data", "?")) for g in shown}) > 1
     header = ["Run"] + (["Data"] if with_data else []) + (["Query"] if with_query else [])
-    with_ci = any(rank1_interval(g) is not None for g in shown)
+    intervals = [rank1_interval(g) for g in shown]
+    with_ci = any(ci is not None for ci in intervals)
     header += ["Runs", "R-1"] + (["R-1 95% CI"] if with_ci else []) + ["R-5", "R-10", "mAP"]
     header += [_ratio_label(r) for r in ratios]
     header += ["PSNR", "SSIM"]
@@ -722,7 +723,7 @@ def table_cells(
     if with_paper:
         header += ["Paper R-1/5/10", "Δ R-1"]
     rows = []
-    for g, pap in zip(shown, papers, strict=True):
+    for g, pap, ci in zip(shown, papers, intervals, strict=True):
         q = g.query
         row = [Cell(g.name, g.name.lower())]
         if with_data:
@@ -735,7 +736,6 @@ def table_cells(
         row.append(Cell(str(g.n), float(g.n)))
         row.append(_stat_cell(g.stat(q, "rank1")))
         if with_ci:
-            ci = rank1_interval(g)
             text = "-" if ci is None else f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
             row.append(Cell(text, None if ci is None else 100 * ci[0]))
         row += [_stat_cell(g.stat(q, m)) for m in ("rank5", "rank10", "mAP")]

@@ -190,3 +190,8 @@ class RegulariserRegistry(KindRegistry):
                 self.kind, name, factory, summary, self.plugin, dict(options or {}), sr_model
             )
         )
+
+
+def fixed_sr_model(entry: Entry) -> str | None:
+    """The SR component a registered method fixes (``None``: any, or not a regulariser entry)."""
+    return entry.sr_model if isinstance(entry, RegulariserEntry) else None

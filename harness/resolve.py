@@ -24,7 +24,7 @@ from harness.errors import ConfigError, PluginError
 from harness.options import coerce_option
 from harness.presets import default_preset, preset_values
 from harness.pretrained import choose_backbone
-from harness.registrars import RegulariserEntry
+from harness.registrars import fixed_sr_model
 
 
 def selected_entries(config: RunConfig, registry: Any) -> list:
@@ -74,8 +74,7 @@ def _method_sr_model(config: RunConfig, registry: Any, sr_given: bool) -> RunCon
     """The SR component a method fixes (``RegulariserEntry.sr_model``): the default for its
     runs, and an error when a run names another (a RAIN row with an SRGAN in front would
     not be RAIN)."""
-    entry = registry.lookup("regulariser", config.reg)
-    required = entry.sr_model if isinstance(entry, RegulariserEntry) else None
+    required = fixed_sr_model(registry.lookup("regulariser", config.reg))
     if required is None or config.sr == required:
         return config
     if sr_given:

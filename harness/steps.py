@@ -140,12 +140,20 @@ def finetune_reid_terms(ctx: StepContext) -> dict[str, Tensor]:
     """
     if not ctx.reid_is_trained():
         return {}
-    x_sr = ctx.sr().detach()
+    return identity_on_sr_and_hr(ctx, ctx.sr().detach(), ("reid_sr", "reid_hr"))
+
+
+def identity_on_sr_and_hr(
+    ctx: StepContext, x_sr: Tensor, names: tuple[str, str] = ("id_sr", "id_hr")
+) -> dict[str, Tensor]:
+    """The re-id model's ID loss on ``x_sr`` and the HR batch, through one forward of both (its
+    BatchNorm statistics are those of both) and through its own parameters: what a step that
+    trains the re-id model adds. ``x_sr`` decides what reaches G (detached: nothing)."""
     logits, _ = ctx["reid"](torch.cat([x_sr, ctx.batch.x_hr.to(x_sr.dtype)]))
     n, smooth = len(x_sr), ctx.config.label_smooth
     return {
-        "reid_sr": identity_ce(logits[:n], ctx.batch.pids, smooth),
-        "reid_hr": identity_ce(logits[n:], ctx.batch.pids, smooth),
+        names[0]: identity_ce(logits[:n], ctx.batch.pids, smooth),
+        names[1]: identity_ce(logits[n:], ctx.batch.pids, smooth),
     }
 
 

@@ -112,20 +112,20 @@ def feature_disc_loss(ctx: StepContext) -> dict[str, Tensor]:
     return {"gan": gan_d_loss(ctx["Df"](ctx.real_reid_features()), ctx["Df"](f_lr))}
 
 
-def feature_disc_accuracy(ctx: StepContext) -> float:
-    """Share of held-out features ``Df`` places right (0.5: it cannot tell LR from HR)."""
-    real = ctx["Df"](ctx.real_reid_features())
-    fake = ctx["Df"](observe(ctx["reid"], upsampled_lr(ctx))[1])
-    return float(torch.cat([real > 0, fake < 0]).float().mean())
+def invariance_probes(ctx: StepContext) -> dict[str, float]:
+    """On held-out images, from one read of their HR and upsampled-LR features:
 
-
-def feature_gap(ctx: StepContext) -> float:
-    """``||f_c(HR) - f_c(LR up)||^2`` per dim over the variance of ``f_c(HR)``: 0 when the
-    re-id model embeds an upsampled LR image where it embeds its HR one."""
-    f_hr = ctx.real_reid_features().float()
-    f_lr = observe(ctx["reid"], upsampled_lr(ctx))[1].float()
-    variance = f_hr.var(dim=0, unbiased=False).mean().clamp_min(1e-12)
-    return float((f_hr - f_lr).pow(2).mean() / variance)
+    ``f_disc_accuracy``: the share ``Df`` places right (0.5: it cannot tell LR from HR);
+    ``feature_gap``: ``||f_c(HR) - f_c(LR up)||^2`` per dim over the variance of
+    ``f_c(HR)`` (0 when the re-id model embeds an upsampled LR image where it embeds its
+    HR one).
+    """
+    f_hr = ctx.real_reid_features()
+    f_lr = observe(ctx["reid"], upsampled_lr(ctx))[1]
+    hits = torch.cat([ctx["Df"](f_hr) > 0, ctx["Df"](f_lr) < 0])
+    variance = f_hr.float().var(dim=0, unbiased=False).mean().clamp_min(1e-12)
+    gap = (f_hr.float() - f_lr.float()).pow(2).mean() / variance
+    return {"f_disc_accuracy": float(hits.float().mean()), "feature_gap": float(gap)}
 
 
 class RainRegulariser(Regulariser):
@@ -177,7 +177,7 @@ class RainRegulariser(Regulariser):
         ]
 
     def probe(self, ctx: StepContext) -> dict[str, float]:
-        return {"f_disc_accuracy": feature_disc_accuracy(ctx), "feature_gap": feature_gap(ctx)}
+        return invariance_probes(ctx)
 
 
 class CadRegulariser(RainRegulariser):

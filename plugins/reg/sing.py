@@ -18,12 +18,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch
 from torch import Tensor
 
 from harness import Option, Regulariser, RunConfig, Step, StepContext, hookimpl
-from harness.losses import identity_ce, scale_gradient
-from harness.steps import SR_OPTIONS, generator_step, pixel
+from harness.losses import scale_gradient
+from harness.steps import SR_OPTIONS, generator_step, identity_on_sr_and_hr, pixel
 
 
 def joint_identity_terms(lambda_c: float):
@@ -31,13 +30,7 @@ def joint_identity_terms(lambda_c: float):
     so its BatchNorm statistics are those of both); G gets the SR half at ``lambda_c``."""
 
     def terms(ctx: StepContext) -> dict[str, Tensor]:
-        x_sr = scale_gradient(ctx.sr(), lambda_c)
-        logits, _ = ctx["reid"](torch.cat([x_sr, ctx.batch.x_hr.to(x_sr.dtype)]))
-        n, smooth = len(x_sr), ctx.config.label_smooth
-        return {
-            "id_sr": identity_ce(logits[:n], ctx.batch.pids, smooth),
-            "id_hr": identity_ce(logits[n:], ctx.batch.pids, smooth),
-        }
+        return identity_on_sr_and_hr(ctx, scale_gradient(ctx.sr(), lambda_c))
 
     return terms
 
