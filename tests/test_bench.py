@@ -338,7 +338,7 @@ def test_critic_weight_sweeps_lambda_a_and_lambda_g_over_the_same_weights(tmp_pa
     from harness.sweep import weight_text
 
     spec = load_spec(Path(SPECS[0]).parent / "critic-weight.toml")
-    weights = [0.0, 3e-4, 3e-3, 1e-2, 3e-2, 1e-1]
+    weights = [0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3]
     assert [(r.settings["reg"], r.settings["options"]) for r in spec.runs] == (
         [("intact", {"lambda_a": w}) for w in weights] + [("gan", {"lambda_g": w}) for w in weights]
     )
@@ -348,9 +348,9 @@ def test_critic_weight_sweeps_lambda_a_and_lambda_g_over_the_same_weights(tmp_pa
         [f"INTACT lambda_a={weight_text(w)}" for w in weights]
         + [f"GAN lambda_g={weight_text(w)}" for w in weights]
     )
-    assert spec.runs[2].label == "INTACT lambda_a=3e-3"
+    assert spec.runs[2].label == "INTACT lambda_a=3e-5"
     plan = expand(spec, {"data": "synthetic", "preset": "cpu"}, out_dir=tmp_path)
-    assert len(plan) == 12 and all(r.settings["sr"] == "srgan" for r in plan)
+    assert len(plan) == 14 and all(r.settings["sr"] == "srgan" for r in plan)
     check_plan(plan)  # every row resolves: each option exists on its regulariser
 
 
