@@ -27,7 +27,7 @@ from harness.settings import (
 )
 
 #: Bump whenever the MLR construction changes in a way that changes numbers.
-PROTOCOL_VERSION = "mlr-2.0"
+PROTOCOL_VERSION = "mlr-2.1"
 
 KERNELS = ("bicubic", "bilinear", "area", "nearest")
 #: seeds are combined arithmetically (seed * 1000 + k) and given to numpy, which takes 32 bits
@@ -47,6 +47,8 @@ class ProtocolConfig:
         dataset's declared default (recorded resolved in the run folder).
     ratios: downsampling factors; each query image gets one, drawn with ``seed``.
     trials: random gallery draws for single-gallery-shot evaluation.
+    val_ids: share of the training identities held out as the validation split
+        (``mlr-2.1``; :func:`harness.data.mlr.hold_out_validation`).
     """
 
     lr_cameras: tuple[int, ...] | None = setting(
@@ -84,6 +86,15 @@ class ProtocolConfig:
         presets={"smoke": 2},
         trains=False,
     )
+    val_ids: float = setting(
+        0.15,
+        "Share of the training identities held out as a validation split with its own LR "
+        "queries and gallery (0 turns it off); tuning and early choices read it, never test.",
+        section=_P,
+        min=0.0,
+        max=0.5,
+        flag="--val-ids",
+    )
     #: the key of a cached stage holds PROTOCOL_VERSION itself
     version: str = setting(
         PROTOCOL_VERSION, "Version of the MLR construction.", section=_P, flag=None, trains=False
@@ -115,7 +126,7 @@ class RunConfig:
     ``options`` holds every declared option of the selected plugins, defaults
     filled in, so the saved config is complete without reading plugin code.
 
-    Two image sizes, kept apart on purpose (protocol ``mlr-2.0``):
+    Two image sizes, kept apart on purpose (since protocol ``mlr-2.0``):
     ``hr_height x hr_width`` is the HR size, the SR target from which LR queries
     and training pairs are made (``None``: the dataset's declared native size,
     filled in before ``config.json`` is final); ``height x width`` is the re-id

@@ -26,7 +26,13 @@ from harness.metrics import (
     single_gallery_shot_cmc,
 )
 
-__all__ = ["evaluate_rank", "evaluate_models", "extract_features", "rank_metrics"]
+__all__ = [
+    "evaluate_rank",
+    "evaluate_models",
+    "evaluate_splits",
+    "extract_features",
+    "rank_metrics",
+]
 
 Transform = Callable[[Tensor], Tensor]
 
@@ -99,27 +105,30 @@ def evaluate_models(
     data: PreparedData,
     config: RunConfig,
     device: torch.device,
+    split: str = "test",
 ) -> tuple[dict, dict[str, Tensor]]:
-    """Metrics for SR, bicubic and HR queries, and a few sample images for the report."""
+    """Metrics for SR, bicubic and HR queries of one split (``test``, or ``val`` for the
+    validation split), and a few sample images for the report."""
     protocol = config.protocol
+    evalset = data.eval_set(split)
     size = data.hr_size  # SR restores the HR size; the re-id model resizes to its own input
     amp = torch.bfloat16 if (config.amp and device.type == "cuda") else None
     bs = config.eval_batch_size
     g_was = generator.training
     generator.eval()
 
-    gallery_f = extract_features(reid, data.gallery_images, device, bs, amp_dtype=amp)
-    buckets = ratio_buckets(data.query_ratios.tolist())
-    n = len(data.query_images)
+    gallery_f = extract_features(reid, evalset.gallery_images, device, bs, amp_dtype=amp)
+    buckets = ratio_buckets(evalset.query_ratios.tolist())
+    n = len(evalset.query_images)
     feats = {kind: torch.zeros(n, gallery_f.shape[1]) for kind in ("sr", "bicubic", "hr")}
     quality = {"sr": ImageQuality(), "bicubic": ImageQuality()}
     quality_by_ratio: dict[str, dict[str, ImageQuality]] = {}
     samples: dict[str, list[Tensor]] = {"lr": [], "sr": [], "bicubic": [], "hr": []}
-    feats["hr"] = extract_features(reid, data.query_images, device, bs, amp_dtype=amp)
+    feats["hr"] = extract_features(reid, evalset.query_images, device, bs, amp_dtype=amp)
 
     for ratio, idx in buckets.items():
         index = torch.tensor(idx)
-        images = data.query_images[index]
+        images = evalset.query_images[index]
         quality_by_ratio[ratio_key(ratio)] = {"sr": ImageQuality(), "bicubic": ImageQuality()}
         for kind in ("sr", "bicubic"):
 
@@ -142,18 +151,20 @@ def evaluate_models(
     generator.train(g_was)
 
     common = dict(
-        g_pids=data.gallery_pids,
-        q_cams=data.query_camids,
-        g_cams=data.gallery_camids,
-        single_gallery_shot=data.split.single_gallery_shot,
+        g_pids=evalset.gallery_pids,
+        q_cams=evalset.query_camids,
+        g_cams=evalset.gallery_camids,
+        single_gallery_shot=evalset.single_gallery_shot,
         trials=protocol.trials,
         seed=protocol.seed,
     )
     queries: dict[str, dict] = {}
     for kind in ("sr", "bicubic", "hr"):
         dist = pairwise_distance(feats[kind], gallery_f, config.metric)
-        result = rank_metrics(dist, data.query_pids, **{**common, "q_cams": data.query_camids})
-        native = data.split.native_lr  # no HR ground truth for genuinely LR queries
+        result = rank_metrics(
+            dist, evalset.query_pids, **{**common, "q_cams": evalset.query_camids}
+        )
+        native = evalset.native_lr  # no HR ground truth for genuinely LR queries
         if kind != "hr":
             if not native:
                 result.update(quality[kind].compute())
@@ -162,8 +173,8 @@ def evaluate_models(
                 index = torch.tensor(idx)
                 sub = rank_metrics(
                     dist[index],
-                    data.query_pids[index],
-                    **{**common, "q_cams": data.query_camids[index]},
+                    evalset.query_pids[index],
+                    **{**common, "q_cams": evalset.query_camids[index]},
                 )
                 sub.pop("cmc", None)
                 sub.pop("cmc_std", None)
@@ -176,7 +187,29 @@ def evaluate_models(
     return {
         "queries": queries,
         "num_queries": n,
-        "num_gallery": len(data.gallery_images),
-        "eval_style": "single-gallery-shot" if data.split.single_gallery_shot else "market",
+        "num_gallery": len(evalset.gallery_images),
+        "eval_style": "single-gallery-shot" if evalset.single_gallery_shot else "market",
         "metric": config.metric,
     }, sample_tensors
+
+
+def evaluate_splits(
+    generator: nn.Module,
+    reid: nn.Module,
+    data: PreparedData,
+    config: RunConfig,
+    device: torch.device,
+) -> tuple[dict, dict[str, Tensor]]:
+    """The test split's metrics at the top level, and the validation split's, when the run
+    holds one, as a ``val`` block of the same shape.
+
+    Why the test block stays at the top level: every metrics.json written before
+    ``mlr-2.1`` has it there, and the leaderboard reads old and new runs alike. Anything that
+    chooses (tuning, stopping, readiness) reads ``val``; the test numbers are only reported.
+    """
+    metrics, samples = evaluate_models(generator, reid, data, config, device)
+    if data.val is not None:
+        val, _ = evaluate_models(generator, reid, data, config, device, split="val")
+        val["num_ids"] = len(set(data.val.query_pids.tolist()))
+        metrics["val"] = val
+    return metrics, samples

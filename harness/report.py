@@ -288,8 +288,22 @@ def format_summary(metrics: Mapping[str, Any]) -> str:
     lines.append("  ".join("-" * w for w in widths))
     lines += [line(r) for r in rows]
     lines += interval_lines(queries)
+    lines += validation_lines(metrics.get("val"))
     lines += summary_lines(metrics.get("diagnostics") or {})
     return "\n".join(lines)
+
+
+def validation_lines(val: Mapping[str, Any] | None) -> list[str]:
+    """One line for the validation split (``mlr-2.1``): what tuning reads, kept apart from
+    the test table above so nobody mistakes one for the other."""
+    if not val:
+        return []
+    parts = [
+        f"{kind} Rank-1 {percent(q.get('rank1'))} mAP {percent(q.get('mAP'))}"
+        for kind, q in ((k, val["queries"][k]) for k in ordered_kinds(val.get("queries", {})))
+    ]
+    who = f"{val.get('num_queries', '?')} queries of {val.get('num_ids', '?')} held-out identities"
+    return [f"validation split ({who}, not in training): " + ", ".join(parts)]
 
 
 def interval_lines(queries: Mapping[str, Any]) -> list[str]:

@@ -26,7 +26,7 @@ from harness.data.prepare import prepare_data
 from harness.diagnostics import read_log
 from harness.diagnostics import summarise as summarise_diagnostics
 from harness.errors import HarnessError
-from harness.evaluate import evaluate_models
+from harness.evaluate import evaluate_splits
 from harness.io import (
     append_jsonl,
     atomic_torch_save,
@@ -285,7 +285,7 @@ def _run_experiment(
         distributed.shutdown()
         return {}
 
-    metrics, samples = evaluate_models(models["G"], models["reid"], data, config, device)
+    metrics, samples = evaluate_splits(models["G"], models["reid"], data, config, device)
     diagnostics = summarise_diagnostics(read_log(log_path), trainer.critic_iters)
     if diagnostics:
         metrics["diagnostics"] = diagnostics
@@ -378,7 +378,7 @@ def evaluate_run(run_dir: Path, registry: Registry, echo: Echo = print) -> dict[
         models[name].load_state_dict(ckpt["models"][name])
         models[name].to(device)
     start = time.time()
-    metrics, samples = evaluate_models(models["G"], models["reid"], data, config, device)
+    metrics, samples = evaluate_splits(models["G"], models["reid"], data, config, device)
     old = {}
     if (run_dir / "metrics.json").is_file():
         old = json.loads((run_dir / "metrics.json").read_text())

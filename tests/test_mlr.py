@@ -17,6 +17,7 @@ from harness.data.mlr import (
     build_mlr,
     downsample,
     draw_query_ratios,
+    hold_out_validation,
     lr_size,
     ratio_buckets,
 )
@@ -119,3 +120,54 @@ def test_protocol_ratios_are_seeded_and_in_the_configured_set(seed, ratios, n):
     drawn = draw_query_ratios(n, protocol)
     assert drawn == draw_query_ratios(n, ProtocolConfig(ratios=tuple(ratios), seed=seed))
     assert set(drawn) <= {float(r) for r in ratios}
+
+
+def _train_records(n_ids: int = 40, cams: int = 3, per_cam: int = 2) -> list[Record]:
+    img = np.zeros((8, 4, 3), np.uint8)
+    return [
+        Record(img, pid, cam) for pid in range(n_ids) for cam in range(cams) for _ in range(per_cam)
+    ]
+
+
+def test_validation_split_holds_out_whole_identities_with_lr_queries():
+    train = _train_records()
+    val = hold_out_validation(train, ProtocolConfig(val_ids=0.25, seed=3), lr_cameras=(0,))
+    held = {r.pid for r in val.query}
+    assert len(held) == 10  # round(0.25 * 40)
+    # whole identities leave training: no image of a held-out person is trained on
+    assert held.isdisjoint({r.pid for r in val.train})
+    assert len(val.train) + len(val.query) + len(val.gallery) == len(train)
+    # one LR query per identity and LR camera, the rest of the person is the gallery
+    assert {r.camid for r in val.query} == {0} and len(val.query) == 10
+    assert {r.pid for r in val.gallery} == held and len(val.gallery) == 10 * 5
+    assert set(val.query_ratios) <= {2.0, 3.0, 4.0} and len(val.query_ratios) == 10
+    # seeded: the same protocol gives the same split, another seed another one
+    again = hold_out_validation(train, ProtocolConfig(val_ids=0.25, seed=3), lr_cameras=(0,))
+    assert again == val
+    other = hold_out_validation(train, ProtocolConfig(val_ids=0.25, seed=4), lr_cameras=(0,))
+    assert {r.pid for r in other.query} != held
+
+
+def test_validation_split_off_keeps_the_training_set_and_takes_only_matchable_people():
+    train = _train_records()
+    off = hold_out_validation(train, ProtocolConfig(val_ids=0.0), lr_cameras=(0,))
+    assert off.train == train and not off.query and not off.gallery
+    # people never seen by the LR camera (or seen only by it) cannot have a true match
+    lonely = [r for r in train if r.camid == 0 or r.pid >= 5]
+    val = hold_out_validation(lonely, ProtocolConfig(val_ids=0.5), lr_cameras=(0,))
+    assert {r.pid for r in val.query} <= set(range(5, 40))
+    with pytest.raises(DatasetError, match="would leave 1 training identities of 2"):
+        hold_out_validation(_train_records(n_ids=2), ProtocolConfig(val_ids=0.5), (0,))
+
+
+def test_validation_split_reaches_the_split_listing(registry):
+    data = prepare_data(smoke_config(registry, protocol={"val_ids": 0.25}), registry)
+    listing = data.split.listing()
+    assert listing["val_ids"] and set(listing["val_ids"]).isdisjoint(listing["train_ids"])
+    assert len(listing["val_query"]) == len(data.val.query_images)
+    assert data.split.describe()["num_val_ids"] == len(listing["val_ids"])
+    assert data.num_classes == len(listing["train_ids"])  # labels stay contiguous
+    off = prepare_data(smoke_config(registry, protocol={"val_ids": 0.0}), registry)
+    assert off.val is None and len(off.train_images) > len(data.train_images)
+    with pytest.raises(ValueError, match="no validation split"):
+        off.eval_set("val")

@@ -26,7 +26,7 @@ def test_hr_size_is_recorded_and_split_names_each_query_lr_size(registry, tmp_pa
     run_experiment(config, tmp_path / "run", registry, echo=lambda m: None)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (saved["config"]["hr_height"], saved["config"]["hr_width"]) == (128, 64)
-    assert saved["protocol_version"] == "mlr-2.0"
+    assert saved["protocol_version"] == "mlr-2.1"
     # what decides speed and the last bits on a CPU: the thread counts, the CPU, the precision
     compute = saved["compute"]
     assert (
@@ -40,6 +40,16 @@ def test_hr_size_is_recorded_and_split_names_each_query_lr_size(registry, tmp_pa
     assert sizes <= {(64, 32), (43, 21), (32, 16)} and sizes
     for _, _, _, ratio, size in split["query"]:
         assert tuple(size) == lr_size((128, 64), ratio)
+    # the validation split (mlr-2.1): one of the 4 training people, evaluated like the test
+    assert len(split["val_ids"]) == 1 and len(split["train_ids"]) == 3
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    val, test = metrics["val"], metrics["queries"]
+    assert val["num_ids"] == 1 and val["num_queries"] == len(split["val_query"])
+    for kind in ("sr", "bicubic", "hr"):
+        assert set(val["queries"][kind]) >= set(test[kind]) - {"per_ratio"}
+        for name in ("rank1", "rank5", "rank10", "mAP"):
+            lo, hi = val["queries"][kind][f"{name}_ci"]
+            assert lo <= val["queries"][kind][name] <= hi
 
 
 def test_an_mlr_1_run_folder_keeps_its_hr_size_on_re_evaluation(tmp_path):

@@ -21,7 +21,14 @@ result (``ProtocolConfig`` plus ``PROTOCOL_VERSION``):
   (deterministic on CPU), so Market-1501 (128x64) at x2/x3/x4 gives the
   paper's 64x32 / 43x21 / 32x16 queries;
 * genuinely LR datasets (``native_lr``) are not downsampled: their queries
-  keep their own resolution, bucketed to the nearest configured ratio.
+  keep their own resolution, bucketed to the nearest configured ratio;
+* (``mlr-2.1``) a seeded share ``val_ids`` of the training identities is held
+  out of training as the validation split, built as the test split is: for
+  each held-out identity, one image per LR camera is an LR query (its ratio
+  drawn from its own seeded stream) and the identity's other images are its
+  gallery, evaluated with the dataset's own style (Market-style or
+  single-gallery-shot). Only identities seen by an LR camera and by another
+  camera can be held out, so every validation query has a true match.
 """
 
 from __future__ import annotations
@@ -81,6 +88,9 @@ class MLRSplit:
     single_gallery_shot: bool
     native_lr: bool
     info: dict = field(default_factory=dict)
+    val_query: list[Record] = field(default_factory=list)
+    val_query_ratios: list[float] = field(default_factory=list)
+    val_gallery: list[Record] = field(default_factory=list)
 
     def describe(self) -> dict:
         ratios, counts = np.unique(np.asarray(self.query_ratios, dtype=float), return_counts=True)
@@ -95,6 +105,9 @@ class MLRSplit:
             },
             "single_gallery_shot": self.single_gallery_shot,
             "native_lr": self.native_lr,
+            "num_val_ids": len({r.pid for r in self.val_query}),
+            "num_val_query": len(self.val_query),
+            "num_val_gallery": len(self.val_gallery),
         }
 
     def listing(self, root: str | None = None, hr_size: tuple[int, int] | None = None) -> dict:
@@ -135,6 +148,12 @@ class MLRSplit:
                 for row, ratio in zip(rows(self.query), self.query_ratios, strict=True)
             ],
             "gallery": rows(self.gallery),
+            "val_ids": sorted({int(r.pid) for r in self.val_query}),
+            "val_query": [
+                query_row(row, ratio)
+                for row, ratio in zip(rows(self.val_query), self.val_query_ratios, strict=True)
+            ],
+            "val_gallery": rows(self.val_gallery),
         }
 
 
@@ -147,11 +166,71 @@ def ratio_key(ratio: float) -> str:
     return _ratio_key(ratio)
 
 
-def draw_query_ratios(n: int, protocol: ProtocolConfig) -> list[float]:
-    """One ratio per query image, reproducible from ``protocol.seed`` alone."""
-    rng = np.random.default_rng([protocol.seed, 0x4D4C52])  # "MLR"
+def draw_query_ratios(n: int, protocol: ProtocolConfig, stream: int = 0x4D4C52) -> list[float]:
+    """One ratio per query image, reproducible from ``protocol.seed`` alone (``stream``
+    keeps the validation queries' draw apart from the test queries')."""
+    rng = np.random.default_rng([protocol.seed, stream])  # "MLR"
     picks = rng.integers(0, len(protocol.ratios), size=n)
     return [float(protocol.ratios[i]) for i in picks]
+
+
+#: the seed streams of the validation split ("VAL", "VALR")
+_VAL_IDS_STREAM = 0x56414C
+_VAL_RATIO_STREAM = 0x56414C52
+
+
+@dataclass(frozen=True)
+class ValidationSplit:
+    """The training records left for training, and the held-out validation split."""
+
+    train: list[Record]
+    query: list[Record]
+    query_ratios: list[float]
+    gallery: list[Record]
+
+
+def hold_out_validation(
+    train: Sequence[Record], protocol: ProtocolConfig, lr_cameras: Sequence[int]
+) -> ValidationSplit:
+    """Hold ``protocol.val_ids`` of the training identities out of training.
+
+    Why a split of the training identities and not of the test set: anything chosen by
+    looking at results (weights, schedules, stopping points, a critic's readiness) must be
+    chosen on people the test never sees, or the test number is no longer a test. The
+    held-out identities are drawn with a stream seeded by ``protocol.seed``, so the same
+    protocol gives the same split on every machine; the query image of each (identity, LR
+    camera) is drawn from the same stream. The count is ``round(val_ids * identities)``,
+    capped by the identities that can have a true match (seen by an LR camera and another).
+    """
+    records = list(train)
+    if protocol.val_ids <= 0 or not records:
+        return ValidationSplit(records, [], [], [])
+    lr = set(int(c) for c in lr_cameras)
+    cameras: dict[int, set[int]] = {}
+    for r in records:
+        cameras.setdefault(int(r.pid), set()).add(int(r.camid))
+    eligible = sorted(pid for pid, cams in cameras.items() if cams & lr and cams - lr)
+    wanted = int(round(protocol.val_ids * len(cameras)))
+    count = min(wanted, len(eligible))
+    if count == 0:
+        return ValidationSplit(records, [], [], [])
+    if len(cameras) - count < 2:
+        raise DatasetError(
+            f"--val-ids {protocol.val_ids:g} would leave {len(cameras) - count} training "
+            f"identities of {len(cameras)}; lower it (0 turns the validation split off)"
+        )
+    rng = np.random.default_rng([protocol.seed, _VAL_IDS_STREAM])
+    held = {eligible[i] for i in rng.choice(len(eligible), size=count, replace=False)}
+    by_slot: dict[tuple[int, int], list[int]] = {}
+    for i, r in enumerate(records):
+        if int(r.pid) in held and int(r.camid) in lr:
+            by_slot.setdefault((int(r.pid), int(r.camid)), []).append(i)
+    query_index = {slots[int(rng.integers(len(slots)))] for _, slots in sorted(by_slot.items())}
+    query = [records[i] for i in sorted(query_index)]
+    gallery = [r for i, r in enumerate(records) if int(r.pid) in held and i not in query_index]
+    kept = [r for r in records if int(r.pid) not in held]
+    ratios = draw_query_ratios(len(query), protocol, stream=_VAL_RATIO_STREAM)
+    return ValidationSplit(kept, query, ratios, gallery)
 
 
 def build_mlr(
@@ -183,8 +262,9 @@ def build_mlr(
         ratios = draw_query_ratios(len(query), protocol)
     gallery_pids = {r.pid for r in dataset.gallery}
     unmatched = sorted({r.pid for r in query} - gallery_pids)
+    val = hold_out_validation(dataset.train, protocol, lr_cameras)
     return MLRSplit(
-        train=list(dataset.train),
+        train=val.train,
         query=query,
         query_ratios=ratios,
         gallery=list(dataset.gallery),
@@ -192,6 +272,9 @@ def build_mlr(
         single_gallery_shot=dataset.single_gallery_shot,
         native_lr=dataset.native_lr,
         info={"query_ids_without_gallery_match": len(unmatched)},
+        val_query=val.query,
+        val_query_ratios=val.query_ratios,
+        val_gallery=val.gallery,
     )
 
 

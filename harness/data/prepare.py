@@ -22,6 +22,25 @@ from harness.registry import Registry
 
 
 @dataclass
+class EvalSet:
+    """LR queries (as their HR originals) and an HR gallery: what one evaluation ranks.
+
+    The test split and the validation split (``mlr-2.1``) are both one of these, so they are
+    evaluated by the same code and their metrics blocks have the same shape.
+    """
+
+    query_images: Tensor  # uint8, HR originals of the LR queries
+    query_pids: Tensor
+    query_camids: Tensor
+    query_ratios: Tensor  # float
+    gallery_images: Tensor
+    gallery_pids: Tensor
+    gallery_camids: Tensor
+    single_gallery_shot: bool
+    native_lr: bool = False
+
+
+@dataclass
 class PreparedData:
     split: MLRSplit
     dataset_summary: dict
@@ -36,10 +55,32 @@ class PreparedData:
     gallery_camids: Tensor
     bad_images: list[str]
     hr_size: tuple[int, int] = (64, 32)
+    #: the validation split; None when ``protocol.val_ids`` is 0 or leaves no identity out
+    val: EvalSet | None = None
 
     @property
     def num_classes(self) -> int:
         return int(self.train_pids.max()) + 1 if len(self.train_pids) else 0
+
+    def eval_set(self, split: str = "test") -> EvalSet:
+        """The test split's queries and gallery, or the validation split's (``"val"``)."""
+        if split == "val":
+            if self.val is None:
+                raise ValueError("this run holds no validation split (protocol.val_ids)")
+            return self.val
+        if split != "test":
+            raise ValueError(f"unknown split {split!r}; expected 'test' or 'val'")
+        return EvalSet(
+            query_images=self.query_images,
+            query_pids=self.query_pids,
+            query_camids=self.query_camids,
+            query_ratios=self.query_ratios,
+            gallery_images=self.gallery_images,
+            gallery_pids=self.gallery_pids,
+            gallery_camids=self.gallery_camids,
+            single_gallery_shot=self.split.single_gallery_shot,
+            native_lr=self.split.native_lr,
+        )
 
 
 def _labels(records: list[Record], keep: list[int]) -> tuple[Tensor, Tensor]:
@@ -99,6 +140,7 @@ def prepare_data(config: RunConfig, registry: Registry) -> PreparedData:
     split.query = [split.query[i] for i in query.keep]
     split.gallery = [split.gallery[i] for i in gallery.keep]
     q_ratios = torch.tensor(split.query_ratios, dtype=torch.float32)
+    val = _load_val(split, load) if split.val_query else None
     return PreparedData(
         split=split,
         dataset_summary=dataset.summary(),
@@ -113,4 +155,29 @@ def prepare_data(config: RunConfig, registry: Registry) -> PreparedData:
         gallery_camids=g_cams,
         bad_images=bad,
         hr_size=size,
+        val=val,
+    )
+
+
+def _load_val(split: MLRSplit, load) -> EvalSet | None:
+    """Decode the validation split (skipped images leave it, as they leave the others)."""
+    query = load(split.val_query)
+    gallery = load(split.val_gallery)
+    split.val_query_ratios = [split.val_query_ratios[i] for i in query.keep]
+    split.val_query = [split.val_query[i] for i in query.keep]
+    split.val_gallery = [split.val_gallery[i] for i in gallery.keep]
+    if not split.val_query or not split.val_gallery:
+        split.val_query, split.val_query_ratios, split.val_gallery = [], [], []
+        return None
+    q_pids, q_cams = _labels(split.val_query, list(range(len(split.val_query))))
+    g_pids, g_cams = _labels(split.val_gallery, list(range(len(split.val_gallery))))
+    return EvalSet(
+        query_images=query.images,
+        query_pids=q_pids,
+        query_camids=q_cams,
+        query_ratios=torch.tensor(split.val_query_ratios, dtype=torch.float32),
+        gallery_images=gallery.images,
+        gallery_pids=g_pids,
+        gallery_camids=g_cams,
+        single_gallery_shot=split.single_gallery_shot,
     )
