@@ -12,7 +12,7 @@ from harness.config import PROTOCOL_VERSION, ConfigError, ProtocolConfig, RunCon
 from harness.context import StepContext
 from harness.errors import BadImageError, DatasetError, HarnessError, PluginError, UnknownNameError
 from harness.hookspecs import hookimpl
-from harness.options import Option, coerce_option, read_options
+from harness.options import Option, Search, coerce_option, log_range, read_options
 from harness.pretrained import PackagedWeights
 from harness.steps import Step, Term
 
@@ -26,6 +26,8 @@ __all__ = [
     "DatasetError",
     "HarnessError",
     "Option",
+    "Search",
+    "log_range",
     "PackagedWeights",
     "PluginError",
     "ProtocolConfig",

@@ -65,9 +65,9 @@ else:  # pragma: no cover - Python 3.10 (tomli is a declared dependency there)
 
 RunFn = Callable[[dict[str, Any], Path, str, "dict[str, float] | None", str], None]
 
-TOP_LEVEL_KEYS = ("name", "description", "defaults", "presets", "splits", "runs")
+TOP_LEVEL_KEYS = ("name", "description", "defaults", "presets", "splits", "runs", "tune")
 QUERY_KINDS = ("sr", "bicubic", "hr")
-ROW_KEYS = ("label", "paper", "query")
+ROW_KEYS = ("label", "paper", "query", "tune")
 RUN_FIELDS = frozenset(f.name for f in dataclasses.fields(RunConfig)) - {"options", "protocol"}
 PROTOCOL_FIELDS = frozenset(f.name for f in dataclasses.fields(ProtocolConfig))
 PAPER_KEYS = ("rank1", "rank5", "rank10", "mAP")
@@ -82,6 +82,8 @@ class RunSpec:
     settings: dict[str, Any]
     paper: dict[str, float] | None = None
     query: str = "sr"
+    #: the row's ``tune`` table (``space``: narrower search ranges for ``harness tune``)
+    tune: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,8 @@ class BenchSpec:
     path: Path | None = None
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     splits: int = 1
+    #: the ``[tune]`` table: ``trials``, ``metric`` and ``space`` for ``harness tune``
+    tune: dict[str, Any] = field(default_factory=dict)
 
     @property
     def paper(self) -> dict[str, dict[str, float]]:
@@ -225,7 +229,15 @@ def parse_spec(
             raise ConfigError(
                 f"{where}: query must be one of {', '.join(QUERY_KINDS)}, got {query!r}"
             )
-        parsed.append(RunSpec(label=label, settings=dict(settings), paper=paper, query=query))
+        parsed.append(
+            RunSpec(
+                label=label,
+                settings=dict(settings),
+                paper=paper,
+                query=query,
+                tune=_check_tune(f"{where}: tune", run.get("tune", {}), ("space",)),
+            )
+        )
     return BenchSpec(
         name=name.strip(),
         description=description.strip(),
@@ -234,7 +246,27 @@ def parse_spec(
         path=path,
         presets={k: dict(v) for k, v in presets.items()},
         splits=splits,
+        tune=_check_tune(f"{source} [tune]", data.get("tune", {}), TUNE_KEYS),
     )
+
+
+#: what a spec's ``[tune]`` table may hold (a row's ``tune`` table: only ``space``)
+TUNE_KEYS = ("trials", "metric", "space")
+
+
+def _check_tune(where: str, table: Any, allowed: Sequence[str]) -> dict[str, Any]:
+    """A ``tune`` table's shape; its values are checked against the declared spaces when a
+    tune resolves each row (:mod:`harness.tune`)."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where} must be a table")
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}"
+        )
+    if not isinstance(table.get("space", {}), Mapping):
+        raise ConfigError(f"{where}: space must be a table like {{ lambda_a = [1e-5, 1e-3] }}")
+    return json.loads(json.dumps(dict(table)))
 
 
 def load_spec(path: str | Path) -> BenchSpec:
@@ -592,8 +624,10 @@ def _launch(
     gpus: float | None,
     options: Mapping[str, Any],
     retries: int,
+    board: bool = True,
 ) -> list[Path]:
-    """The grid through a launcher plugin (see :func:`run_bench`)."""
+    """The grid through a launcher plugin (see :func:`run_bench`); ``board=False`` leaves
+    the leaderboard alone (a tune's trials are judged on validation, not shown on test)."""
     registry = registry or get_registry()
     entry = registry.lookup("launcher", launcher)
     if jobs is not None:
@@ -641,6 +675,8 @@ def _launch(
         )
 
     def refresh(report: scheduler.LaunchReport) -> None:
+        if not board:
+            return
         with contextlib.suppress(Exception):  # a reporting hiccup must not stop the grid
             write_bench_leaderboard(spec, out_dir, failed=report.failed)
 
@@ -656,7 +692,8 @@ def _launch(
         progress=progress,
         on_finish=refresh,
     )
-    write_bench_leaderboard(spec, out_dir, failed=report.failed)
+    if board:
+        write_bench_leaderboard(spec, out_dir, failed=report.failed)
     progress(
         f"{spec.name}: {len(report.finished)} run(s) trained, {len(plan) - len(todo)} skipped, "
         f"{len(report.failed)} failed; leaderboard in {out_dir}"

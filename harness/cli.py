@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import click
 
 from harness import bench as bench_mod
 from harness import leaderboard as lb
+from harness import tune as tune_mod
 from harness.cli_settings import SectionedCommand, setting_options, stage_visible, values_from
 from harness.config import coerce_setting
 from harness.contracts import check_component, component_config, find_components
@@ -325,6 +327,113 @@ def _expand_run_dirs(dirs: list[Path]) -> list[Path]:
     return out
 
 
+#: the options every grid command shares (bench, tune): where the grid runs and on what
+_GRID_OPTIONS = (
+    click.option("--data", help="Override the spec's dataset (e.g. synthetic)."),
+    click.option("--data-root", type=click.Path()),
+    click.option("--preset", type=click.Choice(PRESET_NAMES)),
+    click.option("--reid", help="Override the spec's re-id model."),
+    click.option(
+        "-o", "--option", "options", multiple=True, callback=_parse_options, metavar="KEY=VALUE"
+    ),
+    click.option(
+        "--set",
+        "settings",
+        multiple=True,
+        callback=_parse_options,
+        metavar="FIELD=VALUE",
+        help="Override any run setting, e.g. --set sr_iters=100.",
+    ),
+    click.option(
+        "--launcher",
+        help="How runs are started: local (default with --jobs), ray, slurm, or a "
+        "plugin's (harness list launcher). Without --launcher and --jobs: one after another "
+        "in this process.",
+    ),
+    click.option(
+        "--jobs",
+        type=int,
+        help="Runs at once (default: 1 for local; ray/slurm: as many as the engine takes).",
+    ),
+    click.option(
+        "--threads-per-run",
+        type=int,
+        help="torch threads (and CPUs asked for) per run; a run's numbers "
+        "depend on it. Default with a launcher: this machine's cores / --jobs.",
+    ),
+    click.option(
+        "--gpus-per-run",
+        type=float,
+        help="GPUs per run (default: 1 where this machine has CUDA, else 0).",
+    ),
+    click.option(
+        "--ray-address",
+        help="Ray cluster to join (auto, ray://host:10001); same as -L address=...",
+    ),
+    click.option(
+        "-L",
+        "--launcher-option",
+        "launcher_options",
+        multiple=True,
+        callback=_parse_options,
+        metavar="KEY=VALUE",
+        help="Launcher option, e.g. -L partition=gpu -L time_min=120 (harness list -v launcher).",
+    ),
+)
+
+
+def _grid_options(func: Callable) -> Callable:
+    for option in reversed(_GRID_OPTIONS):
+        func = option(func)
+    return func
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """A grid command's overrides and launcher, read once from its options."""
+
+    overrides: dict[str, Any]
+    launcher: str | None
+    launcher_options: dict[str, Any]
+
+
+def _grid(
+    data: str | None,
+    data_root: str | None,
+    preset: str | None,
+    reid: str | None,
+    options: dict,
+    settings: dict,
+    launcher: str | None,
+    jobs: int | None,
+    ray_address: str | None,
+    launcher_options: dict,
+) -> _Grid:
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in {"data": data, "data_root": data_root, "preset": preset, "reid": reid}.items()
+        if v
+    }
+    overrides.update({k: coerce_setting(k, v) for k, v in settings.items()})
+    if options:
+        overrides["options"] = options
+    if ray_address:
+        if launcher not in (None, "ray"):
+            raise HarnessError(f"--ray-address is for --launcher ray, not {launcher!r}")
+        launcher = "ray"
+        launcher_options = {**launcher_options, "address": ray_address}
+    if launcher is None and jobs is not None:
+        launcher = "local"
+    if launcher is None and launcher_options:
+        raise HarnessError("-L/--launcher-option needs --launcher (or --jobs for the local one)")
+    return _Grid(overrides, launcher, dict(launcher_options))
+
+
+def _board_text(out_dir: Path) -> str:
+    board = out_dir / "leaderboard.md"
+    return board.read_text() if board.is_file() else ""
+
+
 @main.command()
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False))
 @click.option("--seeds", type=int, default=1, show_default=True, help="Runs per row, seeds 0..N-1.")
@@ -337,55 +446,7 @@ def _expand_run_dirs(dirs: list[Path]) -> list[Path]:
     help="Dataset splits per seed, 0..N-1 (option split; default: the spec's, else 1).",
 )
 @click.option("--out", type=click.Path(), help="Output folder (default runs/bench/<spec name>).")
-@click.option("--data", help="Override the spec's dataset (e.g. synthetic).")
-@click.option("--data-root", type=click.Path())
-@click.option("--preset", type=click.Choice(PRESET_NAMES))
-@click.option("--reid", help="Override the spec's re-id model.")
-@click.option(
-    "-o", "--option", "options", multiple=True, callback=_parse_options, metavar="KEY=VALUE"
-)
-@click.option(
-    "--set",
-    "settings",
-    multiple=True,
-    callback=_parse_options,
-    metavar="FIELD=VALUE",
-    help="Override any run setting, e.g. --set sr_iters=100.",
-)
-@click.option(
-    "--launcher",
-    help="How runs are started: local (default with --jobs), ray, slurm, or a "
-    "plugin's (harness list launcher). Without --launcher and --jobs: one after another "
-    "in this process.",
-)
-@click.option(
-    "--jobs",
-    type=int,
-    help="Runs at once (default: 1 for local; ray/slurm: as many as the engine takes).",
-)
-@click.option(
-    "--threads-per-run",
-    type=int,
-    help="torch threads (and CPUs asked for) per run; a run's numbers "
-    "depend on it. Default with a launcher: this machine's cores / --jobs.",
-)
-@click.option(
-    "--gpus-per-run",
-    type=float,
-    help="GPUs per run (default: 1 where this machine has CUDA, else 0).",
-)
-@click.option(
-    "--ray-address", help="Ray cluster to join (auto, ray://host:10001); same as -L address=..."
-)
-@click.option(
-    "-L",
-    "--launcher-option",
-    "launcher_options",
-    multiple=True,
-    callback=_parse_options,
-    metavar="KEY=VALUE",
-    help="Launcher option, e.g. -L partition=gpu -L time_min=120 (harness list -v launcher).",
-)
+@_grid_options
 @_friendly
 def bench(
     spec: str,
@@ -393,18 +454,10 @@ def bench(
     rows: tuple[str, ...],
     splits: int | None,
     out: str | None,
-    data: str | None,
-    data_root: str | None,
-    preset: str | None,
-    reid: str | None,
-    options: dict,
-    settings: dict,
-    launcher: str | None,
     jobs: int | None,
     threads_per_run: int | None,
     gpus_per_run: float | None,
-    ray_address: str | None,
-    launcher_options: dict,
+    **grid: Any,
 ) -> None:
     """Run a grid of runs from SPEC.toml (finished runs are skipped) and write its leaderboard.
 
@@ -413,50 +466,101 @@ def bench(
     """
     registry = _registry()
     loaded = bench_mod.select_rows(bench_mod.load_spec(Path(spec)), rows)
-    overrides: dict[str, Any] = {
-        k: v
-        for k, v in {"data": data, "data_root": data_root, "preset": preset, "reid": reid}.items()
-        if v
-    }
-    overrides.update({k: coerce_setting(k, v) for k, v in settings.items()})
-    if options:
-        overrides["options"] = options
+    how = _grid(jobs=jobs, **grid)
     out_dir = Path(out) if out else Path("runs") / "bench" / loaded.name
-    if ray_address:
-        if launcher not in (None, "ray"):
-            raise HarnessError(f"--ray-address is for --launcher ray, not {launcher!r}")
-        launcher = "ray"
-        launcher_options = {**launcher_options, "address": ray_address}
-    if launcher is None and jobs is not None:
-        launcher = "local"
-    if launcher is None and launcher_options:
-        raise HarnessError("-L/--launcher-option needs --launcher (or --jobs for the local one)")
     try:
         bench_mod.run_bench(
             loaded,
             out_dir,
             seeds=seeds,
-            overrides=overrides,
+            overrides=how.overrides,
             progress=click.echo,
             splits=splits,
             registry=registry,
-            launcher=launcher,
+            launcher=how.launcher,
             jobs=jobs,
             threads_per_run=threads_per_run,
             gpus_per_run=gpus_per_run,
-            launcher_options=launcher_options,
+            launcher_options=how.launcher_options,
         )
     except bench_mod.BenchFailed as exc:
-        click.echo(
-            (out_dir / "leaderboard.md").read_text()
-            if (out_dir / "leaderboard.md").is_file()
-            else ""
-        )
+        click.echo(_board_text(out_dir))
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    click.echo(
-        (out_dir / "leaderboard.md").read_text() if (out_dir / "leaderboard.md").is_file() else ""
-    )
+    click.echo(_board_text(out_dir))
+
+
+@main.command()
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--trials",
+    type=int,
+    help="Finished trials per row, the same for every row (default: the spec's [tune] trials).",
+)
+@click.option(
+    "--seeds",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Seeds each row's best settings then run on the test split.",
+)
+@click.option(
+    "--metric",
+    type=click.Choice(tune_mod.METRICS),
+    help="Validation-split metric to maximise (default: the spec's, else mAP).",
+)
+@click.option(
+    "--row", "rows", multiple=True, metavar="LABEL", help="Tune only this row (repeatable)."
+)
+@click.option("--out", type=click.Path(), help="Output folder (default runs/tune/<spec name>).")
+@click.option(
+    "--no-final", is_flag=True, help="Stop after tuning: do not run the best settings on test."
+)
+@_grid_options
+@_friendly
+def tune(
+    spec: str,
+    trials: int | None,
+    seeds: int,
+    metric: str | None,
+    rows: tuple[str, ...],
+    out: str | None,
+    no_final: bool,
+    jobs: int | None,
+    threads_per_run: int | None,
+    gpus_per_run: float | None,
+    **grid: Any,
+) -> None:
+    """Tune every row of SPEC.toml with the same number of trials on the validation split
+    (Optuna TPE, study in OUT/tune.db: a stopped tune resumes), then run each row's best
+    settings on the test split and write its leaderboard and OUT/tune.md."""
+    registry = _registry()
+    loaded = bench_mod.select_rows(bench_mod.load_spec(Path(spec)), rows)
+    how = _grid(jobs=jobs, **grid)
+    out_dir = Path(out) if out else Path("runs") / "tune" / loaded.name
+    try:
+        tune_mod.run_tune(
+            loaded,
+            out_dir,
+            trials=trials,
+            seeds=seeds,
+            metric=metric,
+            overrides=how.overrides,
+            registry=registry,
+            progress=click.echo,
+            launcher=how.launcher,
+            jobs=jobs,
+            threads_per_run=threads_per_run,
+            gpus_per_run=gpus_per_run,
+            launcher_options=how.launcher_options,
+            final=not no_final,
+        )
+    except bench_mod.BenchFailed as exc:
+        click.echo(_board_text(out_dir))
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo((out_dir / "tune.md").read_text())
+    click.echo(_board_text(out_dir))
 
 
 # ---------------------------------------------------------------------------- data

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from harness.context import StepContext
 from harness.losses import association_mse, observe, standardise
-from harness.options import Option
+from harness.options import Option, log_range
 from harness.schedule import flat_norm
 from harness.steps import GAN_OPTIONS, Step, Term
 
@@ -38,6 +38,7 @@ ASSOCIATION_OPTIONS: dict[str, Option] = {
         "weight of the association critic L_dis in the G step (per-element MSE on a standardised "
         "target; 3e-5 gives L_dis 10-30% of G's gradient on the cpu preset, docs/intact.md)",
         min=0.0,
+        search=log_range(3e-6, 3e-4),
     ),
     "phi_hidden": Option(256, "hidden width of the association networks", min=1),
     "phi_depth": Option(

@@ -21,6 +21,70 @@ if TYPE_CHECKING:  # read_options reads a RunConfig; only its name is needed her
 
 
 @dataclass(frozen=True)
+class Search:
+    """Where ``harness tune`` may look for an option's value, declared beside the option.
+
+    Why beside the option: the plugin that reads a weight knows its scale (a loss weight
+    spans decades, so it is searched on a log scale), and every spec that tunes the option
+    then starts from the same space; a spec may only narrow it (:meth:`narrowed`), so two
+    rows tuned by one spec search comparable spaces.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+    choices: tuple[Any, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.choices is None:
+            if self.low is None or self.high is None or not self.low < self.high:
+                raise ValueError(f"a search range needs low < high, got {self.low}, {self.high}")
+            if self.log and self.low <= 0:
+                raise ValueError(f"a log-scale search needs low > 0, got {self.low}")
+        elif not self.choices:
+            raise ValueError("a search over choices needs at least one")
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            return "one of " + ", ".join(map(repr, self.choices))
+        scale = "log " if self.log else ""
+        kind = "int " if self.integer else ""
+        return f"{scale}{kind}[{self.low:g}, {self.high:g}]"
+
+    def narrowed(self, bounds: Any, key: str) -> Search:
+        """This space cut to ``bounds`` (``[low, high]``, or a list of choices), which must lie
+        inside it: a spec may narrow a declared space, never widen it."""
+        if self.choices is not None:
+            picked = tuple(bounds) if isinstance(bounds, list | tuple) else ()
+            if not picked or any(c not in self.choices for c in picked):
+                raise ConfigError(f"tune space {key}: choose among {self.describe()}")
+            return Search(choices=picked)
+        if (
+            not isinstance(bounds, list | tuple)
+            or len(bounds) != 2
+            or not all(_is_number(b) for b in bounds)
+        ):
+            raise ConfigError(f"tune space {key}: give [low, high], got {bounds!r}")
+        low, high = float(bounds[0]), float(bounds[1])
+        if not (self.low <= low < high <= self.high):  # type: ignore[operator]
+            raise ConfigError(
+                f"tune space {key}: [{low:g}, {high:g}] must lie inside the declared "
+                f"{self.describe()} (a spec narrows a space, never widens it)"
+            )
+        return Search(low=low, high=high, log=self.log, integer=self.integer)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def log_range(low: float, high: float) -> Search:
+    """A weight or learning rate: searched uniformly in its logarithm."""
+    return Search(low=low, high=high, log=True)
+
+
+@dataclass(frozen=True)
 class Option:
     """A declared plugin option: its default, one line of help, and per-preset values.
 
@@ -38,6 +102,8 @@ class Option:
     exclusive_min: bool = False
     #: the values a string option may take
     choices: tuple[Any, ...] | None = None
+    #: where ``harness tune`` searches it (None: never tuned)
+    search: Search | None = None
 
     def value_for(self, preset: str | None) -> Any:
         """The value under ``preset`` (the default where the preset names none)."""

@@ -27,7 +27,7 @@ from torch import Tensor
 from harness.config import RunConfig
 from harness.context import StepContext
 from harness.losses import gan_d_loss, gan_g_loss, identity_ce, observe, pixel_mse
-from harness.options import Option
+from harness.options import Option, log_range
 
 LossFn = Callable[[StepContext], Mapping[str, Tensor]]
 DiagnoseFn = Callable[[StepContext, Mapping[str, Tensor]], Mapping[str, Tensor]]
@@ -94,6 +94,7 @@ SR_OPTIONS: dict[str, Option] = {
         "weight of the ID (cross-entropy) loss on SR images in the G step (small: the per-pixel "
         "MSE of about 2e-3 must lead; see harness.losses)",
         min=0.0,
+        search=log_range(3e-5, 3e-3),
     ),
 }
 
@@ -104,6 +105,7 @@ GAN_OPTIONS: dict[str, Option] = {
         "weight of the generator's adversarial loss (SRGAN used 1e-3; 1e-3 costs PSNR below "
         "bicubic here)",
         min=0.0,
+        search=log_range(3e-5, 3e-3),
     ),
     "lr_D": Option(1e-4, "learning rate of the discriminator", min=0.0, exclusive_min=True),
     "critic_iters": Option(

@@ -24,7 +24,16 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
-from harness import BuildContext, Option, Regulariser, RunConfig, Step, StepContext, hookimpl
+from harness import (
+    BuildContext,
+    Option,
+    Regulariser,
+    RunConfig,
+    Step,
+    StepContext,
+    hookimpl,
+    log_range,
+)
 from harness.losses import gan_d_loss, gan_g_loss, pixel_mse
 from harness.steps import (
     DISCRIMINATOR_BETAS,
@@ -42,7 +51,9 @@ from .sing import joint_identity_terms
 
 CSR_OPTIONS: dict[str, Option] = {
     **{k: v for k, v in GAN_OPTIONS.items() if k != "critic_iters"},
-    "lambda_mid": Option(1.0, "weight of the intermediate stage's pixel loss", min=0.0),
+    "lambda_mid": Option(
+        1.0, "weight of the intermediate stage's pixel loss", min=0.0, search=log_range(0.1, 10.0)
+    ),
 }
 
 

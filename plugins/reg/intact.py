@@ -67,7 +67,16 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
-from harness import BuildContext, Option, Regulariser, RunConfig, Step, StepContext, hookimpl
+from harness import (
+    BuildContext,
+    Option,
+    Regulariser,
+    RunConfig,
+    Step,
+    StepContext,
+    hookimpl,
+    log_range,
+)
 from harness.critics import ASSOCIATION_GENERATOR_OPTIONS, ASSOCIATION_OPTIONS, AssociationCritic
 from harness.losses import association_mse
 from harness.steps import (
@@ -82,7 +91,12 @@ from .mlp import EncoderDecoder, mlp
 
 INTACT_OPTIONS: dict[str, Option] = {
     **ASSOCIATION_OPTIONS,
-    "lambda_e": Option(1.0, "weight of the bridging loss L_e in the association step", min=0.0),
+    "lambda_e": Option(
+        1.0,
+        "weight of the bridging loss L_e in the association step",
+        min=0.0,
+        search=log_range(0.1, 10.0),
+    ),
 }
 
 

@@ -44,7 +44,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from harness import BuildContext, Option, Regulariser, RunConfig, Step, StepContext, hookimpl
+from harness import (
+    BuildContext,
+    Option,
+    Regulariser,
+    RunConfig,
+    Step,
+    StepContext,
+    hookimpl,
+    log_range,
+)
 from harness.losses import gan_d_loss, gan_g_loss, identity_ce, observe
 from harness.steps import DISCRIMINATOR_BETAS
 
@@ -55,11 +64,13 @@ INVARIANT_OPTIONS: dict[str, Option] = {
         0.1,
         "weight of the feature-level adversarial loss (LR features made to pass for HR ones)",
         min=0.0,
+        search=log_range(0.01, 1.0),
     ),
     "lambda_rec": Option(
         10.0,
         "weight of the decoder's reconstruction loss (per-element MSE, about 1e-2 at start)",
         min=0.0,
+        search=log_range(1.0, 100.0),
     ),
     "lr_Df": Option(
         1e-4, "learning rate of the feature discriminator", min=0.0, exclusive_min=True
@@ -70,9 +81,14 @@ INVARIANT_OPTIONS: dict[str, Option] = {
 CAD_OPTIONS: dict[str, Option] = {
     **INVARIANT_OPTIONS,
     "lambda_g": Option(
-        0.01, "weight of the image adversarial loss on recovered HR images", min=0.0
+        0.01,
+        "weight of the image adversarial loss on recovered HR images",
+        min=0.0,
+        search=log_range(1e-3, 0.1),
     ),
-    "lambda_cid": Option(0.5, "weight of the ID loss on recovered HR images", min=0.0),
+    "lambda_cid": Option(
+        0.5, "weight of the ID loss on recovered HR images", min=0.0, search=log_range(0.05, 5.0)
+    ),
     "lr_D": Option(1e-4, "learning rate of the image discriminator", min=0.0, exclusive_min=True),
 }
 
