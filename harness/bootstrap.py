@@ -17,6 +17,10 @@ The numbers are stored beside each metric as ``<metric>_se`` (the bootstrap
 standard error) and ``<metric>_ci`` (the percentile interval), as fractions like
 the metrics, with ``bootstrap`` saying how they were made (lm-evaluation-harness
 stores ``<metric>_stderr`` the same way).
+
+Each query's own outcomes (rank-k hits, AP, INP, with its index, person and LR ratio) go to
+the run folder's ``per_query.json`` (:func:`per_query_block`, :func:`read_per_query`), so two
+rows can later be resampled together (:mod:`harness.paired`). docs/results.md has the layout.
 """
 
 from __future__ import annotations

@@ -13,6 +13,10 @@ disagree on anything else is flagged.
 Unfinished runs (``status`` other than ``complete``) never enter the numbers;
 they are listed under the table so a half-finished grid cannot pass for a
 finished one.
+
+Rows of one table are compared query by query (:func:`compare_rows`, :mod:`harness.paired`):
+which rows are not significantly different from the best, and each row's Δ to a reference
+row, from the runs' ``per_query.json``; both renderers show the same marks and numbers.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ by a click on their header (or by ``#sort=<column>`` in the address, which is ho
 drives it in headless Chromium), every row linking to its runs' folders, the paper's numbers
 beside ours, a figure of the same query images through LR / bicubic / each row's SR / HR,
 and, where a table's rows sweep one weight, SR PSNR against SR-query Rank-1
-(:mod:`harness.sweep`). A row's details carry its runs' diagnostics (gradient shares of G's
+(:mod:`harness.sweep`). The best row's Rank-1 and mAP cells carry ★ and the rows tied with
+it ≈, beside each row's Δ to the reference row (:func:`harness.leaderboard.compare_rows`).
+A row's details carry its runs' diagnostics (gradient shares of G's
 terms, the critic's fit) where their metrics.json has them.
 
 Everything is inline (style, script, images as data URIs) and nothing is fetched: the page
