@@ -818,8 +818,8 @@ def compare_rows(groups: Sequence[Group]) -> Comparison:
     """
     shown = [g for g in groups if g.n > 0]
     out = Comparison()
-    if len(shown) < 2:
-        return out
+    if len(shown) < 2 or len({board_key(g) for g in shown}) > 1:
+        return out  # rows of different tables are never compared
     contenders = [g for g in shown if g.query == "sr"] or shown
     out.best = {m: b for m in PAIRED_METRICS if (b := _best(contenders, m)) is not None}
     named = [g for g in shown if g.reference]

@@ -633,3 +633,14 @@ def test_a_bench_spec_names_its_reference_row(tmp_path) -> None:
     write_bench_leaderboard(spec, tmp_path / "out")
     board = json.loads((tmp_path / "out" / "leaderboard.json").read_text())["boards"][0]
     assert board["reference"] == "near" and board["reference_named"]
+
+
+def test_rows_of_different_tables_are_never_compared(tmp_path) -> None:
+    dirs = _paired_rows(tmp_path)
+    dirs.append(with_per_query(make_run(tmp_path, "m", data="market1501"), _hits(100, 0.9, 3)))
+    groups = lb.group(lb.collect(dirs))
+    assert not lb.compare_rows(groups).any  # a mixed list: no best across datasets
+    header, _ = lb.table(groups)
+    assert "Data" in header and "Δ R-1 vs ref" not in header
+    (synthetic, market) = lb.boards(groups)
+    assert lb.compare_rows(synthetic.groups).any and not lb.compare_rows(market.groups).any
