@@ -22,6 +22,10 @@ Presets: ``[presets.<name>]`` tables hold settings that apply only when the run'
 preset is ``<name>`` (e.g. a CPU-sized schedule for CI-sized checks); they sit between
 ``[defaults]`` and the command line.
 
+Reference: ``reference = "<label>"`` (top level) names the row every other row's paired
+Δ is printed against in the leaderboard (:mod:`harness.paired`); without it, the best
+Rank-1 row.
+
 Query: a row may report another query kind than the SR query with ``query = "hr"`` or
 ``query = "bicubic"`` (the upper bound and the no-SR baseline of a leaderboard).
 
@@ -65,7 +69,16 @@ else:  # pragma: no cover - Python 3.10 (tomli is a declared dependency there)
 
 RunFn = Callable[[dict[str, Any], Path, str, "dict[str, float] | None", str], None]
 
-TOP_LEVEL_KEYS = ("name", "description", "defaults", "presets", "splits", "runs", "tune")
+TOP_LEVEL_KEYS = (
+    "name",
+    "description",
+    "reference",
+    "defaults",
+    "presets",
+    "splits",
+    "runs",
+    "tune",
+)
 QUERY_KINDS = ("sr", "bicubic", "hr")
 ROW_KEYS = ("label", "paper", "query", "tune")
 RUN_FIELDS = frozenset(f.name for f in dataclasses.fields(RunConfig)) - {"options", "protocol"}
@@ -97,6 +110,7 @@ class BenchSpec:
     splits: int = 1
     #: the ``[tune]`` table: ``trials``, ``metric`` and ``space`` for ``harness tune``
     tune: dict[str, Any] = field(default_factory=dict)
+    reference: str | None = None
 
     @property
     def paper(self) -> dict[str, dict[str, float]]:
@@ -238,6 +252,12 @@ def parse_spec(
                 tune=_check_tune(f"{where}: tune", run.get("tune", {}), ("space",)),
             )
         )
+    reference = data.get("reference")
+    if reference is not None and (not isinstance(reference, str) or reference not in seen_labels):
+        raise ConfigError(
+            f"{source}: reference = {reference!r} names no row"
+            f"{_suggest(str(reference), seen_labels)}; it must be one of the rows' labels"
+        )
     return BenchSpec(
         name=name.strip(),
         description=description.strip(),
@@ -247,6 +267,7 @@ def parse_spec(
         presets={k: dict(v) for k, v in presets.items()},
         splits=splits,
         tune=_check_tune(f"{source} [tune]", data.get("tune", {}), TUNE_KEYS),
+        reference=reference,
     )
 
 
@@ -445,6 +466,7 @@ def write_bench_leaderboard(
         if d.is_dir()
     ]
     groups = lb.group(lb.collect(dirs))
+    lb.mark_reference(groups, spec.reference)  # Δ is to it; without one, to the best row
     title = spec.name + (f": {spec.description}" if spec.description else "")
     paths = write_leaderboard(out_dir, groups, paper=spec.paper, title=title)
     if failed:

@@ -17,16 +17,24 @@ The numbers are stored beside each metric as ``<metric>_se`` (the bootstrap
 standard error) and ``<metric>_ci`` (the percentile interval), as fractions like
 the metrics, with ``bootstrap`` saying how they were made (lm-evaluation-harness
 stores ``<metric>_stderr`` the same way).
+
+Each query's own outcomes (rank-k hits, AP, INP, with its index, person and LR ratio) go to
+the run folder's ``per_query.json`` (:func:`per_query_block`, :func:`read_per_query`), so two
+rows can later be resampled together (:mod:`harness.paired`). docs/results.md has the layout.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harness.metrics import RankResult, SingleShotResult
+from harness.rundir import PER_QUERY
 
 #: resamples per interval: enough for a stable 95% percentile interval at this size
 RESAMPLES = 1000
@@ -98,3 +106,100 @@ def rank_intervals(
             "seed": int(seed),
         },
     }
+
+
+# --------------------------------------------------------------------------- per-query outcomes
+
+#: the run folder's per-query file (written at evaluation; read by paired comparisons)
+PER_QUERY_FILE = PER_QUERY
+#: its layout version (docs/results.md)
+PER_QUERY_SCHEMA = 1
+#: metrics.json's name of each metric -> its per-query column (mAP is the mean of AP)
+PER_QUERY_COLUMNS = {"rank1": "rank1", "rank5": "rank5", "rank10": "rank10"}
+PER_QUERY_COLUMNS |= {"mAP": "AP", "mINP": "INP"}
+
+
+def _compact(values: np.ndarray) -> list[float | int]:
+    """Six decimals (a mean over 3,368 Market queries moves by < 1e-6); whole numbers as ints,
+    so a market-style hit column reads 0/1."""
+    out: list[float | int] = []
+    for v in np.round(np.asarray(values, dtype=float), 6):
+        out.append(int(v) if float(v).is_integer() else float(v))
+    return out
+
+
+def per_query_block(
+    result: RankResult | SingleShotResult,
+    q_pids: Sequence[int] | np.ndarray,
+    q_ratios: Sequence[float] | np.ndarray,
+) -> dict[str, list[float | int]]:
+    """One query kind's columns for :data:`PER_QUERY_FILE`: each evaluated query's index (its
+    position in split.json's query list), person id, LR ratio, rank-1/5/10 hit, AP and INP,
+    averaged over gallery draws where there are several (:func:`per_query_values`)."""
+    index, values = per_query_values(result)
+    block: dict[str, list[float | int]] = {
+        "index": [int(i) for i in index],
+        "pid": [int(p) for p in np.asarray(q_pids)[index]],
+        "ratio": [float(r) for r in np.asarray(q_ratios, dtype=float)[index]],
+    }
+    for name, column in PER_QUERY_COLUMNS.items():
+        block[column] = _compact(values[name])
+    return block
+
+
+@dataclass(frozen=True)
+class QueryOutcomes:
+    """One query kind of one run, query by query: what a paired comparison resamples.
+
+    ``values`` is keyed by metrics.json's names (``rank1``, ``mAP``, ...): the mean of
+    ``values["mAP"]`` is the run's mAP.
+    """
+
+    index: np.ndarray
+    pid: np.ndarray
+    ratio: np.ndarray
+    values: dict[str, np.ndarray]
+    data: str | None = None
+    protocol_version: str | None = None
+
+    def same_queries(self, other: QueryOutcomes) -> bool:
+        """Same test queries: indices, people and LR ratios, in order."""
+        return (
+            np.array_equal(self.index, other.index)
+            and np.array_equal(self.pid, other.pid)
+            and np.allclose(self.ratio, other.ratio)
+        )
+
+
+def read_per_query(run_dir: str | Path) -> tuple[dict[str, QueryOutcomes] | None, str | None]:
+    """A run folder's per-query outcomes by query kind, or ``(None, why not)``: a run from
+    before the file existed (``harness eval`` writes it), or a damaged one."""
+    path = Path(run_dir) / PER_QUERY_FILE
+    if not path.is_file():
+        return None, f"no {PER_QUERY_FILE} (a run from before it existed; harness eval writes it)"
+    try:
+        doc = json.loads(path.read_text())
+        if doc.get("schema") != PER_QUERY_SCHEMA:
+            return (
+                None,
+                f"{PER_QUERY_FILE} has schema {doc.get('schema')!r}, not {PER_QUERY_SCHEMA}",
+            )
+        out = {}
+        for kind, block in doc["queries"].items():
+            n = len(block["index"])
+            columns = {
+                name: np.asarray(block[col], dtype=float) for name, col in PER_QUERY_COLUMNS.items()
+            }
+            if any(len(v) != n for v in (block["pid"], block["ratio"], *columns.values())):
+                return None, f"{PER_QUERY_FILE}: the {kind} columns differ in length"
+            out[str(kind)] = QueryOutcomes(
+                index=np.asarray(block["index"], dtype=np.int64),
+                pid=np.asarray(block["pid"], dtype=np.int64),
+                ratio=np.asarray(block["ratio"], dtype=float),
+                values=columns,
+                data=doc.get("data"),
+                protocol_version=doc.get("protocol_version"),
+            )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return None, f"unreadable {PER_QUERY_FILE} ({type(exc).__name__}: {exc})"
+    return out, None

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from harness.bootstrap import rank_intervals
-from harness.config import RunConfig
+from harness.bootstrap import PER_QUERY_FILE, PER_QUERY_SCHEMA, per_query_block, rank_intervals
+from harness.config import PROTOCOL_VERSION, RunConfig
 from harness.data.mlr import downsample, ratio_buckets, ratio_key, upsample_bicubic
 from harness.data.prepare import PreparedData
+from harness.io import atomic_write_json
 from harness.metrics import (
     ImageQuality,
+    RankResult,
+    SingleShotResult,
     cmc_at,
     evaluate_rank,
     pairwise_distance,
@@ -75,6 +79,20 @@ def rank_metrics(
 ) -> dict:
     """Rank-1/5/10, mAP, mINP and the CMC to rank 50, in fractions, each with a bootstrap
     standard error and interval over query identities (:mod:`harness.bootstrap`)."""
+    return _rank(distmat, q_pids, g_pids, q_cams, g_cams, single_gallery_shot, trials, seed)[0]
+
+
+def _rank(
+    distmat: Tensor,
+    q_pids: Tensor,
+    g_pids: Tensor,
+    q_cams: Tensor,
+    g_cams: Tensor,
+    single_gallery_shot: bool,
+    trials: int,
+    seed: int,
+) -> tuple[dict, RankResult | SingleShotResult]:
+    """:func:`rank_metrics` and the ranking it came from (its per-query outcomes)."""
     if single_gallery_shot:
         res = single_gallery_shot_cmc(
             distmat, q_pids, g_pids, q_cams, g_cams, trials=trials, seed=seed
@@ -86,7 +104,7 @@ def rank_metrics(
             "cmc": [float(v) for v in res.cmc],
             "cmc_std": [float(v) for v in res.cmc_std],
             **rank_intervals(res, q_pids.cpu().numpy(), seed),
-        }
+        }, res
     result = evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=50)
     cmc, mAP, mINP = result
     return {
@@ -95,7 +113,7 @@ def rank_metrics(
         "mINP": float(mINP),
         "cmc": [float(v) for v in cmc],
         **rank_intervals(result, q_pids.cpu().numpy(), seed),
-    }
+    }, result
 
 
 @torch.no_grad()
@@ -106,9 +124,14 @@ def evaluate_models(
     config: RunConfig,
     device: torch.device,
     split: str = "test",
+    run_dir: Path | None = None,
 ) -> tuple[dict, dict[str, Tensor]]:
     """Metrics for SR, bicubic and HR queries of one split (``test``, or ``val`` for the
-    validation split), and a few sample images for the report."""
+    validation split), and a few sample images for the report.
+
+    With ``run_dir``, each query's outcomes go to its :data:`~harness.bootstrap.PER_QUERY_FILE`
+    (written atomically), so rows can later be compared query by query (:mod:`harness.paired`).
+    """
     protocol = config.protocol
     evalset = data.eval_set(split)
     size = data.hr_size  # SR restores the HR size; the re-id model resizes to its own input
@@ -159,10 +182,14 @@ def evaluate_models(
         seed=protocol.seed,
     )
     queries: dict[str, dict] = {}
+    outcomes: dict[str, dict] = {}
     for kind in ("sr", "bicubic", "hr"):
         dist = pairwise_distance(feats[kind], gallery_f, config.metric)
-        result = rank_metrics(
+        result, ranking = _rank(
             dist, evalset.query_pids, **{**common, "q_cams": evalset.query_camids}
+        )
+        outcomes[kind] = per_query_block(
+            ranking, evalset.query_pids.cpu().numpy(), evalset.query_ratios.cpu().numpy()
         )
         native = evalset.native_lr  # no HR ground truth for genuinely LR queries
         if kind != "hr":
@@ -184,11 +211,25 @@ def evaluate_models(
             result["per_ratio"] = per_ratio
         queries[kind] = result
     sample_tensors = {k: torch.cat(v)[:8] for k, v in samples.items() if v}
+    style = "single-gallery-shot" if evalset.single_gallery_shot else "market"
+    if run_dir is not None:
+        atomic_write_json(
+            Path(run_dir) / PER_QUERY_FILE,
+            {
+                "schema": PER_QUERY_SCHEMA,
+                "data": config.data,
+                "protocol_version": PROTOCOL_VERSION,
+                "eval_style": style,
+                "trials": protocol.trials if evalset.single_gallery_shot else 1,
+                "num_queries": n,
+                "queries": outcomes,
+            },
+        )
     return {
         "queries": queries,
         "num_queries": n,
         "num_gallery": len(evalset.gallery_images),
-        "eval_style": "single-gallery-shot" if evalset.single_gallery_shot else "market",
+        "eval_style": style,
         "metric": config.metric,
     }, sample_tensors
 
@@ -199,6 +240,7 @@ def evaluate_splits(
     data: PreparedData,
     config: RunConfig,
     device: torch.device,
+    run_dir: Path | None = None,
 ) -> tuple[dict, dict[str, Tensor]]:
     """The test split's metrics at the top level, and the validation split's, when the run
     holds one, as a ``val`` block of the same shape.
@@ -207,7 +249,7 @@ def evaluate_splits(
     ``mlr-2.1`` has it there, and the leaderboard reads old and new runs alike. Anything that
     chooses (tuning, stopping, readiness) reads ``val``; the test numbers are only reported.
     """
-    metrics, samples = evaluate_models(generator, reid, data, config, device)
+    metrics, samples = evaluate_models(generator, reid, data, config, device, run_dir=run_dir)
     if data.val is not None:
         val, _ = evaluate_models(generator, reid, data, config, device, split="val")
         val["num_ids"] = len(set(data.val.query_pids.tolist()))

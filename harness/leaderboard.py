@@ -13,6 +13,10 @@ disagree on anything else is flagged.
 Unfinished runs (``status`` other than ``complete``) never enter the numbers;
 they are listed under the table so a half-finished grid cannot pass for a
 finished one.
+
+Rows of one table are compared query by query (:func:`compare_rows`, :mod:`harness.paired`):
+which rows are not significantly different from the best, and each row's Δ to a reference
+row, from the runs' ``per_query.json``; both renderers show the same marks and numbers.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from harness import paired as pt
+from harness.bootstrap import RESAMPLES, QueryOutcomes, read_per_query
 from harness.config import SETTINGS
 from harness.report import cmc_figure, ordered_kinds
 
@@ -60,10 +66,24 @@ class RunResult:
     protocol_version: str | None = None
     bench: str | None = None
     query: str = "sr"
+    _per_query: tuple[dict[str, QueryOutcomes] | None, str | None] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @property
     def complete(self) -> bool:
         return self.status == "complete"
+
+    def outcomes(self, kind: str) -> tuple[QueryOutcomes | None, str | None]:
+        """This run's per-query outcomes on one query kind (read once), or why there are none."""
+        if self._per_query is None:
+            self._per_query = read_per_query(self.run_dir)
+        found, problem = self._per_query
+        if found is None:
+            return None, problem
+        if kind not in found:
+            return None, f"per_query.json has no {kind} queries"
+        return found[kind], None
 
     @property
     def key(self) -> str:
@@ -112,6 +132,7 @@ class Group:
     name_parts: list[str] = field(default_factory=list)
     short_parts: list[str] = field(default_factory=list)
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    reference: bool = False  # the row a bench spec names as its table's reference
 
     @property
     def short(self) -> str:
@@ -647,6 +668,7 @@ class Cell:
 
     text: str
     sort: float | str | None = None
+    mark: str = ""  # a paired-comparison mark (:data:`MARKS`), shown after the text
 
 
 def _stat_cell(stat: Stat | None, scale: float = 100.0, digits: int = 1) -> Cell:
@@ -694,6 +716,175 @@ def rank1_interval(group: Group) -> tuple[float, float] | None:
     return mean - 1.96 * se, mean + 1.96 * se
 
 
+# --------------------------------------------------------------------------- paired comparisons
+
+#: the metrics rows are compared in, each on the row's own query kind (:mod:`harness.paired`)
+PAIRED_METRICS = ("rank1", "mAP")
+#: the marks a metric's cell carries: the table's best row, and rows not apart from it
+MARKS = {"best": "★", "tied": "≈"}
+_METRIC_NAMES = {"rank1": "R-1", "mAP": "mAP"}
+
+
+@dataclass
+class RowComparison:
+    """One row against its table's best row and its reference row, per metric.
+
+    ``mark[metric]`` is ``best``, ``tied`` (the paired interval of the difference to the
+    best row holds 0) or ``apart``; a metric without a paired test has no mark.
+    """
+
+    mark: dict[str, str] = field(default_factory=dict)
+    vs_best: dict[str, pt.Paired] = field(default_factory=dict)
+    vs_reference: dict[str, pt.Paired] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            metric: {
+                "mark": self.mark.get(metric),
+                "vs_best": self.vs_best[metric].to_dict() if metric in self.vs_best else None,
+                "vs_reference": (
+                    self.vs_reference[metric].to_dict() if metric in self.vs_reference else None
+                ),
+            }
+            for metric in PAIRED_METRICS
+        }
+
+
+@dataclass
+class Comparison:
+    """A table's paired comparisons: which rows tie with its best row, and each row's Δ to
+    its reference row (the one a bench spec names, else the best Rank-1 row)."""
+
+    best: dict[str, Group] = field(default_factory=dict)
+    reference: Group | None = None
+    named: bool = False
+    rows: dict[int, RowComparison] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def row(self, g: Group) -> RowComparison:
+        return self.rows.get(id(g), RowComparison())
+
+    @property
+    def any(self) -> bool:
+        return any(r.vs_best or r.vs_reference for r in self.rows.values())
+
+    def line(self) -> str:
+        """Which rows the marks and Δ are taken against, in words (under a table)."""
+        if not self.any:
+            return ""
+        best = "; ".join(f"best {_METRIC_NAMES[m]}: {g.name}" for m, g in self.best.items())
+        ref = self.reference.name if self.reference else "-"
+        why = "named by the bench spec" if self.named else "the best R-1 row"
+        return f"Paired comparisons: {best}; Δ is to the reference row {ref} ({why})."
+
+
+def mark_reference(groups: Iterable[Group], label: str | None) -> bool:
+    """Flag the rows labelled (or named) ``label`` as their table's reference; whether any was."""
+    found = False
+    for g in groups:
+        g.reference = label is not None and label in (g.label, g.name)
+        found = found or g.reference
+    return found
+
+
+def _pairing_key(run: RunResult) -> tuple[Any, Any]:
+    """Runs of two rows are paired by seed and split (:mod:`harness.paired`)."""
+    return run.seed, flatten(run.config).get(SPLIT_KEY)
+
+
+def _row_outcomes(g: Group) -> tuple[dict[Any, QueryOutcomes] | None, str | None]:
+    found = {}
+    for run in g.runs:
+        outcome, problem = run.outcomes(g.query)
+        if outcome is None:
+            return None, problem
+        found[_pairing_key(run)] = outcome
+    return found, None
+
+
+def _best(rows: Sequence[Group], metric: str) -> Group | None:
+    scored = [(g.stat(g.query, metric), g) for g in rows]
+    scored = [(s.mean, g) for s, g in scored if s is not None and math.isfinite(s.mean)]
+    return max(scored, key=lambda t: t[0])[1] if scored else None
+
+
+def compare_rows(groups: Sequence[Group]) -> Comparison:
+    """The paired comparisons of one table's finished rows (:mod:`harness.paired`).
+
+    The best row of each metric is chosen among the rows that report the SR query (the HR
+    and bicubic query rows are bounds and baselines, not contenders), or among all rows
+    where none does. Rows whose runs lack per-query outcomes (runs from before
+    ``per_query.json``) or hold other test queries get no paired comparison and a note.
+    """
+    shown = [g for g in groups if g.n > 0]
+    out = Comparison()
+    if len(shown) < 2 or len({board_key(g) for g in shown}) > 1:
+        return out  # rows of different tables are never compared
+    contenders = [g for g in shown if g.query == "sr"] or shown
+    out.best = {m: b for m in PAIRED_METRICS if (b := _best(contenders, m)) is not None}
+    named = [g for g in shown if g.reference]
+    out.reference = named[0] if named else out.best.get("rank1")
+    out.named = bool(named)
+    outcomes: dict[int, dict[Any, QueryOutcomes] | None] = {}
+    missing: dict[str, list[str]] = {}
+    for g in shown:
+        outcomes[id(g)], problem = _row_outcomes(g)
+        if problem:
+            missing.setdefault(problem, []).append(g.name)
+    for problem, names in missing.items():
+        who = "any row" if len(names) == len(shown) else ", ".join(names)
+        out.notes.append(f"no paired comparison for {who}: {problem}")
+    refused: set[tuple[int, int]] = set()
+
+    def test(g: Group, other: Group, metric: str) -> pt.Paired | None:
+        a, b = outcomes[id(g)], outcomes[id(other)]
+        if a is None or b is None:
+            return None
+        try:
+            return pt.compare(a, b, metric)
+        except pt.PairingError as exc:
+            pair = (id(g), id(other))
+            if pair not in refused:
+                refused.add(pair)
+                out.notes.append(f"{g.name} and {other.name} are not paired: {exc}")
+            return None
+
+    for g in shown:
+        row = out.rows.setdefault(id(g), RowComparison())
+        for metric, best in out.best.items():
+            if g is best:
+                row.mark[metric] = "best"
+            elif (result := test(g, best, metric)) is not None:
+                row.vs_best[metric] = result
+                row.mark[metric] = "apart" if result.significant else "tied"
+            ref = out.reference
+            if ref is None or g is ref:
+                continue
+            result = row.vs_best.get(metric) if ref is best else test(g, ref, metric)
+            if result is not None:
+                row.vs_reference[metric] = result
+    return out
+
+
+def _delta_cell(g: Group, cmp: Comparison, metric: str) -> Cell:
+    if g is cmp.reference:
+        return Cell("ref", 0.0)
+    result = cmp.row(g).vs_reference.get(metric)
+    if result is None:
+        return Cell("-")
+    lo, hi = result.ci
+    text = f"{100 * result.delta:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+    return Cell(text, 100 * result.delta)
+
+
+def _marked(cell: Cell, g: Group, cmp: Comparison, metric: str) -> Cell:
+    """The cell with its mark; none where the table has no paired test at all (runs from
+    before per_query.json), so a best row is never marked without its rivals."""
+    if cmp.any:
+        cell.mark = MARKS.get(cmp.row(g).mark.get(metric, ""), "")
+    return cell
+
+
 def table_cells(
     groups: Sequence[Group], paper: Mapping[str, Mapping[str, float]] | None = None
 ) -> tuple[list[str], list[list[Cell]]]:
@@ -716,7 +907,11 @@ def table_cells(
     header = ["Run"] + (["Data"] if with_data else []) + (["Query"] if with_query else [])
     intervals = [rank1_interval(g) for g in shown]
     with_ci = any(ci is not None for ci in intervals)
-    header += ["Runs", "R-1"] + (["R-1 95% CI"] if with_ci else []) + ["R-5", "R-10", "mAP"]
+    cmp = compare_rows(shown)
+    with_delta = cmp.any and cmp.reference is not None
+    header += ["Runs", "R-1"] + (["R-1 95% CI"] if with_ci else [])
+    header += ([DELTA_HEADERS["rank1"]] if with_delta else []) + ["R-5", "R-10", "mAP"]
+    header += [DELTA_HEADERS["mAP"]] if with_delta else []
     header += [_ratio_label(r) for r in ratios]
     header += ["PSNR", "SSIM"]
     header += [f"{'HR' if k == 'hr' else k} R-1" for k in others]
@@ -734,11 +929,16 @@ def table_cells(
         if with_query:
             row.append(Cell(QUERY_NAMES.get(q, q), QUERY_NAMES.get(q, q).lower()))
         row.append(Cell(str(g.n), float(g.n)))
-        row.append(_stat_cell(g.stat(q, "rank1")))
+        row.append(_marked(_stat_cell(g.stat(q, "rank1")), g, cmp, "rank1"))
         if with_ci:
             text = "-" if ci is None else f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
             row.append(Cell(text, None if ci is None else 100 * ci[0]))
-        row += [_stat_cell(g.stat(q, m)) for m in ("rank5", "rank10", "mAP")]
+        if with_delta:
+            row.append(_delta_cell(g, cmp, "rank1"))
+        row += [_stat_cell(g.stat(q, m)) for m in ("rank5", "rank10")]
+        row.append(_marked(_stat_cell(g.stat(q, "mAP")), g, cmp, "mAP"))
+        if with_delta:
+            row.append(_delta_cell(g, cmp, "mAP"))
         row += [_stat_cell(g.per_ratio.get(q, {}).get(r, {}).get("rank1")) for r in ratios]
         row += [_stat_cell(g.stat(q, "psnr"), 1.0, 2), _stat_cell(g.stat(q, "ssim"), 1.0, 3)]
         row += [_stat_cell(g.stat(k, "rank1")) for k in others]
@@ -764,7 +964,7 @@ def table(
 ) -> tuple[list[str], list[list[str]]]:
     """:func:`table_cells` as plain text."""
     header, rows = table_cells(groups, paper)
-    return header, [[c.text for c in row] for row in rows]
+    return header, [[f"{c.text} {c.mark}" if c.mark else c.text for c in row] for row in rows]
 
 
 def protocol_line(groups: Sequence[Group]) -> str:
@@ -782,6 +982,8 @@ def notes(groups: Sequence[Group]) -> list[str]:
     for g in groups:
         for run in g.pending:
             out.append(f"not included: {run.run_dir} ({run.status})")
+    for board in boards(groups):
+        out += compare_rows(board.groups).notes
     return out
 
 
@@ -794,9 +996,16 @@ LEGEND = (
     "mean ± std over runs (seeds x splits; sample std), † = ± over the gallery trials of a "
     "single run; PSNR in dB. Δ R-1 is ours minus the paper's. R-1 95% CI: a bootstrap over "
     "query identities (one run: its percentile interval; several: mean ± 1.96 se, identity "
-    "resampling and the spread between runs combined); rows whose intervals overlap are not "
-    "shown apart."
+    "resampling and the spread between runs combined). "
+    f"{MARKS['best']} marks a table's best row in R-1 and in mAP (among its SR-query rows), "
+    f"{MARKS['tied']} a row not significantly different from it, and Δ R-1 / Δ mAP vs ref is "
+    "the row minus the table's reference row (named under the table) in points, with its 95% "
+    "interval. Both come from a paired bootstrap over query identities "
+    f"({RESAMPLES} resamples, seeded): each resample draws the test people once for both rows, "
+    "pairs their runs seed with seed (and split with split) and draws the pairs too; "
+    f"{MARKS['tied']}: the 95% interval of the difference to the best row holds 0."
 )
+DELTA_HEADERS = {"rank1": "Δ R-1 vs ref", "mAP": "Δ mAP vs ref"}
 
 
 def legend_names(groups: Sequence[Group]) -> dict[int, str]:
@@ -820,20 +1029,47 @@ def cmc_plot(groups: Sequence[Group], title: str = "Mean CMC") -> Any:
 
 
 def to_json(groups: Iterable[Any], paper: Mapping[str, Mapping[str, float]] | None = None) -> dict:
+    """leaderboard.json (docs/results.md): every row's statistics, each table's rows and
+    paired comparisons, and the notes."""
     groups = as_groups(groups)
+    compared = {id(b.groups[0]): compare_rows(b.groups) for b in boards(groups) if b.groups}
     rows = []
     for g in groups:
         d = g.to_dict()
         d["paper"] = _paper_for(g, paper)
+        d["paired"] = next((c.row(g).to_dict() for c in compared.values() if id(g) in c.rows), None)
         rows.append(d)
     versions = sorted({v for g in groups if g.n for v in g.protocol_versions})
-    tables = [
-        {
-            "data": b.data,
-            "protocol": b.protocol,
-            "title": b.title,
-            "rows": [g.name for g in b.groups],
-        }
-        for b in boards(groups)
-    ]
-    return {"protocol_versions": versions, "boards": tables, "groups": rows, "notes": notes(groups)}
+    tables = []
+    for b in boards(groups):
+        cmp = compared[id(b.groups[0])]
+        tables.append(
+            {
+                "data": b.data,
+                "protocol": b.protocol,
+                "title": b.title,
+                "rows": [g.name for g in b.groups],
+                "best": {m: g.name for m, g in cmp.best.items()},
+                "reference": cmp.reference.name if cmp.reference else None,
+                "reference_named": cmp.named,
+            }
+        )
+    return {
+        "schema": LEADERBOARD_SCHEMA,
+        "protocol_versions": versions,
+        "paired": {
+            "method": "paired bootstrap over query identities",
+            "resamples": RESAMPLES,
+            "level": pt.LEVEL,
+            "seed": pt.SEED,
+            "metrics": list(PAIRED_METRICS),
+            "marks": MARKS,
+        },
+        "boards": tables,
+        "groups": rows,
+        "notes": notes(groups),
+    }
+
+
+#: leaderboard.json's layout version (docs/results.md)
+LEADERBOARD_SCHEMA = 1

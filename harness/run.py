@@ -285,7 +285,9 @@ def _run_experiment(
         distributed.shutdown()
         return {}
 
-    metrics, samples = evaluate_splits(models["G"], models["reid"], data, config, device)
+    metrics, samples = evaluate_splits(
+        models["G"], models["reid"], data, config, device, run_dir=run_dir
+    )
     diagnostics = summarise_diagnostics(read_log(log_path), trainer.critic_iters)
     if diagnostics:
         metrics["diagnostics"] = diagnostics
@@ -378,7 +380,9 @@ def evaluate_run(run_dir: Path, registry: Registry, echo: Echo = print) -> dict[
         models[name].load_state_dict(ckpt["models"][name])
         models[name].to(device)
     start = time.time()
-    metrics, samples = evaluate_splits(models["G"], models["reid"], data, config, device)
+    metrics, samples = evaluate_splits(
+        models["G"], models["reid"], data, config, device, run_dir=run_dir
+    )
     old = {}
     if (run_dir / "metrics.json").is_file():
         old = json.loads((run_dir / "metrics.json").read_text())

@@ -23,14 +23,18 @@ CONFIG = "config.json"
 METRICS = "metrics.json"
 SPLIT = "split.json"
 LOG = "log.jsonl"
+#: each query's outcomes, for paired comparisons (:mod:`harness.bootstrap`, docs/results.md)
+PER_QUERY = "per_query.json"
 CHECKPOINTS = "checkpoints"
 #: the status ``metrics.json`` holds once the run is done (``running`` before)
 COMPLETE = "complete"
 
 #: what a run writes into its folder; any of them means the folder holds a run
 RUN_FILES = (CONFIG, METRICS, SPLIT, LOG, CHECKPOINTS)
-#: what a complete run folder promises (sr_samples.png where the run has an SR query)
-PROMISED = (CONFIG, SPLIT, METRICS, "cmc.csv", "cmc.png", LOG)
+#: what a complete run folder promises (sr_samples.png where the run has an SR query). Runs
+#: completed before per_query.json existed stay complete (only metrics.json's status says so);
+#: the leaderboard gives them no paired comparison and says why
+PROMISED = (CONFIG, SPLIT, METRICS, PER_QUERY, "cmc.csv", "cmc.png", LOG)
 #: settings saved as tables in config.json: a plan's value is compared key by key
 SETTING_TABLES = ("options", "protocol")
 

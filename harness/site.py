@@ -6,7 +6,9 @@ by a click on their header (or by ``#sort=<column>`` in the address, which is ho
 drives it in headless Chromium), every row linking to its runs' folders, the paper's numbers
 beside ours, a figure of the same query images through LR / bicubic / each row's SR / HR,
 and, where a table's rows sweep one weight, SR PSNR against SR-query Rank-1
-(:mod:`harness.sweep`). A row's details carry its runs' diagnostics (gradient shares of G's
+(:mod:`harness.sweep`). The best row's Rank-1 and mAP cells carry ★ and the rows tied with
+it ≈, beside each row's Δ to the reference row (:func:`harness.leaderboard.compare_rows`).
+A row's details carry its runs' diagnostics (gradient shares of G's
 terms, the critic's fit) where their metrics.json has them.
 
 Everything is inline (style, script, images as data URIs) and nothing is fetched: the page
@@ -54,6 +56,7 @@ table.board td { text-align: right; white-space: nowrap; }
 table.board td.text { text-align: left; white-space: normal; }
 table.board td.run { max-width: 15em; min-width: 9em; overflow-wrap: anywhere; }
 td .sd { display: block; color: #777; font-size: 0.85em; }
+td .mark { float: left; margin-right: 0.2em; } td .mark.best { color: #b8860b; }
 td.paper { white-space: normal; min-width: 4.5em; }
 details summary { cursor: pointer; }
 details .recipe { font-size: 0.9em; color: #444; margin: 0.2em 0; }
@@ -164,8 +167,15 @@ def _cell_html(header: str, cell: lb.Cell) -> str:
     if " ± " in text:
         mean, spread = text.split(" ± ", 1)
         body = f'{_esc(mean)}<span class="sd">± {_esc(spread)}</span>'
+    elif header in lb.DELTA_HEADERS.values() and " [" in text:  # Δ, its interval beneath
+        delta, interval = text.split(" ", 1)
+        body = f'{_esc(delta)}<span class="sd">{_esc(interval)}</span>'
     else:
         body = _esc(text)
+    if cell.mark:
+        kind = next(k for k, m in lb.MARKS.items() if m == cell.mark)
+        title = "best row" if kind == "best" else "not significantly different from the best row"
+        body = f'<span class="mark {kind}" title="{title}">{_esc(cell.mark)}</span>{body}'
     return f"<td{cls}{sort}>{body}</td>"
 
 
@@ -315,6 +325,9 @@ def _board_html(
     parts.append(f'<p class="meta">{_esc("; ".join(meta))}</p>')
     if finished:
         parts.append(_table_html(board, paper, out_dir))
+        compared = lb.compare_rows(board.groups).line()
+        if compared:
+            parts.append(f'<p class="meta paired">{_esc(compared)}</p>')
         cmc = _png_data(lb.cmc_plot(board.groups, f"Mean CMC: {board.title}"))
         parts.append(
             f'<div class="figs"><figure class="cmc"><img alt="mean CMC, {_esc(board.title)}" '

@@ -17,6 +17,7 @@ from harness.leaderboard import (
     Group,
     as_groups,
     boards,
+    compare_rows,
     diagnostics_text,
     notes,
     protocol_line,
@@ -41,9 +42,13 @@ def _markdown_table(
 
 
 def _markdown_details(board: Board) -> list[str]:
-    """Under a table: each row's run diagnostics (where its metrics.json has them) and a
-    pointer to the weight-sweep figure, which only the site and its PNG draw."""
+    """Under a table: which rows its paired comparisons are taken against, each row's run
+    diagnostics (where its metrics.json has them) and a pointer to the weight-sweep figure,
+    which only the site and its PNG draw."""
     lines = []
+    compared = compare_rows(board.groups).line()
+    if compared:
+        lines += ["", compared]
     rows = [(g, diagnostics_text(g.diagnostics)) for g in board.groups if g.n and g.diagnostics]
     rows = [(g, text) for g, text in rows if text]
     if rows:

@@ -508,3 +508,139 @@ def test_rows_from_before_the_bootstrap_show_no_interval_column(tmp_path) -> Non
     text = render_markdown(lb.collect([make_run(tmp_path, "old")]))
     header = next(line for line in text.splitlines() if line.startswith("| Run"))
     assert "95% CI" not in header
+
+
+# --------------------------------------------------------------------------- paired comparisons
+
+
+def with_per_query(run_dir: Path, hits: list[float], kind: str = "sr") -> Path:
+    """A per_query.json whose Rank-1 hits are ``hits`` (two queries per person), and a
+    metrics.json whose Rank-1 and mAP agree with it."""
+    n = len(hits)
+    block = {
+        "index": list(range(n)),
+        "pid": [i // 2 for i in range(n)],
+        "ratio": [2.0] * n,
+        "rank1": hits,
+        "rank5": hits,
+        "rank10": hits,
+        "AP": [0.8 * h for h in hits],
+        "INP": hits,
+    }
+    doc = {"schema": 1, "data": "synthetic", "protocol_version": "mlr-1.0"}
+    doc["queries"] = {kind: block}
+    (run_dir / "per_query.json").write_text(json.dumps(doc))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics["queries"][kind].update(rank1=sum(hits) / n, mAP=0.8 * sum(hits) / n)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    return run_dir
+
+
+def _hits(n: int, rate: float, seed: int) -> list[float]:
+    rng = __import__("numpy").random.default_rng(seed)
+    return [float(v < rate) for v in rng.random(n)]
+
+
+def _paired_rows(tmp_path: Path) -> list[Path]:
+    """best (R-1 52/100), one query behind it (51), and far behind (25)."""
+    best = _hits(100, 0.5, 0)
+    best[:4] = [1.0, 1.0, 1.0, 0.0]
+    near = list(best)
+    near[0] = 0.0  # the same ranking but for one query
+    far = [h if i % 2 else 0.0 for i, h in enumerate(best)]
+    return [
+        with_per_query(make_run(tmp_path, name, label=name, bench="b"), hits)
+        for name, hits in (("best", best), ("near", near), ("far", far))
+    ]
+
+
+def test_a_row_one_query_behind_the_best_is_tied_and_one_far_behind_is_not(tmp_path) -> None:
+    groups = lb.group(lb.collect(_paired_rows(tmp_path)))
+    cmp = lb.compare_rows(groups)
+    best, near, far = groups
+    assert cmp.best == {"rank1": best, "mAP": best} and cmp.reference is best
+    assert cmp.row(best).mark == {"rank1": "best", "mAP": "best"}
+    assert cmp.row(near).mark == {"rank1": "tied", "mAP": "tied"}
+    assert cmp.row(far).mark == {"rank1": "apart", "mAP": "apart"}
+    assert cmp.row(near).vs_reference["rank1"].delta == pytest.approx(-0.01)
+    header, rows = lb.table(groups)
+    r1, d1, dmap = header.index("R-1"), header.index("Δ R-1 vs ref"), header.index("Δ mAP vs ref")
+    assert [row[r1][-1] for row in rows] == ["★", "≈", "0"]  # far: no mark after its number
+    near_ci = cmp.row(near).vs_reference["rank1"].ci
+    assert rows[1][d1] == f"-1.0 [{100 * near_ci[0]:+.1f}, {100 * near_ci[1]:+.1f}]"
+    assert rows[0][d1] == "ref" and rows[0][dmap] == "ref"
+    text = render_markdown(groups)
+    assert "paired bootstrap over query identities" in text
+    assert "Δ is to the reference row best (the best R-1 row)" in text
+
+
+def test_a_named_reference_row_and_leaderboard_json_carry_the_comparisons(tmp_path) -> None:
+    groups = lb.group(lb.collect(_paired_rows(tmp_path)))
+    assert lb.mark_reference(groups, "far") and not lb.mark_reference(list(groups), "nobody")
+    lb.mark_reference(groups, "far")
+    doc = lb.to_json(groups)
+    (board,) = doc["boards"]
+    assert board["reference"] == "far" and board["reference_named"] is True
+    assert board["best"] == {"rank1": "best", "mAP": "best"}
+    rows = {g["name"]: g["paired"] for g in doc["groups"]}
+    assert rows["near"]["rank1"]["mark"] == "tied" and rows["far"]["rank1"]["mark"] == "apart"
+    assert rows["far"]["rank1"]["vs_reference"] is None  # the reference row itself
+    to_far = rows["best"]["rank1"]["vs_reference"]
+    best, _, far = groups
+    gap = best.stat("sr", "rank1").mean - far.stat("sr", "rank1").mean
+    assert gap > 0.2 and to_far["delta"] == pytest.approx(gap) and to_far["significant"] is True
+    assert doc["paired"]["resamples"] >= 1000 and doc["schema"] == 1
+    assert "Δ is to the reference row far (named by the bench spec)" in render_markdown(groups)
+
+
+def test_rows_without_per_query_files_get_no_marks_and_a_note(tmp_path) -> None:
+    dirs = _paired_rows(tmp_path)
+    (dirs[2] / "per_query.json").unlink()  # a run from before the file existed
+    groups = lb.group(lb.collect(dirs))
+    header, rows = lb.table(groups)
+    r1 = header.index("R-1")
+    assert rows[1][r1].endswith("≈") and rows[2][r1].endswith(".0")
+    assert rows[2][header.index("Δ R-1 vs ref")] == "-"
+    assert any("no paired comparison for far: no per_query.json" in n for n in lb.notes(groups))
+    for d in dirs[:2]:
+        (d / "per_query.json").unlink()
+    header, rows = lb.table(lb.group(lb.collect(dirs)))  # nothing to compare: as before
+    assert "Δ R-1 vs ref" not in header and not any("★" in c for row in rows for c in row)
+
+
+def test_rows_on_other_queries_are_not_paired(tmp_path) -> None:
+    dirs = _paired_rows(tmp_path)
+    doc = json.loads((dirs[1] / "per_query.json").read_text())
+    doc["queries"]["sr"]["pid"] = list(range(100))  # other people
+    (dirs[1] / "per_query.json").write_text(json.dumps(doc))
+    groups = lb.group(lb.collect(dirs))
+    assert "rank1" not in lb.compare_rows(groups).row(groups[1]).mark
+    assert any("near and best are not paired" in n for n in lb.notes(groups))
+
+
+def test_a_bench_spec_names_its_reference_row(tmp_path) -> None:
+    from harness.bench import parse_spec, write_bench_leaderboard
+    from harness.errors import HarnessError
+
+    rows = [{"label": "best"}, {"label": "near"}, {"label": "far"}]
+    spec = parse_spec({"name": "b", "reference": "near", "runs": rows})
+    assert spec.reference == "near"
+    with pytest.raises(HarnessError, match="reference = 'nera' names no row.*'near'"):
+        parse_spec({"name": "b", "reference": "nera", "runs": rows})
+    for d in _paired_rows(tmp_path / "runs"):
+        (tmp_path / "out" / d.name).mkdir(parents=True)
+        d.rename(tmp_path / "out" / d.name / "seed0")
+    write_bench_leaderboard(spec, tmp_path / "out")
+    board = json.loads((tmp_path / "out" / "leaderboard.json").read_text())["boards"][0]
+    assert board["reference"] == "near" and board["reference_named"]
+
+
+def test_rows_of_different_tables_are_never_compared(tmp_path) -> None:
+    dirs = _paired_rows(tmp_path)
+    dirs.append(with_per_query(make_run(tmp_path, "m", data="market1501"), _hits(100, 0.9, 3)))
+    groups = lb.group(lb.collect(dirs))
+    assert not lb.compare_rows(groups).any  # a mixed list: no best across datasets
+    header, _ = lb.table(groups)
+    assert "Data" in header and "Δ R-1 vs ref" not in header
+    (synthetic, market) = lb.boards(groups)
+    assert lb.compare_rows(synthetic.groups).any and not lb.compare_rows(market.groups).any

@@ -7,6 +7,7 @@ read the DOM it produces; they skip with a message where no browser is installed
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import subprocess
 import tempfile
@@ -22,7 +23,7 @@ from harness.cli import main
 from harness.publish import write_leaderboard
 from harness.report import save_samples
 from harness.site import render_html
-from tests.test_leaderboard import make_run
+from tests.test_leaderboard import make_run, with_per_query
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -245,7 +246,10 @@ class _Dom(HTMLParser):
         self.tables: list[dict] = []
         self.body: dict[str, str | None] = {}
         self.figures: list[dict[str, str | None]] = []
+        self.paired: list[str] = []  # the line under each table naming its best and reference
         self._in_th = False
+        self._in_td = False
+        self._in_paired = False
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
         a = dict(attrs)
@@ -260,19 +264,35 @@ class _Dom(HTMLParser):
             self.tables[-1]["header"].append("")
         elif tag == "tr" and a.get("data-name") is not None:
             self.tables[-1]["rows"].append(a["data-name"])
+            self.tables[-1].setdefault("cells", {})[a["data-name"]] = []
+        elif tag == "td" and self.tables and self.tables[-1]["rows"]:
+            self._in_td = True
+            self.tables[-1]["cells"][self.tables[-1]["rows"][-1]].append("")
+        elif tag == "p" and "paired" in (a.get("class") or "").split():
+            self._in_paired = True
+            self.paired.append("")
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "th":
             self._in_th = False
+        elif tag == "td":
+            self._in_td = False
+        elif tag == "p":
+            self._in_paired = False
 
     def handle_data(self, data: str) -> None:
         if self._in_th:
             self.tables[-1]["header"][-1] += data
+        elif self._in_td:
+            self.tables[-1]["cells"][self.tables[-1]["rows"][-1]][-1] += data
+        elif self._in_paired:
+            self.paired[-1] += data
 
 
-def _table_one_site(tmp_path: Path) -> Path:
+def _table_one_site(tmp_path: Path) -> tuple[Path, list[Path]]:
     """A Table-1-sized leaderboard (9 labelled rows, 2 seeds, paper numbers, an HR-query row)
-    on one dataset and two unlabelled runs on another."""
+    on one dataset, every run with a per_query.json on the same 100 queries (so paired marks
+    and Δ appear), and two unlabelled runs on another dataset, from before per_query.json."""
     runs = tmp_path / "runs"
     labels = [
         "HR query (upper bound)",
@@ -285,7 +305,8 @@ def _table_one_site(tmp_path: Path) -> Path:
         "INTACT",
         "INTACT + finetuned re-id, a long label that must be cut",
     ]
-    r1s = [0.52, 0.31, 0.44, 0.47, 0.45, 0.46, 0.49, 0.61, 0.55]
+    r1s = [0.52, 0.31, 0.44, 0.47, 0.45, 0.46, 0.49, 0.61, 0.60]
+    order = random.Random(0).sample(range(100), 100)  # which queries a row finds first
     dirs = []
     for label, r1 in zip(labels, r1s, strict=True):
         for seed in range(2):
@@ -299,10 +320,16 @@ def _table_one_site(tmp_path: Path) -> Path:
                 data="market1501",
                 paper={"rank1": 88.1, "rank5": 95.0, "rank10": 96.9},
             )
+            kind = "sr"
             if label.startswith("HR"):
                 doc = json.loads((d / "config.json").read_text())
-                doc["query"] = "hr"
+                doc["query"] = kind = "hr"
                 (d / "config.json").write_text(json.dumps(doc))
+            found = round(100 * (0.9 if kind == "hr" else r1 + 0.01 * seed))
+            hits = [0.0] * 100
+            for q in order[:found]:
+                hits[q] = 1.0
+            with_per_query(d, hits, kind)  # the same 100 queries for every row: paired tests
             dirs.append(d)
     dirs += [
         make_run(runs, "syn-none", reg="none"),
@@ -310,7 +337,7 @@ def _table_one_site(tmp_path: Path) -> Path:
     ]
     site = tmp_path / "site"
     write_leaderboard(site, lb.group(lb.collect(dirs)), title="Table 1")
-    return site
+    return site, dirs
 
 
 def lb_slug(label: str) -> str:
@@ -320,7 +347,7 @@ def lb_slug(label: str) -> str:
 @pytest.mark.slow
 @needs_browser
 def test_site_renders_in_chromium_fits_1280_pixels_and_sorts(tmp_path) -> None:
-    site = _table_one_site(tmp_path)
+    site, dirs = _table_one_site(tmp_path)
     url = (site / "index.html").resolve().as_uri()
     dom = _Dom()
     dom.feed(_chromium("--dump-dom", url))
@@ -330,9 +357,11 @@ def test_site_renders_in_chromium_fits_1280_pixels_and_sorts(tmp_path) -> None:
         "Query",
         "Runs",
         "R-1",
+        "Δ R-1 vs ref",
         "R-5",
         "R-10",
         "mAP",
+        "Δ mAP vs ref",
         "R-1 ×2",
         "R-1 ×3",
         "R-1 ×4",
@@ -346,6 +375,29 @@ def test_site_renders_in_chromium_fits_1280_pixels_and_sorts(tmp_path) -> None:
     assert len(market["rows"]) == 9 and len(set(market["rows"])) == 9  # one row per recipe
     assert market["rows"][0] == "HR query (upper bound)"  # unsorted: first-seen order
     assert synthetic["rows"] == ["srgan/resnet18/none", "srgan/resnet18/intact"]
+    assert "Δ R-1 vs ref" not in synthetic["header"]  # runs without per_query.json: no Δ
+    # The site's marks and Δ are the markdown's: the best SR row ★, the rows within a few
+    # queries of it ≈ (paired bootstrap), the reference row "ref", the others Δ [lo, hi].
+    md_header, md_rows = lb.table(lb.group(lb.collect(dirs))[:9])
+    by_name = {row[0]: row for row in md_rows}
+    r1, delta = market["header"].index("R-1"), market["header"].index("Δ R-1 vs ref")
+    assert md_header == market["header"]
+    marks = {}
+    for name in market["rows"]:
+        cells, md = market["cells"][name], by_name[name]
+        marks[name] = cells[r1][0] if cells[r1][0] in "★≈" else ""
+        shown = f"{cells[r1][1:]} {marks[name]}" if marks[name] else cells[r1]
+        assert md[r1].replace(" ", "") == shown.replace(" ", "")
+        assert md[delta].replace(" ", "") == cells[delta].replace(" ", "")
+    # one query behind the best on the same queries: tied; the rest 2 or more points behind
+    tied = "INTACT + finetuned re-id, a long label that must be cut"
+    assert {n: m for n, m in marks.items() if m} == {"INTACT": "★", tied: "≈"}
+    assert market["cells"]["INTACT"][delta] == "ref"
+    assert market["cells"][tied][delta].startswith("-1.0")
+    assert dom.paired == [
+        "Paired comparisons: best R-1: INTACT; best mAP: INTACT; Δ is to the reference row "
+        "INTACT (the best R-1 row)."
+    ]
     # Nothing scrolls sideways at 1280 pixels: the page is no wider than the window.
     assert int(dom.body["data-page-width"]) <= int(dom.body["data-view-width"]) == 1280
 
