@@ -105,3 +105,4 @@ def test_a_piped_smoke_run_shows_each_stage_with_etas_and_accounts_for_its_time(
     assert compute["torch_threads"] == torch.get_num_threads() == 1
     assert compute["torch_interop_threads"] >= 1
     assert compute["cpu"] and compute["device"] == "cpu" and compute["precision"] == "float32"
+    assert compute["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
