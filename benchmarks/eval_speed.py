@@ -1,13 +1,20 @@
-"""Seconds to rank a Market-1501-sized problem: torchreid's Python evaluate_rank against ours.
+"""Seconds to rank a Market-1501-sized problem: ours against torchreid's evaluators.
 
-Both run in this process on the same seeded distance matrix (3,368 queries x 15,913 gallery,
-751 identities over 6 cameras, each identity with ~17 gallery images spread over the cameras it
-is seen by, plus 2,798 distractors, as in Market-1501's test split). The script checks that the
-numbers agree (CMC, mAP), prints both times and the ratio (goal: >= 30x), and exits 1 when they
-disagree.
+Everything runs in this process on the same seeded distance matrix (3,368 queries x 15,913
+gallery, 751 identities over 6 cameras, each identity with ~17 gallery images spread over the
+cameras it is seen by, plus 2,798 distractors, as in Market-1501's test split): ours
+(``harness.metrics.evaluate_rank``, ranking only the samples up to each query's farthest match),
+ours as it was (sorting whole rows, kept here as the reference it replaced), ``np.argsort`` of
+the matrix alone, torchreid's Python path and, given ``--cython-source`` (torchreid's
+``rank_cy.pyx``: not in its wheel, take it from a copy of the torchreid source), its Cython
+evaluator compiled into a temporary folder (skipped with a note when Cython is not installed).
+Times are ratios against the others timed in the same run (on a shared machine only ratios
+mean anything). The script checks that every evaluator's numbers agree with ours (CMC, mAP) and
+exits 1 when one does not.
 
     python benchmarks/eval_speed.py                         # full size, ~2 min (torchreid)
     python benchmarks/eval_speed.py --skip-reference        # ours only
+    python benchmarks/eval_speed.py --cython-source PATH/rank_cy.pyx  # + torchreid Cython
     python benchmarks/eval_speed.py --queries 500 --gallery 3000
     python benchmarks/eval_speed.py --scale 20000x100000    # bounded-memory run from features
 """
@@ -15,14 +22,20 @@ disagree.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import resource
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
 
+import harness.metrics
 from harness.metrics import evaluate_rank, evaluate_rank_from_features, pairwise_distance
 
 MARKET = {"queries": 3368, "gallery": 15913, "ids": 751, "cams": 6, "distractors": 2798}
@@ -97,6 +110,56 @@ def tied_queries(distmat, q_pids, g_pids, q_cams, g_cams) -> int:
     return count
 
 
+def _count_closer_whole_rows(d, pd, n_pos, offset):
+    """The evaluator before issue 27: sort every row's values (numpy), then search the match
+    distances in them. Kept to time the change against."""
+    if bool(torch.isnan(d).any()):
+        raise ValueError(f"distances of queries {offset}:{offset + len(d)} contain NaN")
+    row_sorted = torch.from_numpy(np.sort(d.numpy(), axis=1))
+    return torch.searchsorted(row_sorted, pd), torch.searchsorted(row_sorted, pd, right=True)
+
+
+def evaluate_rank_whole_rows(*args, **kwargs):
+    """``evaluate_rank`` with the old counting step."""
+    new = harness.metrics._count_closer
+    harness.metrics._count_closer = _count_closer_whole_rows
+    try:
+        return evaluate_rank(*args, **kwargs)
+    finally:
+        harness.metrics._count_closer = new
+
+
+def compile_cython(source: Path, workdir: Path):
+    """torchreid's ``evaluate_cy`` built from ``source`` (rank_cy.pyx) in ``workdir``, or a
+    one-line reason why not (Cython is not installed, or the build failed)."""
+    if importlib.util.find_spec("Cython") is None:
+        return "Cython is not installed (not installed by this script); column skipped"
+    if not source.is_file():
+        return f"{source} is not a file; column skipped"
+    shutil.copy(source, workdir / "rank_cy.pyx")
+    (workdir / "setup.py").write_text(
+        "import numpy as np\n"
+        "from setuptools import Extension, setup\n"
+        "from Cython.Build import cythonize\n"
+        "setup(name='rank_cy', ext_modules=cythonize([Extension('rank_cy', ['rank_cy.pyx'],"
+        " include_dirs=[np.get_include()])], language_level=3))\n"
+    )
+    build = subprocess.run(
+        [sys.executable, "setup.py", "build_ext", "--inplace"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+    )
+    if build.returncode != 0:
+        return f"building {source} failed: {(build.stderr.strip().splitlines() or ['?'])[-1]}"
+    sys.path.insert(0, str(workdir))
+    try:
+        from rank_cy import evaluate_cy
+    finally:
+        sys.path.remove(str(workdir))
+    return evaluate_cy
+
+
 def timed(fn, *args, **kwargs):
     t0 = time.perf_counter()
     out = fn(*args, **kwargs)
@@ -119,52 +182,75 @@ def rank_table(args: argparse.Namespace) -> int:
         f"{torch.get_num_threads()} torch threads"
     )
 
-    _, t_sort = timed(torch.argsort, distmat, dim=1)
+    _, t_sort = timed(np.argsort, distmat_np, axis=1)
     ours, t_ours = timed(evaluate_rank, distmat_np, q_pids, g_pids, q_cams, g_cams, 50)
     ours_again, t_ours2 = timed(evaluate_rank, distmat_np, q_pids, g_pids, q_cams, g_cams, 50)
     t_ours = min(t_ours, t_ours2)
+    old, t_old = timed(evaluate_rank_whole_rows, distmat_np, q_pids, g_pids, q_cams, g_cams, 50)
     print(
         f"ours:     {t_ours:8.3f} s   rank1 {ours.cmc[0]:.4f}  mAP {ours.mAP:.4f}  "
         f"mINP {ours.mINP:.4f}  skipped {ours.num_skipped}"
     )
-    print(f"torch.argsort of the matrix alone: {t_sort:.3f} s")
-    if args.skip_reference:
-        return 0
-
-    from torchreid.reid.metrics import evaluate_rank as torchreid_rank
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        (cmc_ref, map_ref), t_ref = timed(
-            torchreid_rank,
-            distmat_np,
-            q_pids,
-            g_pids,
-            q_cams,
-            g_cams,
-            50,
-            use_metric_cuhk03=False,
-            use_cython=False,
-        )
-    print(
-        f"torchreid:{t_ref:8.3f} s   rank1 {cmc_ref[0]:.4f}  mAP {map_ref:.4f}  (use_cython=False)"
-    )
-    n = len(cmc_ref)
+    rows = [("ours, whole rows sorted (before)", t_old), ("np.argsort of the matrix alone", t_sort)]
+    same = old.mAP == ours.mAP and np.array_equal(old.cmc, ours.cmc)
     ties = tied_queries(distmat_np, q_pids, g_pids, q_cams, g_cams)
-    # torchreid accumulates its CMC in float32; mAP is float64 in both. Exact distance ties
-    # between a match and a non-match are broken by argsort's whim in torchreid and by gallery
-    # index in ours, so only tie-free problems (float64 distances) are held to 1e-12.
-    map_tol = 1e-12 if ties == 0 else 1e-6
-    same = np.allclose(ours.cmc[:n], cmc_ref, rtol=0, atol=1e-6) and np.isclose(
-        ours.mAP, map_ref, rtol=map_tol, atol=0
-    )
+    if args.cython_source:
+        with tempfile.TemporaryDirectory() as tmp:
+            evaluate_cy = compile_cython(Path(args.cython_source).expanduser(), Path(tmp))
+            if isinstance(evaluate_cy, str):
+                print(f"torchreid Cython: {evaluate_cy}")
+            else:
+                (cmc_cy, map_cy), t_cy = timed(
+                    evaluate_cy, distmat_np, q_pids, g_pids, q_cams, g_cams, 50
+                )
+                # Cython casts the distances to float32 and sums AP in float32: a few 1e-6
+                cy_same = agree(ours, cmc_cy, map_cy, map_tol=1e-5, cmc_tol=1e-5)
+                same &= cy_same
+                rows.append(("torchreid Cython (evaluate_cy)", t_cy))
+                print(f"torchreid Cython: rank1 {cmc_cy[0]:.4f}  mAP {map_cy:.4f}  agree {cy_same}")
+    if not args.skip_reference:
+        from torchreid.reid.metrics import evaluate_rank as torchreid_rank
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            (cmc_ref, map_ref), t_ref = timed(
+                torchreid_rank,
+                distmat_np,
+                q_pids,
+                g_pids,
+                q_cams,
+                g_cams,
+                50,
+                use_metric_cuhk03=False,
+                use_cython=False,
+            )
+        # torchreid accumulates its CMC in float32; mAP is float64 in both. Exact distance ties
+        # between a match and a non-match are broken by argsort's whim in torchreid and by
+        # gallery index in ours, so only tie-free problems (float64 distances) are held to 1e-12.
+        ref_same = agree(ours, cmc_ref, map_ref, map_tol=1e-12 if ties == 0 else 1e-6)
+        same &= ref_same
+        rows.append(("torchreid Python (use_cython=False)", t_ref))
+        print(
+            f"torchreid Python: rank1 {cmc_ref[0]:.4f}  mAP {map_ref:.4f}  agree {ref_same} "
+            f"(max |dCMC| {np.abs(ours.cmc[: len(cmc_ref)] - cmc_ref).max():.2e}, "
+            f"|dmAP| {abs(ours.mAP - map_ref):.2e})"
+        )
+    print(f"\n| | time | ours is |\n|---|---|---|\n| ours (`evaluate_rank`) | {t_ours:.3f} s | |")
+    for name, t in rows:
+        print(f"| {name} | {t:.3f} s | {t / t_ours:.1f}x faster |")
     print(
-        f"speed-up: {t_ref / t_ours:.1f}x   identical: {same}   "
-        f"(max |dCMC| {np.abs(ours.cmc[:n] - cmc_ref).max():.2e}, "
-        f"|dmAP| {abs(ours.mAP - map_ref):.2e}; "
-        f"{ties} queries with a match tied to a non-match)"
+        f"\nall agree: {same} ({ties} queries with a match tied to a non-match; "
+        f"ours before and after identical: {old.mAP == ours.mAP})"
     )
     return 0 if same else 1
+
+
+def agree(ours, cmc, mAP, map_tol: float, cmc_tol: float = 1e-6) -> bool:
+    n = len(cmc)
+    return bool(
+        np.allclose(ours.cmc[:n], cmc, rtol=0, atol=cmc_tol)
+        and np.isclose(ours.mAP, mAP, rtol=map_tol, atol=0)
+    )
 
 
 def scale_demo(spec: str, args: argparse.Namespace) -> int:
@@ -204,7 +290,14 @@ def main(argv: list[str] | None = None) -> int:
         default=1.1,
         help="feature noise: 1.1 gives a mid-level model, 3 a nearly random one",
     )
-    parser.add_argument("--skip-reference", action="store_true", help="time ours only")
+    parser.add_argument(
+        "--skip-reference", action="store_true", help="no torchreid Python column (~2 min)"
+    )
+    parser.add_argument(
+        "--cython-source",
+        metavar="PATH",
+        help="torchreid's rank_cy.pyx: compiled here with Cython to time torchreid's Cython path",
+    )
     parser.add_argument("--scale", metavar="QxG", help="e.g. 20000x100000: bounded-memory run")
     parser.add_argument("--chunk-size", type=int, default=None)
     args = parser.parse_args(argv)

@@ -70,13 +70,23 @@ def compute_record(config: RunConfig) -> dict[str, Any]:
     on_gpu = config.device.startswith("cuda") or (
         config.device == "auto" and torch.cuda.is_available()
     )
+    gpu = torch.device(config.device) if config.device.startswith("cuda") else None
+    # float32 matmuls on a GPU may run in TF32 ("high") or bf16 ("medium"): not float32 then
+    matmul = torch.get_float32_matmul_precision()
+    if config.amp and on_gpu:
+        precision = "bfloat16 autocast"
+    elif on_gpu and (matmul != "highest" or torch.backends.cuda.matmul.allow_tf32):
+        precision = f"float32 (matmul precision {matmul}: TF32 allowed)"
+    else:
+        precision = "float32"
     return {
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
-        "device": torch.cuda.get_device_name() if on_gpu else "cpu",
-        "precision": "bfloat16 autocast" if config.amp and on_gpu else "float32",
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the kernels torch picked
+        "device": torch.cuda.get_device_name(gpu) if on_gpu else "cpu",
+        "precision": precision,
     }
 
 

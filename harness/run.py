@@ -50,6 +50,7 @@ from harness.rundir import (
     mark_stopped,
     refuse_foreign_run,
 )
+from harness.timing import RunTiming
 from harness.train import Trainer
 
 Echo = Callable[[str], None]
@@ -158,6 +159,7 @@ def _run_experiment(
     stage0_cache_dir: Path | None = None,
 ) -> dict[str, Any]:
     start = time.time()
+    timing = RunTiming()  # metrics.json's timing block: seconds per stage (harness.timing)
     rank_device = distributed.init_from_env()
     main_rank = distributed.is_main()
     if not main_rank:
@@ -268,6 +270,7 @@ def _run_experiment(
         stage0_cache=cache,
         warmup_cache=warmup_cache,
         critic_cache=critic_cache,
+        timing=timing,
     )
     if resume:
         for tmp in remove_partial_writes(run_dir):
@@ -278,8 +281,10 @@ def _run_experiment(
             if main_rank:
                 trim_log(log_path, trainer.stage, trainer.iteration)
             echo(f"resumed at stage {trainer.stage}, iteration {trainer.iteration}")
+            timing.resumed_at = {"stage": trainer.stage, "iteration": trainer.iteration}
         elif main_rank and log_path.is_file():
             log_path.unlink()  # no checkpoint: training starts over, and so does its log
+    timing.lap("setup")  # data, models, a resume's checkpoint
     trainer.fit()
     if not main_rank:  # rank 0 evaluates the (identical) models and writes the results
         distributed.shutdown()
@@ -291,6 +296,7 @@ def _run_experiment(
     diagnostics = summarise_diagnostics(read_log(log_path), trainer.critic_iters)
     if diagnostics:
         metrics["diagnostics"] = diagnostics
+    timing.lap("evaluation")
     metrics.update(
         {
             "status": "complete",
@@ -306,6 +312,9 @@ def _run_experiment(
         }
     )
     write_run_report(run_dir, metrics, samples)
+    timing.lap("report")
+    metrics["timing"] = timing.record()
+    metrics["wall_time_s"] = round(time.time() - start, 2)  # the report included
     mark_complete(run_dir, metrics)
     echo(format_summary(metrics))
     registry.hook().harness_run_finished(run_dir=str(run_dir), metrics=metrics)

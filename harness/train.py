@@ -21,6 +21,7 @@ bit-identical to an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 import warnings
@@ -53,6 +54,7 @@ from harness.io import atomic_torch_save
 from harness.losses import pixel_mse
 from harness.progress import Progress
 from harness.schedule import GENERATOR, StepRunner, default_learning_rates
+from harness.timing import RunTiming
 
 LogFn = Callable[[dict[str, Any]], None]
 
@@ -120,8 +122,10 @@ class Trainer:
         stage0_cache: Path | None = None,
         warmup_cache: Path | None = None,
         critic_cache: Path | None = None,
+        timing: RunTiming | None = None,
     ):
         self.config = config
+        self.timing = timing if timing is not None else RunTiming()  # seconds per stage
         self.data = data
         self.models = models
         self.regulariser = regulariser
@@ -358,6 +362,7 @@ class Trainer:
         cached = safe_load(path)
         self.models["reid"].load_state_dict(cached["reid"])
         restore_rng(cached["rng"], self.generator)
+        self.timing.cached()
         self.log({"stage": "reid", "iteration": self.config.reid_iters, "stage0_cache": str(path)})
         self.stage, self.iteration = "warmup", 0
         self.checkpoint()
@@ -382,7 +387,7 @@ class Trainer:
             p.requires_grad_(True)
         bar = self._progress(cfg.reid_iters, "stage 0: re-id on HR", "reid")
         while self.iteration < cfg.reid_iters:
-            x, pids = self.reid_batch()
+            x, pids = self.timing.wait(self.reid_batch)
             with self._autocast():
                 terms = self.reid_loss(x, pids)
             loss = sum(terms.values())
@@ -406,6 +411,7 @@ class Trainer:
         if path is None or self.iteration != 0 or not path.is_file():
             return False
         self.models["G"].load_state_dict(safe_load(path)["G"])
+        self.timing.cached()
         self.log(
             {"stage": "warmup", "iteration": self.config.sr_warmup_iters, "warmup_cache": str(path)}
         )
@@ -426,7 +432,9 @@ class Trainer:
             p.requires_grad_(True)
         bar = self._progress(cfg.sr_warmup_iters, "warm start: G on pixel loss", "warmup")
         while self.iteration < cfg.sr_warmup_iters:
-            batch = self.sr_batch(self.warmup_generator, self.warmup_ratio_sampler)
+            batch = self.timing.wait(
+                functools.partial(self.sr_batch, self.warmup_generator, self.warmup_ratio_sampler)
+            )
             with self._autocast():
                 x_sr = generator(batch.x_lr, batch.out_size)
             loss = pixel_mse(x_sr, batch.x_hr)
@@ -460,6 +468,7 @@ class Trainer:
         for name in self._critic_names():
             self.models[name].load_state_dict(cached["models"][name])
         self.runner.load_state_dict(cached["optimizers"])
+        self.timing.cached()
         self.log({"stage": "critic", "iteration": self.critic_iters, "critic_cache": str(path)})
         self.stage, self.iteration = "sr", 0
         self.checkpoint()
@@ -493,7 +502,11 @@ class Trainer:
             module.train()
         bar = self._progress(self.critic_iters, "critic warm-up: G frozen", "critic")
         while self.iteration < self.critic_iters:
-            batch = self.sr_batch(self.critic_generator, self.critic_ratio_sampler, self.sr_pool)
+            batch = self.timing.wait(
+                functools.partial(
+                    self.sr_batch, self.critic_generator, self.critic_ratio_sampler, self.sr_pool
+                )
+            )
             ctx = StepContext(batch, self.models, cfg)
             with torch.no_grad():  # G is frozen: its output is an input here, no graph needed
                 ctx.sr()
@@ -564,7 +577,8 @@ class Trainer:
                 self.log({"stage": "sr", "iteration": 0, **start})
         bar = self._progress(cfg.sr_iters, f"stage 1: SR with {cfg.reg}", "sr")
         while self.iteration < cfg.sr_iters:
-            ctx = StepContext(self.sr_batch(pool=self.sr_pool), self.models, cfg)
+            batch = self.timing.wait(functools.partial(self.sr_batch, pool=self.sr_pool))
+            ctx = StepContext(batch, self.models, cfg)
             logged = (self.iteration + 1) % cfg.log_every == 0 or self.iteration == 0
             terms = self.runner.run_iteration(ctx, self.iteration, diagnose=logged and is_main())
             self.iteration += 1
@@ -689,12 +703,14 @@ class Trainer:
         )
 
     def fit(self) -> None:
-        if self.stage == "reid":
-            self.train_reid()
-        if self.stage == "warmup":
-            self.train_warmup()
-        if self.stage == "critic":
-            self.train_critic()
-        if self.stage == "sr":
-            self.train_sr()
+        """Each stage still to run, in order, each timed (``self.timing``)."""
+        for stage, train in (
+            ("reid", self.train_reid),
+            ("warmup", self.train_warmup),
+            ("critic", self.train_critic),
+            ("sr", self.train_sr),
+        ):
+            if self.stage == stage:
+                with self.timing.stage(stage):
+                    train()
         barrier()

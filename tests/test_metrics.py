@@ -256,6 +256,37 @@ def test_ties_everywhere_match_the_stable_reference():
         )
 
 
+def test_only_samples_nearer_than_the_farthest_match_are_ranked_and_counts_stay_exact():
+    # Many blocks of rows (the CPU path gathers each row's samples up to its farthest match),
+    # infinite distances (a match at +inf: every sample is near; -inf samples), queries without
+    # a match and the gallery's own distances repeated exactly, against the stable reference.
+    rng = np.random.default_rng(5)
+    d, qp, gp, qc, gc = random_problem(rng, 70, 400, 15, 3)
+    d[3, :] = np.inf  # every sample of query 3 at +inf: all tied, its matches included
+    d[5, ::7] = -np.inf
+    d[9, gp == qp[9]] = np.inf  # query 9's matches farther than every other sample
+    d[11] = d[10]
+    qp[12] = 999  # no match in the gallery: skipped
+    ours = evaluate_rank(d, qp, gp, qc, gc, chunk_size=33)
+    cmc, mAP, mINP, skipped = reference_rank(d, qp, gp, qc, gc)
+    np.testing.assert_allclose(ours.cmc, cmc, rtol=0, atol=1e-12)
+    assert (ours.mAP, ours.mINP) == (pytest.approx(mAP, abs=1e-12), pytest.approx(mINP, abs=1e-12))
+    assert ours.num_skipped == skipped >= 1
+
+
+def test_a_nan_is_refused_even_beyond_every_match_and_in_a_query_without_one():
+    rng = np.random.default_rng(6)
+    d, qp, gp, qc, gc = random_problem(rng, 40, 200, 10, 3)
+    far = d.copy()
+    far[30, np.argmax(np.where(gp == qp[30], -1.0, d[30]))] = np.nan  # not near any match
+    with pytest.raises(ValueError, match=r"distances of queries \d+:\d+ contain NaN"):
+        evaluate_rank(far, qp, gp, qc, gc)
+    lonely = d.copy()
+    qp[7], lonely[7, 0] = 999, np.nan  # query 7 has no match at all
+    with pytest.raises(ValueError, match="contain NaN"):
+        evaluate_rank(lonely, qp, gp, qc, gc)
+
+
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
 def test_from_features_equals_the_distance_matrix_path(metric):
     rng = np.random.default_rng(5)
