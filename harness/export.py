@@ -284,6 +284,7 @@ def _onnx_export(module: nn.Module, example: Tensor, path: Path) -> None:
             str(path),
             dynamic_shapes=({0: torch.export.Dim("batch")},),
             dynamo=True,
+            external_data=False,  # weights inside the one file the card hashes
             optimize=True,
             verbose=False,
             **names,
