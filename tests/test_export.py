@@ -26,7 +26,7 @@ from harness.run import run_experiment
 from harness.rundir import load_run_config
 from tests.helpers import smoke_config
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 CPU = torch.device("cpu")
 
@@ -97,6 +97,7 @@ def _torchscript(folder: Path, name: str):
     return lambda batch: module(batch).detach().numpy()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("row", ["cascade", "bicubic"])
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_exported_features_match_the_evaluators(exports, evaluated, row, fmt):
@@ -115,6 +116,7 @@ def test_exported_features_match_the_evaluators(exports, evaluated, row, fmt):
         np.testing.assert_allclose(got, expected.numpy(), atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_graphs_take_any_batch_size(exports, evaluated):
     folder = exports["cascade", "onnx"]
     run, gallery, _, data = evaluated["cascade"]
@@ -125,6 +127,7 @@ def test_graphs_take_any_batch_size(exports, evaluated):
     np.testing.assert_allclose(five[:1], one, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_model_card_records_data_metrics_files_and_config(runs, exports):
     folder = exports["cascade", "onnx"]
     card = json.loads((folder / CARD).read_text())
@@ -148,6 +151,7 @@ def test_model_card_records_data_metrics_files_and_config(runs, exports):
     )
 
 
+@pytest.mark.slow
 def test_loading_an_export_checks_every_files_sha256(exports, tmp_path):
     import shutil
 
@@ -160,6 +164,7 @@ def test_loading_an_export_checks_every_files_sha256(exports, tmp_path):
         load_exported(copy)
 
 
+@pytest.mark.slow
 def test_cli_exports_and_refuses_an_incomplete_run(runs, tmp_path):
     out = tmp_path / "ts"
     result = CliRunner().invoke(
@@ -178,6 +183,7 @@ def test_cli_exports_and_refuses_an_incomplete_run(runs, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_a_format_whose_library_is_missing_is_refused(monkeypatch, runs, tmp_path):
     import importlib.util
 
@@ -191,6 +197,7 @@ def test_a_format_whose_library_is_missing_is_refused(monkeypatch, runs, tmp_pat
     assert result.exit_code == 2 and "needs the 'onnx' package" in result.output
 
 
+@pytest.mark.slow
 def test_an_hr_query_row_has_no_lr_path_to_export(registry, runs, tmp_path):
     doc = json.loads((runs["bicubic"] / "config.json").read_text())
     (runs["bicubic"] / "config.json").write_text(json.dumps({**doc, "query": "hr"}))
@@ -200,3 +207,18 @@ def test_an_hr_query_row_has_no_lr_path_to_export(registry, runs, tmp_path):
         assert load_run(runs["bicubic"], registry, query="bicubic").query_kind == "bicubic"
     finally:
         (runs["bicubic"] / "config.json").write_text(json.dumps(doc))
+
+
+def test_readme_use_a_trained_model_names_real_commands_and_options():
+    import re
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = re.search(r"## Use a trained model.*?```bash\n(.*?)```", readme, re.S).group(1)
+    commands = [line.split("#")[0].split() for line in block.splitlines() if line.strip()]
+    assert [words[1] for words in commands] == ["run", "export", "search"]
+    for words in commands:
+        result = CliRunner().invoke(main, [words[1], "--help"])
+        assert result.exit_code == 0
+        for word in words:
+            if word.startswith("--"):
+                assert word in result.output, f"{word} is not an option of harness {words[1]}"
