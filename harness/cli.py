@@ -682,5 +682,90 @@ def check_plugin(name: str, kind: str | None, data_root: str | None) -> None:
         raise HarnessError(f"nothing was checked for {name!r}: give --data-root for its dataset(s)")
 
 
+# ---------------------------------------------------------------------------- export, search
+@main.command("export")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["onnx", "torchscript"]),
+    default="onnx",
+    show_default=True,
+    help="onnx (runs in onnxruntime) or torchscript (torch.jit.load).",
+)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write.")
+@click.option(
+    "--query-path",
+    type=click.Choice(["sr", "bicubic"]),
+    help="The LR query path to export (default: the run's own row, sr unless a bench row says).",
+)
+@_friendly
+def export(run_dir: str, fmt: str, out: str, query_path: str | None) -> None:
+    """Write a finished run's query path (LR -> SR -> feature, one graph per ratio) and gallery
+    path (HR -> feature) as models that run without the harness, with a model card."""
+    from harness.export import export_run
+
+    export_run(Path(run_dir), Path(out), fmt, _registry(), query=query_path, echo=click.echo)
+
+
+@main.command("search")
+@click.argument("run_dir", required=False, type=click.Path(file_okay=False))
+@click.option(
+    "--model", type=click.Path(file_okay=False), help="An export folder instead of RUN_DIR."
+)
+@click.option(
+    "--query",
+    "queries",
+    multiple=True,
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="An LR query image of any size; repeat for several.",
+)
+@click.option("--gallery", required=True, type=click.Path(), help="A folder of gallery crops.")
+@click.option("--top", default=10, show_default=True, help="Matches shown per query.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write.")
+@click.option(
+    "--cache",
+    type=click.Path(file_okay=False),
+    help="Folder of cached gallery features (default OUT/cache).",
+)
+@click.option(
+    "--query-path",
+    type=click.Choice(["sr", "bicubic"]),
+    help="With RUN_DIR: the LR query path (default: the run's own row).",
+)
+@_friendly
+def search(
+    run_dir: str | None,
+    model: str | None,
+    queries: tuple[str, ...],
+    gallery: str,
+    top: int,
+    out: str,
+    cache: str | None,
+    query_path: str | None,
+) -> None:
+    """Find each LR --query person among the --gallery folder's crops, with RUN_DIR's models
+    (or an exported --model); writes results.json and index.html to --out."""
+    from harness.export import load_exported, run_embedder
+    from harness.search import search as run_search
+
+    if (run_dir is None) == (model is None):
+        raise HarnessError("give either a run folder RUN_DIR or --model EXPORT_DIR, not both")
+    if model is not None:
+        embedder = load_exported(Path(model))
+    else:
+        embedder = run_embedder(Path(run_dir), _registry(), query=query_path)
+    doc = run_search(embedder, list(queries), gallery, out, top=top, cache_dir=cache)
+    click.echo(
+        f"searched {len(doc['queries'])} quer{'y' if len(doc['queries']) == 1 else 'ies'} "
+        f"against {doc['gallery_size']} gallery images ({doc['embedded']} embedded, "
+        f"{doc['cached']} cached); wrote {Path(out) / 'index.html'} and results.json"
+    )
+    for q in doc["queries"]:
+        best = q["matches"][0]
+        click.echo(f"  {q['image']}: 1. {best['image']}  d={best['distance']:.4f}")
+
+
 if __name__ == "__main__":
     main()
