@@ -278,9 +278,11 @@ def list_(pattern: str | None, verbose: bool) -> None:
             if verbose:
                 for key, option in sorted(entry.options.items()):
                     presets = "".join(f", {p} {v!r}" for p, v in sorted(option.presets.items()))
+                    tuned = f" (tune: {option.search.describe()})" if option.search else ""
                     click.echo(
                         f"      -o {key}={option.default!r:<10} {option.help}"
                         + (f" (presets: {presets[2:]})" if presets else "")
+                        + tuned
                     )
         for res in registry.resolvers(kind) if pattern is None or whole_kind else []:
             click.echo(f"  {'<name>':<22} {res.summary}  [{res.plugin}]")
