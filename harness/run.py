@@ -404,7 +404,8 @@ def evaluate_run(run_dir: Path, registry: Registry, echo: Echo = print) -> dict[
     metrics.update(
         {
             "status": "complete",
-            "protocol_version": PROTOCOL_VERSION,
+            # the version the run was made under (an mlr-2.0 run stays one: no val split)
+            "protocol_version": old.get("protocol_version", PROTOCOL_VERSION),
             "eval_time_s": round(time.time() - start, 2),
         }
     )

@@ -190,6 +190,10 @@ def load_run_config(run_dir: Path) -> RunConfig:
     config = dict(doc["config"])
     if "hr_height" not in config:  # an mlr-1.0 run: its HR size was the re-id size
         config["hr_height"], config["hr_width"] = config.get("height", 64), config.get("width", 32)
+    protocol = config.get("protocol")
+    if isinstance(protocol, dict) and "val_ids" not in protocol:
+        # before mlr-2.1 nobody was held out: the run trained on every training identity
+        config["protocol"] = {**protocol, "val_ids": 0.0}
     try:
         return RunConfig.from_dict(config)
     except HarnessError as exc:

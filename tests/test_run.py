@@ -58,3 +58,15 @@ def test_an_mlr_1_run_folder_keeps_its_hr_size_on_re_evaluation(tmp_path):
     doc = {"config": {"height": 48, "width": 24}, "protocol_version": "mlr-1.0"}
     (tmp_path / "config.json").write_text(json.dumps(doc))
     assert load_run_config(tmp_path).hr_size == (48, 24)
+
+
+def test_a_run_folder_from_before_the_validation_split_keeps_its_training_set(tmp_path):
+    """An mlr-2.0 run held nobody out: resumed or re-evaluated, it must not start to."""
+    from harness.run import load_run_config
+
+    doc = {"config": {"protocol": {"seed": 0, "version": "mlr-2.0"}}, "protocol_version": "mlr-2.0"}
+    (tmp_path / "config.json").write_text(json.dumps(doc))
+    assert load_run_config(tmp_path).protocol.val_ids == 0.0
+    doc["config"]["protocol"]["val_ids"] = 0.2
+    (tmp_path / "config.json").write_text(json.dumps(doc))
+    assert load_run_config(tmp_path).protocol.val_ids == 0.2
