@@ -23,7 +23,7 @@ import click
 from harness import bench as bench_mod
 from harness import leaderboard as lb
 from harness.cli_settings import SectionedCommand, setting_options, stage_visible, values_from
-from harness.config import coerce_setting
+from harness.config import coerce_setting, tracker_names
 from harness.contracts import check_component, component_config, find_components
 from harness.data.mlr import build_mlr
 from harness.data.pack import pack_dataset
@@ -353,6 +353,15 @@ def _expand_run_dirs(dirs: list[Path]) -> list[Path]:
     help="Override any run setting, e.g. --set sr_iters=100.",
 )
 @click.option(
+    "--tracker",
+    "trackers",
+    multiple=True,
+    metavar="NAME",
+    help="Also log each run to this tracker (tensorboard, mlflow; repeatable); MLflow runs "
+    "go to OUT/mlruns, one experiment named after the spec.",
+)
+@click.option("--tracker-uri", metavar="URI", help="The trackers' store (default OUT/mlruns).")
+@click.option(
     "--launcher",
     help="How runs are started: local (default with --jobs), ray, slurm, or a "
     "plugin's (harness list launcher). Without --launcher and --jobs: one after another "
@@ -399,6 +408,8 @@ def bench(
     reid: str | None,
     options: dict,
     settings: dict,
+    trackers: tuple[str, ...],
+    tracker_uri: str | None,
     launcher: str | None,
     jobs: int | None,
     threads_per_run: int | None,
@@ -421,6 +432,10 @@ def bench(
     overrides.update({k: coerce_setting(k, v) for k, v in settings.items()})
     if options:
         overrides["options"] = options
+    if trackers:  # where runs are logged too: no cache key, no number changes with it
+        overrides["trackers"] = tracker_names(trackers)
+    if tracker_uri:
+        overrides["tracker_uri"] = tracker_uri
     out_dir = Path(out) if out else Path("runs") / "bench" / loaded.name
     if ray_address:
         if launcher not in (None, "ray"):

@@ -349,6 +349,27 @@ class RunConfig:
         trains=False,
         recipe=False,
     )
+    trackers: tuple[str, ...] = setting(
+        (),
+        "Experiment tracker to log the run to as well (harness list tracker: tensorboard, "
+        "mlflow, none); repeat the option for several. Never changes a result.",
+        section=_T,
+        flag="--tracker",
+        trains=False,
+        recipe=False,
+        shown_default="none",
+        metavar="NAME",
+    )
+    tracker_uri: str | None = setting(
+        None,
+        "Where a tracker keeps its runs: for mlflow a folder or sqlite:///FILE.db "
+        "(a local store; no server).",
+        section=_T,
+        trains=False,
+        recipe=False,
+        shown_default="mlruns/ beside the run folder",
+        metavar="URI",
+    )
     grad_clip: float | None = setting(
         None,
         "Clip the gradient norm of G's warm start and of every stage-1 step.",
@@ -364,6 +385,7 @@ class RunConfig:
     protocol: ProtocolConfig = nested(ProtocolConfig)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "trackers", tracker_names(self.trackers))
         validate(self)
         object.__setattr__(self, "options", dict(self.options))
 
@@ -444,6 +466,14 @@ def validate(config: RunConfig) -> None:
             f"{TRIPLET_INSTANCES} images each, so every anchor has a negative); "
             f"got {config.batch_size}"
         )
+
+
+def tracker_names(value: Any) -> tuple[str, ...]:
+    """``--tracker`` values as a tuple of names: ``"a,b"`` (``--set``, a spec) or a list
+    (``config.json``) alike; ``none`` and repeats dropped, so no tracker is opened twice."""
+    items = value.split(",") if isinstance(value, str) else list(value or ())
+    names = [str(v).strip() for v in items]
+    return tuple(dict.fromkeys(n for n in names if n and n.lower() != "none"))
 
 
 def coerce_setting(name: str, value: Any) -> Any:

@@ -31,6 +31,8 @@ COMPLETE = "complete"
 RUN_FILES = (CONFIG, METRICS, SPLIT, LOG, CHECKPOINTS)
 #: what a complete run folder promises (sr_samples.png where the run has an SR query)
 PROMISED = (CONFIG, SPLIT, METRICS, "cmc.csv", "cmc.png", LOG)
+#: settings saying where a run is also logged (``--tracker``), never what it computes
+TRACKING = ("trackers", "tracker_uri")
 #: settings saved as tables in config.json: a plan's value is compared key by key
 SETTING_TABLES = ("options", "protocol")
 
@@ -156,6 +158,8 @@ def stale_settings(run_dir: Path, settings: Mapping[str, Any]) -> list[str]:
         return []
     out = []
     for key, value in settings.items():
+        if key in TRACKING:
+            continue  # a run may be tracked, or tracked elsewhere, when it is continued
         if key in SETTING_TABLES and isinstance(value, Mapping):
             inner = saved.get(key) or {}
             out += [
