@@ -486,6 +486,8 @@ def coerce_setting(name: str, value: Any) -> Any:
     declared = SETTING.get(name)
     if declared is None or "." in name or not isinstance(value, str):
         return value
+    if declared.many and declared.kind is str:  # names, comma-separated (--set trackers=a,b)
+        return tuple(v.strip() for v in value.split(",") if v.strip())
     default = declared.default
     if default is None:
         if value.lower() in ("none", "null"):
