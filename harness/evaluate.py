@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,7 @@ from harness.metrics import (
     pairwise_distance,
     single_gallery_shot_cmc,
 )
+from harness.ranks import query_views, ranks_sample, sample_queries
 
 __all__ = ["evaluate_rank", "evaluate_models", "extract_features", "rank_metrics"]
 
@@ -99,8 +101,9 @@ def evaluate_models(
     data: PreparedData,
     config: RunConfig,
     device: torch.device,
-) -> tuple[dict, dict[str, Tensor]]:
-    """Metrics for SR, bicubic and HR queries, and a few sample images for the report."""
+) -> tuple[dict, dict[str, Any]]:
+    """Metrics for SR, bicubic and HR queries, and a few sample images for the report
+    (``ranks``: ranked lists of a seeded sample of queries, :mod:`harness.ranks`)."""
     protocol = config.protocol
     size = data.hr_size  # SR restores the HR size; the re-id model resizes to its own input
     amp = torch.bfloat16 if (config.amp and device.type == "cuda") else None
@@ -139,6 +142,8 @@ def evaluate_models(
                 return out
 
             feats[kind][index] = extract_features(reid, images, device, bs, transform, amp)
+    picked = sample_queries(data.query_ratios.tolist(), protocol.seed)
+    views = query_views(generator, data, picked, protocol, device)
     generator.train(g_was)
 
     common = dict(
@@ -150,8 +155,10 @@ def evaluate_models(
         seed=protocol.seed,
     )
     queries: dict[str, dict] = {}
+    picked_rows: dict[str, Tensor] = {}
     for kind in ("sr", "bicubic", "hr"):
         dist = pairwise_distance(feats[kind], gallery_f, config.metric)
+        picked_rows[kind] = dist[picked]
         result = rank_metrics(dist, data.query_pids, **{**common, "q_cams": data.query_camids})
         native = data.split.native_lr  # no HR ground truth for genuinely LR queries
         if kind != "hr":
@@ -172,7 +179,8 @@ def evaluate_models(
                 per_ratio[ratio_key(ratio)] = sub
             result["per_ratio"] = per_ratio
         queries[kind] = result
-    sample_tensors = {k: torch.cat(v)[:8] for k, v in samples.items() if v}
+    sample_tensors: dict[str, Any] = {k: torch.cat(v)[:8] for k, v in samples.items() if v}
+    sample_tensors["ranks"] = ranks_sample(data, picked, picked_rows, views, config.metric)
     return {
         "queries": queries,
         "num_queries": n,

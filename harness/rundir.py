@@ -29,8 +29,10 @@ COMPLETE = "complete"
 
 #: what a run writes into its folder; any of them means the folder holds a run
 RUN_FILES = (CONFIG, METRICS, SPLIT, LOG, CHECKPOINTS)
-#: what a complete run folder promises (sr_samples.png where the run has an SR query)
-PROMISED = (CONFIG, SPLIT, METRICS, "cmc.csv", "cmc.png", LOG)
+#: what a complete run folder promises (sr_samples.png where the run has an SR query,
+#: ranks.png where its dataset's images may be shown: harness.ranks); folders older than
+#: ranks.json are still read, this is checked only when a run is marked complete
+PROMISED = (CONFIG, SPLIT, METRICS, "cmc.csv", "cmc.png", "ranks.json", LOG)
 #: settings saying where a run is also logged (``--tracker``), never what it computes
 TRACKING = ("trackers", "tracker_uri")
 #: settings saved as tables in config.json: a plan's value is compared key by key
