@@ -276,3 +276,28 @@ def test_a_bad_tracker_uri_is_refused_in_one_line(tmp_path) -> None:
     uri, artefacts = store(str(tmp_path / "mine"), tmp_path / "run")
     assert uri == f"sqlite:///{tmp_path / 'mine' / 'mlflow.db'}"
     assert artefacts == tmp_path / "mine" / "artifacts"
+
+
+@pytest.mark.slow
+def test_mlflow_reopens_its_run_on_resume(tmp_path) -> None:
+    from crossres_plugins.trackers.mlflow_tracker import MlflowTracker
+    from mlflow.tracking import MlflowClient
+
+    run_dir = tmp_path / "bench" / "row" / "seed0"
+    run_dir.mkdir(parents=True)
+    uri = str(tmp_path / "bench" / "mlruns")
+    first = MlflowTracker(TrackerSettings(run_dir, "INTACT s0", group="my-spec", uri=uri))
+    first.log_metrics({"sr/G/pixel": 0.5}, 2)
+    first.close("interrupted")
+    again = MlflowTracker(
+        TrackerSettings(run_dir, "INTACT s0", group="my-spec", uri=uri, resume=True)
+    )
+    assert again.run_id == first.run_id  # the same MLflow run, continued
+    again.log_metrics({"sr/G/pixel": 0.25}, 4)
+    again.close("complete")
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'bench' / 'mlruns' / 'mlflow.db'}")
+    (experiment,) = [e for e in client.search_experiments() if e.name == "my-spec"]
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_name == "INTACT s0"
+    history = client.get_metric_history(run.info.run_id, "sr/G/pixel")
+    assert [(m.step, m.value) for m in history] == [(2, 0.5), (4, 0.25)]
