@@ -301,3 +301,34 @@ def test_mlflow_reopens_its_run_on_resume(tmp_path) -> None:
     assert run.info.status == "FINISHED" and run.info.run_name == "INTACT s0"
     history = client.get_metric_history(run.info.run_id, "sr/G/pixel")
     assert [(m.step, m.value) for m in history] == [(2, 0.5), (4, 0.25)]
+
+
+# --------------------------------------------------------------------------- a bench
+
+
+def test_a_bench_passes_its_trackers_on_and_groups_runs_under_its_spec(
+    tmp_path, monkeypatch
+) -> None:
+    """``harness bench --tracker mlflow``: each run is tracked, in one store in the bench's
+    folder, in the experiment named after the spec (run_experiment is stood in for)."""
+    import harness.bench as bench_mod
+
+    seen: list = []
+    monkeypatch.setattr(
+        bench_mod,
+        "run_experiment",
+        lambda config, run_dir, registry, **kw: seen.append((config, run_dir, kw["extra"])),
+    )
+    spec = tmp_path / "spec.toml"
+    spec.write_text('name = "my-spec"\n[[runs]]\nlabel = "MSE"\nreg = "none"\n')
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main,
+        ["bench", str(spec), "--preset", "smoke", "--tracker", "mlflow", "--out", str(out)],
+    )
+    assert seen, result.output
+    (config, run_dir, extra) = seen[0]
+    assert config.trackers == ("mlflow",)
+    assert config.tracker_uri == str((out / "mlruns").resolve())
+    assert extra["bench"] == "my-spec" and extra["label"] == "MSE"
+    assert run_dir == out / "mse" / "seed0"
