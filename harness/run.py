@@ -303,7 +303,8 @@ def _run_experiment(
             echo(f"resumed at stage {trainer.stage}, iteration {trainer.iteration}")
         elif main_rank and log_path.is_file():
             log_path.unlink()  # no checkpoint: training starts over, and so does its log
-    trackers.log_config(json.loads((run_dir / "config.json").read_text()))
+    if trackers:  # the resolved config, as config.json holds it now (HR size filled in)
+        trackers.log_config(json.loads((run_dir / "config.json").read_text()))
     trainer.fit()
     if not main_rank:  # rank 0 evaluates the (identical) models and writes the results
         distributed.shutdown()
