@@ -332,3 +332,12 @@ def test_a_bench_passes_its_trackers_on_and_groups_runs_under_its_spec(
     assert config.tracker_uri == str((out / "mlruns").resolve())
     assert extra["bench"] == "my-spec" and extra["label"] == "MSE"
     assert run_dir == out / "mse" / "seed0"
+
+
+def test_the_built_in_trackers_are_typed_entries(registry) -> None:
+    from harness.registrars import TrackerEntry
+
+    mlflow, tensorboard = (registry.lookup("tracker", n) for n in ("mlflow", "tensorboard"))
+    assert isinstance(mlflow, TrackerEntry) and mlflow.requires == "mlflow"
+    assert "crossres-harness[track]" in (mlflow.install_hint or "")
+    assert isinstance(tensorboard, TrackerEntry) and tensorboard.requires is None
