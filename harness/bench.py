@@ -436,6 +436,9 @@ def run_row(
     so a run is the same whichever way it was started.
     """
     registry = registry or get_registry()
+    if settings.get("trackers") and not settings.get("tracker_uri"):
+        # one local store per bench: each row and seed a run in the spec's MLflow experiment
+        settings = {**settings, "tracker_uri": str((out_dir / "mlruns").resolve())}
     config = resolve_config(settings, registry)
     echo(f"== {label} (seed {config.seed}) -> {run_dir}")
     run_experiment(

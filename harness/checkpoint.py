@@ -37,6 +37,8 @@ RESUME_FREE = (
     "ckpt_every",
     "keep_checkpoints",
     "eval_batch_size",
+    "trackers",
+    "tracker_uri",
 )
 
 

@@ -25,7 +25,7 @@ from harness import bench as bench_mod
 from harness import leaderboard as lb
 from harness import tune as tune_mod
 from harness.cli_settings import SectionedCommand, setting_options, stage_visible, values_from
-from harness.config import coerce_setting
+from harness.config import coerce_setting, tracker_names
 from harness.contracts import check_component, component_config, find_components
 from harness.data.mlr import build_mlr
 from harness.data.pack import pack_dataset
@@ -347,6 +347,15 @@ _GRID_OPTIONS = (
         help="Override any run setting, e.g. --set sr_iters=100.",
     ),
     click.option(
+        "--tracker",
+        "trackers",
+        multiple=True,
+        metavar="NAME",
+        help="Also log each run to this tracker (tensorboard, mlflow; repeatable); MLflow runs "
+        "go to OUT/mlruns, one experiment named after the spec.",
+    ),
+    click.option("--tracker-uri", metavar="URI", help="The trackers' store (default OUT/mlruns)."),
+    click.option(
         "--launcher",
         help="How runs are started: local (default with --jobs), ray, slurm, or a "
         "plugin's (harness list launcher). Without --launcher and --jobs: one after another "
@@ -406,6 +415,8 @@ def _grid(
     reid: str | None,
     options: dict,
     settings: dict,
+    trackers: tuple[str, ...],
+    tracker_uri: str | None,
     launcher: str | None,
     jobs: int | None,
     ray_address: str | None,
@@ -419,6 +430,10 @@ def _grid(
     overrides.update({k: coerce_setting(k, v) for k, v in settings.items()})
     if options:
         overrides["options"] = options
+    if trackers:  # where runs are logged too: no cache key, no number changes with it
+        overrides["trackers"] = tracker_names(trackers)
+    if tracker_uri:
+        overrides["tracker_uri"] = tracker_uri
     if ray_address:
         if launcher not in (None, "ray"):
             raise HarnessError(f"--ray-address is for --launcher ray, not {launcher!r}")

@@ -98,6 +98,12 @@ def _parse_many(setting: Setting) -> Callable[..., Any]:
     return parse
 
 
+def _parse_names(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> Any:
+    """``--tracker a --tracker b,c`` -> ("a", "b", "c"); not given: None (the preset decides)."""
+    names = tuple(n.strip() for v in value for n in v.split(",") if n.strip())
+    return names or None
+
+
 def _parse_size(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is None:
         return None
@@ -122,6 +128,8 @@ def _option(setting: Setting) -> Callable[..., Any]:
         decls = [f"{setting.option}/--no-{setting.option[2:]}", name]
     elif setting.pair:
         attrs.update(callback=_parse_size, metavar=setting.metavar)
+    elif setting.many and setting.kind is str:  # names: repeatable, or comma-separated
+        attrs.update(callback=_parse_names, metavar=setting.metavar, multiple=True)
     elif setting.many:
         attrs.update(callback=_parse_many(setting), metavar=setting.metavar)
     else:

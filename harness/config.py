@@ -360,6 +360,27 @@ class RunConfig:
         trains=False,
         recipe=False,
     )
+    trackers: tuple[str, ...] = setting(
+        (),
+        "Experiment tracker to log the run to as well (harness list tracker: tensorboard, "
+        "mlflow, none); repeat the option for several. Never changes a result.",
+        section=_T,
+        flag="--tracker",
+        trains=False,
+        recipe=False,
+        shown_default="none",
+        metavar="NAME",
+    )
+    tracker_uri: str | None = setting(
+        None,
+        "Where a tracker keeps its runs: for mlflow a folder or sqlite:///FILE.db "
+        "(a local store; no server).",
+        section=_T,
+        trains=False,
+        recipe=False,
+        shown_default="mlruns/ beside the run folder",
+        metavar="URI",
+    )
     grad_clip: float | None = setting(
         None,
         "Clip the gradient norm of G's warm start and of every stage-1 step.",
@@ -375,6 +396,7 @@ class RunConfig:
     protocol: ProtocolConfig = nested(ProtocolConfig)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "trackers", tracker_names(self.trackers))
         validate(self)
         object.__setattr__(self, "options", dict(self.options))
 
@@ -457,6 +479,14 @@ def validate(config: RunConfig) -> None:
         )
 
 
+def tracker_names(value: Any) -> tuple[str, ...]:
+    """``--tracker`` values as a tuple of names: ``"a,b"`` (``--set``, a spec) or a list
+    (``config.json``) alike; ``none`` and repeats dropped, so no tracker is opened twice."""
+    items = value.split(",") if isinstance(value, str) else list(value or ())
+    names = [str(v).strip() for v in items]
+    return tuple(dict.fromkeys(n for n in names if n and n.lower() != "none"))
+
+
 def coerce_setting(name: str, value: Any) -> Any:
     """A run setting from a string (``--set FIELD=VALUE``, a spec), typed like the field.
 
@@ -467,6 +497,8 @@ def coerce_setting(name: str, value: Any) -> Any:
     declared = SETTING.get(name)
     if declared is None or "." in name or not isinstance(value, str):
         return value
+    if declared.many and declared.kind is str:  # names, comma-separated (--set trackers=a,b)
+        return tuple(v.strip() for v in value.split(",") if v.strip())
     default = declared.default
     if default is None:
         if value.lower() in ("none", "null"):

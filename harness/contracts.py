@@ -871,6 +871,24 @@ def check_launcher(registry: Registry, name: str, config: RunConfig) -> list[str
     ]
 
 
+def check_tracker(registry: Registry, name: str, config: RunConfig) -> list[str]:
+    """A tracker's factory is callable and the library it needs, if any, is named.
+
+    The factory is not called: a tracker opens a store (a database, a server for a
+    third party's), which a contract check must not do; ``tests/test_trackers.py``
+    runs the built-ins.
+    """
+    from harness.registrars import TrackerEntry
+
+    entry = registry.lookup("tracker", name)
+    if not callable(entry.factory):
+        raise _broke(
+            entry, "a callable factory(TrackerSettings) -> tracker", type(entry.factory).__name__
+        )
+    needs = entry.requires if isinstance(entry, TrackerEntry) else None
+    return [f"{_label(entry)}: a factory, needs {needs or 'nothing more'} (not opened)"]
+
+
 # ---------------------------------------------------------------------------
 # Dispatch
 # ---------------------------------------------------------------------------

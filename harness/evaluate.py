@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,7 @@ from harness.metrics import (
     pairwise_distance,
     single_gallery_shot_cmc,
 )
+from harness.ranks import query_views, ranks_sample, sample_queries
 
 __all__ = [
     "evaluate_rank",
@@ -125,9 +127,10 @@ def evaluate_models(
     device: torch.device,
     split: str = "test",
     run_dir: Path | None = None,
-) -> tuple[dict, dict[str, Tensor]]:
+) -> tuple[dict, dict[str, Any]]:
     """Metrics for SR, bicubic and HR queries of one split (``test``, or ``val`` for the
-    validation split), and a few sample images for the report.
+    validation split), and a few sample images for the report (``ranks``: ranked lists of a
+    seeded sample of test queries, :mod:`harness.ranks`).
 
     With ``run_dir``, each query's outcomes go to its :data:`~harness.bootstrap.PER_QUERY_FILE`
     (written atomically), so rows can later be compared query by query (:mod:`harness.paired`).
@@ -171,6 +174,9 @@ def evaluate_models(
                 return out
 
             feats[kind][index] = extract_features(reid, images, device, bs, transform, amp)
+    # ranked lists are drawn for the test split only (the report's figure)
+    picked = sample_queries(data.query_ratios.tolist(), protocol.seed) if split == "test" else []
+    views = query_views(generator, data, picked, protocol, device) if picked else None
     generator.train(g_was)
 
     common = dict(
@@ -183,8 +189,10 @@ def evaluate_models(
     )
     queries: dict[str, dict] = {}
     outcomes: dict[str, dict] = {}
+    picked_rows: dict[str, Tensor] = {}
     for kind in ("sr", "bicubic", "hr"):
         dist = pairwise_distance(feats[kind], gallery_f, config.metric)
+        picked_rows[kind] = dist[picked]
         result, ranking = _rank(
             dist, evalset.query_pids, **{**common, "q_cams": evalset.query_camids}
         )
@@ -210,7 +218,7 @@ def evaluate_models(
                 per_ratio[ratio_key(ratio)] = sub
             result["per_ratio"] = per_ratio
         queries[kind] = result
-    sample_tensors = {k: torch.cat(v)[:8] for k, v in samples.items() if v}
+    sample_tensors: dict[str, Any] = {k: torch.cat(v)[:8] for k, v in samples.items() if v}
     style = "single-gallery-shot" if evalset.single_gallery_shot else "market"
     if run_dir is not None:
         atomic_write_json(
@@ -225,6 +233,8 @@ def evaluate_models(
                 "queries": outcomes,
             },
         )
+    if split == "test":
+        sample_tensors["ranks"] = ranks_sample(data, picked, picked_rows, views, config.metric)
     return {
         "queries": queries,
         "num_queries": n,

@@ -17,7 +17,7 @@ from typing import Any
 
 import pluggy
 
-from harness.registrars import DatasetRegistry, KindRegistry, WeightsRegistry
+from harness.registrars import DatasetRegistry, KindRegistry, TrackerRegistry, WeightsRegistry
 
 PROJECT_NAME = "harness"
 
@@ -186,6 +186,39 @@ def harness_register_launchers(registry: KindRegistry) -> None:
                 return self.pool.submit(harness.launch.execute, job)
             def close(self, cancel=False):
                 self.pool.shutdown(cancel_futures=cancel)
+    """
+
+
+@hookspec
+def harness_register_trackers(registry: TrackerRegistry) -> None:
+    """Register experiment trackers: where ``harness run --tracker NAME`` also logs a run.
+
+    A factory takes a :class:`harness.tracking.TrackerSettings` (the run folder, the run's
+    name, its ``group``: the bench spec's name where a bench started it, ``uri`` from
+    ``--tracker-uri``, and ``resume``) and returns an object with
+    ``log_params(params)`` (the resolved config, flattened to ``key: str``),
+    ``log_metrics(metrics, step)`` (named floats: loss terms and diagnostics as
+    ``<stage>/<term>`` at each log step, final metrics at step 0),
+    ``log_artifact(path)`` (cmc.png, sr_samples.png, ranks.png, ranks.json) and
+    ``close(status)`` (``complete``, ``failed`` or ``interrupted``). Import the library
+    inside the factory and name it in ``requires=``, so the harness starts without it
+    and a run asking for it fails before training with ``install_hint``. Nothing a
+    tracker does changes a result; a tracker failing mid-run is dropped with a warning.
+
+    :param registry: add factories with
+        ``registry.add(name, factory, summary, requires=..., install_hint=...)``.
+
+    Example::
+
+        @hookimpl
+        def harness_register_trackers(registry):
+            registry.add("print", lambda settings: PrintTracker(), "prints every metric")
+
+        class PrintTracker:
+            def log_params(self, params): print(params)
+            def log_metrics(self, metrics, step): print(step, metrics)
+            def log_artifact(self, path): print("artefact", path)
+            def close(self, status): print("run", status)
     """
 
 

@@ -95,6 +95,13 @@ KINDS: tuple[Kind, ...] = (
         "factory(LaunchSettings) -> launcher",
         "check_launcher",
     ),
+    Kind(
+        "tracker",
+        "harness_register_trackers",
+        "factory(TrackerSettings) -> tracker",
+        "check_tracker",
+        registrar="TrackerRegistry",
+    ),
 )
 
 #: The kinds a run selects, in the order it reads them: their options are declared

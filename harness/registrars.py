@@ -195,3 +195,48 @@ class RegulariserRegistry(KindRegistry):
 def fixed_sr_model(entry: Entry) -> str | None:
     """The SR component a registered method fixes (``None``: any, or not a regulariser entry)."""
     return entry.sr_model if isinstance(entry, RegulariserEntry) else None
+
+
+# ---------------------------------------------------------------------------- trackers
+
+
+@dataclass(frozen=True)
+class TrackerEntry(Entry):
+    """A registered experiment tracker (``--tracker NAME``).
+
+    ``requires``: the module its factory imports (``"mlflow"``), checked before the run
+    trains, so a missing library fails it at once with ``install_hint`` rather than after
+    an hour; ``None`` where it needs nothing beyond the harness.
+    """
+
+    requires: str | None = None
+    install_hint: str | None = None
+
+
+class TrackerRegistry(KindRegistry):
+    """``harness_register_trackers`` receives this: a factory, plus the library it needs."""
+
+    def add(
+        self,
+        name: str,
+        factory: Callable[..., Any],
+        summary: str,
+        options: Mapping[str, Option] | None = None,
+        *,
+        requires: str | None = None,
+        install_hint: str | None = None,
+    ) -> None:
+        """Register ``factory(TrackerSettings) -> tracker``; ``requires`` names the module it
+        imports and ``install_hint`` how to get it (see :class:`TrackerEntry`)."""
+        self._owner.record(
+            TrackerEntry(
+                self.kind,
+                name,
+                factory,
+                summary,
+                self.plugin,
+                dict(options or {}),
+                requires,
+                install_hint,
+            )
+        )

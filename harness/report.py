@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from harness.diagnostics import summary_lines
 from harness.io import atomic_save_figure, atomic_torch_save, atomic_write_text
+from harness.ranks import write_ranks
 
 #: Query kinds in display order; any other kind (e.g. "lr-aug") follows, sorted.
 PRIMARY_KINDS = ("sr", "bicubic", "hr")
@@ -326,9 +327,12 @@ def write_run_report(
     run_dir: str | Path,
     metrics: Mapping[str, Any],
     samples: Mapping[str, Any] | None = None,
+    show_images: bool = False,
 ) -> list[Path]:
-    """cmc.csv, cmc.png and (with samples holding lr/sr/hr[/bicubic]) sr_samples.png and
-    sr_samples.pt."""
+    """cmc.csv, cmc.png, (with samples holding lr/sr/hr[/bicubic]) sr_samples.png and
+    sr_samples.pt, and (with samples holding ``ranks``) ranks.json and ranks.png: the
+    latter only where the dataset's images may be shown or ``show_images`` asks
+    (:mod:`harness.ranks`)."""
     run_dir = Path(run_dir)
     queries = metrics.get("queries", {})
     written = [write_cmc_csv(run_dir / "cmc.csv", queries)]
@@ -348,4 +352,6 @@ def write_run_report(
             )
         )
         written.append(save_samples(run_dir / SAMPLES_FILE, samples))
+    if samples and samples.get("ranks") is not None:
+        written += write_ranks(run_dir, samples["ranks"], metrics.get("dataset"), show_images)
     return written

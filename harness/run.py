@@ -41,6 +41,7 @@ from harness.registry import Registry
 from harness.report import format_summary, write_run_report
 from harness.resolve import resolve_config
 from harness.rundir import (
+    COMPLETE,
     FAILED,
     INTERRUPTED,
     check_run_dir,
@@ -51,6 +52,7 @@ from harness.rundir import (
     refuse_foreign_run,
 )
 from harness.timing import RunTiming
+from harness.tracking import RunTrackers, TrackerSettings, run_name
 from harness.train import Trainer
 
 Echo = Callable[[str], None]
@@ -126,6 +128,7 @@ def run_experiment(
     interrupt with the command that continues it.
     """
     ACTIVE_RUNS.append(run_dir)
+    trackers = RunTrackers(echo)  # opened by the run before training; closed with its outcome
     try:
         metrics = _run_experiment(
             config,
@@ -135,15 +138,19 @@ def run_experiment(
             echo=echo,
             extra=extra,
             stage0_cache_dir=stage0_cache_dir,
+            trackers=trackers,
         )
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the CLI turns it into this)
+        trackers.close(INTERRUPTED)
         mark_stopped(run_dir, INTERRUPTED, "interrupted (Ctrl-C or SIGTERM)")
         raise  # the folder stays named for the interrupt message
     except BaseException as exc:
+        trackers.close(FAILED)
         first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
         mark_stopped(run_dir, FAILED, f"{type(exc).__name__}: {first_line}")
         ACTIVE_RUNS.remove(run_dir)
         raise
+    trackers.close(COMPLETE)
     ACTIVE_RUNS.remove(run_dir)
     return metrics
 
@@ -157,9 +164,11 @@ def _run_experiment(
     echo: Echo = print,
     extra: Mapping[str, Any] | None = None,
     stage0_cache_dir: Path | None = None,
+    trackers: RunTrackers | None = None,
 ) -> dict[str, Any]:
     start = time.time()
     timing = RunTiming()  # metrics.json's timing block: seconds per stage (harness.timing)
+    trackers = trackers if trackers is not None else RunTrackers(echo)
     rank_device = distributed.init_from_env()
     main_rank = distributed.is_main()
     if not main_rank:
@@ -180,6 +189,15 @@ def _run_experiment(
             atomic_write_json(run_dir / "metrics.json", {"status": "running"})
         elif not is_complete(run_dir):  # a resumed run that had stopped is running again
             atomic_write_json(run_dir / "metrics.json", {"status": "running"})
+        # every tracker opens now, so a missing library or bad URI fails before any work
+        settings = TrackerSettings(
+            run_dir,
+            run_name(run_dir, extra, config.seed),
+            extra.get("bench"),
+            config.tracker_uri,
+            resume,
+        )
+        trackers.open(config.trackers, settings, registry, run_dir / "log.jsonl")
     distributed.barrier()
     echo(
         f"run folder {run_dir}  preset={config.preset}  device={device}  "
@@ -258,7 +276,12 @@ def _run_experiment(
         cache, warmup_cache, critic_cache = cache_files(
             config, registry, device, Path(stage0_cache_dir), init.sha256 if init else None
         )
-    log = (lambda rec: append_jsonl(log_path, rec)) if main_rank else (lambda rec: None)
+
+    def log(rec: dict[str, Any]) -> None:
+        if main_rank:
+            append_jsonl(log_path, rec)
+            trackers.log_record(rec)  # every loss term and diagnostic, to --tracker too
+
     trainer = Trainer(
         config,
         data,
@@ -284,6 +307,8 @@ def _run_experiment(
             timing.resumed_at = {"stage": trainer.stage, "iteration": trainer.iteration}
         elif main_rank and log_path.is_file():
             log_path.unlink()  # no checkpoint: training starts over, and so does its log
+    if trackers:  # the resolved config, as config.json holds it now (HR size filled in)
+        trackers.log_config(json.loads((run_dir / "config.json").read_text()))
     timing.lap("setup")  # data, models, a resume's checkpoint
     trainer.fit()
     if not main_rank:  # rank 0 evaluates the (identical) models and writes the results
@@ -316,6 +341,7 @@ def _run_experiment(
     metrics["timing"] = timing.record()
     metrics["wall_time_s"] = round(time.time() - start, 2)  # the report included
     mark_complete(run_dir, metrics)
+    trackers.log_results(metrics, run_dir)
     echo(format_summary(metrics))
     registry.hook().harness_run_finished(run_dir=str(run_dir), metrics=metrics)
     if distributed.is_distributed():

@@ -31,10 +31,13 @@ COMPLETE = "complete"
 
 #: what a run writes into its folder; any of them means the folder holds a run
 RUN_FILES = (CONFIG, METRICS, SPLIT, LOG, CHECKPOINTS)
-#: what a complete run folder promises (sr_samples.png where the run has an SR query). Runs
-#: completed before per_query.json existed stay complete (only metrics.json's status says so);
+#: what a complete run folder promises (sr_samples.png where the run has an SR query,
+#: ranks.png where its dataset's images may be shown: harness.ranks). Runs completed before
+#: per_query.json or ranks.json existed stay complete (only metrics.json's status says so);
 #: the leaderboard gives them no paired comparison and says why
-PROMISED = (CONFIG, SPLIT, METRICS, PER_QUERY, "cmc.csv", "cmc.png", LOG)
+PROMISED = (CONFIG, SPLIT, METRICS, PER_QUERY, "cmc.csv", "cmc.png", "ranks.json", LOG)
+#: settings saying where a run is also logged (``--tracker``), never what it computes
+TRACKING = ("trackers", "tracker_uri")
 #: settings saved as tables in config.json: a plan's value is compared key by key
 SETTING_TABLES = ("options", "protocol")
 
@@ -160,6 +163,8 @@ def stale_settings(run_dir: Path, settings: Mapping[str, Any]) -> list[str]:
         return []
     out = []
     for key, value in settings.items():
+        if key in TRACKING:
+            continue  # a run may be tracked, or tracked elsewhere, when it is continued
         if key in SETTING_TABLES and isinstance(value, Mapping):
             inner = saved.get(key) or {}
             out += [

@@ -38,7 +38,7 @@ from harness import sweep
 from harness.report import SAMPLES_FILE, load_samples, samples_figure
 
 #: files of a run folder the page links to, where they exist
-RUN_FILES = ("config.json", "metrics.json", "cmc.png", "sr_samples.png")
+RUN_FILES = ("config.json", "metrics.json", "cmc.png", "sr_samples.png", "ranks.png")
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 1em 1.2em; color: #222; max-width: 1240px; }
@@ -65,7 +65,7 @@ figure { margin: 0.8em 0; } figure img { max-width: 100%; height: auto; }
 .figs { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
 .figs > figure, .figs > div { flex: 0 1 auto; max-width: 100%; }
 figure.cmc img { width: 620px; } figure.samples img { height: 440px; width: auto; }
-figure.sweep img { width: 600px; }
+figure.sweep img { width: 600px; } figure.ranks img { width: 300px; }
 figure.sweep figcaption strong { display: block; color: #222; font-size: 1.05em; }
 figcaption { font-size: 0.85em; color: #555; }
 .thumbs { display: flex; flex-wrap: wrap; gap: 0.8em; }
@@ -255,6 +255,41 @@ def _sample_rows(board: lb.Board) -> tuple[list[tuple[str, Any]], list[lb.Group]
 
 
 def _samples_html(board: lb.Board, out_dir: Path | None) -> str:
+    """The board's sample images: the SR samples set side by side, then each row's ranked
+    lists."""
+    return _sr_samples_html(board, out_dir) + _ranks_html(board, out_dir)
+
+
+def _ranks_html(board: lb.Board, out_dir: Path | None) -> str:
+    """Each row's ranked lists (its first run's ranks.png), linked, not copied.
+
+    A run draws ranks.png only where its dataset's images may be shown (harness.ranks), so a
+    row without one is a row whose images stay out of the page, or a run that predates it.
+    """
+    stored = [
+        (g, run.run_dir / "ranks.png")
+        for g in board.groups
+        for run in g.runs[:1]
+        if (run.run_dir / "ranks.png").is_file()
+    ]
+    if not stored:
+        return ""
+    figures = "".join(
+        f'<figure class="ranks" id="ranks-{_esc(board.slug)}-{i}">'
+        f'<a href="{_esc(_href(p, out_dir))}">'
+        f'<img alt="ranked lists: {_esc(g.short)}" src="{_esc(_href(p, out_dir))}"></a>'
+        f"<figcaption>{_esc(g.short)}</figcaption></figure>"
+        for i, (g, p) in enumerate(stored)
+    )
+    return (
+        '<div><p class="meta" style="max-width: 40em">Ranked lists (each row\'s first run): '
+        "for two seeded queries per LR ratio, the LR query, the query as the re-id model sees "
+        "it (SR, bicubic, HR) and its top 10 gallery images, true matches framed green, "
+        f'wrong ones red.</p><div class="thumbs">{figures}</div></div>'
+    )
+
+
+def _sr_samples_html(board: lb.Board, out_dir: Path | None) -> str:
     rows, shown = _sample_rows(board)
     if shown:
         image = _png_data(samples_figure(rows))

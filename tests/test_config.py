@@ -186,6 +186,8 @@ NOT_TRAINING = {
     "metric": "evaluation only",
     "protocol.trials": "evaluation only",
     "protocol.version": "the key holds PROTOCOL_VERSION itself",
+    "trackers": "where a run is also logged (issue 26); nothing it computes",
+    "tracker_uri": "where a tracker keeps its runs; nothing a run computes",
 }
 
 

@@ -528,3 +528,50 @@ def test_weight_sweep_figure_is_visible_in_chromium(tmp_path) -> None:
     assert width > 300 and height > 200  # laid out at its size, not collapsed
     assert natural_w > 300 and natural_h > 200  # the inline PNG decoded
     assert int(dom.body["data-page-width"]) <= int(dom.body["data-view-width"]) == 1280
+
+
+# --------------------------------------------------------------------------- ranked lists
+
+
+def _ranks_site(tmp_path: Path) -> tuple[Path, list[Path]]:
+    """Two rows with ranks.png (as harness.ranks draws it), one old run without."""
+    from harness.ranks import write_ranks
+    from tests.test_ranks import _ranks
+
+    torch.manual_seed(0)
+    runs = tmp_path / "runs"
+    dirs = [
+        make_run(runs, "gan", reg="gan", label="GAN", bench="b"),
+        make_run(runs, "intact", reg="intact", label="INTACT", bench="b"),
+        make_run(runs, "old", reg="none", label="MSE", bench="b"),
+    ]
+    for d in dirs[:2]:
+        write_ranks(d, _ranks(), {"name": "synthetic"})
+    site = tmp_path / "site"
+    write_leaderboard(site, lb.group(lb.collect(dirs)), title="ranks")
+    return site, dirs
+
+
+def test_each_row_shows_its_ranked_lists_where_its_run_drew_them(tmp_path) -> None:
+    site, _ = _ranks_site(tmp_path)
+    page = (site / "index.html").read_text()
+    assert page.count('<figure class="ranks"') == 2  # the old run has none: nothing to show
+    assert 'src="./../runs/gan/ranks.png"' in page and 'src="./../runs/intact/ranks.png"' in page
+    assert 'alt="ranked lists: GAN"' in page and "framed green" in page
+    assert "runs/old/ranks.png" not in page
+
+
+@needs_browser
+def test_ranked_lists_are_visible_in_chromium(tmp_path) -> None:
+    site, _ = _ranks_site(tmp_path)
+    dom = _Dom()
+    dom.feed(_chromium("--dump-dom", (site / "index.html").resolve().as_uri()))
+    ranks = [f for f in dom.figures if "ranks" in (f.get("class") or "").split()]
+    assert len(ranks) == 2 and all(f["id"].startswith("ranks-") for f in ranks)
+    for figure in ranks:
+        assert figure["data-visible"] == "true"
+        width, height = map(int, figure["data-box"].split("x"))
+        natural_w, natural_h = map(int, figure["data-natural"].split("x"))
+        assert width >= 250 and height > 150  # laid out at its size, not collapsed
+        assert natural_w > 300 and natural_h > 200  # the run's PNG loaded and decoded
+    assert int(dom.body["data-page-width"]) <= int(dom.body["data-view-width"]) == 1280

@@ -23,6 +23,10 @@ from harness.data.layout import (
     require_root,
 )
 
+#: CUHK03's terms forbid redistributing its images: figures of its people (ranks.png)
+#: are not drawn unless asked (harness.ranks)
+REDISTRIBUTABLE = False
+
 #: CUHK03 boxes vary in size (44-201 x 130-419); the HR size is Market's 128x64.
 HR_SIZE = (128, 64)
 
@@ -46,7 +50,11 @@ def read_cuhk03_np(root: str | Path | None, *, subset: str = "labeled") -> ReidD
         candidates,
         f"0001_c1_1.png in cuhk03-np/{subset}/",
         keep_distractors=True,
-        extra_info={"subset": subset, "protocol": "CUHK03-NP (767 train / 700 test ids)"},
+        extra_info={
+            "subset": subset,
+            "protocol": "CUHK03-NP (767 train / 700 test ids)",
+            "redistributable": REDISTRIBUTABLE,
+        },
         hr_size=HR_SIZE,
     )
 
@@ -104,6 +112,7 @@ def read_cuhk03_partial(root: str | Path | None) -> ReidDataset:
             "test_ids": len({r.pid for r in test}),
             "val_pid_offset": VAL_PID_OFFSET,
             "protocol": "train on train/, test on val/: camera one query, camera two gallery",
+            "redistributable": REDISTRIBUTABLE,
         },
     )
 

@@ -1,0 +1,253 @@
+"""Ranked lists of a few queries: which people the model confuses, and at which LR ratio.
+
+A metric says how often; a ranked list says who. For a fixed, seeded sample of queries
+(:data:`PER_RATIO` of every LR ratio, so each ratio is seen), each run writes
+
+* ``ranks.json``: per sampled query its index, pid, camera and ratio, and for the SR,
+  bicubic and HR query its top-:data:`TOP` gallery indices, pids, distances and whether
+  each is a true match; always written (it holds no image);
+* ``ranks.png``: per sampled query the LR image, the query as the re-id model sees it
+  (SR, bicubic, HR) and its top-:data:`TOP` gallery images, true matches framed green,
+  wrong ones red. Not drawn where the dataset declares that its images may not be
+  redistributed (``redistributable: false`` in its info, CUHK03), unless asked.
+
+The gallery is ranked as the evaluation ranks it: gallery images of the query's identity
+from the query's own camera are left out (Market-style junk), so a green frame is a match
+the CMC counts. Evaluation (:mod:`harness.evaluate`) hands over the sampled queries' rows
+of its distance matrices and their images; this module knows no model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from torch import Tensor, nn
+
+from harness.config import ProtocolConfig
+from harness.data.mlr import downsample, ratio_buckets, ratio_key, upsample_bicubic
+from harness.data.prepare import PreparedData
+from harness.io import atomic_save_figure, atomic_write_json
+
+#: gallery images shown per ranked list
+TOP = 10
+#: sampled queries per LR ratio
+PER_RATIO = 2
+#: added to the protocol seed, so the sample is its own stream (drawing it moves no other)
+SEED_OFFSET = 26
+#: the query kinds ranked, in display order
+KINDS = ("sr", "bicubic", "hr")
+KIND_LABELS = {"sr": "SR", "bicubic": "bicubic", "hr": "HR"}
+MATCH, MISS = "#1a9641", "#d7191c"
+JSON_FILE, FIGURE_FILE = "ranks.json", "ranks.png"
+
+
+def sample_queries(ratios: Sequence[float], seed: int, per_ratio: int = PER_RATIO) -> list[int]:
+    """Query indices: ``per_ratio`` of each ratio (all where fewer), drawn with ``seed``.
+
+    The same protocol gives the same queries in every run, so two runs' ranked lists show
+    the same people.
+    """
+    rng = np.random.default_rng(int(seed) + SEED_OFFSET)
+    picked: list[int] = []
+    for _, idx in ratio_buckets(ratios).items():
+        chosen = rng.choice(len(idx), size=min(per_ratio, len(idx)), replace=False)
+        picked += sorted(int(idx[i]) for i in chosen)
+    return picked
+
+
+@torch.no_grad()
+def query_views(
+    generator: nn.Module,
+    data: PreparedData,
+    picked: Sequence[int],
+    protocol: ProtocolConfig,
+    device: torch.device,
+) -> dict[str, list[Tensor]]:
+    """Each picked query as LR, SR, bicubic and HR (float in [0, 1], on the CPU), made as
+    evaluation makes them (in float32)."""
+    views: dict[str, list[Tensor]] = {"lr": [], "sr": [], "bicubic": [], "hr": []}
+    size = data.hr_size
+    ratios = data.query_ratios[list(picked)].tolist()
+    for image, ratio in zip(data.query_images[list(picked)], ratios, strict=True):
+        x = image.unsqueeze(0).to(device).float().div(255.0)
+        lr = downsample(x, float(ratio), protocol)
+        views["lr"].append(lr[0].cpu())
+        views["sr"].append(generator(lr, size).float().clamp(0, 1)[0].cpu())
+        views["bicubic"].append(upsample_bicubic(lr, size).float().clamp(0, 1)[0].cpu())
+        views["hr"].append(x[0].cpu())
+    return views
+
+
+def ranked_lists(
+    picked: Sequence[int],
+    distances: Mapping[str, Tensor],
+    q_pids: Tensor,
+    q_cams: Tensor,
+    q_ratios: Tensor,
+    g_pids: Tensor,
+    g_cams: Tensor,
+    top: int = TOP,
+) -> list[dict[str, Any]]:
+    """``ranks.json``'s queries: ``distances[kind]`` holds the picked queries' rows."""
+    g_pids, g_cams = torch.as_tensor(g_pids), torch.as_tensor(g_cams)
+    out = []
+    for row, q in enumerate(picked):
+        pid, cam = int(q_pids[q]), int(q_cams[q])
+        junk = (g_pids == pid) & (g_cams == cam)
+        entry: dict[str, Any] = {
+            "index": int(q),
+            "pid": pid,
+            "camid": cam,
+            "ratio": float(q_ratios[q]),
+            "ranks": {},
+        }
+        for kind in KINDS:
+            if kind not in distances:
+                continue
+            dist = distances[kind][row].double().masked_fill(junk, math.inf)
+            k = min(top, int((~junk).sum()))
+            order = torch.argsort(dist, stable=True)[:k]
+            entry["ranks"][kind] = {
+                "gallery": [int(i) for i in order],
+                "pids": [int(g_pids[i]) for i in order],
+                "distances": [round(float(dist[i]), 6) for i in order],
+                "match": [bool(g_pids[i] == pid) for i in order],
+            }
+        out.append(entry)
+    return out
+
+
+def ranks_sample(
+    data: PreparedData,
+    picked: Sequence[int],
+    distances: Mapping[str, Tensor],
+    views: Mapping[str, Sequence[Tensor]],
+    metric: str,
+) -> dict[str, Any]:
+    """What evaluation hands the report for :func:`write_ranks`."""
+    queries = ranked_lists(
+        picked,
+        distances,
+        data.query_pids,
+        data.query_camids,
+        data.query_ratios,
+        data.gallery_pids,
+        data.gallery_camids,
+    )
+    return {"queries": queries, "views": views, "gallery": data.gallery_images, "metric": metric}
+
+
+def may_show_images(dataset: Mapping[str, Any] | None, asked: bool = False) -> bool:
+    """Images of a dataset are drawn unless it says they may not be redistributed (and the
+    user did not ask for them anyway)."""
+    return asked or bool((dataset or {}).get("redistributable", True))
+
+
+def _show(ax: Any, image: Tensor | None, frame: str | None = None, title: str = "") -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if image is None:
+        ax.set_axis_off()
+        return
+    ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+    for spine in ax.spines.values():
+        spine.set_visible(frame is None)
+    if frame is not None:
+        h, w = image.shape[-2:]
+        ax.add_patch(
+            Rectangle((-0.5, -0.5), w, h, fill=False, edgecolor=frame, linewidth=3, clip_on=False)
+        )
+    if title:
+        ax.set_title(title, fontsize=7, pad=2)
+
+
+def ranks_figure(
+    queries: Sequence[Mapping[str, Any]],
+    views: Mapping[str, Sequence[Tensor]],
+    gallery: Tensor,
+) -> Any:
+    """Rows of (LR | query as seen | top-k gallery), three per sampled query (SR, bicubic,
+    HR); frames green for a true match, red otherwise."""
+    kinds = [k for k in KINDS if queries and k in queries[0]["ranks"]]
+    top = max((len(q["ranks"][k]["gallery"]) for q in queries for k in kinds), default=0)
+    height, width = (int(s) for s in gallery.shape[-2:])
+    size = (height, width)
+    cols, rows = 3 + top, len(queries) * len(kinds)  # column 1: room for the kind's label
+    cell = 0.75  # inches per image row
+    fig = Figure(
+        figsize=((cols - 0.6) * cell * width / height + 0.9, rows * cell + 0.4),
+        dpi=max(100, math.ceil(height / cell)),
+    )
+    grid = fig.add_gridspec(
+        rows,
+        cols,
+        width_ratios=[1, 0.4, *[1] * (cols - 2)],
+        left=0.07,
+        right=0.99,
+        top=0.97,
+        bottom=0.01,
+        wspace=0.08,
+        hspace=0.25,
+    )
+    for qi, query in enumerate(queries):
+        lr = views["lr"][qi].unsqueeze(0)
+        lr_big = F.interpolate(lr, size=size, mode="nearest")[0]
+        for ki, kind in enumerate(kinds):
+            r = qi * len(kinds) + ki
+            ranked = query["ranks"][kind]
+            first = ki == 0
+            lr_ax = fig.add_subplot(grid[r, 0])
+            _show(lr_ax, lr_big if first else None, title="LR" if r == 0 else "")
+            if first:
+                label = f"x{ratio_key(query['ratio'])}\npid {query['pid']}"
+                lr_ax.set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+            seen = fig.add_subplot(grid[r, 2])
+            _show(seen, views[kind][qi], title="query" if r == 0 else "")
+            seen.set_ylabel(KIND_LABELS[kind], fontsize=7)
+            for c, (g, match) in enumerate(zip(ranked["gallery"], ranked["match"], strict=True)):
+                _show(
+                    fig.add_subplot(grid[r, 3 + c]),
+                    gallery[g].float().div(255.0),
+                    MATCH if match else MISS,
+                    title=str(c + 1) if r == 0 else "",
+                )
+    return fig
+
+
+def write_ranks(
+    run_dir: str | Path,
+    ranks: Mapping[str, Any],
+    dataset: Mapping[str, Any] | None = None,
+    show_images: bool = False,
+) -> list[Path]:
+    """``ranks.json`` always; ``ranks.png`` where the dataset's images may be shown.
+
+    ``ranks`` is what evaluation returned: ``queries`` (:func:`ranked_lists`), ``views``
+    (:func:`query_views`), ``gallery`` (uint8 images) and ``metric``.
+    """
+    run_dir = Path(run_dir)
+    queries = list(ranks["queries"])
+    drawn = bool(queries) and may_show_images(dataset, show_images)
+    doc = {
+        "top": TOP,
+        "per_ratio": PER_RATIO,
+        "metric": ranks.get("metric"),
+        "excluded": "gallery images of the query's identity from the query's camera",
+        "figure": FIGURE_FILE if drawn else None,
+        "queries": queries,
+    }
+    written = [atomic_write_json(run_dir / JSON_FILE, doc)]
+    if drawn:
+        figure = ranks_figure(queries, ranks["views"], ranks["gallery"])
+        written.append(atomic_save_figure(figure, run_dir / FIGURE_FILE))
+    elif (run_dir / FIGURE_FILE).is_file():
+        (run_dir / FIGURE_FILE).unlink()  # an earlier evaluation's, drawn before the rule said no
+    return written

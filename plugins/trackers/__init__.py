@@ -1,0 +1,1 @@
+"""Built-in experiment trackers (``--tracker``): TensorBoard and MLflow, both local."""
