@@ -39,6 +39,16 @@ def step(reg, config, name: str) -> Step:
     return next(s for s in reg.schedule(config) if s.name == name)
 
 
+def test_harness_list_shows_camstyle_with_its_options():
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    out = CliRunner().invoke(main, ["list", "camstyle", "--verbose"], catch_exceptions=False)
+    assert "CamStyle (Zhong et al. 2018)" in out.output
+    assert all(key in out.output for key in ("lsr_epsilon", "transfer_share", "style_iters"))
+
+
 def test_camstyle_has_no_sr_model_and_refuses_one():
     registry = get_registry()
     assert resolve_config({"preset": "smoke", "reg": "camstyle"}, registry).sr == "bicubic"
