@@ -146,6 +146,15 @@ def test_targets_are_other_domains_of_the_batch_and_sources_follow_the_share():
     assert len(transfer_sources(24, 0.0)) == 0
 
 
+def test_prepared_data_carries_the_training_cameras():
+    from harness.data.prepare import prepare_data
+
+    registry = get_registry()
+    data = prepare_data(resolve_config({"preset": "smoke", "reg": "camstyle"}, registry), registry)
+    assert data.train_camids.tolist() == [r.camid for r in data.split.train]
+    assert len(set(data.train_camids.tolist())) > 1
+
+
 def test_a_camera_the_transfer_does_not_know_is_a_one_line_error():
     reg, models, config = camstyle()
     b = camera_batch()
@@ -197,3 +206,5 @@ def test_a_smoke_run_trains_the_transfer_first_then_the_reid_model_with_no_sr_mo
     # the transfer is frozen in stage 1: its held-out probe reads the same at every log
     change = {r["probe/style_change"] for r in log if r.get("stage") == "sr"}
     assert len(change) == 1
+    # the training cameras reach the batches (TrainBatch.camids): more than one camera's domains
+    assert all(r["probe/style_domains"] > 2 for r in log if "probe/style_domains" in r)

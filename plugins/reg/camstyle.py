@@ -333,13 +333,15 @@ class CamStyleRegulariser(Regulariser):
 
     def probe(self, ctx: StepContext) -> dict[str, float]:
         """On held-out images: ``style_change``, the mean |transfer - input| (0: the transfer
-        does nothing), and ``style_cycle``, the cycle L1 (how much of the image survives)."""
+        does nothing), ``style_cycle``, the cycle L1 (how much of the image survives), and
+        ``style_domains``, the (camera, resolution) domains they hold (2: no camera ids)."""
         real, domains = real_images(ctx, self.opts["cameras"])
         fake = ctx["G_style"](real, target_domains(domains))
         back = ctx["G_style"](fake, domains)
         return {
             "style_change": float((fake - real).abs().mean()),
             "style_cycle": float((back - real).abs().mean()),
+            "style_domains": float(len(torch.unique(domains))),
         }
 
 
