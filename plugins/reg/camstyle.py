@@ -153,7 +153,7 @@ class _ConvNorm(nn.Module):
 class StyleGenerator(nn.Module):
     """CycleGAN's ResNet generator, small, conditioned on the target domain through every
     normalisation layer (:class:`DomainNorm`); residual on its input (output
-    ``clamp(x + tanh(.), 0, 1)``), so an untrained one starts near identity."""
+    ``clamp(x + tanh(.), 0, 1)``), so the identity mapping is one zeroed layer away."""
 
     def __init__(self, domains: int, width: int = 16, blocks: int = 2):
         super().__init__()
