@@ -86,12 +86,17 @@ class ReidDataset:
 
 @dataclass
 class TrainBatch:
-    """One SR-stage batch: every image in it shares one downsampling ratio."""
+    """One SR-stage batch: every image in it shares one downsampling ratio.
+
+    ``camids``: each image's camera (0-based, as the dataset gives it) for camera-aware
+    methods (CamStyle's style domains); ``None`` where a batch has none (the stand-ins).
+    """
 
     x_lr: Tensor
     x_hr: Tensor
     pids: Tensor
     ratio: float
+    camids: Tensor | None = None
 
     @property
     def out_size(self) -> tuple[int, int]:

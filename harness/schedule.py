@@ -158,9 +158,13 @@ class StepRunner:
             self.diagnostics.update(step.diagnose(ctx, terms))
 
     def run_iteration(
-        self, ctx: StepContext, iteration: int = 0, diagnose: bool = False
+        self,
+        ctx: StepContext,
+        iteration: int = 0,
+        diagnose: bool = False,
+        steps: list[Step] | None = None,
     ) -> dict[str, Tensor]:
-        """Every step once, in order, on one batch.
+        """Every step (of ``steps``, default all) once, in order, on one batch.
 
         The SR batch is computed first, with G in training mode and outside any
         step, so G's own state (if it has any) moves once per iteration whatever
@@ -169,7 +173,7 @@ class StepRunner:
         ctx.sr()
         self.diagnostics = {}
         out: dict[str, Tensor] = {}
-        for step in self.steps:
+        for step in self.steps if steps is None else steps:
             out.update(self.run(step, ctx, iteration, diagnose))
         return out
 

@@ -36,6 +36,8 @@ DiagnoseFn = Callable[[StepContext, Mapping[str, Tensor]], Mapping[str, Tensor]]
 DEFAULT_BETAS = (0.9, 0.999)
 #: SRGAN's (and DCGAN's) betas for a discriminator: a lower momentum keeps D from overshooting
 DISCRIMINATOR_BETAS = (0.5, 0.999)
+#: where a step can run (:attr:`Step.phases`): the critic warm-up and stage 1
+PHASES = ("critic", "sr")
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,25 @@ class Step:
     diagnose: DiagnoseFn | None = None
     betas: tuple[float, float] = DEFAULT_BETAS
     weight_decay: Mapping[str, float] = field(default_factory=dict)
+    #: the training phases the step runs in, of ``("critic", "sr")`` (the critic warm-up and
+    #: stage 1); ``None``: stage 1 always, the warm-up when the step does not train G. A
+    #: module trained offline and then frozen (CamStyle's style transfer) runs in the
+    #: warm-up alone; a step that must wait for it (the re-id model on its outputs) in
+    #: stage 1 alone.
+    phases: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        unknown = set(self.phases or ()) - set(PHASES)
+        if unknown:
+            raise ValueError(
+                f"step {self.name!r}: unknown phase(s) {sorted(unknown)}; phases: {PHASES}"
+            )
+
+    def runs_in(self, phase: str) -> bool:
+        """Whether the step runs in ``phase`` (``"critic"``: the warm-up; ``"sr"``: stage 1)."""
+        if self.phases is not None:
+            return phase in self.phases
+        return phase == "sr" or "G" not in self.trainable
 
 
 @dataclass(frozen=True)

@@ -179,7 +179,8 @@ class Trainer:
             config.protocol.ratios, self.critic_ratio_generator
         )
         self.critic_iters = int(regulariser.critic_warmup_iters(config))
-        self.critic_steps = [s for s in self.steps if GENERATOR not in s.trainable]
+        self.critic_steps = [s for s in self.steps if s.runs_in("critic")]
+        self.stage1_steps = [s for s in self.steps if s.runs_in("sr")]
         self.probe_idx, self.sr_pool = probe_split(len(data.train_pids), config.seed)
         generator_params = list(models["G"].parameters())
         self.warmup_optimizer = (
@@ -328,8 +329,16 @@ class Trainer:
         x_hr = self._to_float((x_hr * 255).round().to(torch.uint8))
         x_lr = downsample(x_hr, ratio, self.config.protocol)
         return TrainBatch(
-            x_lr=x_lr, x_hr=x_hr, pids=self.data.train_pids[idx].to(self.device), ratio=ratio
+            x_lr=x_lr,
+            x_hr=x_hr,
+            pids=self.data.train_pids[idx].to(self.device),
+            ratio=ratio,
+            camids=self._camids(idx),
         )
+
+    def _camids(self, idx: Tensor) -> Tensor | None:
+        cams = self.data.train_camids
+        return None if cams is None else cams[idx].to(self.device)
 
     # -- stages ------------------------------------------------------------------
     def _autocast(self):
@@ -553,6 +562,7 @@ class Trainer:
                         x_hr=x_hr,
                         pids=pids,
                         ratio=ratio,
+                        camids=self._camids(self.probe_idx),
                     )
                     ctx = StepContext(batch, self.models, self.config)
                     generator = self.models[GENERATOR]
@@ -580,7 +590,9 @@ class Trainer:
             batch = self.timing.wait(functools.partial(self.sr_batch, pool=self.sr_pool))
             ctx = StepContext(batch, self.models, cfg)
             logged = (self.iteration + 1) % cfg.log_every == 0 or self.iteration == 0
-            terms = self.runner.run_iteration(ctx, self.iteration, diagnose=logged and is_main())
+            terms = self.runner.run_iteration(
+                ctx, self.iteration, diagnose=logged and is_main(), steps=self.stage1_steps
+            )
             self.iteration += 1
             bar.update(1)
             diagnostics = None

@@ -55,6 +55,7 @@ class PreparedData:
     gallery_camids: Tensor
     bad_images: list[str]
     hr_size: tuple[int, int] = (64, 32)
+    train_camids: Tensor | None = None  # long, the dataset's camera of each training image
     #: the validation split; None when ``protocol.val_ids`` is 0 or leaves no identity out
     val: EvalSet | None = None
 
@@ -117,7 +118,7 @@ def prepare_data(config: RunConfig, registry: Registry) -> PreparedData:
     train = load(split.train)
     query = load(split.query)
     gallery = load(split.gallery)
-    train_pids, _ = _labels(split.train, train.keep)
+    train_pids, train_camids = _labels(split.train, train.keep)
     # Re-id training labels must be contiguous even if bad images were skipped.
     uniq, train_pids = torch.unique(train_pids, return_inverse=True)
     q_pids, q_cams = _labels(split.query, query.keep)
@@ -155,6 +156,7 @@ def prepare_data(config: RunConfig, registry: Registry) -> PreparedData:
         gallery_camids=g_cams,
         bad_images=bad,
         hr_size=size,
+        train_camids=train_camids,
         val=val,
     )
 
