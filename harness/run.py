@@ -6,6 +6,7 @@ training, and ``metrics.json`` with ``status: complete`` only at the very end.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import random
@@ -45,6 +46,7 @@ from harness.rundir import (
     INTERRUPTED,
     check_run_dir,
     check_split,
+    hold_run_dir,
     is_complete,
     load_run_config,
     mark_complete,
@@ -127,6 +129,21 @@ def run_experiment(
     While it runs, ``ACTIVE_RUNS`` names its folder, so the CLI can answer an
     interrupt with the command that continues it.
     """
+    # one process trains in a folder at a time (ranks other than 0 share rank 0's)
+    held = hold_run_dir(run_dir) if distributed.env_rank() == 0 else contextlib.nullcontext()
+    with held:
+        return _run_guarded(config, run_dir, registry, resume, echo, extra, stage0_cache_dir)
+
+
+def _run_guarded(
+    config: RunConfig,
+    run_dir: Path,
+    registry: Registry,
+    resume: bool,
+    echo: Echo,
+    extra: Mapping[str, Any] | None,
+    stage0_cache_dir: Path | None,
+) -> dict[str, Any]:
     ACTIVE_RUNS.append(run_dir)
     try:
         metrics = _run_experiment(

@@ -9,10 +9,18 @@ the scheduler and a single run all ask them here, so they can never disagree.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping
+import os
+import socket
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+try:  # POSIX; elsewhere a run folder is not locked
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 from harness.checkpoint import settings_differing
 from harness.config import ConfigError, RunConfig
@@ -27,6 +35,8 @@ LOG = "log.jsonl"
 #: each query's outcomes, for paired comparisons (:mod:`harness.bootstrap`, docs/results.md)
 PER_QUERY = "per_query.json"
 CHECKPOINTS = "checkpoints"
+#: held (``flock``) by the process training in the folder; the OS releases it when that dies
+LOCK = ".lock"
 #: the status ``metrics.json`` holds once the run is done (``running`` before)
 COMPLETE = "complete"
 
@@ -135,6 +145,40 @@ def check_run_dir(run_dir: Path) -> None:
         raise HarnessError(
             f"cannot write to the output folder {run_dir}: {exc.strerror or exc}"
         ) from exc
+
+
+@contextlib.contextmanager
+def hold_run_dir(run_dir: Path) -> Iterator[None]:
+    """Lock ``run_dir`` for as long as this process trains in it.
+
+    A second process (a second ``--resume``, a re-run bench beside the workers of a killed
+    one) would delete the live run's temporaries and log every line twice; it is refused.
+    ``flock`` is released by the OS when the holder dies, however it dies, so a killed run
+    never leaves a stale lock to clean up. The file stays; only the lock on it matters.
+    """
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handle = (run_dir / LOCK).open("a+")
+    except OSError as exc:
+        raise HarnessError(
+            f"cannot write to the output folder {run_dir}: {exc.strerror or exc}"
+        ) from exc
+    with handle:
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise HarnessError(
+                    f"{run_dir} is in use: {holder} is training in it now; wait for it to "
+                    "finish, or stop it, before resuming it"
+                ) from exc
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        yield  # the lock goes with the handle's close (or the process's death)
 
 
 def _same(wanted: Any, stored: Any) -> bool:

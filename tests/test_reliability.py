@@ -317,6 +317,94 @@ def test_eval_refuses_a_config_edited_after_training(tmp_path, tiny_run, edit, n
     assert (run / "metrics.json").read_text() == before  # nothing re-marked complete
 
 
+@pytest.mark.slow
+def test_a_second_resume_of_a_live_run_is_refused_and_a_dead_holder_frees_it(tmp_path, tiny_run):
+    from harness.rundir import hold_run_dir
+
+    run = _copy_run(tiny_run, tmp_path / "R")
+    (run / "metrics.json").write_text(json.dumps({"status": "running"}))
+    with hold_run_dir(run):  # this process trains in R
+        one_line_error(cli("run", "--resume", str(run)), "is in use", f"process {os.getpid()}")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from harness.rundir import hold_run_dir\n"
+            f"with hold_run_dir(Path({str(run)!r})):\n"
+            "    print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(HarnessError, match="is in use"), hold_run_dir(run):
+        pass
+    holder.kill()  # SIGKILL: no clean-up ran, the OS releases the lock
+    holder.wait()
+    with hold_run_dir(run):
+        pass
+
+
+def _workers_of(out: Path) -> list[int]:
+    """Live (not zombie) worker processes whose job names ``out``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().decode(errors="replace")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if "harness.worker" in cmd and str(out) in cmd and state != "Z":
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal: Linux")
+def test_a_sigkilled_bench_leaves_no_worker_running(tmp_path):
+    spec = tmp_path / "s.toml"
+    # two rows that share no stage: both workers start at once
+    spec.write_text(
+        'name = "k"\n[defaults]\ndata = "synthetic"\npreset = "smoke"\ndevice = "cpu"\n'
+        'reid_iters = 500\n[[runs]]\nlabel = "a"\n'
+        '[[runs]]\nlabel = "b"\nseed = 1\n'
+    )
+    out = tmp_path / "out"
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "harness", "bench", str(spec), "--out", str(out), "--jobs", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 120
+        while len(_workers_of(out)) < 2 and time.time() < deadline and bench.poll() is None:
+            time.sleep(0.5)
+        assert len(_workers_of(out)) == 2, "the bench never started its two workers"
+    finally:
+        bench.kill()
+        bench.wait()
+    deadline = time.time() + 10  # SIGTERM from the kernel, at once; ten seconds to exit
+    while _workers_of(out) and time.time() < deadline:
+        time.sleep(0.2)
+    left = _workers_of(out)
+    for pid in left:  # never leave them to the next test
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"workers {left} outlived their bench"
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"WORLD_SIZE": "abc"}, "WORLD_SIZE='abc' is not a whole number"),
+        ({"WORLD_SIZE": "2", "MASTER_ADDR": "", "MASTER_PORT": ""}, "start distributed runs"),
+    ],
+)
+def test_a_bad_torchrun_environment_is_one_line(tmp_path, env, needle):
+    one_line_error(cli("run", *SMOKE, "--out", str(tmp_path / "R"), env=env), needle)
+
+
 # ------------------------------------------------------------------ 5. permissions
 
 
