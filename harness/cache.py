@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
+from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -51,9 +53,26 @@ def stage0_key(
     ``init_sha256`` is the hash of the initial weights ``reid_init`` resolved to:
     ``imagenet`` names a search, and two machines may find different files.
     """
+    salt = {"init_sha256": init_sha256} if init_sha256 else {}
+    if config.reid_weights:  # by content: a replaced file must miss the cache, not reuse it
+        salt["reid_weights_sha256"] = sha256_file(config.reid_weights)
     return _recipe_key(
-        config, registry, device, STAGE0, salt={"init_sha256": init_sha256} if init_sha256 else None
+        config, registry, device, STAGE0, salt=salt or None, by_content=("reid_weights",)
     )
+
+
+def code_fingerprint(factory: object, dist: str) -> str:
+    """The version of a component's code: its distribution's version and a hash of the source
+    file that defines its factory, so an upgraded or edited plugin misses every cache its
+    old code filled (an editable install keeps its version while its files change)."""
+    try:
+        version = metadata.version(dist)
+    except (metadata.PackageNotFoundError, ValueError):
+        version = "?"
+    module = sys.modules.get(getattr(factory, "__module__", "") or "")
+    source = getattr(module, "__file__", None)
+    digest = sha256_file(source)[:16] if source and Path(source).is_file() else "?"
+    return f"{dist} {version} {digest}"
 
 
 def _recipe_key(
@@ -71,9 +90,13 @@ def _recipe_key(
     doc = config.to_dict()
     names = [n for n in stage_settings(stage) if n not in by_content]
     owned: set[str] = set()
+    code: dict[str, str] = {}
     for kind, name in COMPONENT_FIELDS:
         if kind in stage.components:
-            owned |= set(registry.lookup(kind, getattr(config, name)).options)
+            entry = registry.lookup(kind, getattr(config, name))
+            owned |= set(entry.options)
+            dist = registry.plugins.get(entry.plugin, "local")
+            code[kind] = code_fingerprint(entry.factory, dist)
     key = {
         "fields": {k: doc[k] for k in names if not k.startswith("protocol.")},
         "options": {k: v for k, v in doc["options"].items() if k in owned},
@@ -85,6 +108,7 @@ def _recipe_key(
         "device": device.type,
         "version": PROTOCOL_VERSION,
         "torch": torch.__version__,
+        "code": code,
         **(salt or {}),
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]

@@ -289,7 +289,8 @@ class RunConfig:
     )
     partial_weights: bool = setting(
         False,
-        "Accept --reid-weights that cover only part of the re-id model (on purpose).",
+        "Accept --reid-weights or a --reid-init file that cover only part of the re-id model "
+        "(on purpose).",
         section=_R,
     )
     reid_init: str = setting(

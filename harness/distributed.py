@@ -21,6 +21,8 @@ import torch
 import torch.distributed as dist
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
+from harness.errors import HarnessError
+
 
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
@@ -38,10 +40,37 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def _env_int(name: str, default: int) -> int:
+    """A whole number torchrun sets in the environment; anything else is one line, not a
+    traceback."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise HarnessError(
+            f"environment variable {name}={text!r} is not a whole number; torchrun sets it "
+            f"(unset it to run one process)"
+        ) from None
+
+
+def env_rank() -> int:
+    """This process's rank as torchrun announces it, before the process group exists."""
+    return _env_int("RANK", 0)
+
+
 def init_from_env() -> torch.device | None:
     """Join the process group torchrun describes; returns this rank's device, or None."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or is_distributed():
+    if _env_int("WORLD_SIZE", 1) <= 1 or is_distributed():
         return None
+    missing = [v for v in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(v)]
+    if missing:
+        raise HarnessError(
+            f"WORLD_SIZE={os.environ['WORLD_SIZE']} but {' and '.join(missing)} unset: start "
+            "distributed runs with torchrun (torchrun --nproc-per-node N -m harness run ...), "
+            "or unset WORLD_SIZE to run one process"
+        )
     use_cuda = torch.cuda.is_available()
     dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     if use_cuda:

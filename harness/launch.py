@@ -17,9 +17,12 @@ serial numbers for the same ``--threads-per-run``. Its stdout and stderr go to
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import functools
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -157,6 +160,46 @@ def worker_env(
     return env
 
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    """libc's ``prctl``, looked up once in the parent (never in a freshly forked child)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel send the child SIGTERM when this process dies.
+
+    A bench killed with SIGKILL cannot stop its workers; without this they would train on,
+    re-parented to init, beside the runs a re-run starts. Armed between fork and exec, so
+    it holds during the worker's seconds of imports too; SIGTERM (not SIGKILL) lets a
+    worker past its imports record ``interrupted``. A parent that died before it was armed
+    is caught by comparing ``getppid``. The child runs only a ready function pointer and
+    ``os`` calls (no imports, no lookups: ``preexec_fn`` in a threaded parent must stay
+    minimal). Linux only; ``None`` (no preexec) elsewhere. The signal follows the parent
+    *thread*: ``execute`` waits for its process in the thread that started it.
+    """
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid()
+    term = int(signal.SIGTERM)
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, term, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(128 + term)
+
+    return arm
+
+
 def execute(
     job: RunJob,
     cuda_visible_devices: str | None = None,
@@ -186,6 +229,7 @@ def execute(
             stdin=subprocess.DEVNULL,
             cwd=job.cwd if os.path.isdir(job.cwd) else None,
             env=worker_env(job.threads, cuda_visible_devices=cuda_visible_devices),
+            preexec_fn=die_with_parent(),
         )
         if on_start is not None:
             on_start(proc)

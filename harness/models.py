@@ -93,7 +93,12 @@ def build_models(
     torch.manual_seed(config.seed * 1000 + 2)
     reid = _call(reid_entry, config, num_classes)
     if init is not None:
-        load_init(reid, init, registry)
+        record = load_init(reid, init, registry, partial=config.partial_weights)
+        if echo is not None and record["missing"]:
+            echo(
+                f"initial weights {init.path}: {record['tensors']} backbone tensors loaded, "
+                f"{record['missing']} missing (--partial-weights)"
+            )
     if config.reid_weights:
         counts = load_reid_weights(reid, config.reid_weights, partial=config.partial_weights)
         if echo is not None:

@@ -199,20 +199,38 @@ def choose_backbone(candidates: Iterable[str], init: str, registry: Any) -> tupl
 
 
 def fit_to_backbone(
-    source: Mapping[str, Tensor], target: Mapping[str, Tensor]
+    source: Mapping[str, Tensor], target: Mapping[str, Tensor], partial: bool = False
 ) -> tuple[dict[str, Tensor], str]:
     """``source`` renamed to ``target``'s keys: by name where every key matches, else by order.
 
     By order means the n-th non-head tensor of the source goes to the n-th tensor
     of the backbone, which is how torchvision's and TensorFlow-converted layouts
     map onto timm's; every shape must agree, and the counts must be equal, so a
-    file of another architecture cannot slip through.
+    file of another architecture cannot slip through. By name, the file must not hold
+    body tensors the backbone has no place for either: a resnet34 file names every
+    resnet18 tensor, and more. ``partial`` (``--partial-weights``, the rule
+    ``--reid-weights`` follows too) loads the tensors that match by name and shape, on purpose.
     """
     renamed = align(dict(source), target)
-    if all(k in renamed and tuple(renamed[k].shape) == tuple(v.shape) for k, v in target.items()):
-        return {k: renamed[k] for k in target}, "by name"
+    matching = {
+        k: renamed[k]
+        for k, v in target.items()
+        if k in renamed and tuple(renamed[k].shape) == tuple(v.shape)
+    }
+    extra = [k for k in renamed if k not in target and not is_head(k)]
     body = [(k, v) for k, v in source.items() if not is_head(k)]
     wanted = list(target.items())
+    full = len(matching) == len(target)
+    if partial and matching and (extra or not full) and len(body) != len(wanted):
+        return matching, "by name, partial"  # (equal counts are tried by order first)
+    if full:
+        if extra:
+            raise HarnessError(
+                f"the weights do not fit this backbone: {len(extra)} of the file's tensors have "
+                f"no place in it (e.g. {', '.join(extra[:3])}); another architecture? Pass "
+                f"--partial-weights to load the matching part on purpose"
+            )
+        return matching, "by name"
     if len(body) != len(wanted):
         raise HarnessError(
             f"the weights do not fit this backbone: {len(body)} tensors (heads dropped) "
@@ -240,15 +258,23 @@ def backbone_of(reid: nn.Module) -> nn.Module:
     return trunk
 
 
-def load_init(reid: nn.Module, found: FoundWeights, registry: Any) -> dict[str, Any]:
-    """Load ``found`` into ``reid``'s backbone, strictly; returns the record for ``config.json``."""
+def load_init(
+    reid: nn.Module, found: FoundWeights, registry: Any, partial: bool = False
+) -> dict[str, Any]:
+    """Load ``found`` into ``reid``'s backbone, strictly unless ``partial``; returns the record
+    for ``config.json`` (with ``partial``: how many of the backbone's tensors it covered)."""
     reader = next((src for name, src in sources(registry) if name == found.source), None)
     tensors = reader.read(Path(found.path)) if reader is not None else read_tensor_file(found.path)
     trunk = backbone_of(reid)
     target = trunk.state_dict()
-    fitted, how = fit_to_backbone(tensors, target)
-    trunk.load_state_dict(fitted, strict=True)
-    return {**found.record(), "converted": how, "tensors": len(fitted)}
+    fitted, how = fit_to_backbone(tensors, target, partial=partial)
+    trunk.load_state_dict(fitted, strict=len(fitted) == len(target))
+    return {
+        **found.record(),
+        "converted": how,
+        "tensors": len(fitted),
+        "missing": len(target) - len(fitted),
+    }
 
 
 # --------------------------------------------------------------------------

@@ -6,6 +6,7 @@ training, and ``metrics.json`` with ``status: complete`` only at the very end.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import random
@@ -45,10 +46,13 @@ from harness.rundir import (
     FAILED,
     INTERRUPTED,
     check_run_dir,
+    check_split,
+    hold_run_dir,
     is_complete,
     load_run_config,
     mark_complete,
     mark_stopped,
+    refuse_edited_config,
     refuse_foreign_run,
 )
 from harness.timing import RunTiming
@@ -127,6 +131,21 @@ def run_experiment(
     While it runs, ``ACTIVE_RUNS`` names its folder, so the CLI can answer an
     interrupt with the command that continues it.
     """
+    # one process trains in a folder at a time (ranks other than 0 share rank 0's)
+    held = hold_run_dir(run_dir) if distributed.env_rank() == 0 else contextlib.nullcontext()
+    with held:
+        return _run_guarded(config, run_dir, registry, resume, echo, extra, stage0_cache_dir)
+
+
+def _run_guarded(
+    config: RunConfig,
+    run_dir: Path,
+    registry: Registry,
+    resume: bool,
+    echo: Echo,
+    extra: Mapping[str, Any] | None,
+    stage0_cache_dir: Path | None,
+) -> dict[str, Any]:
     ACTIVE_RUNS.append(run_dir)
     trackers = RunTrackers(echo)  # opened by the run before training; closed with its outcome
     try:
@@ -229,7 +248,7 @@ def _run_experiment(
             f"{config.data}: the training split has {data.num_classes} identity; re-id training "
             "needs at least two (its ID loss is zero with one), so nothing could be learned"
         )
-    if main_rank and (not resume or not (run_dir / "split.json").is_file()):
+    if main_rank:
         listing = {
             "protocol": dataclasses.asdict(config.protocol),
             "data": config.data,
@@ -237,7 +256,10 @@ def _run_experiment(
             "skipped_images": list(data.bad_images),
             **data.split.listing(config.data_root, data.hr_size),
         }
-        atomic_write_json(run_dir / "split.json", listing)
+        if resume and (run_dir / "split.json").is_file():
+            check_split(run_dir, listing)  # the data or protocol changed since: refused
+        else:
+            atomic_write_json(run_dir / "split.json", listing)
     echo(
         f"data: {desc['num_train']} train images of {desc['num_train_ids']} ids; "
         f"{desc['num_query']} LR queries (cameras {desc['lr_cameras']}, "
@@ -400,14 +422,15 @@ def _quiet(message: str) -> None:
 
 def evaluate_run(run_dir: Path, registry: Registry, echo: Echo = print) -> dict[str, Any]:
     """Re-evaluate a finished run from its final checkpoint (``harness eval``)."""
-    config = load_run_config(run_dir)
-    config, device = resolve_device(config, echo)
+    recorded = load_run_config(run_dir)
+    config, device = resolve_device(recorded, echo)
     ckpt = latest_checkpoint(run_dir / "checkpoints")
     if ckpt is None or ckpt["stage"] != "done":
         raise HarnessError(
             f"{run_dir} has no final checkpoint; "
             f"finish it first with harness run --resume {run_dir}"
         )
+    refuse_edited_config(run_dir, recorded, ckpt)
     seed_everything(config.seed)
     data = prepare_data(config, registry)
     models, _ = build_models(config, registry, data.num_classes)

@@ -9,11 +9,20 @@ the scheduler and a single run all ask them here, so they can never disagree.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping
+import os
+import socket
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+try:  # POSIX; elsewhere a run folder is not locked
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+from harness.checkpoint import settings_differing
 from harness.config import ConfigError, RunConfig
 from harness.errors import HarnessError
 from harness.io import atomic_write_json
@@ -26,6 +35,8 @@ LOG = "log.jsonl"
 #: each query's outcomes, for paired comparisons (:mod:`harness.bootstrap`, docs/results.md)
 PER_QUERY = "per_query.json"
 CHECKPOINTS = "checkpoints"
+#: held (``flock``) by the process training in the folder; the OS releases it when that dies
+LOCK = ".lock"
 #: the status ``metrics.json`` holds once the run is done (``running`` before)
 COMPLETE = "complete"
 
@@ -139,6 +150,40 @@ def check_run_dir(run_dir: Path) -> None:
         ) from exc
 
 
+@contextlib.contextmanager
+def hold_run_dir(run_dir: Path) -> Iterator[None]:
+    """Lock ``run_dir`` for as long as this process trains in it.
+
+    A second process (a second ``--resume``, a re-run bench beside the workers of a killed
+    one) would delete the live run's temporaries and log every line twice; it is refused.
+    ``flock`` is released by the OS when the holder dies, however it dies, so a killed run
+    never leaves a stale lock to clean up. The file stays; only the lock on it matters.
+    """
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handle = (run_dir / LOCK).open("a+")
+    except OSError as exc:
+        raise HarnessError(
+            f"cannot write to the output folder {run_dir}: {exc.strerror or exc}"
+        ) from exc
+    with handle:
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise HarnessError(
+                    f"{run_dir} is in use: {holder} is training in it now; wait for it to "
+                    "finish, or stop it, before resuming it"
+                ) from exc
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        yield  # the lock goes with the handle's close (or the process's death)
+
+
 def _same(wanted: Any, stored: Any) -> bool:
     """Equality after typing command-line strings ("0.5", "true") like the saved values."""
     if isinstance(wanted, list | tuple) and isinstance(stored, list | tuple):
@@ -175,6 +220,69 @@ def stale_settings(run_dir: Path, settings: Mapping[str, Any]) -> list[str]:
         elif key in saved and not _same(value, saved[key]):
             out.append(f"{key}: planned {value!r}, saved {saved[key]!r}")
     return out
+
+
+def _describe(value: Any) -> str:
+    """A short account of a split.json value: a list by its length, anything else as is."""
+    if isinstance(value, list):
+        return f"{len(value)} entries"
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def check_split(run_dir: Path, listing: Mapping[str, Any]) -> None:
+    """Refuse to resume a run whose data or protocol no longer give its recorded split.
+
+    ``split.json`` is written when the run starts; its checkpoints were trained and will be
+    evaluated on that split. If the dataset gained or lost images, or ``config.json``'s
+    protocol was edited since, the resumed run would report other queries than the ones
+    recorded, marked complete. ``listing`` is the split the current data and config give.
+    """
+    saved = _read_json(run_dir / SPLIT)
+    if not isinstance(saved, Mapping):
+        raise HarnessError(
+            f"{run_dir / SPLIT} is corrupt: the split this run was started on cannot be checked; "
+            f"start the run again with --out NEW_FOLDER"
+        )
+    now = json.loads(json.dumps(listing))  # tuples as lists, as the file holds them
+    diffs = []
+    for key in sorted(set(saved) | set(now)):
+        old, new = saved.get(key), now.get(key)
+        if old == new:
+            continue
+        if isinstance(old, Mapping) and isinstance(new, Mapping):
+            diffs += [
+                f"{key}.{k}: recorded {_describe(old.get(k))}, now {_describe(new.get(k))}"
+                for k in sorted(set(old) | set(new))
+                if old.get(k) != new.get(k)
+            ]
+        else:
+            diffs.append(f"{key}: recorded {_describe(old)}, now {_describe(new)}")
+    if diffs:
+        raise HarnessError(
+            f"{run_dir} cannot be resumed: its data or protocol changed since it started "
+            f"({'; '.join(diffs[:4])}), so its split.json no longer holds; restore them, or "
+            f"start a new run with --out NEW_FOLDER"
+        )
+
+
+def refuse_edited_config(run_dir: Path, config: RunConfig, ckpt: Mapping[str, Any]) -> None:
+    """``harness eval`` evaluates the settings the final checkpoint was trained with.
+
+    The checkpoint records them; a ``config.json`` edited since (other ratios, another
+    ``sr_iters``) would be evaluated and marked complete as if it had been trained so.
+    Settings that change no result (``RESUME_FREE``: device, workers ...) may differ.
+    """
+    saved = ckpt.get("config")
+    if not isinstance(saved, Mapping):
+        return  # a checkpoint from before checkpoints recorded their settings
+    diffs = settings_differing(dict(saved), config.to_dict())
+    if diffs:
+        raise HarnessError(
+            f"{run_dir / CONFIG} disagrees with the settings its final checkpoint was trained "
+            f"with ({'; '.join(diffs[:4])}; checkpoint first); restore config.json, or train "
+            f"these settings as a new run with --out NEW_FOLDER"
+        )
 
 
 def load_run_config(run_dir: Path) -> RunConfig:

@@ -8,6 +8,7 @@ it went (0 done, 2 a harness error such as bad settings, 1 anything else).
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -26,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    # SIGTERM (the launcher's cancel, or its death: harness.launch.die_with_parent) ends the
+    # run as Ctrl-C does:
+    # its folder records "interrupted" instead of "running" forever
+    signal.signal(signal.SIGTERM, _interrupt)
     job = RunJob.from_json(argv[0])
     torch.set_num_threads(job.threads)
     try:
@@ -42,7 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted (SIGTERM)", file=sys.stderr, flush=True)
+        return 130
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

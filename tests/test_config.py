@@ -8,6 +8,7 @@ a setting outside it must not (else every run would retrain it).
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections import Counter
 
 import pytest
@@ -106,7 +107,6 @@ _OTHER = {
     "disc": "other-disc",
     "data": "market1501",
     "data_root": "/elsewhere",
-    "reid_weights": "/elsewhere/reid.pt",
     "reid_init": "imagenet",
     "device": "cpu",
     "reid_requested": "resnet18|resnet34",
@@ -117,8 +117,8 @@ _OTHER = {
 
 def _another(setting, value, tmp_path):
     """A valid value other than ``value``."""
-    if setting.name == "sr_weights":  # hashed by content
-        path = tmp_path / "sr.pth"
+    if setting.name in ("sr_weights", "reid_weights"):  # hashed by content
+        path = tmp_path / f"{setting.name}.pth"
         path.write_bytes(b"weights")
         return str(path)
     if setting.name in _OTHER:
@@ -355,3 +355,37 @@ def test_a_saved_config_loads_and_is_checked_like_a_given_one():
         RunConfig.from_dict({**saved, "label_smooth": 1.5})
     with pytest.raises(ConfigError, match="--height must be a number"):
         RunConfig.from_dict({**saved, "height": "tall"})
+
+
+def test_a_replaced_reid_weights_file_misses_the_stage0_cache(tmp_path, registry):
+    """Keyed by the file's sha256, not its path: the old model is not reused for new weights."""
+    path = tmp_path / "w.pt"
+    config = RunConfig(preset="smoke", reid_weights=str(path))
+    torch.save({"w": torch.zeros(2)}, path)
+    before = stage0_key(config, registry, CPU)
+    torch.save({"w": torch.ones(2)}, path)
+    after = stage0_key(config, registry, CPU)
+    assert after != before
+    moved = tmp_path / "elsewhere.pt"
+    path.rename(moved)  # the same file under another name: the same model
+    assert stage0_key(config.replace(reid_weights=str(moved)), registry, CPU) == after
+
+
+def test_an_edited_or_upgraded_plugin_misses_its_cache(tmp_path, monkeypatch):
+    import importlib.util
+
+    from harness.cache import code_fingerprint
+
+    source = tmp_path / "editable_plugin.py"
+    source.write_text("def build(config):\n    return 1\n")
+    spec = importlib.util.spec_from_file_location("editable_plugin", source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setitem(sys.modules, "editable_plugin", module)
+    before = code_fingerprint(module.build, "crossres-harness")
+    assert code_fingerprint(module.build, "crossres-harness") == before  # stable
+    source.write_text("def build(config):\n    return 2  # edited\n")
+    assert code_fingerprint(module.build, "crossres-harness") != before
+    assert code_fingerprint(module.build, "another-dist") != code_fingerprint(
+        module.build, "crossres-harness"
+    )

@@ -177,6 +177,32 @@ def test_weights_of_a_bigger_architecture_are_refused(tmp_path):
     )
 
 
+def test_a_foreign_reid_init_file_is_refused_as_reid_weights_is(tmp_path):
+    """The issue's case: a resnet34 file names every resnet18 tensor, and 98 more."""
+    full = torch.load(_resnet_weights(tmp_path, "resnet34"), weights_only=True)
+    trunk = {k[len("backbone.") :]: v for k, v in full.items() if k.startswith("backbone.")}
+    path = tmp_path / "r34.pt"
+    torch.save(trunk, path)
+    args = ["run", *SMOKE, "--reid", "resnet18", "--reid-init", str(path)]
+    one_line_error(cli(*args, "--out", str(tmp_path / "R")), "no place in it", "--partial-weights")
+
+
+def test_a_partial_reid_init_loads_the_matching_part_and_says_so():
+    from harness.pretrained import fit_to_backbone
+
+    target = {"conv.weight": torch.zeros(2, 3), "bn.weight": torch.zeros(2)}
+    bigger = {**target, "layer9.weight": torch.ones(4)}
+    smaller = {"conv.weight": torch.ones(2, 3)}
+    for source in (bigger, smaller):
+        with pytest.raises(HarnessError, match="another architecture"):
+            fit_to_backbone(source, target)
+    fitted, how = fit_to_backbone(bigger, target, partial=True)
+    assert set(fitted) == set(target) and how == "by name, partial"
+    fitted, how = fit_to_backbone(smaller, target, partial=True)
+    assert set(fitted) == {"conv.weight"} and how == "by name, partial"
+    assert fit_to_backbone(target, target)[1] == "by name"  # a file that fits is no partial
+
+
 @pytest.mark.slow
 def test_a_file_of_one_tensor_is_refused_and_partial_loads_are_counted(tmp_path):
     path = tmp_path / "one.pt"
@@ -212,6 +238,171 @@ def test_a_resume_rewrites_a_missing_split_json(tmp_path):
     (out / "metrics.json").write_text(json.dumps({"status": "running"}))
     assert cli("run", "--resume", str(out)).exit_code == 0
     assert (out / "split.json").is_file() and _metrics(out)["status"] == "complete"
+
+
+#: a tiny complete run: enough to resume and evaluate
+TINY = [
+    *SMOKE,
+    "--reid-iters",
+    "2",
+    "--sr-warmup-iters",
+    "1",
+    "--sr-iters",
+    "2",
+    "-o",
+    "synth_train_ids=4",
+    "-o",
+    "synth_test_ids=4",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tiny") / "R"
+    result = cli("run", *TINY, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _copy_run(run: Path, to: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(run, to))
+
+
+def _edit_config(run: Path, edit) -> None:
+    doc = json.loads((run / "config.json").read_text())
+    edit(doc["config"])
+    (run / "config.json").write_text(json.dumps(doc))
+
+
+@pytest.mark.slow
+def test_a_resume_refuses_a_split_its_data_or_protocol_no_longer_give(tmp_path, tiny_run):
+    """Edited before the first checkpoint: no checkpoint's settings to compare, only split.json."""
+    run = _copy_run(tiny_run, tmp_path / "R")
+    import shutil
+
+    shutil.rmtree(run / "checkpoints")
+    (run / "metrics.json").write_text(json.dumps({"status": "running"}))
+    _edit_config(run, lambda c: c["protocol"].update(seed=c["protocol"]["seed"] + 1))
+    one_line_error(
+        cli("run", "--resume", str(run)), "cannot be resumed", "protocol.seed", "split.json"
+    )
+    assert not (run / "checkpoints").exists()  # refused before anything trained
+
+
+def test_a_split_that_gained_images_is_named_by_its_counts(tmp_path):
+    from harness.rundir import check_split
+
+    listing = {"data": "d", "query": [["q", 1]] * 16, "protocol": {"seed": 0}}
+    (tmp_path / "split.json").write_text(json.dumps(listing))
+    check_split(tmp_path, listing)  # the same split: no complaint
+    with pytest.raises(HarnessError, match="query: recorded 16 entries, now 20 entries"):
+        check_split(tmp_path, {**listing, "query": [["q", 1]] * 20})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (lambda c: c["protocol"].update(ratios=[2.0]), "protocol"),
+        (lambda c: c.update(sr_iters=c["sr_iters"] + 5), "sr_iters"),
+    ],
+)
+def test_eval_refuses_a_config_edited_after_training(tmp_path, tiny_run, edit, needle):
+    run = _copy_run(tiny_run, tmp_path / "R")
+    before = (run / "metrics.json").read_text()
+    _edit_config(run, edit)
+    one_line_error(cli("eval", str(run)), "disagrees with the settings", needle)
+    assert (run / "metrics.json").read_text() == before  # nothing re-marked complete
+
+
+@pytest.mark.slow
+def test_a_second_resume_of_a_live_run_is_refused_and_a_dead_holder_frees_it(tmp_path, tiny_run):
+    from harness.rundir import hold_run_dir
+
+    run = _copy_run(tiny_run, tmp_path / "R")
+    (run / "metrics.json").write_text(json.dumps({"status": "running"}))
+    with hold_run_dir(run):  # this process trains in R
+        one_line_error(cli("run", "--resume", str(run)), "is in use", f"process {os.getpid()}")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from harness.rundir import hold_run_dir\n"
+            f"with hold_run_dir(Path({str(run)!r})):\n"
+            "    print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(HarnessError, match="is in use"), hold_run_dir(run):
+        pass
+    holder.kill()  # SIGKILL: no clean-up ran, the OS releases the lock
+    holder.wait()
+    with hold_run_dir(run):
+        pass
+
+
+def _workers_of(out: Path) -> list[int]:
+    """Live (not zombie) worker processes whose job names ``out``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().decode(errors="replace")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if "harness.worker" in cmd and str(out) in cmd and state != "Z":
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal: Linux")
+def test_a_sigkilled_bench_leaves_no_worker_running(tmp_path):
+    spec = tmp_path / "s.toml"
+    # two rows that share no stage: both workers start at once
+    spec.write_text(
+        'name = "k"\n[defaults]\ndata = "synthetic"\npreset = "smoke"\ndevice = "cpu"\n'
+        'reid_iters = 500\n[[runs]]\nlabel = "a"\n'
+        '[[runs]]\nlabel = "b"\nseed = 1\n'
+    )
+    out = tmp_path / "out"
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "harness", "bench", str(spec), "--out", str(out), "--jobs", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 120
+        while len(_workers_of(out)) < 2 and time.time() < deadline and bench.poll() is None:
+            time.sleep(0.5)
+        assert len(_workers_of(out)) == 2, "the bench never started its two workers"
+    finally:
+        bench.kill()
+        bench.wait()
+    deadline = time.time() + 10  # SIGTERM from the kernel, at once; ten seconds to exit
+    while _workers_of(out) and time.time() < deadline:
+        time.sleep(0.2)
+    left = _workers_of(out)
+    for pid in left:  # never leave them to the next test
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"workers {left} outlived their bench"
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"WORLD_SIZE": "abc"}, "WORLD_SIZE='abc' is not a whole number"),
+        ({"WORLD_SIZE": "2", "MASTER_ADDR": "", "MASTER_PORT": ""}, "start distributed runs"),
+    ],
+)
+def test_a_bad_torchrun_environment_is_one_line(tmp_path, env, needle):
+    one_line_error(cli("run", *SMOKE, "--out", str(tmp_path / "R"), env=env), needle)
 
 
 # ------------------------------------------------------------------ 5. permissions
