@@ -299,6 +299,10 @@ def test_a_split_that_gained_images_is_named_by_its_counts(tmp_path):
     check_split(tmp_path, listing)  # the same split: no complaint
     with pytest.raises(HarnessError, match="query: recorded 16 entries, now 20 entries"):
         check_split(tmp_path, {**listing, "query": [["q", 1]] * 20})
+    # an mlr-2.0 folder predates the validation split: an empty one is no change, a real one is
+    check_split(tmp_path, {**listing, "val_ids": [], "val_query": []})
+    with pytest.raises(HarnessError, match="val_ids: recorded None, now 1 entries"):
+        check_split(tmp_path, {**listing, "val_ids": [7]})
 
 
 @pytest.mark.slow
