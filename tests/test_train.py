@@ -68,6 +68,7 @@ def test_stage0_learns_on_a_tiny_problem(registry, tmp_path):
             "log_every": 1,
             "lr_reid": 3e-3,
             "batch_size": 16,
+            "protocol": {"val_ids": 0.0},  # all 8 smoke identities: the problem as calibrated
         },
         registry,
     )
