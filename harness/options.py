@@ -125,8 +125,13 @@ class Option:
         """Raise a ConfigError naming ``key`` when ``value`` is outside what the option allows."""
         if self.choices is not None and value not in self.choices:
             raise ConfigError(f"-o {key}={value!r}: must be {self.allowed()}")
+        numeric = isinstance(self.default, int | float) and not isinstance(self.default, bool)
+        if numeric and isinstance(value, bool):  # lambda_g = true is not a weight
+            raise ConfigError(f"-o {key}={value!r}: must be a number ({self.help})")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return
+        if isinstance(self.default, int) and isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"-o {key}={value!r}: must be a whole number ({self.help})")
         bad = not math.isfinite(value)
         bad = bad or (
             self.min is not None and (value <= self.min if self.exclusive_min else value < self.min)

@@ -159,6 +159,11 @@ class Setting(_Declaration):
         if self.kind in (int, float):
             if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
                 raise ConfigError(f"{self.label} must be a number (got {value!r})")
+            if self.kind is int and any(
+                isinstance(v, float) and not v.is_integer() for v in values
+            ):
+                # 2.5 iterations would run as 3 and be recorded as 2.5: refused, not rounded
+                raise ConfigError(f"{self.label} must be a whole number (got {value!r})")
             bad = [v for v in values if not self._in_range(v)]
             if bad:
                 raise ConfigError(self._range_error(bad if self.many else value))

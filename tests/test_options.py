@@ -94,3 +94,19 @@ def test_options_of_unselected_plugins_are_refused(registry):
 def test_bad_option_type(registry):
     with pytest.raises(ConfigError, match="expected int"):
         resolve_config({"preset": "smoke", "options": {"synth_train_ids": "many"}}, registry)
+
+
+def test_a_weight_is_not_a_boolean_and_a_count_is_whole(registry) -> None:
+    """Silent wrong values (issue 25): lambda_g = true was a weight of 1, sr_blocks = 2.5 a
+    count that ran as 2 or 3; both are refused where the option is declared."""
+    from harness.errors import HarnessError
+    from harness.resolve import resolve_config
+
+    with pytest.raises(HarnessError, match=r"-o lambda_g=True: must be a number"):
+        resolve_config({"preset": "smoke", "reg": "gan", "options": {"lambda_g": True}}, registry)
+    with pytest.raises(HarnessError, match=r"-o sr_blocks=2.5: must be a whole number"):
+        resolve_config({"preset": "smoke", "reg": "gan", "options": {"sr_blocks": 2.5}}, registry)
+    ok = resolve_config({"preset": "smoke", "reg": "gan", "options": {"lambda_g": 1}}, registry)
+    assert ok.options["lambda_g"] == 1
+    with pytest.raises(HarnessError, match="--reid-iters must be a whole number"):
+        resolve_config({"preset": "smoke", "reid_iters": 2.5}, registry)
