@@ -452,6 +452,28 @@ def run_row(
     )
 
 
+def in_process(
+    bench: str, out_dir: Path, registry: Any = None, echo: Callable[[str], None] = print
+) -> RunFn:
+    """The run function of a grid run in this process: :func:`run_row` with the grid's name
+    and its shared stage caches under ``out_dir`` (a bench's rows, a tune's trials)."""
+
+    def run_fn(settings: dict, run_dir: Path, label: str, paper: dict | None, query: str) -> None:
+        run_row(
+            settings,
+            run_dir,
+            label,
+            paper,
+            query,
+            bench=bench,
+            out_dir=out_dir,
+            registry=registry,
+            echo=echo,
+        )
+
+    return run_fn
+
+
 def write_bench_leaderboard(
     spec: BenchSpec, out_dir: str | Path, failed: Mapping[str, str] | None = None
 ) -> list[Path]:
@@ -551,21 +573,7 @@ def run_bench(
             "a launcher runs each run in its own process; run_fn works only without one"
         )
     if run_fn is None:
-
-        def run_fn(
-            settings: dict, run_dir: Path, label: str, paper: dict | None, query: str
-        ) -> None:
-            run_row(
-                settings,
-                run_dir,
-                label,
-                paper,
-                query,
-                bench=spec.name,
-                out_dir=out_dir,
-                registry=registry,
-                echo=progress,
-            )
+        run_fn = in_process(spec.name, out_dir, registry, progress)
 
     plan = expand(spec, overrides, seeds, out_dir, splits)
     if validate:

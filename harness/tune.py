@@ -225,24 +225,12 @@ def run_tune(
             "a launcher runs each trial in its own process; run_fn works only without one"
         )
 
+    in_process = run_fn or bench_mod.in_process(spec.name, out_dir, registry, progress)
+
     def run_batch(plan: list[PlannedRun]) -> None:
-        if run_fn is not None:
-            for run in plan:
-                run_fn(dict(run.settings), run.run_dir, run.label, None, run.query)
-            return
         if launcher is None:
             for run in plan:
-                bench_mod.run_row(
-                    dict(run.settings),
-                    run.run_dir,
-                    run.label,
-                    None,
-                    run.query,
-                    bench=spec.name,
-                    out_dir=out_dir,
-                    registry=registry,
-                    echo=progress,
-                )
+                in_process(dict(run.settings), run.run_dir, run.label, None, run.query)
             return
         try:
             bench_mod._launch(
