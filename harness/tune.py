@@ -312,7 +312,7 @@ def _adopt_orphans(optuna: Any, study: Any) -> None:
     for trial in running:
         if _alive(trial.user_attrs.get("owner", "")):
             continue
-        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         study.enqueue_trial(
             trial.params,
             user_attrs={"folder": trial.user_attrs.get("folder", trial.number)},
