@@ -3,8 +3,10 @@ evaluate_rank, chunking, the single-gallery-shot protocol, PSNR/SSIM, and proper
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -462,3 +464,46 @@ def test_property_matches_the_stable_reference_with_ties(problem):
     assert ours.mAP == pytest.approx(mAP, abs=1e-12)
     assert ours.mINP == pytest.approx(mINP, abs=1e-12)
     assert ours.num_skipped == skipped
+
+
+def _eval_speed():
+    """benchmarks/eval_speed.py as a module (benchmarks/ is not a package)."""
+    path = Path(__file__).parents[1] / "benchmarks" / "eval_speed.py"
+    spec = importlib.util.spec_from_file_location("eval_speed", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_eval_speed_refuses_a_missing_cython_source_in_one_line_before_any_work(
+    tmp_path, capsys, monkeypatch
+):
+    eval_speed = _eval_speed()
+    # Nothing may be built or compiled for a wrong path: fail if the problem is even generated.
+    monkeypatch.setattr(eval_speed, "market_like_ids", lambda *a, **k: pytest.fail("built"))
+    missing = tmp_path / "nowhere" / "rank_cy.pyx"
+    assert eval_speed.main(["--cython-source", str(missing)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"--cython-source {missing} is not a file" in err and "rank_cy.pyx" in err
+
+
+def test_eval_speed_skips_the_cython_column_with_a_note(tmp_path, capsys, monkeypatch):
+    eval_speed = _eval_speed()
+    assert eval_speed.main(["--queries", "30", "--gallery", "200", "--skip-reference"]) == 0
+    notes = [ln for ln in capsys.readouterr().out.splitlines() if "Cython" in ln]
+    assert notes == ["torchreid Cython: " + eval_speed.NO_CYTHON_SOURCE]
+
+    # Cython not installed: a one-line reason, nothing compiled into the build folder.
+    source = tmp_path / "rank_cy.pyx"
+    source.write_text("# not compiled\n")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "Cython" else real(name, *a)
+    )
+    build = tmp_path / "build"
+    build.mkdir()
+    reason = eval_speed.compile_cython(source, build)
+    assert reason == "Cython is not installed (not installed by this script); column skipped"
+    assert list(build.iterdir()) == []
