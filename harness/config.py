@@ -314,7 +314,11 @@ class RunConfig:
     amp: bool = setting(False, "bf16 autocast (GPU only).", section=_T, presets={"paper": True})
     compile: bool = setting(False, "torch.compile the models (GPU).", section=_T, trains=False)
     channels_last: bool = setting(
-        False, "channels_last memory format (GPU only).", section=_T, presets={"paper": True}
+        False,
+        "channels_last memory format for the models and batches (faster convolutions on a GPU "
+        "and on x86 CPUs; benchmarks/cpu_levers.py).",
+        section=_T,
+        presets={"cpu": True, "paper": True},
     )
     workers: int = setting(
         0,

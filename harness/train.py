@@ -138,7 +138,7 @@ class Trainer:
         self.amp_dtype = torch.bfloat16 if (config.amp and device.type == "cuda") else None
         for module in models.values():
             module.to(device)
-            if config.channels_last and device.type == "cuda":
+            if config.channels_last:
                 module.to(memory_format=torch.channels_last)
             if config.compile and device.type == "cuda":
                 module.compile(dynamic=True)  # in place: state_dict keys stay the same
@@ -275,7 +275,7 @@ class Trainer:
     # -- batches -----------------------------------------------------------------
     def _to_float(self, images: Tensor) -> Tensor:
         x = images.to(self.device, non_blocking=True).float().div_(255.0)
-        if self.config.channels_last and self.device.type == "cuda":
+        if self.config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
