@@ -32,7 +32,7 @@ from harness.data.pack import pack_dataset
 from harness.errors import DatasetError, HarnessError
 from harness.kinds import kind_names
 from harness.pretrained import availability
-from harness.publish import write_leaderboard
+from harness.publish import check_out_dir, write_leaderboard
 from harness.registrars import DatasetEntry, WeightsEntry
 from harness.registry import get_registry
 from harness.run import (
@@ -305,6 +305,8 @@ def leaderboard(run_dirs: tuple[str, ...], out: str | None) -> None:
     """One table per dataset of finished runs (mean ± std over seeds): markdown, and with
     --out a static site that opens from file:// (index.html)."""
     dirs = _expand_run_dirs([Path(d) for d in run_dirs])
+    if out:
+        check_out_dir(out, dirs)  # before anything is written: output never replaces an input
     groups = lb.group(lb.collect(dirs))
     click.echo(render_markdown(groups))
     if out:
