@@ -45,6 +45,7 @@ from harness.rundir import (
     COMPLETE,
     FAILED,
     INTERRUPTED,
+    check_output_file,
     check_run_dir,
     check_split,
     hold_run_dir,
@@ -388,6 +389,7 @@ def pretrain_reid(
     """
     if config.sr_iters != 0:
         raise ConfigError("pretraining runs stage 0 only; sr_iters must be 0")
+    check_output_file(Path(weights_out), "--weights")  # now, not after the training
     metrics = run_experiment(
         config,
         run_dir,
