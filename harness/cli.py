@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,12 @@ from harness import leaderboard as lb
 from harness import tune as tune_mod
 from harness.cli_settings import SectionedCommand, setting_options, stage_visible, values_from
 from harness.config import coerce_setting, tracker_names
-from harness.contracts import check_component, component_config, find_components
+from harness.contracts import (
+    ContractWarning,
+    check_component,
+    component_config,
+    find_components,
+)
 from harness.data.mlr import build_mlr
 from harness.data.pack import pack_dataset
 from harness.errors import DatasetError, HarnessError
@@ -687,8 +693,10 @@ def check_plugin(name: str, kind: str | None, data_root: str | None) -> None:
     checked = 0
     for entry in find_components(registry, name, kind):
         try:
-            config = component_config(registry, entry, data_root)
-            lines = check_component(registry, entry.kind, entry.name, config, root=data_root)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ContractWarning)
+                config = component_config(registry, entry, data_root)
+                lines = check_component(registry, entry.kind, entry.name, config, root=data_root)
         except DatasetError as exc:
             if data_root is not None:
                 raise
@@ -696,6 +704,13 @@ def check_plugin(name: str, kind: str | None, data_root: str | None) -> None:
             continue
         for line in lines:
             click.echo(f"ok  {line}")
+        for warning in caught:
+            if issubclass(warning.category, ContractWarning):
+                click.echo(f"warning: {warning.message}")  # kept, but it will not work well
+            else:  # anything else is shown as Python would have shown it
+                warnings.showwarning(
+                    warning.message, warning.category, warning.filename, warning.lineno
+                )
         checked += 1
     if not checked:
         raise HarnessError(f"nothing was checked for {name!r}: give --data-root for its dataset(s)")
