@@ -139,6 +139,16 @@ def stage0_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return setting_options(stage_visible(STAGE0))(_plugin_options(func))
 
 
+#: the opt-in to sample images of a dataset that forbids redistributing them (harness.ranks)
+_show_samples = click.option(
+    "--show-samples",
+    is_flag=True,
+    help="Draw sample images (sr_samples.png, ranks.png) even of a dataset whose images may "
+    "not be redistributed (CUHK03), for a private, local report. Not a run setting: not "
+    "recorded in config.json.",
+)
+
+
 def _default_run_dir(config, models: str | None = None) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     models = models or f"{config.sr}-{config.reid}-{config.reg}"
@@ -158,8 +168,15 @@ def _default_run_dir(config, models: str | None = None) -> Path:
     type=click.Path(file_okay=False),
     help="Folder of finished stage-0 re-id models, reused by runs with the same re-id recipe.",
 )
+@_show_samples
 @_friendly
-def run(out: str | None, resume_dir: str | None, stage0_cache: str | None, **kw: Any) -> None:
+def run(
+    out: str | None,
+    resume_dir: str | None,
+    stage0_cache: str | None,
+    show_samples: bool,
+    **kw: Any,
+) -> None:
     """Train an SR + re-id cascade under the MLR protocol and evaluate it."""
     registry = _registry()
     if resume_dir:
@@ -173,6 +190,7 @@ def run(out: str | None, resume_dir: str | None, stage0_cache: str | None, **kw:
             resume=True,
             echo=click.echo,
             stage0_cache_dir=Path(stage0_cache) if stage0_cache else None,
+            show_samples=show_samples,
         )
         return
     values = {**values_from(kw), **kw}
@@ -187,6 +205,7 @@ def run(out: str | None, resume_dir: str | None, stage0_cache: str | None, **kw:
         registry,
         echo=click.echo,
         stage0_cache_dir=Path(stage0_cache) if stage0_cache else None,
+        show_samples=show_samples,
     )
 
 
@@ -238,10 +257,11 @@ def pretrain(weights_out: str, run_dir: str | None, stage0_cache: str | None, **
 
 @main.command("eval")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@_show_samples
 @_friendly
-def eval_(run_dir: str) -> None:
+def eval_(run_dir: str, show_samples: bool) -> None:
     """Re-evaluate a finished run from its final checkpoint."""
-    evaluate_run(Path(run_dir), _registry(), echo=click.echo)
+    evaluate_run(Path(run_dir), _registry(), echo=click.echo, show_samples=show_samples)
 
 
 # ---------------------------------------------------------------------------- list
@@ -306,8 +326,14 @@ def list_(pattern: str | None, verbose: bool) -> None:
     type=click.Path(),
     help="Folder for the static site (index.html) and leaderboard.md/.json (default: print only).",
 )
+@click.option(
+    "--show-samples",
+    is_flag=True,
+    help="Show sample images in the site even of datasets whose images may not be "
+    "redistributed (CUHK03), for a private page.",
+)
 @_friendly
-def leaderboard(run_dirs: tuple[str, ...], out: str | None) -> None:
+def leaderboard(run_dirs: tuple[str, ...], out: str | None, show_samples: bool) -> None:
     """One table per dataset of finished runs (mean ± std over seeds): markdown, and with
     --out a static site that opens from file:// (index.html)."""
     dirs = _expand_run_dirs([Path(d) for d in run_dirs])
@@ -316,7 +342,7 @@ def leaderboard(run_dirs: tuple[str, ...], out: str | None) -> None:
     groups = lb.group(lb.collect(dirs))
     click.echo(render_markdown(groups))
     if out:
-        write_leaderboard(Path(out), groups)
+        write_leaderboard(Path(out), groups, show_samples=show_samples)
         tables = len(lb.boards(groups))
         click.echo(
             f"wrote {Path(out) / 'index.html'} ({tables} table(s); open it in a browser), "

@@ -24,15 +24,17 @@ def write_leaderboard(
     groups: Iterable[Any],
     paper: Mapping[str, Mapping[str, float]] | None = None,
     title: str = "Leaderboard",
+    show_samples: bool = False,
 ) -> list[Path]:
     """The site (index.html; leaderboard.html is the same page), leaderboard.md,
     leaderboard.json and the CMC plot of each table (cmc.png for a single table, else
     cmc-<dataset>-<protocol>.png), plus the weight-sweep figure of a table whose rows form
     one (sweep.png or sweep-<dataset>-<protocol>.png; :mod:`harness.sweep`), each written
-    atomically."""
+    atomically. ``show_samples``: the site shows sample images even of datasets whose images
+    may not be redistributed (a private page; :mod:`harness.site`)."""
     out_dir = Path(out_dir)
     groups = as_groups(groups)
-    page = render_html(groups, paper, title, out_dir)
+    page = render_html(groups, paper, title, out_dir, show_samples)
     written = [
         atomic_write_text(out_dir / "index.html", page),
         atomic_write_text(out_dir / "leaderboard.html", page),

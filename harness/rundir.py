@@ -43,8 +43,9 @@ COMPLETE = "complete"
 
 #: what a run writes into its folder; any of them means the folder holds a run
 RUN_FILES = (CONFIG, METRICS, SPLIT, LOG, CHECKPOINTS)
-#: what a complete run folder promises (sr_samples.png where the run has an SR query,
-#: ranks.png where its dataset's images may be shown: harness.ranks). Runs completed before
+#: what a complete run folder promises (sr_samples.png where the run has an SR query, it and
+#: ranks.png where its dataset's images may be shown or --show-samples asks: harness.ranks,
+#: harness.report). Runs completed before
 #: per_query.json or ranks.json existed stay complete (only metrics.json's status says so);
 #: the leaderboard gives them no paired comparison and says why
 PROMISED = (CONFIG, SPLIT, METRICS, PER_QUERY, "cmc.csv", "cmc.png", "ranks.json", LOG)
@@ -162,9 +163,7 @@ def check_output_file(path: Path, option: str) -> None:
         raise HarnessError(f"{option} {path} is a folder; give a file path inside it")
     existing = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
     if existing is not None and not existing.is_dir():
-        raise HarnessError(
-            f"cannot write {option} {path}: {existing} is a file, not a folder"
-        )
+        raise HarnessError(f"cannot write {option} {path}: {existing} is a file, not a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)

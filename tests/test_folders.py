@@ -106,7 +106,9 @@ def test_cuhk03_on_the_partial_layout_names_cuhk03_partial(layouts, rel):
 
     from harness.cli import main
 
-    result = CliRunner().invoke(main, ["data", "info", "--data", "cuhk03", "--data-root", str(root)])
+    result = CliRunner().invoke(
+        main, ["data", "info", "--data", "cuhk03", "--data-root", str(root)]
+    )
     assert result.exit_code == 2 and "Traceback" not in result.output
     (error,) = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert "no cuhk03 layout found" in error and error.endswith("--data cuhk03-partial")
