@@ -95,6 +95,9 @@ class RunSpec:
     settings: dict[str, Any]
     paper: dict[str, float] | None = None
     query: str = "sr"
+    #: the dataset ``paper`` was reported on (the row's own ``data``, else ``[defaults] data``):
+    #: a command line moving the row elsewhere leaves its paper column empty
+    paper_data: str | None = None
     #: the row's ``tune`` table (``space``: narrower search ranges for ``harness tune``)
     tune: dict[str, Any] = field(default_factory=dict)
 
@@ -116,6 +119,21 @@ class BenchSpec:
     def paper(self) -> dict[str, dict[str, float]]:
         """Label -> the paper's numbers, for rows that name them."""
         return {r.label: r.paper for r in self.runs if r.paper}
+
+    @property
+    def paper_on_data(self) -> dict[str, dict[str, Any]]:
+        """Label -> the paper's numbers with the dataset they were reported on (``data``), as
+        the leaderboard takes them: beside runs on that dataset only."""
+        return {r.label: paper_record(r) for r in self.runs if r.paper}
+
+
+def paper_record(row: RunSpec) -> dict[str, Any] | None:
+    """What a run of ``row`` records as its paper numbers: the numbers and, where the spec
+    names it, the dataset they were reported on (the leaderboard shows them only beside runs
+    on that dataset)."""
+    if not row.paper:
+        return None
+    return {**row.paper, **({"data": row.paper_data} if row.paper_data else {})}
 
 
 # --------------------------------------------------------------------------- loading
@@ -238,6 +256,7 @@ def parse_spec(
         settings = {k: v for k, v in run.items() if k not in ROW_KEYS}
         _check_settings(where, settings, frozenset())
         paper = _check_paper(where, run["paper"]) if "paper" in run else None
+        paper_data = settings.get("data", defaults.get("data")) if paper else None
         query = run.get("query", "sr")
         if query not in QUERY_KINDS:
             raise ConfigError(
@@ -249,6 +268,7 @@ def parse_spec(
                 settings=dict(settings),
                 paper=paper,
                 query=query,
+                paper_data=paper_data if isinstance(paper_data, str) else None,
                 tune=_check_tune(f"{where}: tune", run.get("tune", {}), ("space",)),
             )
         )
@@ -392,7 +412,7 @@ def expand(
                         seed=base + k,
                         settings=settings,
                         run_dir=out_dir / slug(run.label) / folder,
-                        paper=dict(run.paper) if run.paper else None,
+                        paper=paper_record(run),
                         ignored_overrides=shadowed,
                         query=run.query,
                         split=j if splits > 1 else None,
@@ -493,7 +513,7 @@ def write_bench_leaderboard(
     groups = lb.group(lb.collect(dirs))
     lb.mark_reference(groups, spec.reference)  # Δ is to it; without one, to the best row
     title = spec.name + (f": {spec.description}" if spec.description else "")
-    paths = write_leaderboard(out_dir, groups, paper=spec.paper, title=title)
+    paths = write_leaderboard(out_dir, groups, paper=spec.paper_on_data, title=title)
     if failed:
         md = out_dir / "leaderboard.md"
         lines = [f"- {name}: failed twice; log {log}" for name, log in sorted(failed.items())]

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +27,18 @@ from harness import leaderboard as lb
 from harness import tune as tune_mod
 from harness.cli_settings import SectionedCommand, setting_options, stage_visible, values_from
 from harness.config import coerce_setting, tracker_names
-from harness.contracts import check_component, component_config, find_components
+from harness.contracts import (
+    ContractWarning,
+    check_component,
+    component_config,
+    find_components,
+)
 from harness.data.mlr import build_mlr
 from harness.data.pack import pack_dataset
 from harness.errors import DatasetError, HarnessError
 from harness.kinds import kind_names
 from harness.pretrained import availability
-from harness.publish import write_leaderboard
+from harness.publish import check_out_dir, write_leaderboard
 from harness.registrars import DatasetEntry, WeightsEntry
 from harness.registry import get_registry
 from harness.run import (
@@ -133,6 +139,16 @@ def stage0_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return setting_options(stage_visible(STAGE0))(_plugin_options(func))
 
 
+#: the opt-in to sample images of a dataset that forbids redistributing them (harness.ranks)
+_show_samples = click.option(
+    "--show-samples",
+    is_flag=True,
+    help="Draw sample images (sr_samples.png, ranks.png) even of a dataset whose images may "
+    "not be redistributed (CUHK03), for a private, local report. Not a run setting: not "
+    "recorded in config.json.",
+)
+
+
 def _default_run_dir(config, models: str | None = None) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     models = models or f"{config.sr}-{config.reid}-{config.reg}"
@@ -152,8 +168,15 @@ def _default_run_dir(config, models: str | None = None) -> Path:
     type=click.Path(file_okay=False),
     help="Folder of finished stage-0 re-id models, reused by runs with the same re-id recipe.",
 )
+@_show_samples
 @_friendly
-def run(out: str | None, resume_dir: str | None, stage0_cache: str | None, **kw: Any) -> None:
+def run(
+    out: str | None,
+    resume_dir: str | None,
+    stage0_cache: str | None,
+    show_samples: bool,
+    **kw: Any,
+) -> None:
     """Train an SR + re-id cascade under the MLR protocol and evaluate it."""
     registry = _registry()
     if resume_dir:
@@ -167,6 +190,7 @@ def run(out: str | None, resume_dir: str | None, stage0_cache: str | None, **kw:
             resume=True,
             echo=click.echo,
             stage0_cache_dir=Path(stage0_cache) if stage0_cache else None,
+            show_samples=show_samples,
         )
         return
     values = {**values_from(kw), **kw}
@@ -181,6 +205,7 @@ def run(out: str | None, resume_dir: str | None, stage0_cache: str | None, **kw:
         registry,
         echo=click.echo,
         stage0_cache_dir=Path(stage0_cache) if stage0_cache else None,
+        show_samples=show_samples,
     )
 
 
@@ -232,10 +257,11 @@ def pretrain(weights_out: str, run_dir: str | None, stage0_cache: str | None, **
 
 @main.command("eval")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@_show_samples
 @_friendly
-def eval_(run_dir: str) -> None:
+def eval_(run_dir: str, show_samples: bool) -> None:
     """Re-evaluate a finished run from its final checkpoint."""
-    evaluate_run(Path(run_dir), _registry(), echo=click.echo)
+    evaluate_run(Path(run_dir), _registry(), echo=click.echo, show_samples=show_samples)
 
 
 # ---------------------------------------------------------------------------- list
@@ -300,15 +326,23 @@ def list_(pattern: str | None, verbose: bool) -> None:
     type=click.Path(),
     help="Folder for the static site (index.html) and leaderboard.md/.json (default: print only).",
 )
+@click.option(
+    "--show-samples",
+    is_flag=True,
+    help="Show sample images in the site even of datasets whose images may not be "
+    "redistributed (CUHK03), for a private page.",
+)
 @_friendly
-def leaderboard(run_dirs: tuple[str, ...], out: str | None) -> None:
+def leaderboard(run_dirs: tuple[str, ...], out: str | None, show_samples: bool) -> None:
     """One table per dataset of finished runs (mean ± std over seeds): markdown, and with
     --out a static site that opens from file:// (index.html)."""
     dirs = _expand_run_dirs([Path(d) for d in run_dirs])
+    if out:
+        check_out_dir(out, dirs)  # before anything is written: output never replaces an input
     groups = lb.group(lb.collect(dirs))
     click.echo(render_markdown(groups))
     if out:
-        write_leaderboard(Path(out), groups)
+        write_leaderboard(Path(out), groups, show_samples=show_samples)
         tables = len(lb.boards(groups))
         click.echo(
             f"wrote {Path(out) / 'index.html'} ({tables} table(s); open it in a browser), "
@@ -685,8 +719,10 @@ def check_plugin(name: str, kind: str | None, data_root: str | None) -> None:
     checked = 0
     for entry in find_components(registry, name, kind):
         try:
-            config = component_config(registry, entry, data_root)
-            lines = check_component(registry, entry.kind, entry.name, config, root=data_root)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ContractWarning)
+                config = component_config(registry, entry, data_root)
+                lines = check_component(registry, entry.kind, entry.name, config, root=data_root)
         except DatasetError as exc:
             if data_root is not None:
                 raise
@@ -694,6 +730,13 @@ def check_plugin(name: str, kind: str | None, data_root: str | None) -> None:
             continue
         for line in lines:
             click.echo(f"ok  {line}")
+        for warning in caught:
+            if issubclass(warning.category, ContractWarning):
+                click.echo(f"warning: {warning.message}")  # kept, but it will not work well
+            else:  # anything else is shown as Python would have shown it
+                warnings.showwarning(
+                    warning.message, warning.category, warning.filename, warning.lineno
+                )
         checked += 1
     if not checked:
         raise HarnessError(f"nothing was checked for {name!r}: give --data-root for its dataset(s)")

@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import difflib
 import os
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ from harness.steps import Step
 
 __all__ = [
     "ANY_FACTOR",
+    "ContractWarning",
     "check_component",
     "check_dataset",
     "check_discriminator",
@@ -298,13 +300,46 @@ def _input_grad(entry: Entry, output: Tensor, x: Tensor, what: str) -> None:
 # ---------------------------------------------------------------------------
 
 
+class ContractWarning(UserWarning):
+    """A component that keeps its contract but will not work well in the harness; the
+    checks warn (``harness check-plugin`` prints one ``warning:`` line) instead of failing."""
+
+
+#: why an SR model should hold no BatchNorm (the SR zoo refuses architectures that do)
+BATCHNORM_IN_G = (
+    "every training batch holds one LR ratio, so BatchNorm's running statistics mix the "
+    "ratios and a frozen or evaluated G normalises with other statistics than training did: "
+    "its SR images shift in colour, and the frozen G (evaluation, the re-id steps) is no "
+    "longer bit-exact the G its own step trained; the SR zoo refuses such architectures "
+    "(DAT, SwiftSRGAN). Leave normalisation out (EDSR's blocks; docs/plugins.md)"
+)
+
+
+def batchnorm_layers(model: nn.Module) -> list[str]:
+    """Names of ``model``'s BatchNorm layers (SyncBatchNorm included)."""
+    return [
+        name or type(model).__name__
+        for name, m in model.named_modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+    ]
+
+
 def check_sr_model(registry: Registry, name: str, config: RunConfig) -> list[str]:
     """``forward(x_lr, out_size)``: right shape for every ratio (and a non-integer one),
-    finite float in both modes, [0, 1] in eval, trainable, deterministic."""
+    finite float in both modes, [0, 1] in eval, trainable, deterministic.
+
+    A model holding BatchNorm passes, with a :class:`ContractWarning` saying why it should
+    not (:data:`BATCHNORM_IN_G`)."""
     entry = registry.lookup("sr", name)
     config = _configured(entry, config)
     label, size = _label(entry), config.hr_size  # SR restores the HR size
     model = _module(entry, _seeded(config.seed, lambda: _build(entry, config)))
+    norms = batchnorm_layers(model)
+    if norms:
+        where = ", ".join(norms[:3]) + (f" and {len(norms) - 3} more" if len(norms) > 3 else "")
+        warnings.warn(
+            f"{label}: has BatchNorm ({where}): {BATCHNORM_IN_G}", ContractWarning, stacklevel=2
+        )
     twin = _module(entry, _seeded(config.seed, lambda: _build(entry, config)))
     ratios = sorted({*config.protocol.ratios, ANY_FACTOR})
     expected = f"a float tensor ({BATCH}, 3, {size[0]}, {size[1]})"

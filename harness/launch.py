@@ -49,7 +49,8 @@ class PlannedRun:
     seed: int
     settings: dict[str, Any]
     run_dir: Path
-    paper: dict[str, float] | None = None
+    #: the paper's numbers and the dataset they were reported on (``data``)
+    paper: dict[str, Any] | None = None
     #: command-line overrides the row's own keys beat (told to the user once)
     ignored_overrides: tuple[str, ...] = field(default=())
     query: str = "sr"

@@ -679,11 +679,19 @@ def _stat_cell(stat: Stat | None, scale: float = 100.0, digits: int = 1) -> Cell
 def _paper_for(
     g: Group, paper: Mapping[str, Mapping[str, float]] | None
 ) -> Mapping[str, float] | None:
+    """The paper's numbers beside row ``g``: ``paper``'s (by label or name), else what its runs
+    recorded. None where they name the dataset they were reported on (``data``) and the row
+    ran on another (a spec's row moved with ``--data``): a Δ to them would compare other
+    people."""
+    found: Mapping[str, Any] | None = g.paper
     if paper:
         for key in (g.label, g.name):
             if key is not None and key in paper:
-                return paper[key]
-    return g.paper
+                found = paper[key]
+                break
+    if found and found.get("data") is not None and found["data"] != g.config.get("data"):
+        return None
+    return found
 
 
 def _ratio_label(ratio: str) -> str:

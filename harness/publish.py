@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import sweep
+from harness.errors import HarnessError
 from harness.io import atomic_save_figure, atomic_write_json, atomic_write_text
 from harness.leaderboard import as_groups, boards, cmc_plot, to_json
 from harness.site import render_html
@@ -23,15 +24,17 @@ def write_leaderboard(
     groups: Iterable[Any],
     paper: Mapping[str, Mapping[str, float]] | None = None,
     title: str = "Leaderboard",
+    show_samples: bool = False,
 ) -> list[Path]:
     """The site (index.html; leaderboard.html is the same page), leaderboard.md,
     leaderboard.json and the CMC plot of each table (cmc.png for a single table, else
     cmc-<dataset>-<protocol>.png), plus the weight-sweep figure of a table whose rows form
     one (sweep.png or sweep-<dataset>-<protocol>.png; :mod:`harness.sweep`), each written
-    atomically."""
+    atomically. ``show_samples``: the site shows sample images even of datasets whose images
+    may not be redistributed (a private page; :mod:`harness.site`)."""
     out_dir = Path(out_dir)
     groups = as_groups(groups)
-    page = render_html(groups, paper, title, out_dir)
+    page = render_html(groups, paper, title, out_dir, show_samples)
     written = [
         atomic_write_text(out_dir / "index.html", page),
         atomic_write_text(out_dir / "leaderboard.html", page),
@@ -50,3 +53,23 @@ def write_leaderboard(
             fig = sweep.sweep_figure(curves, f"Weight sweep: {board.title}")
             written.append(atomic_save_figure(fig, out_dir / name))
     return written
+
+
+def check_out_dir(out_dir: str | Path, run_dirs: Iterable[str | Path]) -> None:
+    """Refuse an output folder that is, or lies inside, a run folder being read.
+
+    The leaderboard writes ``cmc.png`` and friends: written into a run folder they would
+    replace that run's own files (its ``cmc.png``), so output never goes there. A folder
+    *holding* run folders is fine (a bench writes its leaderboard beside its rows). Paths
+    are compared resolved, so ``RUN/../RUN`` and symbolic links are seen through.
+    """
+    target = Path(out_dir).resolve()
+    for run_dir in run_dirs:
+        source = Path(run_dir).resolve()
+        if target == source or source in target.parents:
+            where = "is the run folder" if target == source else "is inside the run folder"
+            raise HarnessError(
+                f"--out {out_dir} {where} {run_dir}, which the leaderboard reads; it would "
+                "overwrite that run's files (cmc.png): write the leaderboard outside every run "
+                "folder"
+            )

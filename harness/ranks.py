@@ -9,7 +9,9 @@ A metric says how often; a ranked list says who. For a fixed, seeded sample of q
 * ``ranks.png``: per sampled query the LR image, the query as the re-id model sees it
   (SR, bicubic, HR) and its top-:data:`TOP` gallery images, true matches framed green,
   wrong ones red. Not drawn where the dataset declares that its images may not be
-  redistributed (``redistributable: false`` in its info, CUHK03), unless asked.
+  redistributed (``redistributable: false`` in its info, CUHK03), unless asked
+  (``--show-samples``); :func:`may_show_images` is the one rule for every sample image
+  (``sr_samples.png``: :mod:`harness.report`; the site: :mod:`harness.site`).
 
 The gallery is ranked as the evaluation ranks it: gallery images of the query's identity
 from the query's own camera are left out (Market-style junk), so a green frame is a match

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from harness.diagnostics import summary_lines
 from harness.io import atomic_save_figure, atomic_torch_save, atomic_write_text
-from harness.ranks import write_ranks
+from harness.ranks import may_show_images, write_ranks
 
 #: Query kinds in display order; any other kind (e.g. "lr-aug") follows, sorted.
 PRIMARY_KINDS = ("sr", "bicubic", "hr")
@@ -330,9 +330,13 @@ def write_run_report(
     show_images: bool = False,
 ) -> list[Path]:
     """cmc.csv, cmc.png, (with samples holding lr/sr/hr[/bicubic]) sr_samples.png and
-    sr_samples.pt, and (with samples holding ``ranks``) ranks.json and ranks.png: the
-    latter only where the dataset's images may be shown or ``show_images`` asks
-    (:mod:`harness.ranks`)."""
+    sr_samples.pt, and (with samples holding ``ranks``) ranks.json and ranks.png.
+
+    The sample images (sr_samples.png and .pt, ranks.png) only where the dataset's images
+    may be shown, or ``show_images`` asks for them anyway (``--show-samples``: a private,
+    local report; :func:`harness.ranks.may_show_images`). Otherwise an earlier report's
+    are removed, so a folder never holds images its dataset forbids showing unasked.
+    """
     run_dir = Path(run_dir)
     queries = metrics.get("queries", {})
     written = [write_cmc_csv(run_dir / "cmc.csv", queries)]
@@ -341,7 +345,11 @@ def write_run_report(
         f"protocol {metrics.get('protocol_version', '?')})"
     )
     written.append(plot_cmc(run_dir / "cmc.png", queries, title))
-    if samples and all(samples.get(k) is not None for k in ("lr", "sr", "hr")):
+    shown = may_show_images(metrics.get("dataset"), show_images)
+    if not shown:
+        for name in ("sr_samples.png", SAMPLES_FILE):
+            (run_dir / name).unlink(missing_ok=True)  # an earlier report's, drawn when asked
+    if shown and samples and all(samples.get(k) is not None for k in ("lr", "sr", "hr")):
         written.append(
             plot_sr_samples(
                 run_dir / "sr_samples.png",

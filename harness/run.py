@@ -45,6 +45,7 @@ from harness.rundir import (
     COMPLETE,
     FAILED,
     INTERRUPTED,
+    check_output_file,
     check_run_dir,
     check_split,
     hold_run_dir,
@@ -124,17 +125,22 @@ def run_experiment(
     echo: Echo = print,
     extra: Mapping[str, Any] | None = None,
     stage0_cache_dir: Path | None = None,
+    show_samples: bool = False,
 ) -> dict[str, Any]:
     """Train and evaluate one run in ``run_dir`` (or continue it with ``resume``); returns
     its metrics.
 
     While it runs, ``ACTIVE_RUNS`` names its folder, so the CLI can answer an
-    interrupt with the command that continues it.
+    interrupt with the command that continues it. ``show_samples`` draws the sample images
+    of a dataset that forbids redistributing them (a private, local report): a report
+    choice, not a setting, so it is not in ``config.json`` and no resume compares it.
     """
     # one process trains in a folder at a time (ranks other than 0 share rank 0's)
     held = hold_run_dir(run_dir) if distributed.env_rank() == 0 else contextlib.nullcontext()
     with held:
-        return _run_guarded(config, run_dir, registry, resume, echo, extra, stage0_cache_dir)
+        return _run_guarded(
+            config, run_dir, registry, resume, echo, extra, stage0_cache_dir, show_samples
+        )
 
 
 def _run_guarded(
@@ -145,6 +151,7 @@ def _run_guarded(
     echo: Echo,
     extra: Mapping[str, Any] | None,
     stage0_cache_dir: Path | None,
+    show_samples: bool = False,
 ) -> dict[str, Any]:
     ACTIVE_RUNS.append(run_dir)
     trackers = RunTrackers(echo)  # opened by the run before training; closed with its outcome
@@ -158,6 +165,7 @@ def _run_guarded(
             extra=extra,
             stage0_cache_dir=stage0_cache_dir,
             trackers=trackers,
+            show_samples=show_samples,
         )
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the CLI turns it into this)
         trackers.close(INTERRUPTED)
@@ -184,6 +192,7 @@ def _run_experiment(
     extra: Mapping[str, Any] | None = None,
     stage0_cache_dir: Path | None = None,
     trackers: RunTrackers | None = None,
+    show_samples: bool = False,
 ) -> dict[str, Any]:
     start = time.time()
     timing = RunTiming()  # metrics.json's timing block: seconds per stage (harness.timing)
@@ -358,7 +367,7 @@ def _run_experiment(
             "reid_init": extra["reid_init"],
         }
     )
-    write_run_report(run_dir, metrics, samples)
+    write_run_report(run_dir, metrics, samples, show_samples)
     timing.lap("report")
     metrics["timing"] = timing.record()
     metrics["wall_time_s"] = round(time.time() - start, 2)  # the report included
@@ -388,6 +397,7 @@ def pretrain_reid(
     """
     if config.sr_iters != 0:
         raise ConfigError("pretraining runs stage 0 only; sr_iters must be 0")
+    check_output_file(Path(weights_out), "--weights")  # now, not after the training
     metrics = run_experiment(
         config,
         run_dir,
@@ -420,8 +430,11 @@ def _quiet(message: str) -> None:
     pass
 
 
-def evaluate_run(run_dir: Path, registry: Registry, echo: Echo = print) -> dict[str, Any]:
-    """Re-evaluate a finished run from its final checkpoint (``harness eval``)."""
+def evaluate_run(
+    run_dir: Path, registry: Registry, echo: Echo = print, show_samples: bool = False
+) -> dict[str, Any]:
+    """Re-evaluate a finished run from its final checkpoint (``harness eval``); ``show_samples``
+    as for :func:`run_experiment`."""
     recorded = load_run_config(run_dir)
     config, device = resolve_device(recorded, echo)
     ckpt = latest_checkpoint(run_dir / "checkpoints")
@@ -458,7 +471,7 @@ def evaluate_run(run_dir: Path, registry: Registry, echo: Echo = print) -> dict[
             "eval_time_s": round(time.time() - start, 2),
         }
     )
-    write_run_report(run_dir, metrics, samples)
+    write_run_report(run_dir, metrics, samples, show_samples)
     mark_complete(run_dir, metrics)
     echo(format_summary(metrics))
     return metrics

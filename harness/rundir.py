@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import socket
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ except ImportError:  # pragma: no cover - Windows
 from harness.checkpoint import settings_differing
 from harness.config import ConfigError, RunConfig
 from harness.errors import HarnessError
-from harness.io import atomic_write_json
+from harness.io import TMP_SUFFIX, atomic_write_json
 from harness.options import coerce_option
 
 CONFIG = "config.json"
@@ -42,8 +43,9 @@ COMPLETE = "complete"
 
 #: what a run writes into its folder; any of them means the folder holds a run
 RUN_FILES = (CONFIG, METRICS, SPLIT, LOG, CHECKPOINTS)
-#: what a complete run folder promises (sr_samples.png where the run has an SR query,
-#: ranks.png where its dataset's images may be shown: harness.ranks). Runs completed before
+#: what a complete run folder promises (sr_samples.png where the run has an SR query, it and
+#: ranks.png where its dataset's images may be shown or --show-samples asks: harness.ranks,
+#: harness.report). Runs completed before
 #: per_query.json or ranks.json existed stay complete (only metrics.json's status says so);
 #: the leaderboard gives them no paired comparison and says why
 PROMISED = (CONFIG, SPLIT, METRICS, PER_QUERY, "cmc.csv", "cmc.png", "ranks.json", LOG)
@@ -147,6 +149,30 @@ def check_run_dir(run_dir: Path) -> None:
     except OSError as exc:
         raise HarnessError(
             f"cannot write to the output folder {run_dir}: {exc.strerror or exc}"
+        ) from exc
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """Prove a file the run writes at its end can be written, before training, not after it.
+
+    Its folder must exist or be creatable and be writable, and the path must not be a
+    folder; missing parent folders are made now. The probe is a temporary as
+    :mod:`harness.io` writes them, so a kill leaves nothing a resume does not remove.
+    """
+    if path.is_dir():
+        raise HarnessError(f"{option} {path} is a folder; give a file path inside it")
+    existing = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise HarnessError(f"cannot write {option} {path}: {existing} is a file, not a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise HarnessError(
+            f"cannot write {option} {path}: {exc.strerror or exc} ({exc.filename or path.parent})"
+            "; give a path in a writable folder"
         ) from exc
 
 

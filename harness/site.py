@@ -35,10 +35,22 @@ from urllib.parse import quote
 
 from harness import leaderboard as lb
 from harness import sweep
+from harness.ranks import may_show_images
 from harness.report import SAMPLES_FILE, load_samples, samples_figure
 
 #: files of a run folder the page links to, where they exist
 RUN_FILES = ("config.json", "metrics.json", "cmc.png", "sr_samples.png", "ranks.png")
+#: those of them that show the dataset's images (left out for a private dataset, unless asked)
+IMAGE_FILES = ("sr_samples.png", "ranks.png")
+
+
+def _shows(run: lb.RunResult, show_samples: bool) -> bool:
+    """Whether the page may show ``run``'s sample images: not where its dataset says they
+    may not be redistributed (CUHK03), unless ``harness leaderboard --show-samples`` asks
+    for a private page (:func:`harness.ranks.may_show_images`)."""
+    dataset = run.metrics.get("dataset")
+    return may_show_images(dataset if isinstance(dataset, dict) else None, show_samples)
+
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 1em 1.2em; color: #222; max-width: 1240px; }
@@ -179,14 +191,14 @@ def _cell_html(header: str, cell: lb.Cell) -> str:
     return f"<td{cls}{sort}>{body}</td>"
 
 
-def _run_cell(g: lb.Group, cell: lb.Cell, out_dir: Path | None) -> str:
+def _run_cell(g: lb.Group, cell: lb.Cell, out_dir: Path | None, show_samples: bool) -> str:
     """Short name; the full name and links to every run's folder and files one click away."""
     links = []
     for run in g.runs:
         files = " · ".join(
             f'<a href="{_esc(_href(run.run_dir / f, out_dir))}">{_esc(f)}</a>'
             for f in RUN_FILES
-            if (run.run_dir / f).is_file()
+            if (run.run_dir / f).is_file() and (f not in IMAGE_FILES or _shows(run, show_samples))
         )
         folder = f'<a href="{_esc(_href(run.run_dir, out_dir))}/">{_esc(run.run_dir.name)}</a>'
         links.append(f'<div class="links">{folder}: {files}</div>')
@@ -202,7 +214,10 @@ def _run_cell(g: lb.Group, cell: lb.Cell, out_dir: Path | None) -> str:
 
 
 def _table_html(
-    board: lb.Board, paper: Mapping[str, Mapping[str, float]] | None, out_dir: Path | None
+    board: lb.Board,
+    paper: Mapping[str, Mapping[str, float]] | None,
+    out_dir: Path | None,
+    show_samples: bool = False,
 ) -> str:
     header, rows = lb.table_cells(board.groups, paper)
     shown = [g for g in board.groups if g.n > 0]
@@ -213,7 +228,7 @@ def _table_html(
     )
     body = []
     for g, row in zip(shown, rows, strict=True):
-        cells = [_run_cell(g, row[0], out_dir)]
+        cells = [_run_cell(g, row[0], out_dir, show_samples)]
         cells += [_cell_html(h, c) for h, c in zip(header[1:], row[1:], strict=True)]
         body.append(f'<tr data-name="{_esc(g.name)}">' + "".join(cells) + "</tr>")
     return (
@@ -222,7 +237,9 @@ def _table_html(
     )
 
 
-def _sample_rows(board: lb.Board) -> tuple[list[tuple[str, Any]], list[lb.Group]]:
+def _sample_rows(
+    board: lb.Board, show_samples: bool = False
+) -> tuple[list[tuple[str, Any]], list[lb.Group]]:
     """LR / bicubic / each SR row's SR / HR of the query images most rows share.
 
     Runs store their samples as ``sr_samples.pt``; two runs show the same queries exactly
@@ -232,6 +249,8 @@ def _sample_rows(board: lb.Board) -> tuple[list[tuple[str, Any]], list[lb.Group]
     found: dict[str, list[tuple[lb.Group, dict[str, Any]]]] = {}
     for g in board.groups:
         for run in g.runs:
+            if not _shows(run, show_samples):
+                continue
             samples = load_samples(run.run_dir / SAMPLES_FILE)
             if samples is not None:
                 digest = hashlib.sha256(samples["hr"].numpy().tobytes()).hexdigest()
@@ -254,13 +273,33 @@ def _sample_rows(board: lb.Board) -> tuple[list[tuple[str, Any]], list[lb.Group]
     return rows, shown
 
 
-def _samples_html(board: lb.Board, out_dir: Path | None) -> str:
+def _samples_html(board: lb.Board, out_dir: Path | None, show_samples: bool = False) -> str:
     """The board's sample images: the SR samples set side by side, then each row's ranked
-    lists."""
-    return _sr_samples_html(board, out_dir) + _ranks_html(board, out_dir)
+    lists; none of a dataset whose images may not be redistributed, unless asked (then a
+    line says why there are none)."""
+    hidden = sorted(
+        {
+            str(r.metrics["dataset"].get("name") or r.config.get("data", "?"))
+            for g in board.groups
+            for r in g.runs
+            if not _shows(r, show_samples)  # so its metrics name a dataset
+        }
+    )
+    note = (
+        f'<p class="meta private">No sample images of {_esc(", ".join(hidden))}: its images '
+        "may not be redistributed (harness leaderboard --show-samples shows them on a private "
+        "page).</p>"
+        if hidden
+        else ""
+    )
+    return (
+        _sr_samples_html(board, out_dir, show_samples)
+        + _ranks_html(board, out_dir, show_samples)
+        + note
+    )
 
 
-def _ranks_html(board: lb.Board, out_dir: Path | None) -> str:
+def _ranks_html(board: lb.Board, out_dir: Path | None, show_samples: bool = False) -> str:
     """Each row's ranked lists (its first run's ranks.png), linked, not copied.
 
     A run draws ranks.png only where its dataset's images may be shown (harness.ranks), so a
@@ -270,7 +309,7 @@ def _ranks_html(board: lb.Board, out_dir: Path | None) -> str:
         (g, run.run_dir / "ranks.png")
         for g in board.groups
         for run in g.runs[:1]
-        if (run.run_dir / "ranks.png").is_file()
+        if (run.run_dir / "ranks.png").is_file() and _shows(run, show_samples)
     ]
     if not stored:
         return ""
@@ -289,11 +328,15 @@ def _ranks_html(board: lb.Board, out_dir: Path | None) -> str:
     )
 
 
-def _sr_samples_html(board: lb.Board, out_dir: Path | None) -> str:
-    rows, shown = _sample_rows(board)
+def _sr_samples_html(board: lb.Board, out_dir: Path | None, show_samples: bool = False) -> str:
+    rows, shown = _sample_rows(board, show_samples)
     if shown:
         image = _png_data(samples_figure(rows))
-        missing = [g.short for g in board.groups if g.query == "sr" and g.n and g not in shown]
+        missing = [
+            g.short
+            for g in board.groups
+            if g.query == "sr" and g.n and g not in shown and _shows(g.runs[0], show_samples)
+        ]
         caption = (
             "The same query images through LR (nearest-upsampled) / bicubic / each SR row's SR "
             "/ HR (the first run of each row, from its sr_samples.pt)."
@@ -312,7 +355,7 @@ def _sr_samples_html(board: lb.Board, out_dir: Path | None) -> str:
         for g in board.groups
         if g.query == "sr"
         for run in g.runs[:1]
-        if (run.run_dir / "sr_samples.png").is_file()
+        if (run.run_dir / "sr_samples.png").is_file() and _shows(run, show_samples)
     ]
     if not stored:
         return ""
@@ -350,7 +393,10 @@ def _sweep_html(board: lb.Board) -> str:
 
 
 def _board_html(
-    board: lb.Board, paper: Mapping[str, Mapping[str, float]] | None, out_dir: Path | None
+    board: lb.Board,
+    paper: Mapping[str, Mapping[str, float]] | None,
+    out_dir: Path | None,
+    show_samples: bool = False,
 ) -> str:
     finished = [g for g in board.groups if g.n > 0]
     parts = [f'<section id="{_esc(board.slug)}"><h2>{_esc(board.title)}</h2>']
@@ -359,14 +405,15 @@ def _board_html(
         meta.append("bench " + ", ".join(board.benches))
     parts.append(f'<p class="meta">{_esc("; ".join(meta))}</p>')
     if finished:
-        parts.append(_table_html(board, paper, out_dir))
+        parts.append(_table_html(board, paper, out_dir, show_samples))
         compared = lb.compare_rows(board.groups).line()
         if compared:
             parts.append(f'<p class="meta paired">{_esc(compared)}</p>')
         cmc = _png_data(lb.cmc_plot(board.groups, f"Mean CMC: {board.title}"))
+        samples = _samples_html(board, out_dir, show_samples)
         parts.append(
             f'<div class="figs"><figure class="cmc"><img alt="mean CMC, {_esc(board.title)}" '
-            f'src="{cmc}"></figure>{_sweep_html(board)}{_samples_html(board, out_dir)}</div>'
+            f'src="{cmc}"></figure>{_sweep_html(board)}{samples}</div>'
         )
     else:
         parts.append("<p><em>No finished runs.</em></p>")
@@ -382,8 +429,10 @@ def render_site(
     paper: Mapping[str, Mapping[str, float]] | None = None,
     title: str = "Leaderboard",
     out_dir: str | Path | None = None,
+    show_samples: bool = False,
 ) -> str:
-    """The whole page: a contents list, then each dataset's table, CMC plot and samples."""
+    """The whole page: a contents list, then each dataset's table, CMC plot and samples
+    (``show_samples``: also of datasets whose images may not be redistributed)."""
     out = Path(out_dir) if out_dir is not None else None
     tables = lb.boards(groups)
     contents = "".join(
@@ -404,7 +453,7 @@ def render_site(
     ]
     if tables:
         parts.append(f"<nav><ul>{contents}</ul></nav>")
-        parts += [_board_html(b, paper, out) for b in tables]
+        parts += [_board_html(b, paper, out, show_samples) for b in tables]
     else:
         parts.append("<p><em>No finished runs.</em></p>")
     parts.append(f"<script>{_JS}</script></body></html>")
@@ -416,6 +465,7 @@ def render_html(
     paper: Mapping[str, Mapping[str, float]] | None = None,
     title: str = "Leaderboard",
     out_dir: str | Path | None = None,
+    show_samples: bool = False,
 ) -> str:
     """The static site's page; links are relative to ``out_dir``."""
-    return render_site(lb.as_groups(groups), paper, title, out_dir)
+    return render_site(lb.as_groups(groups), paper, title, out_dir, show_samples)

@@ -136,7 +136,9 @@ def test_expand_merges_with_cli_between_defaults_and_rows(tmp_path) -> None:
     assert gan2.settings["seed"] == 11 and gan2.settings["protocol"] == {"seed": 3}
     assert gan.run_dir == tmp_path / "out" / "mse-id-gan" / "seed0"
     assert gan2.run_dir == tmp_path / "out" / "mse-id-gan" / "seed1"
-    assert first.paper == {"rank1": 83.7, "rank5": 93.0, "rank10": 95.6} and gan.paper is None
+    # a run records the paper's numbers with the dataset they were reported on
+    assert first.paper == {"rank1": 83.7, "rank5": 93.0, "rank10": 95.6, "data": "market1501"}
+    assert gan.paper is None
     # Each planned run owns its settings.
     gan.settings["options"]["lambda_c"] = "changed"
     assert gan2.settings["options"]["lambda_c"] == "0.2"
@@ -192,7 +194,7 @@ def test_run_bench_is_resumable_and_writes_the_leaderboard(tmp_path) -> None:
     assert "mini: two rows (protocol mlr-1.0)" in board
     assert "## synthetic (protocol mlr-1.0)" in board  # the dataset heads its table
     assert "| MSE+ID | 2 | 55.0 ± 7.1 |" in board
-    assert "83.7 / 93.0 / 95.6" in board
+    assert "83.7" not in board  # market1501's number, not synthetic's (test_paper_numbers_...)
     assert {"index.html", "leaderboard.html", "leaderboard.json", "cmc.png", "spec.toml"} <= {
         p.name for p in out.iterdir()
     }
@@ -206,6 +208,29 @@ def test_run_bench_is_resumable_and_writes_the_leaderboard(tmp_path) -> None:
     more = FakeTrainer()
     run_bench(spec, out, more, seeds=3, overrides={"data": "synthetic"}, progress=messages.append)
     assert more.calls == [("MSE+ID", 2), ("MSE+ID+GAN", 12)]
+
+
+def test_paper_numbers_stay_with_the_dataset_they_were_reported_on(tmp_path) -> None:
+    """mlr-cuhk03's INTACT row run with --data synthetic showed the paper's 86.4 and a Δ of
+    -68.4: a row moved to other data than its paper's leaves the paper column and Δ empty
+    (markdown, JSON and site); on its own data they stay."""
+    spec = load_spec(write(tmp_path, SPEC))
+    assert spec.runs[0].paper_data == "market1501"  # [defaults] data: the paper's dataset
+    for data, shown in (("synthetic", False), ("market1501", True)):
+        out = tmp_path / data
+        run_bench(spec, out, FakeTrainer(), overrides={"data": data}, progress=lambda m: None)
+        board = (out / "leaderboard.md").read_text()
+        page = (out / "index.html").read_text()
+        rows = json.loads((out / "leaderboard.json").read_text())["groups"]
+        paper = next(g["paper"] for g in rows if g["label"] == "MSE+ID")
+        recorded = json.loads((out / "mse-id" / "seed0" / "config.json").read_text())["paper"]
+        assert recorded["data"] == "market1501"  # each run says whose numbers it carries
+        if shown:
+            assert "83.7 / 93.0 / 95.6" in board and "Δ R-1" in board and "83.7" in page
+            assert paper == {"rank1": 83.7, "rank5": 93.0, "rank10": 95.6, "data": "market1501"}
+        else:
+            assert "83.7" not in board and "Paper" not in board and "Δ R-1 |" not in board
+            assert "83.7" not in page and paper is None
 
 
 def test_run_bench_reruns_unfinished_and_keeps_partial_leaderboard(tmp_path) -> None:

@@ -64,6 +64,33 @@ def test_readme_plugin_example_registers_and_runs():
     assert entry.factory(None)(torch.rand(1, 3, 8, 4), (16, 8)).shape == (1, 3, 16, 8)
 
 
+def test_plugin_guide_minimal_sr_module_starts_at_bicubic_and_keeps_the_contract(
+    register_inline_plugin, tiny_config
+):
+    """docs/plugins.md's complete minimal SR plugin, executed as written: it registers, keeps
+    the SR contract without a warning, and its untrained output is exactly bicubic."""
+    import types
+    import warnings
+
+    import torch
+
+    from harness.contracts import ContractWarning, check_sr_model
+    from harness.data.mlr import upsample_bicubic
+
+    guide = (ROOT / "docs" / "plugins.md").read_text()
+    code = re.search(r"A complete minimal SR plugin.*?```python\n(.*?)```", guide, re.S).group(1)
+    module = types.ModuleType("guide_sr_plugin")
+    exec(compile(code, "docs/plugins.md", "exec"), module.__dict__)
+    registry = register_inline_plugin(module, name="guide-sr")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ContractWarning)  # no BatchNorm, no warning
+        assert check_sr_model(registry, "tiny-sr", tiny_config)
+    model = registry.lookup("sr", "tiny-sr").factory(tiny_config).eval()
+    x = torch.rand(2, 3, 11, 5)
+    with torch.no_grad():
+        assert torch.equal(model(x, (32, 16)), upsample_bicubic(x, (32, 16)))
+
+
 def test_cli_examples_in_readme_name_real_commands_and_options():
     from click.testing import CliRunner
 

@@ -96,6 +96,28 @@ def test_cuhk03_np_subsets(layouts):
         read_cuhk03_np(layouts["cuhk03"], subset="both")
 
 
+@pytest.mark.parametrize("rel", ["", "cuhk03-labeled"])
+def test_cuhk03_on_the_partial_layout_names_cuhk03_partial(layouts, rel):
+    """train/ and val/ are the layout --data cuhk03-partial reads (fake tiny images here)."""
+    root = layouts["cuhk03-partial"] / rel
+    with pytest.raises(DatasetError, match=r"holds train/ and val/.*--data cuhk03-partial$"):
+        read_cuhk03_np(root)
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    result = CliRunner().invoke(
+        main, ["data", "info", "--data", "cuhk03", "--data-root", str(root)]
+    )
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    (error,) = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert "no cuhk03 layout found" in error and error.endswith("--data cuhk03-partial")
+    # another layout gets no such hint
+    with pytest.raises(DatasetError) as other:
+        read_cuhk03_np(layouts["viper"])
+    assert "cuhk03-partial" not in str(other.value)
+
+
 # -- CUHK03 partial, VIPeR, CAVIAR -------------------------------------------
 
 

@@ -221,6 +221,43 @@ def test_write_leaderboard_files(tmp_path) -> None:
     assert len(data["groups"][0]["cmc_mean"]["sr"]) == 50
 
 
+@pytest.mark.parametrize("where", ["{run}", "{run}/site", "{run}/../{name}"])
+def test_leaderboard_out_never_writes_into_a_run_it_reads(tmp_path, where) -> None:
+    """``harness leaderboard RUN --out RUN`` replaced the run's own cmc.png: refused, one line,
+    before anything is written; the run's files are byte-identical afterwards."""
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    run = make_run(tmp_path / "runs", "r1")
+    (run / "cmc.png").write_bytes(PNG_MAGIC + b"the run's own curve")
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    out = where.format(run=run, name=run.name)
+    result = CliRunner().invoke(main, ["leaderboard", str(run), "--out", out])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "run folder" in errors[0] and "Traceback" not in result.output
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    # a folder holding the runs is no run folder: a bench writes its leaderboard there
+    result = CliRunner().invoke(main, ["leaderboard", str(run), "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_paper_numbers_of_another_dataset_are_not_set_beside_a_row(tmp_path) -> None:
+    """A run records the dataset its paper numbers were reported on; on other data the row
+    gets no paper column and no Δ (a spec's row moved with --data)."""
+    paper = {"rank1": 86.4, "rank5": 97.4, "rank10": 98.5, "data": "cuhk03-partial"}
+    moved = make_run(tmp_path, "moved", label="INTACT", paper=paper, data="synthetic")
+    text = render_markdown(lb.collect([moved]))
+    assert "86.4" not in text and "Paper" not in text
+    assert lb.to_json(lb.collect([moved]))["groups"][0]["paper"] is None
+    home = make_run(tmp_path, "home", label="INTACT", paper=paper, data="cuhk03-partial")
+    assert "86.4 / 97.4 / 98.5" in render_markdown(lb.collect([home]))
+    legacy = make_run(tmp_path, "legacy", label="GAN", paper={"rank1": 84.7})  # names no data
+    assert "84.7 / - / -" in render_markdown(lb.collect([legacy]))
+
+
 def test_mixed_protocol_versions_are_called_out(tmp_path) -> None:
     a = make_run(tmp_path, "a", reg="gan")
     b = make_run(tmp_path, "b", reg="intact")

@@ -106,6 +106,42 @@ def test_ranks_json_is_always_written_and_the_figure_only_where_images_may_be_sh
     assert (private / FIGURE_FILE).is_file()  # the user asked for them
 
 
+@pytest.mark.slow
+def test_show_samples_draws_a_private_datasets_images_only_when_asked(tmp_path) -> None:
+    """A run on a dataset that forbids redistribution (cuhk03-partial over generated images,
+    never CUHK03's) draws no sample image; harness eval --show-samples draws them for a private
+    report without touching config.json (no setting: the run's identity stays), and an eval
+    without it takes them away again."""
+    from click.testing import CliRunner
+    from crossres_plugins.data.synthetic import write_layout
+
+    from harness.cli import main
+
+    data, run = tmp_path / "fake-cuhk03", tmp_path / "run"
+    write_layout(data, "cuhk03-partial", train_ids=4, test_ids=3, cameras=2, images_per_camera=2)
+    images = ("sr_samples.png", "sr_samples.pt", FIGURE_FILE)
+
+    def cli(*args: str) -> None:
+        result = CliRunner().invoke(main, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+        assert json.loads((run / "metrics.json").read_text())["status"] == "complete"
+
+    cli(
+        *("run", "--preset", "smoke", "--device", "cpu", "--data", "cuhk03-partial"),
+        *("--data-root", data, "--val-ids", "0", "--out", run),
+        *("--reid-iters", "2", "--sr-warmup-iters", "1", "--sr-iters", "2"),
+    )
+    assert not any((run / name).exists() for name in images)
+    assert (run / JSON_FILE).is_file()  # the ranked lists' numbers hold no image
+    config = (run / "config.json").read_text()
+    assert "show_samples" not in json.loads(config)["config"]  # a report choice, no setting
+    cli("eval", run, "--show-samples")
+    assert all((run / name).is_file() for name in images)
+    assert (run / "config.json").read_text() == config
+    cli("eval", run)
+    assert not any((run / name).exists() for name in images)
+
+
 def test_cuhk03_declares_its_images_may_not_be_redistributed() -> None:
     from crossres_plugins.data import cuhk03
 

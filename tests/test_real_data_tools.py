@@ -96,6 +96,38 @@ def test_pretrain_refuses_sr_settings() -> None:
     assert result.exit_code == 2 and "No such option '--reg'" in result.output
 
 
+@pytest.mark.parametrize("where", ["under-a-file", "read-only-folder"])
+def test_pretrain_refuses_an_unwritable_weights_path_before_training(tmp_path, where) -> None:
+    """It trained first and failed at the end: the path is checked before anything trains."""
+    import os
+
+    if where == "under-a-file":  # fails for root too
+        (tmp_path / "file.txt").write_text("a file, not a folder")
+        weights = tmp_path / "file.txt" / "weights.pt"
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+        if os.access(locked, os.W_OK):  # root writes anyway: nothing to test
+            locked.chmod(0o755)
+            pytest.skip("running as root: chmod does not stop writes")
+        weights = locked / "weights.pt"
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(
+        main,
+        ["pretrain", "--preset", "smoke", "--weights", str(weights), "--out", str(run_dir)],
+    )
+    try:
+        assert result.exit_code == 2, result.output
+        errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and f"cannot write --weights {weights}" in errors[0]
+        assert "Traceback" not in result.output
+        assert not run_dir.exists()  # refused before the run folder, let alone training
+    finally:
+        if where == "read-only-folder":
+            (tmp_path / "locked").chmod(0o755)
+
+
 # -- split files -----------------------------------------------------------------------------
 
 

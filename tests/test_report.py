@@ -130,6 +130,34 @@ def test_write_run_report_writes_all_files(tmp_path) -> None:
     assert (stored["hr"].float() / 255 - hr).abs().max() <= 0.5 / 255 + 1e-6
 
 
+def _private_dataset(tmp_path) -> dict:
+    """The summary of a dataset that forbids redistributing its images: the cuhk03-partial
+    plugin reading a layout of tiny generated images (never CUHK03's own)."""
+    from crossres_plugins.data.cuhk03 import read_cuhk03_partial
+    from crossres_plugins.data.synthetic import write_layout
+
+    root = tmp_path / "fake-cuhk03"
+    write_layout(root, "cuhk03-partial", train_ids=2, test_ids=2, cameras=2, images_per_camera=1)
+    summary = read_cuhk03_partial(root).summary()
+    assert summary["redistributable"] is False
+    return summary
+
+
+def test_a_private_datasets_sample_images_are_drawn_only_when_asked(tmp_path) -> None:
+    metrics = {**_metrics(), "dataset": _private_dataset(tmp_path)}
+    hr = torch.rand(4, 3, 32, 16)
+    samples = {"lr": torch.rand(4, 3, 32, 16), "sr": hr, "hr": hr, "bicubic": hr}
+    run = tmp_path / "run"
+    written = write_run_report(run, metrics, samples)
+    assert sorted(p.name for p in written) == ["cmc.csv", "cmc.png"]
+    assert not (run / "sr_samples.png").exists() and not (run / "sr_samples.pt").exists()
+    written = write_run_report(run, metrics, samples, show_images=True)  # --show-samples
+    assert {"sr_samples.png", "sr_samples.pt"} <= {p.name for p in written}
+    assert (run / "sr_samples.png").read_bytes()[:8] == PNG_MAGIC
+    write_run_report(run, metrics, samples)  # asked no more: the earlier images go
+    assert not (run / "sr_samples.png").exists() and not (run / "sr_samples.pt").exists()
+
+
 def test_cmc_legend_never_covers_the_curves() -> None:
     import warnings
 

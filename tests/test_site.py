@@ -561,6 +561,40 @@ def test_each_row_shows_its_ranked_lists_where_its_run_drew_them(tmp_path) -> No
     assert "runs/old/ranks.png" not in page
 
 
+def test_the_site_shows_no_sample_images_of_a_private_dataset_unless_asked(tmp_path) -> None:
+    """Runs of a dataset that forbids redistribution (a fake cuhk03-partial of generated images)
+    whose folders hold sample images (their runs asked, --show-samples): the site shows none
+    of them, links to none, and says why; harness leaderboard --show-samples shows them."""
+    from harness.ranks import write_ranks
+    from tests.test_ranks import _ranks
+    from tests.test_report import _private_dataset
+
+    summary = _private_dataset(tmp_path)
+    torch.manual_seed(0)
+    hr = torch.rand(4, 3, 16, 8)
+    runs = tmp_path / "runs"
+    for name in ("gan", "intact"):
+        run = make_run(runs, name, reg=name, label=name.upper(), data="cuhk03-partial")
+        _with_samples(run, hr, 0.1)
+        write_ranks(run, _ranks(), summary, show_images=True)
+        metrics = json.loads((run / "metrics.json").read_text())
+        (run / "metrics.json").write_text(json.dumps({**metrics, "dataset": summary}))
+    result = CliRunner().invoke(main, ["leaderboard", str(runs), "--out", str(tmp_path / "site")])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "site" / "index.html").read_text()
+    assert 'alt="SR samples"' not in page and '<figure class="ranks"' not in page
+    assert "sr_samples" not in page and "ranks.png" not in page  # not even as links
+    assert "No sample images of cuhk03-partial" in page and "--show-samples" in page
+    asked = tmp_path / "private-site"
+    result = CliRunner().invoke(
+        main, ["leaderboard", str(runs), "--out", str(asked), "--show-samples"]
+    )
+    assert result.exit_code == 0, result.output
+    page = (asked / "index.html").read_text()
+    assert page.count('alt="SR samples"') == 1 and page.count('<figure class="ranks"') == 2
+    assert "No sample images" not in page
+
+
 @needs_browser
 def test_ranked_lists_are_visible_in_chromium(tmp_path) -> None:
     site, _ = _ranks_site(tmp_path)

@@ -287,6 +287,45 @@ def test_check_plugin_prints_what_passed():
     assert all(line.startswith("ok  ") for line in lines)
 
 
+class _BatchNormSR(nn.Module):
+    """Keeps the SR contract, but with BatchNorm in G."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4))
+        self.out = nn.Conv2d(4, 3, 3, padding=1)
+
+    def forward(self, x, out_size):
+        up = F.interpolate(x, size=out_size, mode="bicubic", align_corners=False)
+        y = up + self.out(self.body(up))
+        return y if self.training else y.clamp(0, 1)
+
+
+class _BatchNormPlugin:
+    @hookimpl
+    def harness_register_sr(self, registry):
+        registry.add("bn-sr", lambda config: _BatchNormSR(), "an SR model with BatchNorm")
+
+
+def test_check_plugin_warns_about_batchnorm_in_an_sr_model(register_inline_plugin, monkeypatch):
+    """The SR zoo refuses BatchNorm architectures; a third party's is checked, with a warning."""
+    import harness.cli
+
+    registry = register_inline_plugin(_BatchNormPlugin(), name="bn-plugin")
+    monkeypatch.setattr(harness.cli, "_registry", lambda: registry)
+    result = CliRunner().invoke(main, ["check-plugin", "bn-sr"])
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 1, result.output
+    assert "sr 'bn-sr'" in warned[0] and "BatchNorm (body.1)" in warned[0]
+    assert "colour" in warned[0] and "bit-exact" in warned[0]
+    assert any(line.startswith("ok  sr 'bn-sr'") for line in result.output.splitlines())
+    # the built-ins have none
+    monkeypatch.undo()
+    result = CliRunner().invoke(main, ["check-plugin", "srgan", "--kind", "sr"])
+    assert result.exit_code == 0 and "warning:" not in result.output
+
+
 def test_check_plugin_kind_narrows_and_unknown_exits_2():
     result = CliRunner().invoke(main, ["check-plugin", "srgan", "--kind", "discriminator"])
     assert result.exit_code == 0 and "ok  sr " not in result.output

@@ -44,19 +44,39 @@ def read_cuhk03_np(root: str | Path | None, *, subset: str = "labeled") -> ReidD
         f"cuhk03_np/{subset}",
         "",
     )
-    return read_market_style(
-        root,
-        "cuhk03",
-        candidates,
-        f"0001_c1_1.png in cuhk03-np/{subset}/",
-        keep_distractors=True,
-        extra_info={
-            "subset": subset,
-            "protocol": "CUHK03-NP (767 train / 700 test ids)",
-            "redistributable": REDISTRIBUTABLE,
-        },
-        hr_size=HR_SIZE,
-    )
+    try:
+        return read_market_style(
+            root,
+            "cuhk03",
+            candidates,
+            f"0001_c1_1.png in cuhk03-np/{subset}/",
+            keep_distractors=True,
+            extra_info={
+                "subset": subset,
+                "protocol": "CUHK03-NP (767 train / 700 test ids)",
+                "redistributable": REDISTRIBUTABLE,
+            },
+            hr_size=HR_SIZE,
+        )
+    except DatasetError as exc:
+        partial = _partial_layout(root)
+        if partial is None:
+            raise
+        raise DatasetError(
+            f"{exc}; {partial} holds train/ and val/, the partial CUHK03 layout "
+            "(PPPP_KK.jpg): read it with --data cuhk03-partial"
+        ) from exc
+
+
+def _partial_layout(root: str | Path | None) -> Path | None:
+    """Where ``root`` holds the layout ``cuhk03-partial`` reads (train/ and val/), if it does:
+    a user naming ``cuhk03`` for it is told which name reads it."""
+    if root is None:
+        return None
+    for base in (Path(root), Path(root) / "cuhk03-labeled"):
+        if (base / "train").is_dir() and (base / "val").is_dir():
+            return base
+    return None
 
 
 #: Val ids restart at 0000; they become ``VAL_PID_OFFSET + id`` so they never merge with train.

@@ -46,6 +46,7 @@ from torch import Tensor, nn
 
 from harness import Option, PluginError, RunConfig, hookimpl, read_options
 from harness.config import ConfigError
+from harness.contracts import batchnorm_layers
 
 from .bicubic import bicubic_resize
 from .zoo_weights import load_sr_weights
@@ -381,9 +382,7 @@ class ZooSR(nn.Module):
         self, net: nn.Module, scale: int, size_requirements: Any = None, gate: float = ZERO_GATE
     ):
         super().__init__()
-        norms = [
-            n for n, m in net.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-        ]
+        norms = batchnorm_layers(net)  # why not: harness.contracts.BATCHNORM_IN_G
         if norms:
             raise PluginError(
                 f"{type(net).__name__} contains BatchNorm ({norms[0]}), whose running statistics "
