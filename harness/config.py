@@ -27,7 +27,7 @@ from harness.settings import (
 )
 
 #: Bump whenever the MLR construction changes in a way that changes numbers.
-PROTOCOL_VERSION = "mlr-2.1"
+PROTOCOL_VERSION = "mlr-2.2"
 
 KERNELS = ("bicubic", "bilinear", "area", "nearest")
 #: seeds are combined arithmetically (seed * 1000 + k) and given to numpy, which takes 32 bits
@@ -48,7 +48,8 @@ class ProtocolConfig:
     ratios: downsampling factors; each query image gets one, drawn with ``seed``.
     trials: random gallery draws for single-gallery-shot evaluation.
     val_ids: share of the training identities held out as the validation split
-        (``mlr-2.1``; :func:`harness.data.mlr.hold_out_validation`).
+        (``mlr-2.1``; its single-gallery-shot gallery since ``mlr-2.2``:
+        :func:`harness.data.mlr.hold_out_validation`).
     """
 
     lr_cameras: tuple[int, ...] | None = setting(
@@ -95,7 +96,8 @@ class ProtocolConfig:
         max=0.5,
         flag="--val-ids",
     )
-    #: the key of a cached stage holds PROTOCOL_VERSION itself
+    #: the key of a cached stage holds PROTOCOL_VERSION itself; a run folder's config keeps the
+    #: version it was made under, and the split is built the way that version built it
     version: str = setting(
         PROTOCOL_VERSION, "Version of the MLR construction.", section=_P, flag=None, trains=False
     )

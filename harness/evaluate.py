@@ -20,9 +20,11 @@ from harness.bootstrap import PER_QUERY_FILE, PER_QUERY_SCHEMA, per_query_block,
 from harness.config import PROTOCOL_VERSION, RunConfig
 from harness.data.mlr import downsample, ratio_buckets, ratio_key, upsample_bicubic
 from harness.data.prepare import PreparedData
+from harness.errors import HarnessError
 from harness.io import atomic_write_json
 from harness.metrics import (
     ImageQuality,
+    NoMatchError,
     RankResult,
     SingleShotResult,
     cmc_at,
@@ -105,6 +107,8 @@ def _rank(
             "mINP": float(getattr(res, "mINP", float("nan"))),
             "cmc": [float(v) for v in res.cmc],
             "cmc_std": [float(v) for v in res.cmc_std],
+            # draws where no query had a true match, left out of the means (absent when none)
+            **({"trials_skipped": res.trials_skipped} if res.trials_skipped else {}),
             **rank_intervals(res, q_pids.cpu().numpy(), seed),
         }, res
     result = evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=50)
@@ -226,7 +230,7 @@ def evaluate_models(
             {
                 "schema": PER_QUERY_SCHEMA,
                 "data": config.data,
-                "protocol_version": PROTOCOL_VERSION,
+                "protocol_version": protocol.version,
                 "eval_style": style,
                 "trials": protocol.trials if evalset.single_gallery_shot else 1,
                 "num_queries": n,
@@ -258,10 +262,31 @@ def evaluate_splits(
     Why the test block stays at the top level: every metrics.json written before
     ``mlr-2.1`` has it there, and the leaderboard reads old and new runs alike. Anything that
     chooses (tuning, stopping, readiness) reads ``val``; the test numbers are only reported.
+
+    A split in which no query has a true match (in any gallery draw) cannot be ranked: that
+    is one :class:`~harness.errors.HarnessError` line naming the split, not a traceback.
     """
-    metrics, samples = evaluate_models(generator, reid, data, config, device, run_dir=run_dir)
-    if data.val is not None:
-        val, _ = evaluate_models(generator, reid, data, config, device, split="val")
-        val["num_ids"] = len(set(data.val.query_pids.tolist()))
-        metrics["val"] = val
+    split = "test"
+    try:
+        metrics, samples = evaluate_models(generator, reid, data, config, device, run_dir=run_dir)
+        if data.val is not None:
+            split = "val"
+            val, _ = evaluate_models(generator, reid, data, config, device, split="val")
+            val["num_ids"] = len(set(data.val.query_pids.tolist()))
+            metrics["val"] = val
+    except NoMatchError as exc:
+        protocol = config.protocol
+        hint = ""
+        if (
+            split == "val"
+            and data.split.single_gallery_shot
+            and protocol.version != PROTOCOL_VERSION
+        ):
+            hint = (
+                f"; this {protocol.version} run folder keeps its old validation split, which "
+                f"{PROTOCOL_VERSION} runs build without same-camera gallery images"
+            )
+        raise HarnessError(
+            f"the {split} split of {config.data} cannot be ranked: {exc}{hint}"
+        ) from exc
     return metrics, samples

@@ -35,6 +35,7 @@ from torch import Tensor
 
 __all__ = [
     "ImageQuality",
+    "NoMatchError",
     "RankResult",
     "SingleShotResult",
     "cmc_at",
@@ -55,6 +56,11 @@ _BLOCK_ROWS = 16
 # Elements of one query chunk (rows x gallery) when no chunk_size is given: 16M elements keep the
 # working set (the chunk's distances and their sorted copy) near 130 MB in float32.
 _CHUNK_ELEMENTS = 1 << 24
+
+
+class NoMatchError(ValueError):
+    """No query has a true match: nothing to average. A subclass so that callers can tell
+    this (a split or a gallery draw that cannot be ranked) from malformed input."""
 
 
 @dataclass(frozen=True)
@@ -86,16 +92,19 @@ class RankResult:
 
 @dataclass(frozen=True)
 class SingleShotResult:
-    """Single-gallery-shot CMC averaged over random gallery draws."""
+    """Single-gallery-shot CMC averaged over random gallery draws (the trials that could be
+    ranked: see ``trials_skipped``)."""
 
-    cmc: np.ndarray  # [max_rank] mean over trials
-    cmc_std: np.ndarray  # [max_rank] standard deviation over trials (ddof=0)
-    mAP: float  # mean over trials
-    mINP: float  # mean over trials
-    trials: int
-    num_skipped: float  # mean number of skipped queries per trial
-    #: each trial's result, per-query values included (:mod:`harness.bootstrap` averages them)
+    cmc: np.ndarray  # [max_rank] mean over ranked trials
+    cmc_std: np.ndarray  # [max_rank] standard deviation over ranked trials (ddof=0)
+    mAP: float  # mean over ranked trials
+    mINP: float  # mean over ranked trials
+    trials: int  # gallery draws made
+    num_skipped: float  # mean number of skipped queries per draw (a skipped trial: all of them)
+    #: each ranked trial's result, per-query values included (:mod:`harness.bootstrap`)
     per_trial: tuple[RankResult, ...] = ()
+    #: draws in which no query had a true match, left out of every average
+    trials_skipped: int = 0
 
 
 # --------------------------------------------------------------------------- inputs
@@ -336,7 +345,7 @@ def _evaluate(
     )
     num_valid = sum(valids)
     if num_valid == 0:
-        raise ValueError(
+        raise NoMatchError(
             f"no query has a true match in the gallery: all {num_q} queries were skipped "
             "(same identity on a different camera is required; check pids and camids)"
         )
@@ -376,8 +385,9 @@ def evaluate_rank(
     tie-free distances (exact ties are broken by gallery index, i.e. a stable sort). Differences
     from torchreid: the CMC always has ``max_rank`` entries (ranks beyond the gallery repeat the
     last value instead of truncating), mINP is returned too, and instead of asserting when no
-    query has a match we raise ``ValueError``; queries without a match are skipped and counted
-    in ``result.num_skipped``. Runs on the tensor's device when given a torch tensor.
+    query has a match we raise :class:`NoMatchError` (a ``ValueError``); queries without a match
+    are skipped and counted in ``result.num_skipped``. Runs on the tensor's device when given a
+    torch tensor.
     """
     d = _tensor(distmat)
     if d.dim() != 2:
@@ -463,7 +473,10 @@ def single_gallery_shot_cmc(
     same-camera samples still removed) and the trials are averaged. The draw is over the whole
     gallery, before removal, so a query whose drawn sample shares its camera is skipped in that
     trial; splits of this style put query and gallery on different cameras, where it never
-    happens."""
+    happens (the validation split too, since ``mlr-2.2``). A trial in which every query is
+    skipped has nothing to average: it is left out and counted in ``trials_skipped`` rather
+    than failing the evaluation (or counting as zero); when every trial is, it raises
+    :class:`NoMatchError`."""
     if trials < 1:
         raise ValueError(f"trials must be >= 1, got {trials}")
     d = _tensor(distmat)
@@ -483,10 +496,20 @@ def single_gallery_shot_cmc(
     )
     rng = np.random.default_rng(seed)
     results = []
+    skipped = 0
     for _ in range(trials):
         pick = starts + np.floor(rng.random(len(counts)) * counts).astype(np.int64)
         keep = torch.as_tensor(np.sort(order[pick]), device=dev)
-        results.append(evaluate_rank(d[:, keep], qp, gp[keep], qc, gc[keep], max_rank=max_rank))
+        try:
+            results.append(evaluate_rank(d[:, keep], qp, gp[keep], qc, gc[keep], max_rank=max_rank))
+        except NoMatchError:
+            skipped += 1
+    if not results:
+        raise NoMatchError(
+            f"no query has a true match in any of the {trials} gallery draws: every drawn "
+            f"image of a query's identity came from the query's own camera ({num_q} queries; "
+            "single-gallery-shot splits need the gallery on other cameras than the queries)"
+        )
     cmcs = np.stack([r.cmc for r in results])
     return SingleShotResult(
         cmc=cmcs.mean(0),
@@ -494,8 +517,9 @@ def single_gallery_shot_cmc(
         mAP=float(np.mean([r.mAP for r in results])),
         mINP=float(np.mean([r.mINP for r in results])),
         trials=trials,
-        num_skipped=float(np.mean([r.num_skipped for r in results])),
+        num_skipped=float(sum(r.num_skipped for r in results) + skipped * num_q) / trials,
         per_trial=tuple(results),
+        trials_skipped=skipped,
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from harness.config import PROTOCOL_VERSION, RunConfig
+from harness.config import RunConfig
 
 
 def package_versions() -> dict[str, str]:
@@ -93,7 +93,7 @@ def compute_record(config: RunConfig) -> dict[str, Any]:
 def config_document(config: RunConfig, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return {
         "config": config.to_dict(),
-        "protocol_version": PROTOCOL_VERSION,
+        "protocol_version": config.protocol.version,
         "seed": config.seed,
         "compute": compute_record(config),
         "versions": package_versions(),

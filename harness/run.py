@@ -21,7 +21,7 @@ import torch
 from harness import distributed
 from harness.cache import cache_files
 from harness.checkpoint import STAGE_ORDER, latest_checkpoint
-from harness.config import PROTOCOL_VERSION, ConfigError, RunConfig
+from harness.config import ConfigError, RunConfig
 from harness.data.mlr import lr_size, ratio_key
 from harness.data.prepare import prepare_data
 from harness.diagnostics import read_log
@@ -356,7 +356,8 @@ def _run_experiment(
     metrics.update(
         {
             "status": "complete",
-            "protocol_version": PROTOCOL_VERSION,
+            # the version the split was built under (a resumed mlr-2.1 run keeps its split)
+            "protocol_version": config.protocol.version,
             "wall_time_s": round(time.time() - start, 2),
             "device": str(device),
             "split": desc,
@@ -467,7 +468,7 @@ def evaluate_run(
         {
             "status": "complete",
             # the version the run was made under (an mlr-2.0 run stays one: no val split)
-            "protocol_version": old.get("protocol_version", PROTOCOL_VERSION),
+            "protocol_version": old.get("protocol_version", config.protocol.version),
             "eval_time_s": round(time.time() - start, 2),
         }
     )

@@ -332,7 +332,10 @@ def load_run_config(run_dir: Path) -> RunConfig:
     protocol = config.get("protocol")
     if isinstance(protocol, dict) and "val_ids" not in protocol:
         # before mlr-2.1 nobody was held out: the run trained on every training identity
-        config["protocol"] = {**protocol, "val_ids": 0.0}
+        protocol = config["protocol"] = {**protocol, "val_ids": 0.0}
+    if isinstance(protocol, dict) and "version" not in protocol and doc.get("protocol_version"):
+        # the version decides how the split is built (mlr-2.1's validation gallery differs)
+        config["protocol"] = {**protocol, "version": doc["protocol_version"]}
     try:
         return RunConfig.from_dict(config)
     except HarnessError as exc:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from harness.metrics import (
     ImageQuality,
+    NoMatchError,
     RankResult,
     cmc_at,
     evaluate_rank,
@@ -345,6 +346,24 @@ def test_single_shot_known_answer():
         d, [1], [1, 1, 2], [0], [1, 1, 1], trials=40, seed=0, max_rank=3
     )
     np.testing.assert_array_equal(res.cmc, again.cmc)
+
+
+def test_single_shot_leaves_out_and_counts_a_draw_without_any_match():
+    # Query id 1 on camera 0. Gallery: id 1 on camera 0 (the query's own camera: never a
+    # match), id 1 on camera 1 at 0.3, id 2 at 0.5. A draw of the first leaves no query with a
+    # match: it is left out of the means and counted; every other draw ranks the match first.
+    d = np.array([[0.1, 0.3, 0.5]])
+    res = single_gallery_shot_cmc(d, [1], [1, 1, 2], [0], [0, 1, 1], trials=40, seed=0, max_rank=2)
+    assert 0 < res.trials_skipped < 40 and len(res.per_trial) == 40 - res.trials_skipped
+    assert res.trials == 40
+    np.testing.assert_allclose(res.cmc, 1.0)
+    np.testing.assert_allclose(res.cmc_std, 0.0)
+    assert res.mAP == 1.0 and res.mINP == 1.0
+    assert res.num_skipped == pytest.approx(res.trials_skipped / 40)  # one query per skipped draw
+    # no match in any draw: one clear error (still a ValueError), not an average of nothing
+    with pytest.raises(NoMatchError, match="no query has a true match in any of the 3 gallery"):
+        single_gallery_shot_cmc(d[:, :1], [1], [1], [0], [0], trials=3)
+    assert issubclass(NoMatchError, ValueError)
 
 
 # ----------------------------------------------------------------------------- cmc_at

@@ -23,6 +23,7 @@ from harness.data.mlr import (
 )
 from harness.data.prepare import prepare_data
 from harness.errors import DatasetError
+from harness.metrics import single_gallery_shot_cmc
 from tests.helpers import smoke_config
 
 
@@ -171,3 +172,79 @@ def test_validation_split_reaches_the_split_listing(registry):
     assert off.val is None and len(off.train_images) > len(data.train_images)
     with pytest.raises(ValueError, match="no validation split"):
         off.eval_set("val")
+
+
+def _two_view_records(n_ids: int = 20, per_cam: int = 3) -> list[Record]:
+    """A VIPeR/CUHK03-style training set: every person on camera 0 (the LR camera) and on
+    camera 1, ``per_cam`` images each, named so that records compare by name."""
+    return [
+        Record(f"{pid:04d}_c{cam}_{k}.jpg", pid, cam)
+        for pid in range(n_ids)
+        for cam in (0, 1)
+        for k in range(per_cam)
+    ]
+
+
+def _draws(val, trials: int = 20):
+    """The validation split ranked single-gallery-shot style on random distances."""
+    d = np.random.default_rng(0).random((len(val.query), len(val.gallery)))
+    return single_gallery_shot_cmc(
+        d,
+        [r.pid for r in val.query],
+        [r.pid for r in val.gallery],
+        [r.camid for r in val.query],
+        [r.camid for r in val.gallery],
+        trials=trials,
+        seed=1,
+    )
+
+
+def test_single_shot_validation_gallery_is_off_the_lr_cameras_so_every_draw_matches():
+    train = _two_view_records()
+    protocol = ProtocolConfig(val_ids=0.25, seed=1)
+    single = hold_out_validation(train, protocol, (0,), single_gallery_shot=True)
+    market = hold_out_validation(train, protocol, (0,))
+    # the same people, training set, queries and ratios as Market-style: only the gallery differs
+    assert (single.train, single.query, single.query_ratios) == (
+        market.train,
+        market.query,
+        market.query_ratios,
+    )
+    held = {r.pid for r in single.query}
+    assert len(held) == 5 and {r.pid for r in single.gallery} == held
+    assert single.gallery == [r for r in market.gallery if r.camid == 1]
+    assert len(single.gallery) == 5 * 3  # every camera-1 image of the held-out people
+    # every draw of one gallery image per person can match every query
+    res = _draws(single)
+    assert res.trials_skipped == 0 and res.num_skipped == 0
+    assert all(t.num_valid == len(single.query) for t in res.per_trial)
+
+
+def test_market_style_validation_gallery_is_every_other_image_of_the_held_out_people():
+    train = _two_view_records()
+    val = hold_out_validation(train, ProtocolConfig(val_ids=0.25, seed=1), (0,))
+    held = {r.pid for r in val.query}
+    assert val.gallery == [r for r in train if r.pid in held and r not in val.query]
+    assert {r.camid for r in val.gallery} == {0, 1}  # the LR camera's other images stay
+    # build_mlr passes the dataset's style: the same rule through it, per style
+    query = [Record(f"q{pid}", pid, 0) for pid in range(100, 103)]
+    gallery = [Record(f"g{pid}", pid, 1) for pid in range(100, 103)]
+    for style in (False, True):
+        dataset = ReidDataset("toy", train, query, gallery, single_gallery_shot=style)
+        split = build_mlr(dataset, ProtocolConfig(val_ids=0.25, seed=1))
+        assert split.val_query == val.query
+        expected = [r for r in val.gallery if r.camid == 1] if style else val.gallery
+        assert split.val_gallery == expected
+
+
+def test_an_mlr_2_1_protocol_rebuilds_its_single_shot_validation_split():
+    """A run folder of mlr-2.1 kept the LR cameras' other images in the gallery: some draws
+    skip a query there. It must still get exactly that split back."""
+    train = _two_view_records()
+    old = ProtocolConfig(val_ids=0.25, seed=1, version="mlr-2.1")
+    then = hold_out_validation(train, old, (0,), single_gallery_shot=True)
+    assert then == hold_out_validation(train, old, (0,))
+    assert {r.camid for r in then.gallery} == {0, 1}
+    assert _draws(then).num_skipped > 0  # what mlr-2.2 removes
+    dataset = ReidDataset("toy", train, train[:1], train[1:2], single_gallery_shot=True)
+    assert build_mlr(dataset, old).val_gallery == then.gallery

@@ -28,7 +28,11 @@ result (``ProtocolConfig`` plus ``PROTOCOL_VERSION``):
   drawn from its own seeded stream) and the identity's other images are its
   gallery, evaluated with the dataset's own style (Market-style or
   single-gallery-shot). Only identities seen by an LR camera and by another
-  camera can be held out, so every validation query has a true match.
+  camera can be held out, so every validation query has a true match;
+* (``mlr-2.2``) on single-gallery-shot datasets the validation gallery holds only
+  the held-out people's images from cameras that are not LR cameras, as their test
+  split does (query on one view, gallery on the other), so every gallery image a
+  trial draws can match its query; ``mlr-2.1`` run folders keep their old split.
 """
 
 from __future__ import annotations
@@ -177,6 +181,10 @@ def draw_query_ratios(n: int, protocol: ProtocolConfig, stream: int = 0x4D4C52) 
 #: the seed streams of the validation split ("VAL", "VALR")
 _VAL_IDS_STREAM = 0x56414C
 _VAL_RATIO_STREAM = 0x56414C52
+#: protocol versions whose single-gallery-shot validation gallery also held the held-out
+#: people's other LR-camera images (``mlr-2.2`` dropped them); a run folder recording one of
+#: these rebuilds exactly its old split (before ``mlr-2.1`` nobody was held out at all)
+_VAL_GALLERY_WITH_LR_CAMERAS = frozenset({"mlr-1.0", "mlr-2.0", "mlr-2.1"})
 
 
 @dataclass(frozen=True)
@@ -190,7 +198,10 @@ class ValidationSplit:
 
 
 def hold_out_validation(
-    train: Sequence[Record], protocol: ProtocolConfig, lr_cameras: Sequence[int]
+    train: Sequence[Record],
+    protocol: ProtocolConfig,
+    lr_cameras: Sequence[int],
+    single_gallery_shot: bool = False,
 ) -> ValidationSplit:
     """Hold ``protocol.val_ids`` of the training identities out of training.
 
@@ -201,6 +212,15 @@ def hold_out_validation(
     protocol gives the same split on every machine; the query image of each (identity, LR
     camera) is drawn from the same stream. The count is ``round(val_ids * identities)``,
     capped by the identities that can have a true match (seen by an LR camera and another).
+
+    ``single_gallery_shot``: the dataset is evaluated by drawing one gallery image per person
+    (:func:`harness.metrics.single_gallery_shot_cmc`), where a drawn image from the query's own
+    camera leaves the query without a match in that draw. So (``mlr-2.2``) the gallery is the
+    held-out people's images from the other, non-LR cameras only, like the test split of those
+    datasets; their remaining LR-camera images are neither trained on nor evaluated. The
+    held-out people, their queries and ratios are the same as ``mlr-2.1``'s, which (and a
+    ``protocol.version`` recording it) kept every other image in the gallery. Market-style
+    datasets keep every other image: same-camera matches are removed per query there.
     """
     records = list(train)
     if protocol.val_ids <= 0 or not records:
@@ -228,6 +248,8 @@ def hold_out_validation(
     query_index = {slots[int(rng.integers(len(slots)))] for _, slots in sorted(by_slot.items())}
     query = [records[i] for i in sorted(query_index)]
     gallery = [r for i, r in enumerate(records) if int(r.pid) in held and i not in query_index]
+    if single_gallery_shot and protocol.version not in _VAL_GALLERY_WITH_LR_CAMERAS:
+        gallery = [r for r in gallery if int(r.camid) not in lr]
     kept = [r for r in records if int(r.pid) not in held]
     ratios = draw_query_ratios(len(query), protocol, stream=_VAL_RATIO_STREAM)
     return ValidationSplit(kept, query, ratios, gallery)
@@ -262,7 +284,7 @@ def build_mlr(
         ratios = draw_query_ratios(len(query), protocol)
     gallery_pids = {r.pid for r in dataset.gallery}
     unmatched = sorted({r.pid for r in query} - gallery_pids)
-    val = hold_out_validation(dataset.train, protocol, lr_cameras)
+    val = hold_out_validation(dataset.train, protocol, lr_cameras, dataset.single_gallery_shot)
     return MLRSplit(
         train=val.train,
         query=query,
