@@ -26,7 +26,7 @@ from harness.data.mlr import lr_size, ratio_key
 from harness.data.prepare import prepare_data
 from harness.diagnostics import read_log
 from harness.diagnostics import summarise as summarise_diagnostics
-from harness.errors import HarnessError
+from harness.errors import DatasetError, HarnessError
 from harness.evaluate import evaluate_splits
 from harness.io import (
     append_jsonl,
@@ -234,7 +234,18 @@ def _run_experiment(
     echo(describe_init(config, init))
 
     seed_everything(config.seed)
-    data = prepare_data(config, registry)
+    try:
+        data = prepare_data(config, registry)
+    except DatasetError as exc:
+        if not resume:
+            raise
+        # A resume reads every setting from config.json, so `--resume` again cannot help:
+        # say what the folder was trained on and where the data must be.
+        where = f" at {config.data_root}" if config.data_root else ""
+        raise DatasetError(
+            f"{exc}; {run_dir} was trained on --data {config.data}{where} (a --resume takes "
+            "every setting from its config.json): put that data back there to continue it"
+        ) from exc
     if (config.hr_height, config.hr_width) != data.hr_size:
         # The dataset declares its native HR size: the config on disk says which was used.
         config = config.replace(hr_height=data.hr_size[0], hr_width=data.hr_size[1])
@@ -336,8 +347,10 @@ def _run_experiment(
                 trim_log(log_path, trainer.stage, trainer.iteration)
             echo(f"resumed at stage {trainer.stage}, iteration {trainer.iteration}")
             timing.resumed_at = {"stage": trainer.stage, "iteration": trainer.iteration}
-        elif main_rank and log_path.is_file():
-            log_path.unlink()  # no checkpoint: training starts over, and so does its log
+        else:
+            echo(f"no checkpoint in {run_dir / 'checkpoints'}: training starts over")
+            if main_rank and log_path.is_file():
+                log_path.unlink()  # and so does its log
     if trackers:  # the resolved config, as config.json holds it now (HR size filled in)
         trackers.log_config(json.loads((run_dir / "config.json").read_text()))
     timing.lap("setup")  # data, models, a resume's checkpoint

@@ -291,6 +291,31 @@ def test_a_resume_refuses_a_split_its_data_or_protocol_no_longer_give(tmp_path, 
     assert not (run / "checkpoints").exists()  # refused before anything trained
 
 
+@pytest.mark.slow
+def test_a_resume_with_no_checkpoint_says_it_starts_over(tmp_path, tiny_run):
+    run = _copy_run(tiny_run, tmp_path / "R")
+    import shutil
+
+    shutil.rmtree(run / "checkpoints")
+    (run / "metrics.json").write_text(json.dumps({"status": "running"}))
+    result = cli("run", "--resume", str(run))
+    assert result.exit_code == 0, result.output
+    assert f"no checkpoint in {run / 'checkpoints'}: training starts over" in result.output
+    assert _metrics(run)["status"] == "complete"
+
+
+@pytest.mark.slow
+def test_a_resume_whose_data_is_gone_says_where_the_data_must_be(tmp_path, tiny_run):
+    """`--resume` again cannot help a folder whose data moved: the error names the place."""
+    run = _copy_run(tiny_run, tmp_path / "R")
+    (run / "metrics.json").write_text(json.dumps({"status": "running"}))  # it had stopped
+    gone = tmp_path / "market-was-here"
+    _edit_config(run, lambda c: c.update(data="market1501", data_root=str(gone)))
+    line = one_line_error(cli("run", "--resume", str(run)), str(gone), "put that data back")
+    assert "--data market1501" in line
+    assert _metrics(run)["status"] == "failed"
+
+
 def test_a_split_that_gained_images_is_named_by_its_counts(tmp_path):
     from harness.rundir import check_split
 
