@@ -81,6 +81,35 @@ def test_missing_file_raises(tmp_path):
         load_images([Record(str(tmp_path / "gone.jpg"), 0, 0)], (32, 16))
 
 
+def _png_header(path, width: int, height: int) -> str:
+    """A PNG that claims ``width`` x ``height`` pixels in a few bytes: a decompression bomb."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+    return str(path)
+
+
+@pytest.mark.parametrize("side", [60000, 10000])  # above twice PIL's limit; between 1x and 2x
+def test_a_decompression_bomb_is_refused_naming_the_file(tmp_path, side):
+    bomb = _png_header(tmp_path / "bomb.png", side, side)
+    with pytest.raises(BadImageError, match=f"cannot decode image {bomb}: .*decompression bomb"):
+        load_images([Record(bomb, 0, 0)], (32, 16))
+    good, _, _ = _bad_files(tmp_path)
+    loaded = load_images([Record(bomb, 0, 0), Record(good, 1, 0)], (32, 16), skip_bad=True)
+    assert loaded.keep == [1] and loaded.bad == [bomb]
+
+
 def test_skip_bad_counts_and_keeps_the_rest(tmp_path):
     good, truncated, text = _bad_files(tmp_path)
     array = np.zeros((8, 4, 3), np.uint8)

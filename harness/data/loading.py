@@ -9,6 +9,7 @@ resolution does not leak aliasing into the HR images the protocol starts from.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,9 +64,17 @@ def decode_file(path: str) -> np.ndarray:
     PIL, not cv2: cv2 fills a truncated JPEG with grey and carries on.
     """
     try:
-        with Image.open(path) as im:
-            im.load()
-            rgb = im.convert("RGB")
+        with warnings.catch_warnings():
+            # PIL only warns between MAX_IMAGE_PIXELS and twice that: a person crop that big
+            # is a decompression bomb all the same (gigabytes of RAM), so it is refused too.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                rgb = im.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise BadImageError(
+            f"cannot decode image {path}: refused as a decompression bomb ({exc})"
+        ) from None
     except FileNotFoundError:
         raise BadImageError(f"image file {path} does not exist") from None
     except UnidentifiedImageError:
