@@ -666,6 +666,23 @@ def test_skipped_images_leave_split_json_and_the_metrics(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("part", ["query", "bounding_box_test"])
+def test_skipping_every_query_or_gallery_image_is_refused_before_training(tmp_path, part):
+    data = tmp_path / "market"
+    synth = ["data", "synth", "--out", str(data), "--layout", "market1501"]
+    sizes = ["--train-ids", "8", "--test-ids", "6", "--images-per-camera", "2"]
+    assert cli(*synth, *sizes, "--height", "32", "--width", "16").exit_code == 0
+    for image in (data / "Market-1501-v15.09.15" / part).glob("*.jpg"):
+        image.write_bytes(b"not a jpeg")
+    out = tmp_path / "R"
+    args = ["--data", "market1501", "--data-root", str(data), "--skip-bad-images"]
+    result = cli("run", *SMOKE, *args, "--out", str(out))
+    which = "query" if part == "query" else "gallery"
+    one_line_error(result, f"every {which} image was unreadable", "repair or restore")
+    assert not (out / "checkpoints").exists()  # refused before anything trained
+
+
+@pytest.mark.slow
 def test_log_jsonl_has_each_iteration_once_after_a_resume(tmp_path):
     from harness.checkpoint import list_checkpoints
 

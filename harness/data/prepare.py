@@ -18,6 +18,7 @@ from harness.components import Record
 from harness.config import RunConfig
 from harness.data.loading import load_images
 from harness.data.mlr import MLRSplit, build_mlr
+from harness.errors import DatasetError
 from harness.registry import Registry
 
 
@@ -140,6 +141,13 @@ def prepare_data(config: RunConfig, registry: Registry) -> PreparedData:
     split.train = [split.train[i] for i in train.keep]
     split.query = [split.query[i] for i in query.keep]
     split.gallery = [split.gallery[i] for i in gallery.keep]
+    for part, kept in (("query", split.query), ("gallery", split.gallery)):
+        if not kept and bad:  # found now, not after training: nothing could be evaluated
+            raise DatasetError(
+                f"{config.data}: every {part} image was unreadable and skipped "
+                f"(--skip-bad-images; {len(bad)} skipped in all, e.g. {bad[0]}), so nothing "
+                "could be evaluated: repair or restore the files"
+            )
     q_ratios = torch.tensor(split.query_ratios, dtype=torch.float32)
     val = _load_val(split, load) if split.val_query else None
     return PreparedData(
