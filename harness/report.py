@@ -59,6 +59,17 @@ def _number(value: Any, digits: int) -> str:
 # --------------------------------------------------------------------------- CMC
 
 
+def figure_text(text: str, limit: int = 80) -> str:
+    """A user's label as matplotlib draws it literally: ``$`` escaped (a label such as
+    ``$\\notacommand{x}$`` is otherwise parsed as mathtext and fails the save, after every run
+    trained) and cut to ``limit`` characters with an ellipsis (a 300-character label otherwise
+    pushes the axes off the figure). Tables and JSON keep the whole label."""
+    text = str(text)
+    if len(text) > limit:
+        text = text[: limit - 1] + "\u2026"
+    return text.replace("$", r"\$")
+
+
 def write_cmc_csv(path: str | Path, queries: Mapping[str, Mapping[str, Any]]) -> Path:
     """``rank,<kind>,...`` with one row per rank, values in fractions as stored.
 
@@ -91,7 +102,7 @@ def cmc_figure(
     The legend sits to the right of the axes, never over a curve (CMC curves fill every
     corner of the plot); constrained layout makes room for it.
     """
-    names = [n for n, c in curves.items() if list(c)]
+    names = [figure_text(n) for n, c in curves.items() if list(c)]
     longest = max((len(n) for n in names), default=0)
     legend_width = 0.45 + 0.058 * longest if names else 0.0  # inches, 8-point text
     fig = Figure(figsize=(5.6 + legend_width, 4.2), dpi=110, layout="constrained")
@@ -102,7 +113,7 @@ def cmc_figure(
             continue
         ranks = list(range(1, len(values) + 1))
         style = "--" if name in set(dashed) else "-"
-        (line,) = ax.plot(ranks, values, style, label=name, linewidth=1.6)
+        (line,) = ax.plot(ranks, values, style, label=figure_text(name), linewidth=1.6)
         band = (bands or {}).get(name)
         if band:
             spread = [100.0 * float(v) for v in list(band)[: len(values)]]
@@ -114,7 +125,7 @@ def cmc_figure(
     ax.set_ylim(0, 101)
     ax.set_xlabel("rank")
     ax.set_ylabel("matching rate (%)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(figure_text(title, limit=90), fontsize=10)
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(

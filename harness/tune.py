@@ -45,6 +45,7 @@ from harness.io import atomic_write_text
 from harness.launch import PlannedRun
 from harness.options import Search
 from harness.registry import get_registry
+from harness.report import figure_text
 from harness.resolve import declared_options, resolve_config
 from harness.rundir import METRICS as METRICS_FILE
 from harness.rundir import is_complete
@@ -428,7 +429,7 @@ def write_tune_report(
             with warnings.catch_warnings():  # Optuna marks its matplotlib figures experimental
                 warnings.simplefilter("ignore")
                 ax = optuna.visualization.matplotlib.plot_optimization_history(study)
-            ax.set_title(f"{name}: val {metric}")
+            ax.set_title(figure_text(f"{name}: val {metric}", limit=90))
             figure = out_dir / row.study_name / "history.png"
             figure.parent.mkdir(parents=True, exist_ok=True)
             ax.figure.savefig(figure, dpi=100, bbox_inches="tight")

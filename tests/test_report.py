@@ -9,6 +9,7 @@ import torch
 
 from harness.report import (
     cmc_figure,
+    figure_text,
     format_summary,
     load_samples,
     ordered_kinds,
@@ -91,6 +92,22 @@ def test_plots_are_png(tmp_path) -> None:
     out = plot_sr_samples(tmp_path / "s.png", lr, hr * 0.9, hr, bicubic=hr * 0.8, max_images=3)
     assert out.read_bytes()[:8] == PNG_MAGIC
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes left no temp files
+
+
+@pytest.mark.parametrize(
+    "label", [r"$\notacommand{x}$", "a" * 300, "cost $5 and $6", "mixed $x$ " + "b" * 200]
+)
+def test_a_label_is_drawn_literally_and_never_fails_the_figure(tmp_path, label) -> None:
+    """Labels are the user's: mathtext or 300 characters must not fail a leaderboard after the
+    runs have trained (both did, with a traceback)."""
+    curve = [0.5] * 50
+    fig = cmc_figure({label: curve, "bicubic": curve}, title=label)
+    path = tmp_path / "cmc.png"
+    fig.savefig(path)  # matplotlib parses mathtext here
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    drawn = figure_text(label)
+    assert len(drawn.replace(r"\$", "$")) <= 80 and "$" not in drawn.replace(r"\$", "")
+    assert figure_text("INTACT (ours)") == "INTACT (ours)"  # ordinary labels untouched
 
 
 def test_format_summary_shows_percentages_and_quality() -> None:
