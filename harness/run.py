@@ -26,7 +26,7 @@ from harness.data.mlr import lr_size, ratio_key
 from harness.data.prepare import prepare_data
 from harness.diagnostics import read_log
 from harness.diagnostics import summarise as summarise_diagnostics
-from harness.errors import DatasetError, HarnessError
+from harness.errors import DatasetError, HarnessError, NumericalError
 from harness.evaluate import evaluate_splits
 from harness.io import (
     append_jsonl,
@@ -462,7 +462,15 @@ def evaluate_run(
     data = prepare_data(config, registry)
     models, _ = build_models(config, registry, data.num_classes)
     for name in ("G", "reid"):  # what evaluation reads; a critic's layout may have changed since
-        models[name].load_state_dict(ckpt["models"][name])
+        state = ckpt["models"][name]
+        bad = [k for k, t in state.items() if t.is_floating_point() and not t.isfinite().all()]
+        if bad:  # training never writes such a checkpoint (it checks first): altered since
+            raise NumericalError(
+                f"{run_dir}: the final checkpoint's weights of {name!r} are not finite "
+                f"({len(bad)} tensors, e.g. {bad[0]}); training never writes such a file, so it "
+                "was altered or corrupted after the run: nothing to evaluate"
+            )
+        models[name].load_state_dict(state)
         models[name].to(device)
     start = time.time()
     metrics, samples = evaluate_splits(

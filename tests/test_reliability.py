@@ -292,6 +292,22 @@ def test_a_resume_refuses_a_split_its_data_or_protocol_no_longer_give(tmp_path, 
 
 
 @pytest.mark.slow
+def test_eval_of_a_checkpoint_with_nan_weights_is_one_line(tmp_path, tiny_run):
+    import torch
+
+    from harness.checkpoint import list_checkpoints
+
+    run = _copy_run(tiny_run, tmp_path / "R")
+    final = list_checkpoints(run / "checkpoints")[-1]
+    ckpt = torch.load(final, weights_only=False)
+    next(t for t in ckpt["models"]["G"].values() if t.is_floating_point()).fill_(float("nan"))
+    torch.save(ckpt, final)
+    before = (run / "metrics.json").read_bytes()
+    one_line_error(cli("eval", str(run)), "weights of 'G' are not finite", "altered or corrupted")
+    assert (run / "metrics.json").read_bytes() == before
+
+
+@pytest.mark.slow
 def test_a_resume_with_no_checkpoint_says_it_starts_over(tmp_path, tiny_run):
     run = _copy_run(tiny_run, tmp_path / "R")
     import shutil
