@@ -35,7 +35,7 @@ from harness.contracts import (
 )
 from harness.data.mlr import build_mlr
 from harness.data.pack import pack_dataset
-from harness.errors import DatasetError, HarnessError
+from harness.errors import ConfigError, DatasetError, HarnessError
 from harness.kinds import kind_names
 from harness.pretrained import availability
 from harness.publish import check_out_dir, write_leaderboard
@@ -46,8 +46,10 @@ from harness.run import (
     evaluate_run,
     load_run_config,
     pretrain_reid,
+    pretrained_weights_path,
     resolve_config,
     run_experiment,
+    write_pretrained_weights,
 )
 from harness.settings import PRESET_NAMES, STAGE0
 from harness.tables import render_markdown
@@ -183,7 +185,7 @@ def run(
         run_dir = Path(resume_dir)
         config = load_run_config(run_dir)
         click.echo(f"resuming {run_dir} (its saved config wins over other options)")
-        run_experiment(
+        metrics = run_experiment(
             config,
             run_dir,
             registry,
@@ -192,6 +194,10 @@ def run(
             stage0_cache_dir=Path(stage0_cache) if stage0_cache else None,
             show_samples=show_samples,
         )
+        weights = pretrained_weights_path(run_dir)
+        if weights is not None:  # a pretraining continued here still delivers its weights
+            path = write_pretrained_weights(run_dir, weights, metrics)
+            click.echo(f"wrote re-id weights to {path} (use --reid-weights {path})")
         return
     values = {**values_from(kw), **kw}
     config = resolve_config(values, registry)
@@ -214,9 +220,15 @@ def run(
 @click.option(
     "--weights",
     "weights_out",
-    required=True,
     type=click.Path(dir_okay=False),
-    help="Where to write the re-id weights (a plain state_dict, for --reid-weights).",
+    help="Where to write the re-id weights (a plain state_dict, for --reid-weights); "
+    "required unless --resume, which reads it from the run's config.json.",
+)
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(),
+    help="Continue an interrupted pretraining from its last checkpoint, then write its weights.",
 )
 @click.option(
     "--out",
@@ -230,7 +242,13 @@ def run(
     help="Folder of finished stage-0 re-id models (shared with harness run / bench).",
 )
 @_friendly
-def pretrain(weights_out: str, run_dir: str | None, stage0_cache: str | None, **kw: Any) -> None:
+def pretrain(
+    weights_out: str | None,
+    resume_dir: str | None,
+    run_dir: str | None,
+    stage0_cache: str | None,
+    **kw: Any,
+) -> None:
     """Train only the re-id model on HR images of --data, and save its weights.
 
     The way to start from something better than random weights where no ImageNet
@@ -240,17 +258,36 @@ def pretrain(weights_out: str, run_dir: str | None, stage0_cache: str | None, **
     The run folder keeps the usual report (HR and bicubic queries on --data's test set).
     """
     registry = _registry()
+    cache = Path(stage0_cache) if stage0_cache else None
+    if resume_dir:
+        folder = Path(resume_dir)
+        config = load_run_config(folder)
+        recorded = pretrained_weights_path(folder)
+        if weights_out is None and recorded is None:
+            raise ConfigError(
+                f"{folder} records no weights path (not a pretraining run, or one from before "
+                "the path was recorded): give --weights PATH"
+            )
+        click.echo(f"resuming {folder} (its saved config wins over other options)")
+        path = pretrain_reid(
+            config,
+            folder,
+            Path(weights_out) if weights_out else recorded,
+            registry,
+            echo=click.echo,
+            stage0_cache_dir=cache,
+            resume=True,
+        )
+        click.echo(f"wrote re-id weights to {path} (use --reid-weights {path})")
+        return
+    if weights_out is None:
+        raise ConfigError("harness pretrain needs --weights PATH (where the re-id weights go)")
     values = {**values_from(kw), **kw}
     values.update({"sr": "bicubic", "reg": "none", "sr_iters": 0})
     config = resolve_config(values, registry)
     folder = Path(run_dir) if run_dir else _default_run_dir(config, f"pretrain-{config.reid}")
     path = pretrain_reid(
-        config,
-        folder,
-        Path(weights_out),
-        registry,
-        echo=click.echo,
-        stage0_cache_dir=Path(stage0_cache) if stage0_cache else None,
+        config, folder, Path(weights_out), registry, echo=click.echo, stage0_cache_dir=cache
     )
     click.echo(f"wrote re-id weights to {path} (use --reid-weights {path})")
 

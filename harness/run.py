@@ -66,9 +66,11 @@ __all__ = [
     "evaluate_run",
     "load_run_config",
     "pretrain_reid",
+    "pretrained_weights_path",
     "resolve_config",
     "resolve_device",
     "run_experiment",
+    "write_pretrained_weights",
 ]
 
 
@@ -403,11 +405,15 @@ def pretrain_reid(
     *,
     echo: Echo = print,
     stage0_cache_dir: Path | None = None,
+    resume: bool = False,
 ) -> Path:
     """Stage 0 alone (``sr_iters`` must be 0), then the re-id weights as a plain state_dict.
 
     A ``<weights>.json`` beside the weights records the recipe and the HR/bicubic-query
     numbers on the pretraining data's own test split, so a weights file is never anonymous.
+    ``config.json`` records where the weights go (``pretrain_weights``), so an interrupted
+    pretraining continued by ``harness pretrain --resume`` or ``harness run --resume`` still
+    writes them (:func:`write_pretrained_weights`).
     """
     if config.sr_iters != 0:
         raise ConfigError("pretraining runs stage 0 only; sr_iters must be 0")
@@ -416,24 +422,43 @@ def pretrain_reid(
         config,
         run_dir,
         registry,
+        resume=resume,
         echo=echo,
-        extra={"pretrain": True},
+        extra={"pretrain": True, "pretrain_weights": str(weights_out)},
         stage0_cache_dir=stage0_cache_dir,
     )
+    return write_pretrained_weights(run_dir, Path(weights_out), metrics)
+
+
+def pretrained_weights_path(run_dir: Path) -> Path | None:
+    """Where a pretraining run writes its weights (``None``: not a pretraining run, or one
+    from before the path was recorded)."""
+    try:
+        doc = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    where = doc.get("pretrain_weights") if isinstance(doc, dict) else None
+    return Path(where) if isinstance(where, str) and where else None
+
+
+def write_pretrained_weights(run_dir: Path, weights_out: Path, metrics: Mapping[str, Any]) -> Path:
+    """The finished re-id model of a pretraining run as a plain state_dict, and its record."""
     ckpt = latest_checkpoint(run_dir / "checkpoints")
     if ckpt is None or ckpt["stage"] != "done":
         raise HarnessError(
-            f"{run_dir} did not finish; resume it with harness run --resume {run_dir}"
+            f"{run_dir} did not finish; continue it with harness pretrain --resume {run_dir}"
         )
+    doc = json.loads((run_dir / "config.json").read_text())
     state = {k: v.detach().cpu() for k, v in ckpt["models"]["reid"].items()}
     path = atomic_torch_save(state, weights_out)
     queries = metrics.get("queries", {})
+    record = {k: v for k, v in doc.items() if k not in ("pretrain_weights",)}
     atomic_write_json(
         Path(f"{weights_out}.json"),
         {
             "weights": str(weights_out),
             "run_dir": str(run_dir),
-            **config_document(config),
+            **record,
             "test_rank1": {k: q.get("rank1") for k, q in queries.items()},
         },
     )

@@ -62,6 +62,40 @@ def test_pretrain_saves_the_stage0_model_as_plain_weights(pretrained) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("command", ["pretrain", "run"])
+def test_an_interrupted_pretraining_resumes_and_writes_its_weights(
+    pretrained, tmp_path, command
+) -> None:
+    """Stopped before it finished, then continued by `harness pretrain --resume` or `harness
+    run --resume`: either way the weights reach the path the pretraining was given."""
+    import shutil
+
+    weights, run_dir = pretrained
+    run = Path(shutil.copytree(run_dir, tmp_path / "run"))
+    target = tmp_path / "out" / "w.pt"
+    doc = json.loads((run / "config.json").read_text())
+    assert doc["pretrain_weights"] == str(weights)  # recorded, so a resume knows where
+    doc["pretrain_weights"] = str(target)
+    (run / "config.json").write_text(json.dumps(doc))
+    for ckpt in (run / "checkpoints").glob("ckpt-done-*.pt"):
+        ckpt.unlink()  # the run stopped before its end
+    (run / "metrics.json").write_text(json.dumps({"status": "interrupted"}))
+    result = invoke(command, "--resume", run)
+    assert result.exit_code == 0, result.output
+    assert f"wrote re-id weights to {target}" in result.output
+    original, resumed = torch.load(weights), torch.load(target)
+    assert original.keys() == resumed.keys()
+    assert all(torch.equal(original[k], resumed[k]) for k in original)
+    assert json.loads(Path(f"{target}.json").read_text())["run_dir"] == str(run)
+
+
+def test_pretrain_needs_weights_unless_it_resumes(tmp_path) -> None:
+    result = CliRunner().invoke(main, ["pretrain", "--preset", "smoke", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "needs --weights PATH" in result.output
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
 def test_pretrained_weights_start_a_run_on_other_data(pretrained, tmp_path) -> None:
     weights, _ = pretrained
     # another identity count: the classifier is skipped, the backbone loads
