@@ -339,11 +339,12 @@ def list_(pattern: str | None, verbose: bool) -> None:
             if isinstance(entry, WeightsEntry):  # a source: say whether its files are here
                 click.echo(f"      {availability(entry.source)}")
             if verbose:
+                flag = "-L" if kind == "launcher" else "-o"  # how a user sets this kind's options
                 for key, option in sorted(entry.options.items()):
                     presets = "".join(f", {p} {v!r}" for p, v in sorted(option.presets.items()))
                     tuned = f" (tune: {option.search.describe()})" if option.search else ""
                     click.echo(
-                        f"      -o {key}={option.default!r:<10} {option.help}"
+                        f"      {flag} {key}={option.default!r:<10} {option.help}"
                         + (f" (presets: {presets[2:]})" if presets else "")
                         + tuned
                     )

@@ -45,6 +45,8 @@ def test_list_takes_a_kind_as_a_word():
 def test_list_verbose_shows_option_defaults():
     out = invoke("list", "--verbose").output
     assert "-o lambda_a=" in out and "-o synth_train_ids=" in out
+    # launcher options are given to harness bench with -L, and listed so
+    assert "-L partition=" in out and "-o partition=" not in out
 
 
 def test_unknown_plugin_exits_2_with_suggestion():
