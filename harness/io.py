@@ -10,6 +10,7 @@ is removed: the file it would have replaced is untouched.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -101,6 +102,19 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
 
 
 def append_jsonl(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
-    """Append one line; a crash can only lose the line being written."""
-    with open(path, "a") as handle:
-        handle.write(json.dumps(record, default=str) + "\n")
+    """Append one line; a crash can only lose the line being written, and a full disk loses
+    not even a torn part of it (the file is cut back to its last whole line)."""
+    line = (json.dumps(record, default=str) + "\n").encode()
+    with open(path, "ab", buffering=0) as handle:  # unbuffered: close() has nothing to redo
+        size = handle.seek(0, os.SEEK_END)
+        try:
+            handle.write(line)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            with contextlib.suppress(OSError):
+                os.truncate(path, size)
+            raise DiskFullError(
+                f"disk full while appending to {path} (its earlier lines and the last "
+                "checkpoint are kept): free some space, then resume"
+            ) from exc

@@ -3,6 +3,7 @@ error or a correct complete run. One test (or one parametrized case) per row of 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -529,6 +530,44 @@ def test_disk_full_is_one_line_and_keeps_the_previous_file(tmp_path, monkeypatch
     ):
         save_checkpoint(tmp_path, "sr", 2, {"models": {}}, keep=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-sr-0000001.pt"]  # no .tmp left
+
+
+def test_disk_full_while_appending_the_log_is_one_line_and_leaves_no_torn_line(
+    tmp_path, monkeypatch
+):
+    import builtins
+
+    from harness.io import append_jsonl
+
+    log = tmp_path / "log.jsonl"
+    append_jsonl(log, {"stage": "sr", "iteration": 1})
+    real_open = builtins.open
+
+    class HalfWriter:
+        """Writes half the line, then the disk is full."""
+
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def seek(self, *args):
+            return self.handle.seek(*args)
+
+        def write(self, data):
+            self.handle.write(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(builtins, "open", lambda *a, **k: HalfWriter(real_open(*a, **k)))
+    with pytest.raises(DiskFullError, match="disk full while appending to .*log.jsonl"):
+        append_jsonl(log, {"stage": "sr", "iteration": 2})
+    monkeypatch.setattr(builtins, "open", real_open)
+    lines = log.read_text().splitlines()
+    assert [json.loads(line)["iteration"] for line in lines] == [1]  # no torn half line
 
 
 @pytest.mark.slow
