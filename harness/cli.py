@@ -683,9 +683,12 @@ def data_synth(out: str, layout: str, **sizes: int | None) -> None:
         raise HarnessError(
             "the registered 'synthetic' dataset offers no layout writer (write_layout)"
         )
-    path = entry.write_layout(
-        Path(out), layout, **{k: v for k, v in sizes.items() if v is not None}
-    )
+    try:
+        path = entry.write_layout(
+            Path(out), layout, **{k: v for k, v in sizes.items() if v is not None}
+        )
+    except ValueError as exc:  # the generator's own range checks, before anything is written
+        raise ConfigError(f"harness data synth: {exc}") from None
     click.echo(f"wrote synthetic {layout} data to {path}")
 
 
@@ -710,6 +713,12 @@ def data_pack(src: str, out: str, size: str, quality: int) -> None:
         raise click.BadParameter(
             f"expected HEIGHTxWIDTH such as 128x64, got {size!r}", param_hint="--size"
         ) from exc
+    if not (1 <= height <= 4096 and 1 <= width <= 4096):
+        raise click.BadParameter(
+            f"each side must be 1 to 4096 pixels, got {height}x{width}", param_hint="--size"
+        )
+    if not 1 <= quality <= 100:
+        raise click.BadParameter(f"must be 1 to 100, got {quality}", param_hint="--quality")
     summary = pack_dataset(src, out, (height, width), quality)
     click.echo(
         f"wrote {summary.images} images ({height}x{width}) and {summary.other_files} other file(s) "

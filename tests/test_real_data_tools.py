@@ -303,6 +303,42 @@ def test_pack_refuses_an_output_in_or_around_its_source(viper_layout, tmp_path, 
     assert not list(tmp_path.rglob("*.partial"))
 
 
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--size", "0x0"], "each side must be 1 to 4096 pixels, got 0x0"),
+        (["--size", "-5x3"], "each side must be 1 to 4096 pixels"),
+        (["--size", "100000x100000"], "each side must be 1 to 4096 pixels"),
+        (["--quality", "0"], "must be 1 to 100, got 0"),
+    ],
+)
+def test_pack_range_errors_are_one_line(viper_layout, tmp_path, args, needle) -> None:
+    out = tmp_path / "packed"
+    result = CliRunner().invoke(main, ["data", "pack", str(viper_layout), str(out), *args])
+    assert result.exit_code == 2 and needle in result.output and "Traceback" not in result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--train-ids", "0"], "at least one train and one test identity"),
+        (["--cameras", "1"], "at least 2 cameras"),
+        (["--images-per-camera", "0"], "at least 1 image per camera"),
+        (["--height", "0"], "image size 0x"),
+        (["--height", "5000"], "too large (at most 2048 a side)"),
+        (["--test-ids", "100000000"], "images is too many for synthetic data"),
+    ],
+)
+def test_synth_range_errors_are_one_line_and_write_nothing(tmp_path, args, needle) -> None:
+    out = tmp_path / "synth"
+    result = CliRunner().invoke(main, ["data", "synth", "--out", str(out), *args])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in result.output
+    assert not out.exists()
+
+
 def test_pack_refuses_a_folder_without_images(tmp_path) -> None:
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("x")

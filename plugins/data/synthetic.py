@@ -66,6 +66,11 @@ def _pack(rgb: np.ndarray) -> np.ndarray:
     return rgba.view(np.uint32)[..., 0]
 
 
+#: bounds that keep a typo (``--test-ids 100000000``) from running for hours or filling a disk
+MAX_IMAGES = 2_000_000
+MAX_SIDE = 2048
+
+
 @dataclass(frozen=True)
 class SynthSpec:
     """The recipe of one synthetic dataset; equal specs give equal pixels."""
@@ -87,6 +92,16 @@ class SynthSpec:
             raise ValueError("synthetic data needs at least 1 image per camera")
         if self.height < 8 or self.width < 4:
             raise ValueError(f"image size {self.height}x{self.width} is too small")
+        if self.height > MAX_SIDE or self.width > MAX_SIDE:
+            raise ValueError(
+                f"image size {self.height}x{self.width} is too large (at most {MAX_SIDE} a side)"
+            )
+        images = (self.train_ids + self.test_ids) * self.cameras * self.images_per_camera
+        if images > MAX_IMAGES:  # checked before anything is drawn or written
+            raise ValueError(
+                f"{images:,} images is too many for synthetic data (at most {MAX_IMAGES:,}): "
+                "fewer identities, cameras or images per camera"
+            )
 
 
 @dataclass
