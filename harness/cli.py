@@ -43,6 +43,7 @@ from harness.run import (
     resolve_config,
     run_experiment,
 )
+from harness.rundir import check_run_dir
 from harness.settings import PRESET_NAMES, STAGE0
 from harness.tables import render_markdown
 
@@ -305,6 +306,8 @@ def leaderboard(run_dirs: tuple[str, ...], out: str | None) -> None:
     """One table per dataset of finished runs (mean ± std over seeds): markdown, and with
     --out a static site that opens from file:// (index.html)."""
     dirs = _expand_run_dirs([Path(d) for d in run_dirs])
+    if out:
+        check_run_dir(Path(out))  # an unwritable --out is named before anything is read
     groups = lb.group(lb.collect(dirs))
     click.echo(render_markdown(groups))
     if out:
