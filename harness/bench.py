@@ -60,7 +60,14 @@ from harness.publish import write_leaderboard
 from harness.registry import get_registry
 from harness.resolve import resolve_config
 from harness.run import run_experiment
-from harness.rundir import SETTING_TABLES, is_complete, is_started, run_log, stale_settings
+from harness.rundir import (
+    SETTING_TABLES,
+    check_run_dir,
+    is_complete,
+    is_started,
+    run_log,
+    stale_settings,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -305,8 +312,18 @@ def _check_tune(where: str, table: Any, allowed: Sequence[str]) -> dict[str, Any
         raise ConfigError(
             f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}"
         )
-    if not isinstance(table.get("space", {}), Mapping):
+    space = table.get("space", {})
+    if not isinstance(space, Mapping):
         raise ConfigError(f"{where}: space must be a table like {{ lambda_a = [1e-5, 1e-3] }}")
+    for key, bounds in space.items():  # a row's options narrow them; a scalar never is a space
+        if not isinstance(bounds, list) or not bounds:
+            raise ConfigError(
+                f"{where}: space.{key} must be [low, high] or a list of choices, got {bounds!r}"
+            )
+    trials = table.get("trials", 1)
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        # 2.5 trials would run 2 and say the budget was met
+        raise ConfigError(f"{where}: trials must be a whole number >= 1, got {trials!r}")
     return json.loads(json.dumps(dict(table)))
 
 
@@ -605,6 +622,7 @@ def run_bench(
                 f"{run.run_dir} holds a run of {run.label!r} with other settings "
                 f"({'; '.join(stale)}); give this bench another --out folder or remove that one"
             )
+    check_run_dir(out_dir)  # an unwritable --out fails now, not after the first row trained
     if spec.path is not None and spec.path.is_file():
         atomic_write_text(out_dir / "spec.toml", spec.path.read_text())  # provenance
     warned: set[str] = set()

@@ -51,6 +51,7 @@ from harness.run import (
     run_experiment,
     write_pretrained_weights,
 )
+from harness.rundir import check_run_dir
 from harness.settings import PRESET_NAMES, STAGE0
 from harness.tables import render_markdown
 
@@ -377,6 +378,7 @@ def leaderboard(run_dirs: tuple[str, ...], out: str | None, show_samples: bool) 
     dirs = _expand_run_dirs([Path(d) for d in run_dirs])
     if out:
         check_out_dir(out, dirs)  # before anything is written: output never replaces an input
+        check_run_dir(Path(out))  # an unwritable --out is named before anything is read
     groups = lb.group(lb.collect(dirs))
     click.echo(render_markdown(groups))
     if out:

@@ -103,9 +103,9 @@ class ProtocolConfig:
     )
 
     def __post_init__(self) -> None:
+        check_declared(self)
         if not self.ratios:
             raise ConfigError("protocol.ratios must name at least one downsampling ratio")
-        check_declared(self)
         object.__setattr__(self, "ratios", tuple(float(r) for r in self.ratios))
         if self.lr_cameras is not None:
             object.__setattr__(self, "lr_cameras", tuple(int(c) for c in self.lr_cameras))
@@ -433,10 +433,9 @@ class RunConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
         data = dict(data)
         proto = dict(data.pop("protocol", {}) or {})
-        if proto.get("lr_cameras") is not None:
-            proto["lr_cameras"] = tuple(proto["lr_cameras"])
-        if "ratios" in proto:
-            proto["ratios"] = tuple(proto["ratios"])
+        for key in ("lr_cameras", "ratios"):  # JSON's lists; anything else meets the check
+            if isinstance(proto.get(key), list):
+                proto[key] = tuple(proto[key])
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

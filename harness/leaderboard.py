@@ -230,6 +230,62 @@ def _read_json(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     return data, None
 
 
+#: what every query block of a complete run holds: the number tables rank by, and the curve
+#: the CMC plot averages (a run without it would leave the plot's mean over fewer runs)
+REQUIRED_METRICS = ("rank1", "cmc")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _field_problem(key: str, value: Any) -> str | None:
+    """Why one field of a query block is unreadable (``rank1 is 'high', not a number``)."""
+    shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:37]}..."
+    if key in SCALAR_METRICS or key.endswith("_se"):
+        return None if _is_number(value) else f"{key} is {shown}, not a number"
+    if key.endswith("_ci"):
+        pair = isinstance(value, list) and len(value) == 2 and all(map(_is_number, value))
+        return None if pair else f"{key} is {shown}, not a [low, high] pair of numbers"
+    if key in ("cmc", "cmc_std"):
+        curve = isinstance(value, list) and bool(value) and all(map(_is_number, value))
+        return None if curve else f"{key} is {shown}, not a list of numbers"
+    if key == "per_ratio":
+        if not isinstance(value, Mapping):
+            return f"{key} is {shown}, not a table"
+        for ratio, block in value.items():
+            if not isinstance(block, Mapping):
+                return f"{key}.{ratio} is not a table"
+            for metric in SCALAR_METRICS:
+                problem = _field_problem(metric, block.get(metric, 0.0))
+                if problem:
+                    return f"{key}.{ratio}.{problem}"
+    return None
+
+
+def metrics_problem(metrics: Mapping[str, Any]) -> str | None:
+    """What of a complete run's ``metrics.json`` the leaderboard cannot read (a tampered or
+    hand-edited field), or None. Such a run is not included, with this reason, so one bad
+    file neither stops the leaderboard nor enters its numbers."""
+    queries = metrics.get("queries")
+    if not isinstance(queries, Mapping):
+        return "complete but without queries"
+    for kind, block in queries.items():
+        if not isinstance(block, Mapping):
+            return f"metrics.json: queries.{kind} is not a table"
+        for key in REQUIRED_METRICS:
+            if key not in block:
+                return f"metrics.json: queries.{kind} has no {key}"
+        for key, value in block.items():
+            problem = _field_problem(key, value)
+            if problem:
+                return f"metrics.json: queries.{kind}.{problem}"
+    for key in ("protocol_version", "eval_style"):
+        if metrics.get(key) is not None and not isinstance(metrics[key], str):
+            return f"metrics.json: {key} is {metrics[key]!r:.40}, not a string"
+    return None
+
+
 def read_run(run_dir: str | Path) -> RunResult:
     """One run folder; problems become its ``status`` instead of exceptions."""
     run_dir = Path(run_dir)
@@ -238,6 +294,8 @@ def read_run(run_dir: str | Path) -> RunResult:
         return RunResult(run_dir, status=problem or "no config.json")
     config = doc.get("config") if isinstance(doc.get("config"), dict) else {}
     seed = doc.get("seed", config.get("seed"))
+    if seed is not None and not _is_number(seed):
+        return RunResult(run_dir, status=f"config.json: seed is {seed!r:.40}, not a number")
     result = RunResult(
         run_dir,
         status="complete",
@@ -255,8 +313,9 @@ def read_run(run_dir: str | Path) -> RunResult:
         return result
     result.metrics = metrics
     result.status = str(metrics.get("status", "no status"))
-    if result.complete and not isinstance(metrics.get("queries"), Mapping):
-        result.status = "complete but without queries"
+    problem = metrics_problem(metrics) if result.complete else None
+    if problem:
+        result.status = problem
     result.protocol_version = metrics.get("protocol_version") or result.protocol_version
     return result
 

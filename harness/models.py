@@ -27,9 +27,11 @@ def _call(entry: Entry, *args: Any) -> Any:
     except PluginError:
         raise
     except Exception as exc:
+        # the first line only: torch's C++ errors append a whole stack of frames
+        first = (str(exc).strip().splitlines() or [""])[0]
         raise PluginError(
             f"{entry.kind} {entry.name!r} (plugin {entry.plugin!r}) failed to build: "
-            f"{type(exc).__name__}: {exc}"
+            f"{type(exc).__name__}: {first}"
         ) from exc
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import ConfigError
+from harness.settings import MAX_WHOLE, too_big
 
 if TYPE_CHECKING:  # read_options reads a RunConfig; only its name is needed here
     from harness.config import RunConfig
@@ -139,6 +140,8 @@ class Option:
         bad = bad or (self.max is not None and value > self.max)
         if bad:
             raise ConfigError(f"-o {key}={value!r}: must be {self.allowed()} ({self.help})")
+        if isinstance(self.default, int) and abs(value) > MAX_WHOLE:  # sr_channels = 1e30
+            raise ConfigError(f"-o {key}={value!r}: {too_big(value)} ({self.help})")
 
 
 def coerce_option(value: Any, default: Any) -> Any:

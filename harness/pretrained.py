@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from torch import Tensor, nn
 
 from harness.checkpoint import safe_load
-from harness.errors import HarnessError
+from harness.errors import ConfigError, HarnessError
 from harness.weights import align, extract_state_dict, is_head
 
 #: ``--reid-init`` values that are not a path
@@ -179,7 +179,11 @@ def choose_backbone(candidates: Iterable[str], init: str, registry: Any) -> tupl
     ResNet-50 where its ImageNet weights are found locally, else the offline one.
     With ``scratch`` (or a user file) the first candidate is taken as is.
     """
+    candidates = list(candidates)
     names = [c.strip() for c in candidates if c.strip()]
+    if not names:  # "|" names no model: the usual message, listing what exists
+        registry.lookup("reid", "|".join(candidates))
+        raise ConfigError(f"--reid {'|'.join(candidates)!r} names no re-id model")
     if init != IMAGENET:
         return names[0], []
     passed: list[str] = []

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import json
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -74,12 +75,39 @@ __all__ = [
 ]
 
 
+def device_problem(name: str) -> str | None:
+    """Why this machine's torch cannot run on device ``name`` (``cuda:1``, ``mps``), or None.
+
+    Asked before anything is built: torch itself only says so at the first ``.to(device)``,
+    deep in a traceback (``PyTorch is not linked with support for mps devices``).
+    """
+    kind, _, index = name.partition(":")
+    fix = "use --device cpu, or auto (CUDA where there is one, else CPU)"
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            build = "" if torch.version.cuda else " (this torch build has no CUDA support)"
+            return f"--device {name} was asked for but no CUDA device is available{build}; {fix}"
+        count = torch.cuda.device_count()
+        if index and int(index) >= count:
+            return f"--device {name}: this machine's CUDA devices are cuda:0 to cuda:{count - 1}"
+    if kind == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_built():
+            return f"--device mps: this torch build has no MPS (Apple GPU) support; {fix}"
+        if not mps.is_available():
+            return f"--device mps: no MPS device is available on this machine; {fix}"
+    return None
+
+
 def resolve_device(config: RunConfig, echo: Echo) -> tuple[RunConfig, torch.device]:
+    """The device a run uses (``auto``: CUDA where there is one), refused in one line where
+    this machine's torch lacks it."""
     name = config.device
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA device is available")
+    problem = device_problem(name)
+    if problem:
+        raise ConfigError(problem)
     device = torch.device(name)
     if config.amp and device.type != "cuda":
         echo(
@@ -91,24 +119,70 @@ def resolve_device(config: RunConfig, echo: Echo) -> tuple[RunConfig, torch.devi
     return config, device
 
 
+_OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "not enough memory")
+
+
+def _out_of_memory(exc: BaseException) -> str | None:
+    """What an allocation failure anywhere in ``exc``'s chain asked for, or None."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = str(current)
+        if not isinstance(current, HarnessError) and (
+            isinstance(current, MemoryError) or any(t in text.lower() for t in _OUT_OF_MEMORY)
+        ):
+            asked = re.search(r"allocate (\d+) bytes", text)  # the CPU allocator
+            if asked:
+                return f"tried to allocate {int(asked.group(1)) / 2**30:.1f} GiB"
+            asked = re.search(r"[Tt]ried to allocate ([\d.]+ [KMGT]?i?B)", text)  # CUDA's
+            return f"tried to allocate {asked.group(1)}" if asked else "an allocation failed"
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _raise_if_out_of_memory(
+    exc: BaseException,
+    config: RunConfig,
+    fix: str = "lower them and start the run again with --out NEW_FOLDER (a resume keeps the "
+    "saved settings)",
+) -> None:
+    """An allocation failure (``--batch-size 100000000``) as one line saying what to lower;
+    torch's own message is a traceback deep in the trainer."""
+    asked = _out_of_memory(exc)
+    if asked is None:
+        return
+    raise HarnessError(
+        f"out of memory ({asked}) with --batch-size {config.batch_size}, --eval-batch-size "
+        f"{config.eval_batch_size} and {config.height}x{config.width} images: {fix}"
+    ) from exc
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
-def trim_log(path: Path, stage: str, iteration: int) -> None:
-    """Drop log lines past the checkpoint a resume starts from, so no iteration is logged twice."""
+def trim_log(path: Path, stage: str, iteration: int, warn: Echo = print) -> None:
+    """Drop log lines past the checkpoint a resume starts from, so no iteration is logged twice.
+
+    A line that is no log record (torn by a crash, or written by hand) is dropped too,
+    and said so with its line number.
+    """
     if not path.is_file():
         return
     here = (STAGE_ORDER.get(stage, 0), iteration)
     kept = []
-    for line in path.read_text().splitlines():
-        try:
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        try:  # not JSON, not an object (no .get), an iteration that is no number
             rec = json.loads(line)
-        except ValueError:
-            continue  # a line torn by the crash
-        position = (STAGE_ORDER.get(rec.get("stage"), -1), int(rec.get("iteration", 0)))
+            position = (STAGE_ORDER.get(str(rec.get("stage")), -1), int(rec.get("iteration", 0)))
+        except (ValueError, TypeError, AttributeError):
+            if line.strip():
+                shown = line if len(line) <= 40 else f"{line[:37]}..."
+                warn(f"warning: {path} line {number} is not a log record; dropped ({shown!r})")
+            continue
         if "stage" not in rec or position <= here:
             kept.append(line)
     atomic_write_text(path, "".join(f"{line}\n" for line in kept))
@@ -178,6 +252,7 @@ def _run_guarded(
         first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
         mark_stopped(run_dir, FAILED, f"{type(exc).__name__}: {first_line}")
         ACTIVE_RUNS.remove(run_dir)
+        _raise_if_out_of_memory(exc, config)
         raise
     trackers.close(COMPLETE)
     ACTIVE_RUNS.remove(run_dir)
@@ -346,7 +421,7 @@ def _run_experiment(
         if ckpt is not None:
             trainer.load_state(ckpt)
             if main_rank:
-                trim_log(log_path, trainer.stage, trainer.iteration)
+                trim_log(log_path, trainer.stage, trainer.iteration, warn=echo)
             echo(f"resumed at stage {trainer.stage}, iteration {trainer.iteration}")
             timing.resumed_at = {"stage": trainer.stage, "iteration": trainer.iteration}
         else:
@@ -469,6 +544,31 @@ def _quiet(message: str) -> None:
     pass
 
 
+def _recorded_metrics(run_dir: Path) -> dict[str, Any]:
+    """The run's ``metrics.json`` (``{}`` where there is none), which evaluation extends.
+
+    It is not only an output: it holds what training recorded (timing, the split's counts,
+    parameters, the initial weights), which evaluation cannot recreate. So a corrupt one is
+    refused rather than replaced.
+    """
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        return {}
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # ValueError: JSONDecodeError, UnicodeDecodeError
+        problem = f"not JSON: {exc}"
+    else:
+        if isinstance(doc, dict):
+            return doc
+        problem = "not a JSON object"
+    raise HarnessError(
+        f"{path} is corrupt ({problem}); it holds what training recorded (timing, split, "
+        "parameters), which evaluation cannot recreate: restore it, or move it aside to "
+        "re-evaluate without that record"
+    )
+
+
 def evaluate_run(
     run_dir: Path, registry: Registry, echo: Echo = print, show_samples: bool = False
 ) -> dict[str, Any]:
@@ -476,6 +576,8 @@ def evaluate_run(
     as for :func:`run_experiment`."""
     recorded = load_run_config(run_dir)
     config, device = resolve_device(recorded, echo)
+    old = _recorded_metrics(run_dir)  # a corrupt file or a folder it cannot write: named now,
+    check_run_dir(run_dir)  # not after the evaluation
     ckpt = latest_checkpoint(run_dir / "checkpoints")
     if ckpt is None or ckpt["stage"] != "done":
         raise HarnessError(
@@ -498,15 +600,23 @@ def evaluate_run(
         models[name].load_state_dict(state)
         models[name].to(device)
     start = time.time()
-    metrics, samples = evaluate_splits(
-        models["G"], models["reid"], data, config, device, run_dir=run_dir
-    )
-    old = {}
-    if (run_dir / "metrics.json").is_file():
-        old = json.loads((run_dir / "metrics.json").read_text())
+    try:
+        metrics, samples = evaluate_splits(
+            models["G"], models["reid"], data, config, device, run_dir=run_dir
+        )
+    except Exception as exc:
+        fix = f"lower eval_batch_size in {run_dir / 'config.json'} (it changes no result)"
+        _raise_if_out_of_memory(exc, config, fix)
+        raise
     metrics.update({k: v for k, v in old.items() if k not in metrics})
     # the training diagnostics, summarised again from the log (a newer summary may say more)
-    warmup = int((old.get("diagnostics") or {}).get("critic_warmup_iters", 0))
+    recorded_diagnostics = old.get("diagnostics")
+    warmup = (
+        recorded_diagnostics.get("critic_warmup_iters", 0)
+        if isinstance(recorded_diagnostics, dict)
+        else 0
+    )
+    warmup = int(warmup) if isinstance(warmup, int | float) and not isinstance(warmup, bool) else 0
     diagnostics = summarise_diagnostics(read_log(run_dir / "log.jsonl"), warmup)
     if diagnostics:
         metrics["diagnostics"] = diagnostics

@@ -155,7 +155,13 @@ class Setting(_Declaration):
             if self.kind in (int, float) and not self.optional:
                 raise ConfigError(f"{self.label} must be a number (got None)")
             return
-        values = tuple(value) if self.many and isinstance(value, (tuple, list)) else (value,)
+        if self.many and not isinstance(value, (tuple, list)):
+            # "13" for cameras would be read as [1, 3]; "2,3" is TOML's string, not its list
+            raise ConfigError(
+                f"{self.label} must be a list of {self._noun()} like {self._example()} "
+                f"(got {value!r})"
+            )
+        values = tuple(value) if self.many else (value,)
         if self.kind in (int, float):
             if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
                 raise ConfigError(f"{self.label} must be a number (got {value!r})")
@@ -167,6 +173,8 @@ class Setting(_Declaration):
             bad = [v for v in values if not self._in_range(v)]
             if bad:
                 raise ConfigError(self._range_error(bad if self.many else value))
+            if self.kind is int and any(abs(v) > MAX_WHOLE for v in values):
+                raise ConfigError(f"{self.label} {too_big(value)}")
         if self.choices is not None:
             bad = [v for v in values if v not in self.choices]
             if bad:
@@ -174,6 +182,15 @@ class Setting(_Declaration):
                 raise ConfigError(
                     f"{self.label} must be one of {', '.join(map(str, self.choices))} (got {got!r})"
                 )
+
+    def _noun(self) -> str:
+        return {int: "whole numbers", float: "numbers"}.get(self.kind, "names")
+
+    def _example(self) -> str:
+        if self.kind is str:
+            return '["a", "b"]'
+        default = self.default if isinstance(self.default, tuple) and self.default else (0, 1)
+        return "[" + ", ".join(_num(v) for v in default) + "]"
 
     def _in_range(self, value: float) -> bool:
         if isinstance(value, float) and not math.isfinite(value):
@@ -199,6 +216,16 @@ class Setting(_Declaration):
         finite = "finite and " if self.kind is float else ""
         verb = "must all be" if self.many else "must be"
         return f"{self.label} {verb} {finite}{self.range_text()} (got {got!r})"
+
+
+#: the largest whole number a count may be: floats stop being exact integers above it (a TOML
+#: ``1e30`` is no count), and nothing a run sizes (channels, batches, iterations) comes near it
+MAX_WHOLE = 2**53
+
+
+def too_big(value: Any) -> str:
+    """The end of the message for a whole number above :data:`MAX_WHOLE`."""
+    return f"must be a whole number no larger than 2^53 (got {value!r})"
 
 
 def _num(value: float) -> str:

@@ -149,7 +149,10 @@ def last_logged(log_path: Path) -> tuple[int, int] | None:
         except ValueError:
             continue  # a line torn by the crash
         if isinstance(record, dict) and "stage" in record:
-            last = max(last or (-1, -1), _position(record))
+            try:
+                last = max(last or (-1, -1), _position(record))
+            except (ValueError, TypeError):
+                continue  # a stray line (the resume's trim names and drops it)
     return last
 
 

@@ -48,7 +48,7 @@ from harness.registry import get_registry
 from harness.report import figure_text
 from harness.resolve import declared_options, resolve_config
 from harness.rundir import METRICS as METRICS_FILE
-from harness.rundir import is_complete
+from harness.rundir import check_run_dir, is_complete
 
 #: where the studies live, inside the tune's output folder
 STUDY_FILE = "tune.db"
@@ -213,7 +213,7 @@ def run_tune(
     base_plan = bench_mod.expand(spec, overrides, 1, out_dir, splits=1)
     bench_mod.check_plan(base_plan, registry)
     rows = [row_space(r, b, spec, registry) for r, b in zip(spec.runs, base_plan, strict=True)]
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_run_dir(out_dir)  # an unwritable --out fails before the first trial trains
     storage = f"sqlite:///{(out_dir / STUDY_FILE).resolve()}"
     if spec.path is not None and spec.path.is_file():
         atomic_write_text(out_dir / "spec.toml", spec.path.read_text())

@@ -474,6 +474,7 @@ def test_query_rows_report_their_query_kind_in_the_leaderboard(tmp_path) -> None
             "rank5": 1.0,
             "rank10": 1.0,
             "mAP": 0.8,
+            "cmc": [0.9 - 0.1 * split] + [1.0] * 9,
         }
         (run_dir / "metrics.json").write_text(json.dumps(metrics))
 

@@ -159,6 +159,57 @@ def test_incomplete_runs_are_excluded_and_reported(tmp_path) -> None:
     assert text.count("| ") >= 2 and "50.0" in text
 
 
+def _sr_r1(q: dict, value) -> None:
+    q["sr"]["rank1"] = value
+
+
+TAMPERED = [
+    (lambda q: _sr_r1(q, "high"), "metrics.json: queries.sr.rank1 is 'high', not a number"),
+    (lambda q: q["sr"].pop("cmc"), "metrics.json: queries.sr has no cmc"),
+    (
+        lambda q: q["hr"].update(cmc=["a"]),
+        "metrics.json: queries.hr.cmc is ['a'], not a list of numbers",
+    ),
+    (
+        lambda q: q["sr"].update(rank1_ci=0.5),
+        "metrics.json: queries.sr.rank1_ci is 0.5, not a [low, high]",
+    ),
+    (
+        lambda q: q["sr"]["per_ratio"]["2"].update(mAP=None),
+        "metrics.json: queries.sr.per_ratio.2.mAP is None, not a number",
+    ),
+    (lambda q: q.update(bicubic="x"), "metrics.json: queries.bicubic is not a table"),
+]
+
+
+@pytest.mark.parametrize(
+    ("tamper", "reason"),
+    TAMPERED,
+    ids=["rank1-string", "no-cmc", "cmc-strings", "ci-scalar", "ratio-null", "block-string"],
+)
+def test_a_run_with_a_tampered_metrics_field_is_skipped_with_the_reason(
+    tmp_path, tamper, reason
+) -> None:
+    """One hand-edited metrics.json neither stops the leaderboard (it was a traceback) nor
+    enters its numbers: the run is listed as not included, with the field at fault."""
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    good = make_run(tmp_path / "runs", "good", r1=0.6)
+    bad = make_run(tmp_path / "runs", "bad", seed=1, r1=0.2)
+    metrics = json.loads((bad / "metrics.json").read_text())
+    tamper(metrics["queries"])
+    (bad / "metrics.json").write_text(json.dumps(metrics))
+    site = tmp_path / "site"
+    result = CliRunner().invoke(main, ["leaderboard", str(good), str(bad), "--out", str(site)])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert f"not included: {bad} ({reason}" in result.output
+    row = next(line for line in result.output.splitlines() if line.startswith("| srgan"))
+    assert "60.0" in row and "20.0" not in row and "±" not in row  # the good run alone
+    assert reason in (site / "leaderboard.md").read_text() and (site / "index.html").is_file()
+
+
 def test_markdown_has_protocol_version_mean_std_and_paper(tmp_path) -> None:
     paper = {"rank1": 88.1, "rank5": 95.0, "rank10": 96.9}
     dirs = [

@@ -3,6 +3,7 @@ error or a correct complete run. One test (or one parametrized case) per row of 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -364,6 +365,98 @@ def test_eval_refuses_a_config_edited_after_training(tmp_path, tiny_run, edit, n
 
 
 @pytest.mark.slow
+def test_eval_names_a_corrupt_metrics_json_and_keeps_it(tmp_path, tiny_run):
+    """metrics.json holds what training recorded (timing, split): a torn one is named, not
+    replaced; moved aside, the run is evaluated again without that record."""
+    run = _copy_run(tiny_run, tmp_path / "R")
+    torn = (run / "metrics.json").read_text()[:100]
+    (run / "metrics.json").write_text(torn)
+    one_line_error(cli("eval", str(run)), "metrics.json is corrupt (not JSON", "move it aside")
+    assert (run / "metrics.json").read_text() == torn
+    (run / "metrics.json").rename(run / "metrics.json.torn")
+    assert cli("eval", str(run)).exit_code == 0 and _metrics(run)["status"] == "complete"
+
+
+@pytest.mark.slow
+def test_stray_lines_in_log_jsonl_are_named_and_dropped_on_resume(tmp_path, tiny_run):
+    run = _copy_run(tiny_run, tmp_path / "R")
+    log = run / "log.jsonl"
+    lines = log.read_text().splitlines()
+    stray = ["hello", "5", '{"stage": "reid", "iteration": "x"}']
+    log.write_text("\n".join(lines[:1] + stray + lines[1:]) + "\n")
+    (run / "metrics.json").write_text(json.dumps({"status": "running"}))
+    result = cli("run", "--resume", str(run))
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    for number in (2, 3, 4):
+        assert f"warning: {log} line {number} is not a log record; dropped" in result.output
+    kept = log.read_text().splitlines()
+    assert not set(stray) & set(kept) and kept[: len(lines)] == lines
+    assert _metrics(run)["status"] == "complete"
+
+
+def test_trim_log_keeps_records_up_to_the_checkpoint_and_names_what_it_drops(tmp_path):
+    from harness.run import trim_log
+
+    log = tmp_path / "log.jsonl"
+    records = [{"stage": "reid", "iteration": i} for i in (1, 2, 3)] + [{"note": "no stage"}]
+    text = [json.dumps(r) for r in records]
+    log.write_text("\n".join([text[0], "[1]", text[1], '{"stage": "sr', text[2], text[3]]) + "\n")
+    warnings: list[str] = []
+    trim_log(log, "reid", 2, warn=warnings.append)
+    assert log.read_text().splitlines() == [text[0], text[1], text[3]]
+    assert [w.split(";")[0] for w in warnings] == [
+        f"warning: {log} line 2 is not a log record",
+        f"warning: {log} line 4 is not a log record",
+    ]
+
+
+@contextlib.contextmanager
+def read_only(folder: Path):
+    """``folder``, made unwritable to this process: by its mode for a user; root ignores
+    modes, so for root by the immutable flag (``chattr +i``) where the filesystem has one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            yield folder
+        finally:
+            folder.chmod(0o755)
+        return
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("root on a filesystem without the immutable flag: nothing is read-only")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+@pytest.mark.slow
+def test_eval_of_a_read_only_run_folder_is_one_line_before_evaluating(tmp_path, tiny_run):
+    run = _copy_run(tiny_run, tmp_path / "R")
+    before = (run / "metrics.json").read_text()
+    with read_only(run):
+        one_line_error(cli("eval", str(run)), f"cannot write to the output folder {run}")
+    assert (run / "metrics.json").read_text() == before
+
+
+@pytest.mark.parametrize("command", ["leaderboard", "bench"])
+@pytest.mark.parametrize("inside", [False, True], ids=["the-folder", "a-folder-inside"])
+def test_a_read_only_out_folder_is_one_line_before_any_work(tmp_path, command, inside):
+    run = tmp_path / "runs" / "R"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"config": {}}))
+    spec = tmp_path / "spec.toml"
+    spec.write_text('name = "x"\n[defaults]\npreset = "smoke"\n[[runs]]\nlabel = "a"\n')
+    with read_only(tmp_path / "ro") as folder:
+        out = folder / "site" if inside else folder
+        args = [str(run)] if command == "leaderboard" else [str(spec)]
+        one_line_error(
+            cli(command, *args, "--out", str(out)), f"cannot write to the output folder {out}"
+        )
+        assert list(folder.iterdir()) == []
+
+
+@pytest.mark.slow
 def test_a_second_resume_of_a_live_run_is_refused_and_a_dead_holder_frees_it(tmp_path, tiny_run):
     from harness.rundir import hold_run_dir
 
@@ -449,6 +542,51 @@ def test_a_sigkilled_bench_leaves_no_worker_running(tmp_path):
 )
 def test_a_bad_torchrun_environment_is_one_line(tmp_path, env, needle):
     one_line_error(cli("run", *SMOKE, "--out", str(tmp_path / "R"), env=env), needle)
+
+
+def _has(device: str) -> bool:
+    if device == "mps":
+        return torch.backends.mps.is_available()
+    return device == "cuda" and torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("device", ["mps", "cuda", "cuda:99"])
+def test_a_device_this_torch_lacks_is_one_line_before_training(tmp_path, device):
+    """torch says so only at the first .to(device), in a traceback (mps: 'PyTorch is not
+    linked with support for mps devices'); the run asks first."""
+    if _has(device):
+        pytest.skip(f"this machine has {device}")
+    out = tmp_path / "R"
+    one_line_error(cli("run", *SMOKE, "--device", device, "--out", str(out)), f"--device {device}")
+    assert not (out / "config.json").exists()
+
+
+def test_an_allocation_failure_is_one_line_naming_the_batch_size(tmp_path):
+    """--batch-size 100000000 asks 143 GiB of this run's first batch; 2^50 fails for certain,
+    even where memory is overcommitted (it is beyond any address space)."""
+    out = tmp_path / "R"
+    one_line_error(
+        cli("run", *TINY, "--batch-size", str(2**50), "--out", str(out)),
+        "out of memory (tried to allocate",
+        f"--batch-size {2**50}",
+        "--out NEW_FOLDER",
+    )
+    assert _metrics(out)["status"] == "failed"
+
+
+def test_out_of_memory_is_recognised_from_the_cpu_and_cuda_allocators():
+    from harness.run import _out_of_memory
+
+    cpu = RuntimeError(
+        "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+        "memory: you tried to allocate 153600000000 bytes. Error code 12"
+    )
+    assert _out_of_memory(cpu) == "tried to allocate 143.1 GiB"
+    cuda = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0")
+    assert _out_of_memory(cuda) == "tried to allocate 20.00 GiB"
+    assert _out_of_memory(MemoryError()) == "an allocation failed"
+    assert _out_of_memory(ValueError("boom")) is None
+    assert _out_of_memory(HarnessError("out of memory, said by the harness itself")) is None
 
 
 # ------------------------------------------------------------------ 5. permissions
@@ -605,6 +743,9 @@ BAD_VALUES = [
     (["--reid", "efficientnet_b00"], "Did you mean 'efficientnet_b0'"),
     (["--reid-weights", "/tmp"], "is a folder; give the file"),
     (["--height", "8", "--width", "2"], "too small"),
+    (["--reid", "|"], "unknown reid '|'. Known reid names: "),
+    (["--reid", "||"], "unknown reid '||'. Known reid names: "),
+    (["--device", "xpu"], "--device must be auto, cpu, cuda"),
 ]
 
 
@@ -645,8 +786,33 @@ def test_a_corrupt_config_json_on_resume_is_one_line(tmp_path, corrupt):
         ),
         (bytes(range(128, 256)), "not valid TOML"),
         ('name = "../../escape"\n[[runs]]\nlabel = "a"\n', "must be a plain folder name"),
+        # values of the wrong type: one line naming the row, the key and what it takes
+        (
+            'name = "x"\n[[runs]]\nlabel = "a"\nprotocol = { lr_cameras = "13" }\n',
+            "row 'a' (seed 0): --lr-cameras must be a list of whole numbers like [0, 1] (got '13')",
+        ),
+        (
+            'name = "x"\n[[runs]]\nlabel = "a"\nprotocol = { ratios = "2,3" }\n',
+            "row 'a' (seed 0): --ratios must be a list of numbers like [2, 3, 4] (got '2,3')",
+        ),
+        (
+            'name = "x"\n[[runs]]\nlabel = "a"\nbatch_size = 8.5\n',
+            "--batch-size must be a whole number (got 8.5)",
+        ),
+        (
+            'name = "x"\n[[runs]]\nlabel = "a"\noptions = { sr_channels = 1e30 }\n',
+            "-o sr_channels=1e+30: must be a whole number no larger than 2^53",
+        ),
     ],
-    ids=["height-abc", "binary", "name-escapes"],
+    ids=[
+        "height-abc",
+        "binary",
+        "name-escapes",
+        "lr-cameras-string",
+        "ratios-string",
+        "batch-fraction",
+        "channels-1e30",
+    ],
 )
 def test_bad_bench_specs_are_one_line(tmp_path, content, needle):
     spec = tmp_path / "spec.toml"
@@ -655,6 +821,52 @@ def test_bad_bench_specs_are_one_line(tmp_path, content, needle):
         cli("bench", str(spec), "--preset", "smoke", "--out", str(tmp_path / "B")), needle
     )
     assert not (tmp_path / "escape").exists()
+
+
+@pytest.mark.parametrize(
+    ("table", "needle"),
+    [
+        ("trials = 2.5", "spec.toml [tune]: trials must be a whole number >= 1, got 2.5"),
+        ('trials = "3"', "trials must be a whole number >= 1, got '3'"),
+        (
+            "trials = 1\nspace = { sr_channels = 1e30 }",
+            "[tune]: space.sr_channels must be [low, high] or a list of choices, got 1e+30",
+        ),
+    ],
+    ids=["trials-fraction", "trials-string", "space-scalar"],
+)
+def test_bad_tune_tables_are_one_line(tmp_path, table, needle):
+    """trials = 2.5 ran 2 trials and called the budget met; a scalar space was ignored."""
+    spec = tmp_path / "spec.toml"
+    spec.write_text(f'name = "x"\n[tune]\n{table}\n[[runs]]\nlabel = "a"\n')
+    one_line_error(
+        cli("tune", str(spec), "--preset", "smoke", "--out", str(tmp_path / "T")), needle
+    )
+    assert not (tmp_path / "T").exists()
+
+
+def test_a_string_is_never_read_as_a_list_of_cameras(tmp_path):
+    """lr_cameras = "13" became cameras [1, 3]. A list setting takes a list wherever a
+    protocol is made (a spec, config.json); only the command line's own option splits a
+    string, at commas (--lr-cameras 13 is camera 13, 1,3 cameras 1 and 3)."""
+    from harness.cli_settings import _parse_many
+    from harness.config import SETTING, ConfigError, ProtocolConfig, RunConfig
+
+    with pytest.raises(ConfigError, match=r"--lr-cameras must be a list of whole numbers"):
+        ProtocolConfig(lr_cameras="13")
+    with pytest.raises(ConfigError, match=r"--ratios must be a list of numbers .*\(got 2\)"):
+        ProtocolConfig(ratios=2)
+    with pytest.raises(ConfigError, match="--lr-cameras must be a list"):
+        RunConfig.from_dict({"protocol": {"lr_cameras": "13"}})  # a hand-edited config.json
+    assert ProtocolConfig(lr_cameras=[1, 3]).lr_cameras == (1, 3)
+    option = _parse_many(SETTING["protocol.lr_cameras"])
+    assert option(None, None, "13") == (13,) and option(None, None, "1,3") == (1, 3)
+    spec = tmp_path / "spec.toml"
+    spec.write_text('name = "x"\n[[runs]]\nlabel = "a"\n')
+    one_line_error(
+        cli("bench", str(spec), "--set", "lr_cameras=13", "--out", str(tmp_path / "B")),
+        "unknown setting 'lr_cameras'",
+    )
 
 
 # ------------------------------------------------------------------ 10. bookkeeping
