@@ -1,8 +1,8 @@
 """Named bundles of defaults; any single option given explicitly overrides them.
 
-``cpu`` is sized so a 2-core CPU finishes a whole run with the default
-resnet18 in about 7 minutes (resnet50 takes about 11; add ``--reid-iters 300
---sr-iters 180`` to bring it under 10); ``paper`` is the 256x128 schedule for a GPU;
+``cpu`` is sized so an idle 2-core CPU finishes a whole run with the default resnet18 in
+about a quarter of an hour (the README's demo, measured with its date and thread count;
+resnet50's stage 0 alone takes several times that); ``paper`` is the 256x128 schedule for a GPU;
 ``smoke`` exists for tests and takes seconds. Each setting declares its own
 per-preset values (``setting(..., presets=...)`` in :mod:`harness.config`), as a
 plugin's option does (``Option(..., presets=...)``); this module only reads them.

@@ -354,6 +354,7 @@ def test_a_split_that_gained_images_is_named_by_its_counts(tmp_path):
     [
         (lambda c: c["protocol"].update(ratios=[2.0]), "protocol"),
         (lambda c: c.update(sr_iters=c["sr_iters"] + 5), "sr_iters"),
+        (lambda c: c.update(reid="resnet34"), "reid"),  # a config naming another backbone
     ],
 )
 def test_eval_refuses_a_config_edited_after_training(tmp_path, tiny_run, edit, needle):
