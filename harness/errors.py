@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 class HarnessError(Exception):
     """Base of every error the CLI reports as a one-line message."""
@@ -39,3 +41,14 @@ class NumericalError(HarnessError):
 
 class DiskFullError(HarnessError):
     """The disk filled while writing a file; nothing already written was replaced."""
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception it was raised from or during (``__cause__``, else
+    ``__context__``), each once: where torch buries an OS or allocator error under its own."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__

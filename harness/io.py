@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import torch
 
-from harness.errors import DiskFullError
+from harness.errors import DiskFullError, exception_chain
 
 #: what a temporary file is called; ``remove_partial_writes`` cleans up after a crash
 TMP_SUFFIX = ".tmp"
@@ -35,16 +35,11 @@ def _umask() -> int:
 
 def is_disk_full(exc: BaseException) -> bool:
     """ENOSPC anywhere in the chain (torch.save buries it under a RuntimeError)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if "No space left on device" in str(current):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+    return any(
+        (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT))
+        or "No space left on device" in str(e)
+        for e in exception_chain(exc)
+    )
 
 
 def _atomic(path: str | os.PathLike[str], mode: str, write: Callable[[IO[Any]], None]) -> Path:

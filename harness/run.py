@@ -27,7 +27,7 @@ from harness.data.mlr import lr_size, ratio_key
 from harness.data.prepare import prepare_data
 from harness.diagnostics import read_log
 from harness.diagnostics import summarise as summarise_diagnostics
-from harness.errors import DatasetError, HarnessError, NumericalError
+from harness.errors import DatasetError, HarnessError, NumericalError, exception_chain
 from harness.evaluate import evaluate_splits
 from harness.io import (
     append_jsonl,
@@ -124,10 +124,7 @@ _OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "not enough memory")
 
 def _out_of_memory(exc: BaseException) -> str | None:
     """What an allocation failure anywhere in ``exc``'s chain asked for, or None."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in exception_chain(exc):
         text = str(current)
         if not isinstance(current, HarnessError) and (
             isinstance(current, MemoryError) or any(t in text.lower() for t in _OUT_OF_MEMORY)
@@ -137,7 +134,6 @@ def _out_of_memory(exc: BaseException) -> str | None:
                 return f"tried to allocate {int(asked.group(1)) / 2**30:.1f} GiB"
             asked = re.search(r"[Tt]ried to allocate ([\d.]+ [KMGT]?i?B)", text)  # CUDA's
             return f"tried to allocate {asked.group(1)}" if asked else "an allocation failed"
-        current = current.__cause__ or current.__context__
     return None
 
 
