@@ -349,6 +349,16 @@ class RunConfig:
         trains=False,
         recipe=False,
     )
+    val_every: int = setting(
+        0,
+        "Stage-1 iterations between points of the validation curve (metrics.json's val_curve: "
+        "the SR query's validation Rank-1, mAP and PSNR; 0: none). Reads the validation split "
+        "only and changes no result.",
+        section=_T,
+        min=0,
+        trains=False,
+        recipe=False,
+    )
     keep_checkpoints: int = setting(
         2,
         "Newest checkpoints kept on disk; the frozen re-id model is one extra "
@@ -476,6 +486,11 @@ def validate(config: RunConfig) -> None:
     if kind not in DEVICE_TYPES or (colon and not index.isdigit()):
         raise ConfigError(
             f"--device must be auto, cpu, cuda, cuda:N or mps (got {config.device!r})"
+        )
+    if config.val_every and not config.protocol.val_ids:
+        raise ConfigError(
+            f"--val-every {config.val_every} draws a validation curve, which needs a validation "
+            "split: set --val-ids above 0 (default 0.15), or leave --val-every at 0"
         )
     if config.triplet and config.batch_size < 2 * TRIPLET_INSTANCES:
         raise ConfigError(

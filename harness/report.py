@@ -301,6 +301,7 @@ def format_summary(metrics: Mapping[str, Any]) -> str:
     lines += [line(r) for r in rows]
     lines += interval_lines(queries)
     lines += validation_lines(metrics.get("val"))
+    lines += curve_lines(metrics.get("val_curve"))
     lines += summary_lines(metrics.get("diagnostics") or {})
     return "\n".join(lines)
 
@@ -316,6 +317,18 @@ def validation_lines(val: Mapping[str, Any] | None) -> list[str]:
     ]
     who = f"{val.get('num_queries', '?')} queries of {val.get('num_ids', '?')} held-out identities"
     return [f"validation split ({who}, not in training): " + ", ".join(parts)]
+
+
+def curve_lines(curve: Any) -> list[str]:
+    """The validation curve (``--val-every``) on one line: where the SR query stopped changing."""
+    if not isinstance(curve, list) or not curve:
+        return []
+    points = [
+        f"{p.get('iteration')}: {percent(p.get('rank1'))} / {p.get('psnr', float('nan')):.2f}"
+        for p in curve
+        if isinstance(p, dict)
+    ]
+    return ["validation curve over stage 1 (iteration: SR Rank-1 / PSNR): " + ", ".join(points)]
 
 
 def interval_lines(queries: Mapping[str, Any]) -> list[str]:

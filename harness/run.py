@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import random
 import re
@@ -40,6 +41,7 @@ from harness.models import build_models, count_parameters
 from harness.pretrained import describe_init, init_record, resolve_init
 from harness.provenance import config_document
 from harness.registry import Registry
+from harness.validation import curve_from_log, validation_point
 from harness.report import format_summary, write_run_report
 from harness.resolve import resolve_config
 from harness.rundir import (
@@ -409,6 +411,11 @@ def _run_experiment(
         warmup_cache=warmup_cache,
         critic_cache=critic_cache,
         timing=timing,
+        validate=(
+            functools.partial(validation_point, models, data, config, device)
+            if data.val is not None
+            else None
+        ),
     )
     if resume:
         for tmp in remove_partial_writes(run_dir):
@@ -435,9 +442,13 @@ def _run_experiment(
     metrics, samples = evaluate_splits(
         models["G"], models["reid"], data, config, device, run_dir=run_dir
     )
-    diagnostics = summarise_diagnostics(read_log(log_path), trainer.critic_iters)
+    records = read_log(log_path)
+    diagnostics = summarise_diagnostics(records, trainer.critic_iters)
     if diagnostics:
         metrics["diagnostics"] = diagnostics
+    curve = curve_from_log(records)
+    if curve:
+        metrics["val_curve"] = curve
     timing.lap("evaluation")
     metrics.update(
         {

@@ -82,6 +82,19 @@ class RunTiming:
             self._current["batches"] += 1
         return batch
 
+    @contextlib.contextmanager
+    def aside(self, name: str) -> Iterator[None]:
+        """Time work done inside a stage that is not the stage's own (a validation point in
+        stage 1): its seconds are recorded in the stage as ``<name>_s``, still part of its wall
+        time, so a stage's cost with and without it can be told apart."""
+        t0 = self.clock()
+        try:
+            yield
+        finally:
+            if self._current is not None:
+                key = f"{name}_s"
+                self._current[key] = self._current.get(key, 0.0) + self.clock() - t0
+
     def cached(self) -> None:
         """Say that the current stage was loaded from a cache instead of trained."""
         if self._current is not None:
@@ -98,6 +111,9 @@ class RunTiming:
                 out["data_wait_s"] = round(entry["data_wait_s"], 3)
                 share = entry["data_wait_s"] / entry["wall_s"] if entry["wall_s"] > 0 else 0.0
                 out["data_share"] = round(share, 4)
+            for key, value in entry.items():  # work set aside inside the stage (aside())
+                if key.endswith("_s") and key not in ("wall_s", "data_wait_s"):
+                    out[key] = round(value, 3)
             if entry.get("cached"):
                 out["cached"] = True
             stages[name] = out

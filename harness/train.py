@@ -123,8 +123,12 @@ class Trainer:
         warmup_cache: Path | None = None,
         critic_cache: Path | None = None,
         timing: RunTiming | None = None,
+        validate: Callable[[], dict[str, float]] | None = None,
     ):
         self.config = config
+        #: the validation curve's one point (harness.validation), every ``val_every`` stage-1
+        #: iterations; None where the run has no validation split
+        self.validate = validate
         self.timing = timing if timing is not None else RunTiming()  # seconds per stage
         self.data = data
         self.models = models
@@ -602,10 +606,19 @@ class Trainer:
                 }
                 diagnostics.update(self.probe())
             self._after_iteration(terms, bar, diagnostics)
+            self._validation_point()
         bar.close()
         self.check_weights_finite()
         self.stage, self.iteration = "done", 0
         self.checkpoint()
+
+    def _validation_point(self) -> None:
+        every = self.config.val_every
+        if self.validate is None or not every or self.iteration % every or not is_main():
+            return
+        with self.timing.aside("validation"):
+            point = self.validate()
+        self.log({"stage": "sr", "iteration": self.iteration, "time": time.time(), **point})
 
     # -- finiteness: tracked on the device every iteration, read at log and checkpoint time
     def _track_finite(self, terms: dict[str, Tensor]) -> None:
