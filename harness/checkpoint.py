@@ -36,6 +36,7 @@ RESUME_FREE = (
     "log_every",
     "ckpt_every",
     "keep_checkpoints",
+    "val_every",
     "eval_batch_size",
     "trackers",
     "tracker_uri",
@@ -201,12 +202,42 @@ def latest_checkpoint(
                     f"a run folder holds one run; "
                     f"write this run elsewhere with --out, or resume the folder's own run"
                 )
-        if "reid" not in ckpt["models"]:
-            frozen = directory / FROZEN_REID
-            if not frozen.is_file():
-                raise HarnessError(
-                    f"{path} leaves the frozen re-id model to {frozen}, which is missing"
-                )
-            ckpt["models"]["reid"] = safe_load(frozen, what="frozen re-id weights")
-        return ckpt
+        return _with_frozen_reid(ckpt, directory, path)
     return None
+
+
+def _with_frozen_reid(ckpt: dict[str, Any], directory: Path, path: Path) -> dict[str, Any]:
+    """A checkpoint that left the frozen re-id model out gets it back from ``FROZEN_REID``."""
+    if "reid" not in ckpt["models"]:
+        frozen = directory / FROZEN_REID
+        if not frozen.is_file():
+            raise HarnessError(
+                f"{path} leaves the frozen re-id model to {frozen}, which is missing"
+            )
+        ckpt["models"]["reid"] = safe_load(frozen, what="frozen re-id weights")
+    return ckpt
+
+
+def stage1_checkpoint(directory: Path, iteration: int, sr_iters: int) -> dict[str, Any]:
+    """The kept checkpoint of stage 1 at ``iteration`` (``harness eval --at``): the models an
+    ``iteration``-long stage 1 ends with (stage 1 has no learning-rate schedule). At
+    ``sr_iters`` the final checkpoint serves when no stage-1 one of that iteration is kept."""
+    kept: dict[int, Path] = {}
+    for path in list_checkpoints(directory):
+        _, stage, number = path.stem.split("-")
+        if stage == "sr":
+            kept[int(number)] = path
+    final = [p for p in list_checkpoints(directory) if p.stem.split("-")[1] == "done"]
+    if iteration == sr_iters and iteration not in kept and final:
+        kept[iteration] = final[-1]
+    if iteration not in kept:
+        have = ", ".join(str(i) for i in sorted(kept)) or "none"
+        raise HarnessError(
+            f"no stage-1 checkpoint at iteration {iteration} in {directory} (kept: {have}); a run "
+            "keeps one every --ckpt-every iterations and the newest --keep-checkpoints of them"
+        )
+    path = kept[iteration]
+    ckpt = safe_load(path)
+    if not isinstance(ckpt, dict) or "models" not in ckpt:
+        raise HarnessError(f"{path} is not a harness checkpoint")
+    return _with_frozen_reid(ckpt, directory, path)

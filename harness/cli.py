@@ -295,11 +295,19 @@ def pretrain(
 
 @main.command("eval")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--at",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Evaluate the kept stage-1 checkpoint of iteration N instead: what a run with an "
+    "N-iteration stage 1 reports. Written to RUN_DIR/at/sr-N/; the run's results stay. A run "
+    "keeps one every --ckpt-every iterations, the newest --keep-checkpoints.",
+)
 @_show_samples
 @_friendly
-def eval_(run_dir: str, show_samples: bool) -> None:
+def eval_(run_dir: str, at: int | None, show_samples: bool) -> None:
     """Re-evaluate a finished run from its final checkpoint."""
-    evaluate_run(Path(run_dir), _registry(), echo=click.echo, show_samples=show_samples)
+    evaluate_run(Path(run_dir), _registry(), echo=click.echo, show_samples=show_samples, at=at)
 
 
 # ---------------------------------------------------------------------------- list

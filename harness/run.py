@@ -22,7 +22,7 @@ import torch
 
 from harness import distributed
 from harness.cache import cache_files
-from harness.checkpoint import STAGE_ORDER, latest_checkpoint
+from harness.checkpoint import STAGE_ORDER, latest_checkpoint, stage1_checkpoint
 from harness.config import ConfigError, RunConfig
 from harness.data.mlr import lr_size, ratio_key
 from harness.data.prepare import prepare_data
@@ -41,7 +41,6 @@ from harness.models import build_models, count_parameters
 from harness.pretrained import describe_init, init_record, resolve_init
 from harness.provenance import config_document
 from harness.registry import Registry
-from harness.validation import curve_from_log, validation_point
 from harness.report import format_summary, write_run_report
 from harness.resolve import resolve_config
 from harness.rundir import (
@@ -62,6 +61,7 @@ from harness.rundir import (
 from harness.timing import RunTiming
 from harness.tracking import RunTrackers, TrackerSettings, run_name
 from harness.train import Trainer
+from harness.validation import curve_from_log, validation_point
 
 Echo = Callable[[str], None]
 
@@ -576,21 +576,39 @@ def _recorded_metrics(run_dir: Path) -> dict[str, Any]:
     )
 
 
+def evaluation_at_dir(run_dir: Path, iteration: int) -> Path:
+    """Where ``harness eval RUN --at N`` writes: inside the run, beside nothing it replaces
+    (no config.json there, so a leaderboard never counts it as a run of its own)."""
+    return run_dir / "at" / f"sr-{iteration}"
+
+
 def evaluate_run(
-    run_dir: Path, registry: Registry, echo: Echo = print, show_samples: bool = False
+    run_dir: Path,
+    registry: Registry,
+    echo: Echo = print,
+    show_samples: bool = False,
+    at: int | None = None,
 ) -> dict[str, Any]:
     """Re-evaluate a finished run from its final checkpoint (``harness eval``); ``show_samples``
-    as for :func:`run_experiment`."""
+    as for :func:`run_experiment`.
+
+    ``at``: evaluate the kept stage-1 checkpoint of that iteration instead, the test numbers a
+    run with a stage 1 that long would report (stage 1 has no learning-rate schedule), into
+    :func:`evaluation_at_dir`; the run's own results are left as they are.
+    """
     recorded = load_run_config(run_dir)
     config, device = resolve_device(recorded, echo)
     old = _recorded_metrics(run_dir)  # a corrupt file or a folder it cannot write: named now,
     check_run_dir(run_dir)  # not after the evaluation
-    ckpt = latest_checkpoint(run_dir / "checkpoints")
-    if ckpt is None or ckpt["stage"] != "done":
-        raise HarnessError(
-            f"{run_dir} has no final checkpoint; "
-            f"finish it first with harness run --resume {run_dir}"
-        )
+    if at is not None:
+        ckpt = stage1_checkpoint(run_dir / "checkpoints", at, config.sr_iters)
+    else:
+        ckpt = latest_checkpoint(run_dir / "checkpoints")
+        if ckpt is None or ckpt["stage"] != "done":
+            raise HarnessError(
+                f"{run_dir} has no final checkpoint; "
+                f"finish it first with harness run --resume {run_dir}"
+            )
     refuse_edited_config(run_dir, recorded, ckpt)
     seed_everything(config.seed)
     data = prepare_data(config, registry)
@@ -607,14 +625,20 @@ def evaluate_run(
         models[name].load_state_dict(state)
         models[name].to(device)
     start = time.time()
+    out_dir = run_dir if at is None else evaluation_at_dir(run_dir, at)
+    out_dir.mkdir(parents=True, exist_ok=True)
     try:
         metrics, samples = evaluate_splits(
-            models["G"], models["reid"], data, config, device, run_dir=run_dir
+            models["G"], models["reid"], data, config, device, run_dir=out_dir
         )
     except Exception as exc:
         fix = f"lower eval_batch_size in {run_dir / 'config.json'} (it changes no result)"
         _raise_if_out_of_memory(exc, config, fix)
         raise
+    if at is not None:
+        return _write_evaluation_at(
+            out_dir, metrics, samples, old, config, at, start, echo, show_samples
+        )
     metrics.update({k: v for k, v in old.items() if k not in metrics})
     # the training diagnostics, summarised again from the log (a newer summary may say more)
     recorded_diagnostics = old.get("diagnostics")
@@ -637,5 +661,35 @@ def evaluate_run(
     )
     write_run_report(run_dir, metrics, samples, show_samples)
     mark_complete(run_dir, metrics)
+    echo(format_summary(metrics))
+    return metrics
+
+
+def _write_evaluation_at(
+    out_dir: Path,
+    metrics: dict[str, Any],
+    samples: dict[str, Any],
+    old: Mapping[str, Any],
+    config: RunConfig,
+    at: int,
+    start: float,
+    echo: Echo,
+    show_samples: bool,
+) -> dict[str, Any]:
+    """``harness eval --at``'s results: the run's own facts about its data (what decides
+    whether images may be shown), none of its training record (timing, diagnostics: those are
+    the whole run's), and which checkpoint this is."""
+    metrics.update({k: old[k] for k in ("dataset", "split", "reid_init") if k in old})
+    metrics.update(
+        {
+            "status": "complete",
+            "at": {"stage": "sr", "iteration": at, "sr_iters": config.sr_iters},
+            "protocol_version": old.get("protocol_version", config.protocol.version),
+            "eval_time_s": round(time.time() - start, 2),
+        }
+    )
+    write_run_report(out_dir, metrics, samples, show_samples)
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    echo(f"stage-1 iteration {at} of {config.sr_iters}: results in {out_dir}")
     echo(format_summary(metrics))
     return metrics

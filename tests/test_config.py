@@ -182,6 +182,7 @@ NOT_TRAINING = {
     "log_every": "logging cadence",
     "ckpt_every": "checkpoint cadence; a resume is exact",
     "keep_checkpoints": "files kept",
+    "val_every": "validation points change no weight (tests/test_validation_curve.py)",
     "eval_batch_size": "evaluation only",
     "metric": "evaluation only",
     "protocol.trials": "evaluation only",

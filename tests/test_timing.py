@@ -51,6 +51,22 @@ def test_laps_and_stages_add_up_and_the_data_share_is_wait_over_wall():
     assert out["resumed_at"] is None
 
 
+def test_work_set_aside_inside_a_stage_is_its_own_share_of_the_stage_wall():
+    clock = FakeClock()
+    timing = RunTiming(clock)
+    with timing.stage("sr"):
+        for _ in range(2):
+            timing.wait(lambda: clock.__setattr__("now", clock.now + 0.5))
+            clock.now += 1.0
+            with timing.aside("validation"):  # a validation point: part of the stage's wall
+                clock.now += 0.75
+    with timing.aside("validation"):  # outside any stage: nothing to count it in
+        clock.now += 9.0
+    sr = timing.record()["stages"]["sr"]
+    assert sr["wall_s"] == 4.5 and sr["validation_s"] == 1.5 and sr["data_wait_s"] == 1.0
+    assert sr["data_share"] == pytest.approx(1.0 / 4.5, abs=1e-4)
+
+
 def test_a_cached_stage_records_its_load_time_and_a_stage_that_did_nothing_is_left_out():
     clock = FakeClock()
     timing = RunTiming(clock)

@@ -12,7 +12,9 @@ import json
 
 import pytest
 import torch
+from click.testing import CliRunner
 
+from harness.cli import main
 from harness.config import ConfigError
 from harness.report import format_summary
 from harness.run import run_experiment, seed_everything
@@ -42,9 +44,8 @@ def _train(registry, tmp_path, sr_iters: int, val_every: int):
     return trainer, records
 
 
-def test_a_curve_point_is_what_a_run_of_that_length_scores_and_changes_nothing(
-    registry, tmp_path
-):
+@pytest.mark.slow
+def test_a_curve_point_is_what_a_run_of_that_length_scores_and_changes_nothing(registry, tmp_path):
     long, records = _train(registry, tmp_path / "a", sr_iters=4, val_every=2)
     curve = curve_from_log(records)
     assert [p["iteration"] for p in curve] == [2, 4]
@@ -93,7 +94,9 @@ def test_curve_from_log_keeps_stage_1_points_in_order_and_nothing_else():
 
 @pytest.mark.slow
 def test_a_run_records_its_curve_its_cost_and_prints_it(registry, tmp_path):
-    config = smoke_config(registry, reg="gan", sr_iters=4, val_every=2)
+    config = smoke_config(
+        registry, reg="gan", sr_iters=4, val_every=2, ckpt_every=2, keep_checkpoints=5
+    )
     printed: list[str] = []
     run_experiment(config, tmp_path / "run", registry, echo=printed.append)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -107,3 +110,29 @@ def test_a_run_records_its_curve_its_cost_and_prints_it(registry, tmp_path):
     summary = format_summary(metrics)
     assert "validation curve over stage 1 (iteration: SR Rank-1 / PSNR): 2: " in summary
     assert any("validation curve" in line for line in printed)
+
+    # harness eval --at: the kept stage-1 checkpoint of an iteration, evaluated on both splits
+    run = tmp_path / "run"
+    before = (run / "metrics.json").read_bytes()
+    result = CliRunner().invoke(main, ["eval", str(run), "--at", "2"])
+    assert result.exit_code == 0, result.output
+    assert "stage-1 iteration 2 of 4: results in" in result.output
+    at = json.loads((run / "at" / "sr-2" / "metrics.json").read_text())
+    assert at["at"] == {"stage": "sr", "iteration": 2, "sr_iters": 4}
+    assert at["val"]["queries"]["sr"]["rank1"] == pytest.approx(curve[0]["rank1"], abs=1e-5)
+    assert at["val"]["queries"]["sr"]["psnr"] == pytest.approx(curve[0]["psnr"], abs=1e-4)
+    assert "diagnostics" not in at and "timing" not in at  # the whole run's, not this point's
+    assert (run / "at" / "sr-2" / "per_query.json").is_file()
+    assert not (run / "at" / "sr-2" / "config.json").exists()  # never a leaderboard row
+    assert (run / "metrics.json").read_bytes() == before  # the run's own results stay
+    # at the last iteration: the run's own numbers again
+    result = CliRunner().invoke(main, ["eval", str(run), "--at", "4"])
+    assert result.exit_code == 0, result.output
+    last = json.loads((run / "at" / "sr-4" / "metrics.json").read_text())
+    assert last["queries"]["sr"]["rank1"] == metrics["queries"]["sr"]["rank1"]
+    assert last["queries"]["sr"]["psnr"] == pytest.approx(metrics["queries"]["sr"]["psnr"])
+    # an iteration whose checkpoint was not kept: one line naming what was
+    result = CliRunner().invoke(main, ["eval", str(run), "--at", "3"])
+    assert result.exit_code != 0
+    assert "no stage-1 checkpoint at iteration 3" in result.output
+    assert "(kept: 0, 2, 4)" in result.output and "Traceback" not in result.output
