@@ -115,13 +115,17 @@ def launch_runs(
     retries: int = 1,
     progress: Callable[[str], None] = print,
     on_finish: Callable[[LaunchReport], None] | None = None,
+    poll: float = 5.0,
 ) -> LaunchReport:
     """Hand ``runs`` to ``launcher``, at most ``jobs`` at once, and wait for them all.
 
-    A cache file is "busy" while the run that trains it is in flight: runs needing a
-    busy file wait, runs with other files start. When its trainer finishes, the file
-    exists and the waiting runs load it (no second training, no race on the write);
-    when its trainer fails for good, the next run needing it trains it instead.
+    A cache file is "busy" while the run that trains it is in flight and the file is not
+    there yet: runs needing a busy file wait, runs with other files start. Once its trainer
+    has written the file (atomically: there means whole), the waiting runs start and load it,
+    while the trainer goes on with its own later stages: a grid whose rows share stage 0 and
+    the warm start does not wait for a whole row's stage 1 (checked every ``poll`` seconds).
+    No second training, no race on the write; when its trainer fails for good before writing
+    it, the next run needing it trains it instead.
     """
     pending = list(runs)
     running: dict[Future[JobOutcome], tuple[PlannedRun, RunJob]] = {}
@@ -156,6 +160,8 @@ def launch_runs(
 
     try:
         while pending or running:
+            for file in [f for f in busy if Path(f).is_file()]:
+                del busy[file]  # written (atomically) by its trainer, which runs on
             for run in list(pending):
                 if jobs is not None and len(running) >= jobs:
                     break
@@ -169,7 +175,7 @@ def launch_runs(
                 submit(run, 1)
             if not running:  # cannot happen: a run whose files are all free always starts
                 raise RuntimeError("bench launcher: nothing runs and nothing can start")
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            finished, _ = wait(list(running), timeout=poll, return_when=FIRST_COMPLETED)
             for future in finished:
                 run, job = running.pop(future)
                 try:

@@ -46,10 +46,13 @@ class Planned:
 class FakeLauncher:
     """Runs jobs in threads; records which runs were in flight together; fails on demand."""
 
-    def __init__(self, fail: dict[str, int] | None = None, seconds: float = 0.05) -> None:
+    def __init__(
+        self, fail: dict[str, int] | None = None, seconds: float = 0.05, early: bool = False
+    ) -> None:
         self.pool = ThreadPoolExecutor(8)
         self.fail = dict(fail or {})
         self.seconds = seconds
+        self.early = early  # write the cache files first, as stage 0 does, then go on training
         self.lock = threading.Lock()
         self.running: set[str] = set()
         self.together: list[set[str]] = []
@@ -63,6 +66,9 @@ class FakeLauncher:
         with self.lock:
             self.running.add(job.label)
             self.together.append(set(self.running))
+        if self.early:
+            for f in job.settings["files"]:
+                Path(f).touch()
         time.sleep(self.seconds)
         with self.lock:
             self.running.discard(job.label)
@@ -83,7 +89,11 @@ class FakeLauncher:
 
 
 def _launch(
-    tmp_path: Path, shared: dict[str, tuple[str, ...]], launcher: FakeLauncher, jobs: int | None = 4
+    tmp_path: Path,
+    shared: dict[str, tuple[str, ...]],
+    launcher: FakeLauncher,
+    jobs: int | None = 4,
+    poll: float = 5.0,
 ):
     runs = [Planned(name, tmp_path) for name in shared]
     files = {run.run_dir: tuple(str(tmp_path / f) for f in shared[run.label]) for run in runs}
@@ -103,7 +113,14 @@ def _launch(
 
     lines: list[str] = []
     report = launch_runs(
-        runs, make_job, launcher, shared=files, jobs=jobs, total=len(runs), progress=lines.append
+        runs,
+        make_job,
+        launcher,
+        shared=files,
+        jobs=jobs,
+        total=len(runs),
+        progress=lines.append,
+        poll=poll,
     )
     return report, lines
 
@@ -122,6 +139,17 @@ def test_runs_sharing_a_stage_wait_for_its_trainer_and_others_run_in_parallel(tm
     assert any(
         line.startswith("finished") and "[4/4 done, 0 running, 0 failed]" in line for line in lines
     )
+
+
+def test_a_run_waiting_for_a_shared_stage_starts_once_the_file_is_written(tmp_path) -> None:
+    # a writes s0 at once and trains on for a second (its stage 1); b needs s0 only
+    launcher = FakeLauncher(seconds=1.0, early=True)
+    start = time.perf_counter()
+    report, _ = _launch(tmp_path, {"a": ("s0",), "b": ("s0",)}, launcher, poll=0.02)
+    assert sorted(report.finished) == ["a (seed 0)", "b (seed 0)"]
+    assert any({"a", "b"} <= s for s in launcher.together)  # b ran beside a, loading s0
+    assert time.perf_counter() - start < 1.9  # not one second after the other
+    assert [label for label, _ in launcher.submitted] == ["a", "b"]  # a still trained it
 
 
 def test_jobs_caps_the_runs_in_flight(tmp_path) -> None:
