@@ -172,8 +172,13 @@ def _check_settings(where: str, settings: Mapping[str, Any], allow: frozenset[st
                         )
             continue
         if key not in RUN_FIELDS and key not in allow:
+            hint = (
+                f" (a protocol setting: protocol.{key}, or a [protocol] table in a spec)"
+                if key in PROTOCOL_FIELDS
+                else _suggest(key, RUN_FIELDS | allow)
+            )
             raise ConfigError(
-                f"{where}: unknown setting {key!r}{_suggest(key, RUN_FIELDS | allow)}; "
+                f"{where}: unknown setting {key!r}{hint}; "
                 "settings are RunConfig fields (see `harness run --help`) "
                 "or options/protocol tables"
             )

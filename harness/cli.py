@@ -426,7 +426,7 @@ _GRID_OPTIONS = (
         multiple=True,
         callback=_parse_options,
         metavar="FIELD=VALUE",
-        help="Override any run setting, e.g. --set sr_iters=100.",
+        help="Override any run setting, e.g. --set sr_iters=100 or --set protocol.val_ids=0.",
     ),
     click.option(
         "--tracker",
@@ -509,7 +509,12 @@ def _grid(
         for k, v in {"data": data, "data_root": data_root, "preset": preset, "reid": reid}.items()
         if v
     }
-    overrides.update({k: coerce_setting(k, v) for k, v in settings.items()})
+    for key, value in settings.items():  # --set protocol.val_ids=0 sets the protocol table's
+        section, dot, field = key.partition(".")
+        if dot and section == "protocol":
+            overrides.setdefault("protocol", {})[field] = coerce_setting(key, value)
+        else:
+            overrides[key] = coerce_setting(key, value)
     if options:
         overrides["options"] = options
     if trackers:  # where runs are logged too: no cache key, no number changes with it

@@ -515,11 +515,14 @@ def coerce_setting(name: str, value: Any) -> Any:
     the declared type decides. Settings whose default is ``None`` take the type
     their annotation names (``grad_clip: float | None``); ``none``/``null`` is None.
     """
-    declared = SETTING.get(name)
-    if declared is None or "." in name or not isinstance(value, str):
+    declared = SETTING.get(name)  # protocol settings too, by their dotted names
+    if declared is None or not isinstance(value, str):
         return value
     if declared.many and declared.kind is str:  # names, comma-separated (--set trackers=a,b)
         return tuple(v.strip() for v in value.split(",") if v.strip())
+    if declared.many:  # numbers, comma-separated (--set protocol.ratios=2,4)
+        zero = {float: 0.0, int: 0}.get(declared.kind, "")
+        return tuple(coerce_option(v.strip(), zero) for v in value.split(",") if v.strip())
     default = declared.default
     if default is None:
         if value.lower() in ("none", "null"):

@@ -49,6 +49,10 @@ def test_settings_are_typed_by_their_field_with_the_same_rule():
     assert coerce_setting("triplet", "true") is True
     assert coerce_setting("sr_iters", "7") == 7
     assert coerce_setting("data_root", "/data") == "/data"
+    # protocol settings by their dotted names (harness bench --set protocol.val_ids=0)
+    assert coerce_setting("protocol.val_ids", "0") == 0.0
+    assert coerce_setting("protocol.ratios", "2,4") == (2.0, 4.0)
+    assert coerce_setting("protocol.lr_cameras", "1,3") == (1, 3)
     with pytest.raises(ConfigError, match="expected a boolean"):
         coerce_setting("triplet", "maybe")
 

@@ -866,8 +866,14 @@ def test_a_string_is_never_read_as_a_list_of_cameras(tmp_path):
     spec.write_text('name = "x"\n[[runs]]\nlabel = "a"\n')
     one_line_error(
         cli("bench", str(spec), "--set", "lr_cameras=13", "--out", str(tmp_path / "B")),
-        "unknown setting 'lr_cameras'",
+        "unknown setting 'lr_cameras' (a protocol setting: protocol.lr_cameras",
     )
+    # by its dotted name it reaches the protocol table, typed and checked before any training
+    one_line_error(
+        cli("bench", str(spec), "--set", "protocol.val_ids=0.9", "--out", str(tmp_path / "B")),
+        "--val-ids must be finite and >= 0 and <= 0.5 (got 0.9)",
+    )
+    assert not (tmp_path / "B" / "a").exists()
 
 
 # ------------------------------------------------------------------ 10. bookkeeping
