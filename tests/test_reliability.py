@@ -1022,10 +1022,13 @@ def test_ctrl_c_says_how_to_continue(tmp_path):
         env=env,
     )
     deadline = time.time() + 120
-    while time.time() < deadline and not (out / "log.jsonl").is_file():
+    log = out / "log.jsonl"
+    # interrupt inside the training loop: once a whole iteration line is logged (on a loaded
+    # box the file can appear well before the loop runs)
+    while time.time() < deadline and not (log.is_file() and log.read_text().endswith("\n")):
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    output, _ = proc.communicate(timeout=60)
+    output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, output
     assert f"interrupted; continue with harness run --resume {out}" in output
     assert "Traceback" not in output and "Aborted!" not in output
