@@ -151,6 +151,33 @@ def plot_cmc(path: str | Path, queries: Mapping[str, Mapping[str, Any]], title: 
     return atomic_save_figure(cmc_figure(curves, title, bands, dashed=dashed), path)
 
 
+def curve_figure(curve: Sequence[Mapping[str, Any]]) -> Any:
+    """The validation curve (``--val-every``): SR-query validation mAP and Rank-1 (%, left)
+    and PSNR (dB, right) against the stage-1 iteration: where a row stops changing."""
+    points = [p for p in curve if isinstance(p, Mapping) and isinstance(p.get("iteration"), int)]
+    fig = Figure(figsize=(6.4, 3.8), dpi=110, layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    its = [p["iteration"] for p in points]
+    for key, label in (("mAP", "validation mAP"), ("rank1", "validation Rank-1")):
+        values = [100.0 * float(p[key]) if key in p else math.nan for p in points]
+        ax.plot(its, values, marker="o", markersize=3, linewidth=1.4, label=label)
+    ax.set_xlabel("stage-1 iteration")
+    ax.set_ylabel("%")
+    handles, labels = ax.get_legend_handles_labels()
+    if any("psnr" in p for p in points):
+        right = ax.twinx()
+        psnr = [float(p["psnr"]) if "psnr" in p else math.nan for p in points]
+        (line,) = right.plot(its, psnr, "--", color="0.35", linewidth=1.4, label="validation PSNR")
+        right.set_ylabel("PSNR (dB)")
+        handles.append(line)
+        labels.append(line.get_label())
+    # below the axes, never over a curve
+    fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncols=len(labels))
+    ax.set_title("SR query on the validation split during stage 1", fontsize=10)
+    ax.grid(alpha=0.3)
+    return fig
+
+
 # --------------------------------------------------------------------------- SR samples
 
 
@@ -369,6 +396,9 @@ def write_run_report(
         f"protocol {metrics.get('protocol_version', '?')})"
     )
     written.append(plot_cmc(run_dir / "cmc.png", queries, title))
+    curve = metrics.get("val_curve")
+    if isinstance(curve, list) and curve:  # a run with --val-every
+        written.append(atomic_save_figure(curve_figure(curve), run_dir / "val_curve.png"))
     shown = may_show_images(metrics.get("dataset"), show_images)
     if not shown:
         for name in ("sr_samples.png", SAMPLES_FILE):

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from harness.cli import main
 from harness.config import ConfigError
-from harness.report import format_summary
+from harness.report import format_summary, write_run_report
 from harness.run import run_experiment, seed_everything
 from harness.validation import curve_from_log, validation_point
 from tests.helpers import make_trainer, same_state, smoke_config, state
@@ -92,6 +92,19 @@ def test_curve_from_log_keeps_stage_1_points_in_order_and_nothing_else():
     ]
 
 
+def test_the_report_draws_the_curve_only_for_a_run_that_has_one(tmp_path):
+    queries = {"sr": {"rank1": 0.5, "mAP": 0.4, "cmc": [0.5, 0.7]}}
+    write_run_report(tmp_path, {"queries": queries})
+    assert not (tmp_path / "val_curve.png").exists()
+    curve = [
+        {"iteration": 125, "rank1": 1.0, "rank5": 1.0, "mAP": 0.94, "psnr": 25.7},
+        {"iteration": 250, "rank1": 0.93, "rank5": 1.0, "mAP": 0.95},  # a point without PSNR
+    ]
+    written = write_run_report(tmp_path, {"queries": queries, "val_curve": curve})
+    assert tmp_path / "val_curve.png" in written
+    assert (tmp_path / "val_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 @pytest.mark.slow
 def test_a_run_records_its_curve_its_cost_and_prints_it(registry, tmp_path):
     config = smoke_config(
@@ -105,6 +118,7 @@ def test_a_run_records_its_curve_its_cost_and_prints_it(registry, tmp_path):
     # the last point is the run's own validation score: the same models, the same split
     assert curve[-1]["rank1"] == pytest.approx(metrics["val"]["queries"]["sr"]["rank1"], abs=1e-5)
     assert curve[-1]["psnr"] == pytest.approx(metrics["val"]["queries"]["sr"]["psnr"], abs=1e-4)
+    assert (tmp_path / "run" / "val_curve.png").stat().st_size > 0
     sr_stage = metrics["timing"]["stages"]["sr"]
     assert 0 < sr_stage["validation_s"] < sr_stage["wall_s"]
     summary = format_summary(metrics)
