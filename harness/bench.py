@@ -402,7 +402,9 @@ def expand(
 ) -> list[PlannedRun]:
     """Every (row, seed) in spec order, seeds innermost; with several splits, split by split.
 
-    run_dir = out_dir/<slug>/seed<k> with one split, out_dir/<slug>/seed<k>-split<j> with more.
+    run_dir = out_dir/<slug>/seed<s> with one split, out_dir/<slug>/seed<s>-split<j> with more,
+    where s is the run's seed (the spec's or ``--set seed`` base, counting up with ``--seeds``), so
+    benches of other seeds can share one output folder.
     """
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
@@ -424,7 +426,7 @@ def expand(
             for j in range(splits):
                 settings = json.loads(json.dumps(merged))  # a deep copy each run may own
                 settings["seed"] = base + k
-                folder = f"seed{k}"
+                folder = f"seed{base + k}"  # the seed itself: `--set seed=1` writes seed1/
                 if splits > 1:
                     settings.setdefault("options", {})["split"] = j
                     folder += f"-split{j}"

@@ -134,8 +134,8 @@ def test_expand_merges_with_cli_between_defaults_and_rows(tmp_path) -> None:
     assert gan.ignored_overrides == ("reg", "options.lambda_g")
     # Seeds move the run seed only; every seed keeps the protocol seed (the same MLR split).
     assert gan2.settings["seed"] == 11 and gan2.settings["protocol"] == {"seed": 3}
-    assert gan.run_dir == tmp_path / "out" / "mse-id-gan" / "seed0"
-    assert gan2.run_dir == tmp_path / "out" / "mse-id-gan" / "seed1"
+    assert gan.run_dir == tmp_path / "out" / "mse-id-gan" / "seed10"  # named by its seed
+    assert gan2.run_dir == tmp_path / "out" / "mse-id-gan" / "seed11"
     # a run records the paper's numbers with the dataset they were reported on
     assert first.paper == {"rank1": 83.7, "rank5": 93.0, "rank10": 95.6, "data": "market1501"}
     assert gan.paper is None
@@ -395,6 +395,9 @@ def test_the_ablation_specs_run_a_stage_1_long_enough_for_their_terms_on_the_cpu
     spec = load_spec(next(p for p in SPECS if p.stem == name))
     plan = expand(spec, {"data": "synthetic", "preset": "cpu"}, out_dir=tmp_path)
     assert {r.settings["sr_iters"] for r in plan if r.settings.get("reg") != "none"} == {1000}
+    later = expand(spec, {"data": "synthetic", "preset": "cpu", "seed": 3}, 2, tmp_path)
+    assert {r.run_dir.name for r in later} == {"seed3", "seed4"}  # named by the seed they run
+    assert {r.seed for r in later} == {3, 4}
     shorter = expand(
         spec, {"data": "synthetic", "preset": "cpu", "sr_iters": 250}, out_dir=tmp_path
     )
