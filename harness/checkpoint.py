@@ -127,9 +127,15 @@ def settings_differing(saved: dict[str, Any], config: dict[str, Any]) -> list[st
     return diffs
 
 
-def _order(path: Path) -> tuple[int, int]:
+def _stage_iteration(path: Path) -> tuple[str, int]:
+    """``ckpt-sr-0000250.pt`` -> ``("sr", 250)``."""
     _, stage, iteration = path.stem.split("-")
-    return (STAGE_ORDER.get(stage, -1), int(iteration))
+    return stage, int(iteration)
+
+
+def _order(path: Path) -> tuple[int, int]:
+    stage, iteration = _stage_iteration(path)
+    return (STAGE_ORDER.get(stage, -1), iteration)
 
 
 def list_checkpoints(directory: Path) -> list[Path]:
@@ -223,13 +229,15 @@ def stage1_checkpoint(directory: Path, iteration: int, sr_iters: int) -> dict[st
     ``iteration``-long stage 1 ends with (stage 1 has no learning-rate schedule). At
     ``sr_iters`` the final checkpoint serves when no stage-1 one of that iteration is kept."""
     kept: dict[int, Path] = {}
+    final: Path | None = None
     for path in list_checkpoints(directory):
-        _, stage, number = path.stem.split("-")
+        stage, number = _stage_iteration(path)
         if stage == "sr":
-            kept[int(number)] = path
-    final = [p for p in list_checkpoints(directory) if p.stem.split("-")[1] == "done"]
-    if iteration == sr_iters and iteration not in kept and final:
-        kept[iteration] = final[-1]
+            kept[number] = path
+        elif stage == "done":
+            final = path
+    if iteration == sr_iters and iteration not in kept and final is not None:
+        kept[iteration] = final
     if iteration not in kept:
         have = ", ".join(str(i) for i in sorted(kept)) or "none"
         raise HarnessError(

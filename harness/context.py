@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from harness.components import TrainBatch
 from harness.config import RunConfig
-from harness.freezing import inference_mode_layers
+from harness.freezing import inference_mode_layers, training_modes_restored
 from harness.losses import forward_without_param_grad, observe
 
 
@@ -67,17 +67,15 @@ class StepContext:
             generator = self.models["G"]
             params = list(generator.parameters())
             was = [p.requires_grad for p in params]
-            modes = [(m, m.training) for m in generator.modules()]
-            for p in params:
-                p.requires_grad_(True)
-            generator.train()
-            try:
-                self._sr = generator(self.batch.x_lr, self.batch.out_size)
-            finally:
-                for p, flag in zip(params, was, strict=True):
-                    p.requires_grad_(flag)
-                for m, mode in modes:
-                    m.training = mode
+            with training_modes_restored([generator]):
+                for p in params:
+                    p.requires_grad_(True)
+                generator.train()
+                try:
+                    self._sr = generator(self.batch.x_lr, self.batch.out_size)
+                finally:
+                    for p, flag in zip(params, was, strict=True):
+                        p.requires_grad_(flag)
         return self._sr
 
     def set_sr(self, x_sr: Tensor) -> None:

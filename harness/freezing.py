@@ -39,15 +39,23 @@ def inference_layers(module: nn.Module) -> None:
 
 
 @contextlib.contextmanager
-def inference_mode_layers(module: nn.Module) -> Iterator[None]:
-    """:func:`inference_layers` for the duration of a block, then the previous modes."""
-    modes = [(m, m.training) for m in module.modules()]
-    inference_layers(module)
+def training_modes_restored(modules: Iterable[nn.Module]) -> Iterator[None]:
+    """Every submodule's ``training`` flag as it was before the block, whatever the block set
+    (``module.train(flag)`` would set one flag on all of them, undoing per-layer modes)."""
+    modes = [(m, m.training) for module in modules for m in module.modules()]
     try:
         yield
     finally:
         for m, mode in modes:
             m.training = mode
+
+
+@contextlib.contextmanager
+def inference_mode_layers(module: nn.Module) -> Iterator[None]:
+    """:func:`inference_layers` for the duration of a block, then the previous modes."""
+    with training_modes_restored([module]):
+        inference_layers(module)
+        yield
 
 
 def set_trainable(models: Mapping[str, nn.Module], trainable: tuple[str, ...]) -> None:

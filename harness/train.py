@@ -49,7 +49,12 @@ from harness.data.mlr import TrainRatioSampler, downsample
 from harness.data.prepare import PreparedData
 from harness.distributed import all_gather_int, average_gradients, barrier, is_main
 from harness.errors import NumericalError
-from harness.freezing import buffers_restored, inference_mode_layers, set_trainable
+from harness.freezing import (
+    buffers_restored,
+    inference_mode_layers,
+    set_trainable,
+    training_modes_restored,
+)
 from harness.io import atomic_torch_save
 from harness.losses import pixel_mse
 from harness.progress import Progress
@@ -555,30 +560,28 @@ class Trainer:
         pids = self.data.train_pids[self.probe_idx].to(self.device)
         totals: dict[str, float] = {}
         ratios = sorted(set(self.config.protocol.ratios))
-        modes = [(m, m.training) for model in self.models.values() for m in model.modules()]
         flags = [(p, p.requires_grad) for model in self.models.values() for p in model.parameters()]
-        set_trainable(self.models, ())
-        try:
-            with torch.no_grad(), buffers_restored(self.models.values()), self._autocast():
-                for ratio in ratios:
-                    batch = TrainBatch(
-                        x_lr=downsample(x_hr, ratio, self.config.protocol),
-                        x_hr=x_hr,
-                        pids=pids,
-                        ratio=ratio,
-                        camids=self._camids(self.probe_idx),
-                    )
-                    ctx = StepContext(batch, self.models, self.config)
-                    generator = self.models[GENERATOR]
-                    with inference_mode_layers(generator):
-                        ctx.set_sr(generator(batch.x_lr, batch.out_size))
-                    for key, value in self.regulariser.probe(ctx).items():
-                        totals[key] = totals.get(key, 0.0) + float(value) / len(ratios)
-        finally:
-            for module, training in modes:
-                module.training = training
-            for p, flag in flags:
-                p.requires_grad_(flag)
+        with training_modes_restored(self.models.values()):  # set_trainable changes them
+            set_trainable(self.models, ())
+            try:
+                with torch.no_grad(), buffers_restored(self.models.values()), self._autocast():
+                    for ratio in ratios:
+                        batch = TrainBatch(
+                            x_lr=downsample(x_hr, ratio, self.config.protocol),
+                            x_hr=x_hr,
+                            pids=pids,
+                            ratio=ratio,
+                            camids=self._camids(self.probe_idx),
+                        )
+                        ctx = StepContext(batch, self.models, self.config)
+                        generator = self.models[GENERATOR]
+                        with inference_mode_layers(generator):
+                            ctx.set_sr(generator(batch.x_lr, batch.out_size))
+                        for key, value in self.regulariser.probe(ctx).items():
+                            totals[key] = totals.get(key, 0.0) + float(value) / len(ratios)
+            finally:
+                for p, flag in flags:
+                    p.requires_grad_(flag)
         return {f"probe/{k}": round(v, 5) for k, v in totals.items()}
 
     def train_sr(self) -> None:

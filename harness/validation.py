@@ -24,7 +24,7 @@ from torch import nn
 from harness.config import RunConfig
 from harness.data.prepare import PreparedData
 from harness.evaluate import evaluate_models
-from harness.freezing import buffers_restored
+from harness.freezing import buffers_restored, training_modes_restored
 
 __all__ = ["CURVE_PREFIX", "curve_from_log", "validation_point"]
 
@@ -37,13 +37,12 @@ def validation_point(
     models: Mapping[str, nn.Module], data: PreparedData, config: RunConfig, device: torch.device
 ) -> dict[str, float]:
     """The SR query's validation Rank-1/5, mAP and PSNR as the models are now, as log values."""
-    modes = [(m, m.training) for model in models.values() for m in model.modules()]
-    try:
-        with torch.no_grad(), buffers_restored(models.values()):
-            metrics, _ = evaluate_models(models["G"], models["reid"], data, config, device, "val")
-    finally:
-        for module, training in modes:
-            module.training = training
+    with (
+        torch.no_grad(),
+        training_modes_restored(models.values()),
+        buffers_restored(models.values()),
+    ):
+        metrics, _ = evaluate_models(models["G"], models["reid"], data, config, device, "val")
     sr = metrics["queries"]["sr"]
     return {f"{CURVE_PREFIX}{k}": round(float(sr[k]), 5) for k in _KEYS if k in sr}
 
