@@ -29,14 +29,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 from torch import Tensor, nn
 
 from harness.config import ProtocolConfig
 from harness.data.mlr import downsample, ratio_buckets, ratio_key, upsample_bicubic
 from harness.data.prepare import PreparedData
 from harness.io import atomic_save_figure, atomic_write_json
+from harness.mosaic import Cell, grid_figure
 
 #: gallery images shown per ranked list
 TOP = 10
@@ -153,75 +152,48 @@ def may_show_images(dataset: Mapping[str, Any] | None, asked: bool = False) -> b
     return asked or bool((dataset or {}).get("redistributable", True))
 
 
-def _show(ax: Any, image: Tensor | None, frame: str | None = None, title: str = "") -> None:
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if image is None:
-        ax.set_axis_off()
-        return
-    ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
-    for spine in ax.spines.values():
-        spine.set_visible(frame is None)
-    if frame is not None:
-        h, w = image.shape[-2:]
-        ax.add_patch(
-            Rectangle((-0.5, -0.5), w, h, fill=False, edgecolor=frame, linewidth=3, clip_on=False)
-        )
-    if title:
-        ax.set_title(title, fontsize=7, pad=2)
-
-
 def ranks_figure(
     queries: Sequence[Mapping[str, Any]],
     views: Mapping[str, Sequence[Tensor]],
     gallery: Tensor,
 ) -> Any:
     """Rows of (LR | query as seen | top-k gallery), three per sampled query (SR, bicubic,
-    HR); frames green for a true match, red otherwise."""
+    HR); frames green for a true match, red otherwise. Drawn as one image
+    (:mod:`harness.mosaic`)."""
     kinds = [k for k in KINDS if queries and k in queries[0]["ranks"]]
     top = max((len(q["ranks"][k]["gallery"]) for q in queries for k in kinds), default=0)
     height, width = (int(s) for s in gallery.shape[-2:])
-    size = (height, width)
-    cols, rows = 3 + top, len(queries) * len(kinds)  # column 1: room for the kind's label
-    cell = 0.75  # inches per image row
-    fig = Figure(
-        figsize=((cols - 0.6) * cell * width / height + 0.9, rows * cell + 0.4),
-        dpi=max(100, math.ceil(height / cell)),
-    )
-    grid = fig.add_gridspec(
-        rows,
-        cols,
-        width_ratios=[1, 0.4, *[1] * (cols - 2)],
-        left=0.07,
-        right=0.99,
-        top=0.97,
-        bottom=0.01,
-        wspace=0.08,
-        hspace=0.25,
-    )
+    rows: list[list[Cell]] = []
+    labels: list[tuple[int, int, str]] = []
     for qi, query in enumerate(queries):
         lr = views["lr"][qi].unsqueeze(0)
-        lr_big = F.interpolate(lr, size=size, mode="nearest")[0]
+        lr_big = F.interpolate(lr, size=(height, width), mode="nearest")[0]
         for ki, kind in enumerate(kinds):
-            r = qi * len(kinds) + ki
             ranked = query["ranks"][kind]
-            first = ki == 0
-            lr_ax = fig.add_subplot(grid[r, 0])
-            _show(lr_ax, lr_big if first else None, title="LR" if r == 0 else "")
-            if first:
+            if ki == 0:
                 label = f"x{ratio_key(query['ratio'])}\npid {query['pid']}"
-                lr_ax.set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
-            seen = fig.add_subplot(grid[r, 2])
-            _show(seen, views[kind][qi], title="query" if r == 0 else "")
-            seen.set_ylabel(KIND_LABELS[kind], fontsize=7)
-            for c, (g, match) in enumerate(zip(ranked["gallery"], ranked["match"], strict=True)):
-                _show(
-                    fig.add_subplot(grid[r, 3 + c]),
-                    gallery[g].float().div(255.0),
-                    MATCH if match else MISS,
-                    title=str(c + 1) if r == 0 else "",
-                )
-    return fig
+                labels.append((len(rows), 0, label))
+            labels.append((len(rows), 2, KIND_LABELS[kind]))
+            matches = zip(ranked["gallery"], ranked["match"], strict=True)
+            rows.append(
+                [
+                    Cell(lr_big if ki == 0 else None),
+                    Cell(None),  # room for the kind's label
+                    Cell(views[kind][qi]),
+                    *(Cell(gallery[g].float() / 255.0, MATCH if m else MISS) for g, m in matches),
+                ]
+            )
+    titles = [(0, "LR"), (2, "query"), *((3 + c, str(c + 1)) for c in range(top))]
+    return grid_figure(
+        rows,
+        height,
+        width,
+        column_widths=[1, 0.4, *[1] * (top + 1)],
+        column_titles=titles,
+        row_labels=labels,
+        label_inches=0.5,
+        title_inches=0.2,
+    )
 
 
 def write_ranks(

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from harness.diagnostics import summary_lines
 from harness.io import atomic_save_figure, atomic_torch_save, atomic_write_text
+from harness.mosaic import Cell, grid_figure
 from harness.ranks import may_show_images, write_ranks
 
 #: Query kinds in display order; any other kind (e.g. "lr-aug") follows, sorted.
@@ -213,22 +214,16 @@ def samples_figure(rows: Sequence[tuple[str, Any]], max_images: int = 8) -> Any:
     if n == 0:
         raise ValueError("no sample images to plot")
     height, width = int(size[0]), int(size[1])
-    cell = 1.0  # inches per image row; dpi follows the image height so no pixel is lost
     label = 0.35 + 0.075 * max(len(name) for name, _ in grid)  # inches for the row names
-    fig_w = n * cell * width / height + label + 0.1
-    fig = Figure(figsize=(fig_w, len(grid) * cell + 0.1), dpi=max(100, math.ceil(height / cell)))
-    for r, (name, images) in enumerate(grid):
-        for c in range(n):
-            ax = fig.add_subplot(len(grid), n, r * n + c + 1)
-            ax.imshow(images[c].permute(1, 2, 0).numpy(), interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c == 0:
-                ax.set_ylabel(name, fontsize=9, rotation=0, ha="right", va="center")
-    fig.subplots_adjust(
-        left=label / fig_w, right=0.99, top=0.99, bottom=0.01, wspace=0.05, hspace=0.05
+    cells = [[Cell(images[c]) for c in range(n)] for _, images in grid]
+    return grid_figure(
+        cells,
+        height,
+        width,
+        row_labels=[(r, 0, name) for r, (name, _) in enumerate(grid)],
+        label_inches=label,
+        fontsize=9,
     )
-    return fig
 
 
 def plot_sr_samples(
