@@ -217,7 +217,7 @@ class RunConfig:
         "Pixel-loss warm start of G before stage 1 (SRGAN's SRResNet stage); cached.",
         section=_W,
         min=0,
-        presets={"smoke": 2, "cpu": 1000, "paper": 4000},
+        presets={"smoke": 2, "cpu": 500, "paper": 4000},
     )
     sr_iters: int = setting(
         300,
