@@ -47,9 +47,7 @@ def test_a_narrow_column_is_narrower_and_a_wrong_sized_image_is_named() -> None:
 
 def test_the_figure_is_one_image_with_its_titles_and_labels() -> None:
     rows = [[Cell(_image(0.2)), Cell(_image(0.7), frame="green")] for _ in range(3)]
-    fig = grid_figure(
-        rows, 8, 4, column_titles=[(0, "LR"), (1, "1")], row_labels=[(1, 0, "SR")]
-    )
+    fig = grid_figure(rows, 8, 4, column_titles=[(0, "LR"), (1, "1")], row_labels=[(1, 0, "SR")])
     (ax,) = fig.axes
     assert len(ax.images) == 1
     assert {t.get_text() for t in ax.texts} == {"LR", "1", "SR"}
