@@ -30,7 +30,11 @@ from torch import Tensor, nn
 
 from harness.components import TrainBatch
 from harness.config import RunConfig
-from harness.freezing import inference_mode_layers, training_modes_restored
+from harness.freezing import (
+    inference_mode_layers,
+    requires_grad_restored,
+    training_modes_restored,
+)
 from harness.losses import forward_without_param_grad, observe
 
 
@@ -65,17 +69,10 @@ class StepContext:
         """
         if self._sr is None:
             generator = self.models["G"]
-            params = list(generator.parameters())
-            was = [p.requires_grad for p in params]
-            with training_modes_restored([generator]):
-                for p in params:
-                    p.requires_grad_(True)
+            with training_modes_restored([generator]), requires_grad_restored([generator]):
+                generator.requires_grad_(True)
                 generator.train()
-                try:
-                    self._sr = generator(self.batch.x_lr, self.batch.out_size)
-                finally:
-                    for p, flag in zip(params, was, strict=True):
-                        p.requires_grad_(flag)
+                self._sr = generator(self.batch.x_lr, self.batch.out_size)
         return self._sr
 
     def set_sr(self, x_sr: Tensor) -> None:

@@ -51,6 +51,18 @@ def training_modes_restored(modules: Iterable[nn.Module]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def requires_grad_restored(modules: Iterable[nn.Module]) -> Iterator[None]:
+    """Every parameter's ``requires_grad`` as it was before the block, whatever the block set
+    (a probe or a shared forward may unfreeze or freeze modules for its own pass)."""
+    flags = [(p, p.requires_grad) for module in modules for p in module.parameters()]
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+@contextlib.contextmanager
 def inference_mode_layers(module: nn.Module) -> Iterator[None]:
     """:func:`inference_layers` for the duration of a block, then the previous modes."""
     with training_modes_restored([module]):

@@ -52,6 +52,7 @@ from harness.errors import NumericalError
 from harness.freezing import (
     buffers_restored,
     inference_mode_layers,
+    requires_grad_restored,
     set_trainable,
     training_modes_restored,
 )
@@ -560,28 +561,25 @@ class Trainer:
         pids = self.data.train_pids[self.probe_idx].to(self.device)
         totals: dict[str, float] = {}
         ratios = sorted(set(self.config.protocol.ratios))
-        flags = [(p, p.requires_grad) for model in self.models.values() for p in model.parameters()]
-        with training_modes_restored(self.models.values()):  # set_trainable changes them
+        models = self.models.values()
+        # set_trainable changes every module's mode and flags: the probe leaves them as found
+        with training_modes_restored(models), requires_grad_restored(models):
             set_trainable(self.models, ())
-            try:
-                with torch.no_grad(), buffers_restored(self.models.values()), self._autocast():
-                    for ratio in ratios:
-                        batch = TrainBatch(
-                            x_lr=downsample(x_hr, ratio, self.config.protocol),
-                            x_hr=x_hr,
-                            pids=pids,
-                            ratio=ratio,
-                            camids=self._camids(self.probe_idx),
-                        )
-                        ctx = StepContext(batch, self.models, self.config)
-                        generator = self.models[GENERATOR]
-                        with inference_mode_layers(generator):
-                            ctx.set_sr(generator(batch.x_lr, batch.out_size))
-                        for key, value in self.regulariser.probe(ctx).items():
-                            totals[key] = totals.get(key, 0.0) + float(value) / len(ratios)
-            finally:
-                for p, flag in flags:
-                    p.requires_grad_(flag)
+            with torch.no_grad(), buffers_restored(models), self._autocast():
+                for ratio in ratios:
+                    batch = TrainBatch(
+                        x_lr=downsample(x_hr, ratio, self.config.protocol),
+                        x_hr=x_hr,
+                        pids=pids,
+                        ratio=ratio,
+                        camids=self._camids(self.probe_idx),
+                    )
+                    ctx = StepContext(batch, self.models, self.config)
+                    generator = self.models[GENERATOR]
+                    with inference_mode_layers(generator):
+                        ctx.set_sr(generator(batch.x_lr, batch.out_size))
+                    for key, value in self.regulariser.probe(ctx).items():
+                        totals[key] = totals.get(key, 0.0) + float(value) / len(ratios)
         return {f"probe/{k}": round(v, 5) for k, v in totals.items()}
 
     def train_sr(self) -> None:

@@ -12,7 +12,12 @@ import pytest
 import torch
 from torch import nn
 
-from harness.freezing import buffers_restored, set_trainable
+from harness.freezing import (
+    buffers_restored,
+    requires_grad_restored,
+    set_trainable,
+    training_modes_restored,
+)
 from tests.helpers import make_trainer, same_state, state
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -79,3 +84,20 @@ def test_state_no_flag_guards_is_restored_after_a_step_that_does_not_train_it():
         counter(torch.ones(1))
         assert counter.seen.item() == 1
     assert counter.seen.item() == 0
+
+
+def test_modes_and_flags_come_back_per_layer_even_when_the_block_fails():
+    """A probe or a shared forward may freeze or unfreeze modules for its own pass; the
+    per-layer modes (a frozen BatchNorm in eval inside a training model) and the flags as
+    they were come back, also after an exception."""
+    model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    model.train()
+    model[1].eval()
+    model[0].weight.requires_grad_(False)
+    with pytest.raises(RuntimeError, match="boom"):
+        with training_modes_restored([model]), requires_grad_restored([model]):
+            set_trainable({"m": model}, ("m",))  # every layer training, every flag on
+            assert model[1].training and model[0].weight.requires_grad
+            raise RuntimeError("boom")
+    assert model.training and model[0].training and not model[1].training
+    assert not model[0].weight.requires_grad and model[0].bias.requires_grad
