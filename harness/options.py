@@ -53,6 +53,14 @@ class Search:
         kind = "int " if self.integer else ""
         return f"{scale}{kind}[{self.low:g}, {self.high:g}]"
 
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` is a point of this space (a tune's first trial must be one)."""
+        if self.choices is not None:
+            return value in self.choices
+        if not _is_number(value) or (self.integer and int(value) != value):
+            return False
+        return self.low <= value <= self.high  # type: ignore[operator]
+
     def narrowed(self, bounds: Any, key: str) -> Search:
         """This space cut to ``bounds`` (``[low, high]``, or a list of choices), which must lie
         inside it: a spec may narrow a declared space, never widen it."""

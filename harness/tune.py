@@ -8,7 +8,10 @@ them) with the same number of finished trials, judged by one metric of the valid
 (``metrics.json``'s ``val`` block, protocol ``mlr-2.1``); nothing here reads a test number.
 
 Storage: one Optuna study per row in ``OUT/tune.db`` (SQLite), TPE seeded by the row's
-label. A trial is one run folder, ``OUT/<row>/trial<k>``, trained with the bench's shared
+label; a row's first trial is its untuned settings (its plugins' defaults, or what the
+spec sets), so a tuned row is never worse on validation than the same row untuned, and a
+small budget is a comparison against the defaults rather than a random draw. A trial is
+one run folder, ``OUT/<row>/trial<k>``, trained with the bench's shared
 stage caches, so a row's trials share stage 0 and the warm start. A killed tune started
 again adopts the trials this machine's dead processes left running (their folders resume
 from their last checkpoint), so it ends with exactly ``trials`` finished trials per row; two
@@ -59,10 +62,22 @@ DEFAULT_METRIC = "mAP"
 
 @dataclass(frozen=True)
 class RowSpace:
-    """What one row tunes: its base run, and each tuned option's search space."""
+    """What one row tunes: its base run, each tuned option's search space, and the values
+    the row runs with untuned (its first trial, where every one lies in its space)."""
 
     base: PlannedRun
     space: dict[str, Search]
+    defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def first_trial(self) -> dict[str, Any] | None:
+        """The untuned settings, when the space holds them all: tried first, so a tuned row
+        is never worse on validation than the same row untuned, whatever the budget."""
+        if not self.space or set(self.defaults) != set(self.space):
+            return None
+        if not all(self.space[k].contains(v) for k, v in self.defaults.items()):
+            return None
+        return dict(self.defaults)
 
     @property
     def study_name(self) -> str:
@@ -114,7 +129,8 @@ def row_space(
                     )
                 continue
             space[key] = space[key].narrowed(bounds, f"{row.label!r} {key}")
-    return RowSpace(base=base, space=dict(sorted(space.items())))
+    defaults = {key: config.options[key] for key in space if key in config.options}
+    return RowSpace(base=base, space=dict(sorted(space.items())), defaults=defaults)
 
 
 def _distributions(optuna: Any, space: Mapping[str, Search]) -> dict[str, Any]:
@@ -334,6 +350,10 @@ def _tune_row(
 ) -> None:
     distributions = _distributions(optuna, row.space)
     _adopt_orphans(optuna, study)
+    first = row.first_trial
+    if first is not None and not study.get_trials(deepcopy=False):
+        # skip_if_exists: two tunes starting one study together enqueue it once
+        study.enqueue_trial(first, skip_if_exists=True)
     while True:
         done = len(_finished(optuna, study))
         running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))

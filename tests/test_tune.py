@@ -130,6 +130,43 @@ def test_every_row_gets_the_same_trials_judged_on_validation_only(registry, tmp_
     assert calls == [] and len(_complete(out, "gan")) == 3
 
 
+def test_each_row_first_tries_its_untuned_settings(registry, tmp_path) -> None:
+    spec = _spec(tmp_path, SPEC.replace("space = {", "trials = 2\nspace = {"))
+    out = tmp_path / "out"
+    run_tune(spec, out, registry=registry, progress=lambda m: None, run_fn=fake_run, final=False)
+    for study, expected in (
+        ("gan", {"lambda_c": 3e-4, "lambda_g": 3e-4}),
+        ("intact", {"lambda_c": 3e-4, "lambda_g": 3e-4, "lambda_e": 1.0}),  # lambda_a: pinned
+    ):
+        first = min(_complete(out, study), key=lambda t: t.number)
+        assert first.params == pytest.approx(expected)
+    # a space narrowed past a default has no untuned point: the first trial is TPE's
+    narrowed = SPEC.replace("lambda_c = [1e-4, 1e-3]", "lambda_c = [1e-3, 3e-3]")
+    spec = _spec(tmp_path, narrowed.replace("space = {", "trials = 1\nspace = {"))
+    plan = bench_mod.expand(spec, {}, 1, tmp_path / "other")
+    row = row_space(spec.runs[0], plan[0], spec, registry)
+    assert row.defaults == {"lambda_c": 3e-4, "lambda_g": 3e-4} and row.first_trial is None
+    run_tune(
+        spec,
+        tmp_path / "other",
+        registry=registry,
+        progress=lambda m: None,
+        run_fn=fake_run,
+        final=False,
+    )
+    (only,) = _complete(tmp_path / "other", "gan")
+    assert 1e-3 <= only.params["lambda_c"] <= 3e-3
+
+
+def test_a_search_space_knows_its_points() -> None:
+    space = log_range(1e-4, 1e-2)
+    assert space.contains(1e-3) and space.contains(1e-4) and not space.contains(1e-1)
+    assert not space.contains("1e-3") and not space.contains(float("nan"))
+    assert Search(low=1, high=4, integer=True).contains(2)
+    assert not Search(low=1, high=4, integer=True).contains(2.5)
+    assert Search(choices=("a", "b")).contains("b") and not Search(choices=("a",)).contains("b")
+
+
 KILLED_TUNE = """
 import json, sys, time
 from pathlib import Path
