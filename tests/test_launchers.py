@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -356,6 +357,25 @@ def test_ray_and_slurm_give_the_serial_numbers(
     assert result.exit_code == 0, result.output
     assert _numbers(tmp_path / "out") == {"mse-id": serial["mse-id"]}
     assert "[1/1 done, 0 running, 0 failed]" in result.output
+
+
+@pytest.mark.slow
+def test_a_local_ray_cluster_runs_its_runs_at_full_priority(tmp_path) -> None:
+    """Ray starts workers at niceness 15; a run there loses the CPU to every other process
+    (a one-row smoke bench: 105 s beside one other test process, 26 s under submitit)."""
+    _needs("ray")
+    import ray
+
+    from harness.launch import LaunchSettings
+    from plugins.launch.ray_launcher import RayLauncher
+
+    launcher = RayLauncher(LaunchSettings(jobs=1, threads=1, gpus=0, options={}, out_dir=tmp_path))
+    try:
+        niceness = ray.get(ray.remote(num_cpus=1)(lambda: os.nice(0)).remote())
+    finally:
+        launcher.close()
+    assert niceness == os.nice(0)  # the runs' priority is the caller's, not Ray's 15
+    assert not ray.is_initialized()  # the cluster it started, it stops
 
 
 def test_the_grid_eta_comes_from_finished_runs_and_ends_with_the_grid():
