@@ -378,7 +378,7 @@ def _tune_row(
             settings.setdefault("options", {}).update(trial.params)
             label = f"{row.base.label} trial {trial.number}"
             progress(
-                f"[{row.base.label}: trial {done + len(plan) + 1}/{trials}] "
+                f"[{row.base.label}: trial {done + running + len(plan) + 1}/{trials}] "
                 f"{_params_text(trial.params)} -> {run_dir}"
             )
             plan.append(

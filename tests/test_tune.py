@@ -104,7 +104,10 @@ def test_each_row_tunes_what_its_plugins_declare_minus_what_it_pins(registry, tm
 def test_every_row_gets_the_same_trials_judged_on_validation_only(registry, tmp_path) -> None:
     spec = _spec(tmp_path, SPEC.replace("space = {", "trials = 3\nspace = {"))
     out = tmp_path / "out"
-    result = run_tune(spec, out, registry=registry, progress=lambda m: None, run_fn=fake_run)
+    said: list[str] = []
+    result = run_tune(spec, out, registry=registry, progress=said.append, run_fn=fake_run)
+    counted = [m.split("]")[0] for m in said if m.startswith("[GAN: trial")]
+    assert counted == ["[GAN: trial 1/3", "[GAN: trial 2/3", "[GAN: trial 3/3"]
     for study in ("gan", "intact"):
         done = _complete(out, study)
         assert len(done) == 3
