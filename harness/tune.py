@@ -423,6 +423,8 @@ def write_tune_report(
             continue
         spaces = ", ".join(f"`{k}` {s.describe()}" for k, s in row.space.items())
         lines += [f"Space: {spaces}.", ""]
+        if row.first_trial is None:
+            lines += ["The row's untuned settings lie outside this space: no untuned trial.", ""]
         study = optuna.load_study(study_name=row.study_name, storage=storage)
         keys = list(row.space)
         lines += [
@@ -440,6 +442,8 @@ def write_tune_report(
             ]
             value = "" if t.value is None else f"{100 * t.value:.1f}"
             mark = " (best)" if top is not None and t.number == top.number else ""
+            if row.first_trial is not None and t.params == row.first_trial:
+                mark += " (untuned)"
             lines.append(
                 f"| {t.number} | {t.state.name.lower()}{mark} | "
                 + " | ".join(cells)

@@ -143,6 +143,7 @@ def test_each_row_first_tries_its_untuned_settings(registry, tmp_path) -> None:
     ):
         first = min(_complete(out, study), key=lambda t: t.number)
         assert first.params == pytest.approx(expected)
+    assert (out / "tune.md").read_text().count("(untuned)") == 2  # one trial of each row
     # a space narrowed past a default has no untuned point: the first trial is TPE's
     narrowed = SPEC.replace("lambda_c = [1e-4, 1e-3]", "lambda_c = [1e-3, 3e-3]")
     spec = _spec(tmp_path, narrowed.replace("space = {", "trials = 1\nspace = {"))
@@ -159,6 +160,7 @@ def test_each_row_first_tries_its_untuned_settings(registry, tmp_path) -> None:
     )
     (only,) = _complete(tmp_path / "other", "gan")
     assert 1e-3 <= only.params["lambda_c"] <= 3e-3
+    assert "outside this space: no untuned trial" in (tmp_path / "other" / "tune.md").read_text()
 
 
 def test_a_search_space_knows_its_points() -> None:
