@@ -146,9 +146,17 @@ def _distributions(optuna: Any, space: Mapping[str, Search]) -> dict[str, Any]:
     return out
 
 
-def _seed_of(label: str) -> int:
-    """A row's sampler seed: from its label, so adding a row never changes another's trials."""
-    return int.from_bytes(hashlib.sha256(label.encode()).digest()[:4], "big")
+def _seed_of(label: str, asked: int = 0) -> int:
+    """The sampler's seed for a row's next trial: from the row's label, so adding a row never
+    changes another's trials, and from the number of trials its study already holds.
+
+    Why the count: two processes sharing a study each hold a sampler; seeded by the label
+    alone, both drew the same random sequence, so a second process's first trial repeated
+    the first process's next one (a wasted trial, and fewer distinct settings for that row).
+    Seeded by the count, each trial number has its own draw, in one process or several,
+    and one process alone still asks the same trials every time it is run."""
+    key = f"{label}\n{asked}" if asked else label
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big")
 
 
 def _owner() -> str:
@@ -367,6 +375,9 @@ def _tune_row(
             )
         asked = []
         for _ in range(want):
+            study.sampler = optuna.samplers.TPESampler(
+                seed=_seed_of(row.base.label, len(study.get_trials(deepcopy=False)))
+            )
             trial = study.ask(distributions)
             folder = int(trial.user_attrs.get("folder", trial.number))
             trial.set_user_attr("folder", folder)

@@ -8,6 +8,7 @@ and what a SIGKILL leaves behind, without training. One slow test tunes real smo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -161,6 +162,32 @@ def test_each_row_first_tries_its_untuned_settings(registry, tmp_path) -> None:
     (only,) = _complete(tmp_path / "other", "gan")
     assert 1e-3 <= only.params["lambda_c"] <= 3e-3
     assert "outside this space: no untuned trial" in (tmp_path / "other" / "tune.md").read_text()
+
+
+def test_two_tunes_sharing_a_study_never_repeat_a_trial(registry, tmp_path) -> None:
+    """A second tune started while the first runs a trial asks the next trial itself; each
+    process's sampler once drew the same sequence, so it repeated the first's draw."""
+    from harness.errors import HarnessError
+
+    spec = _spec(tmp_path, SPEC.replace("space = {", "trials = 3\nspace = {"))
+    spec = dataclasses.replace(spec, runs=spec.runs[:1])  # the GAN row
+    out = tmp_path / "out"
+    nested: list[str] = []
+
+    def run(settings, run_dir, label, paper, query) -> None:
+        if label.endswith("trial 1") and not nested:  # the other process starts meanwhile
+            nested.append(label)
+            with pytest.raises(HarnessError, match="running in another process"):
+                run_tune(
+                    spec, out, registry=registry, progress=nested.append, run_fn=run, final=False
+                )
+        fake_run(settings, run_dir, label, paper, query)
+
+    run_tune(spec, out, registry=registry, progress=lambda m: None, run_fn=run, final=False)
+    trials = sorted(_complete(out, "gan"), key=lambda t: t.number)
+    assert len(trials) == 3 and any("trial 3/3" in m for m in nested)  # the other ran trial 2
+    drawn = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(drawn)) == 3, drawn
 
 
 def test_a_search_space_knows_its_points() -> None:
