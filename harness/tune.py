@@ -7,17 +7,17 @@ plugins declare beside their options (:class:`harness.options.Search`; a spec ma
 them) with the same number of finished trials, judged by one metric of the validation split
 (``metrics.json``'s ``val`` block, protocol ``mlr-2.1``); nothing here reads a test number.
 
-Storage: one Optuna study per row in ``OUT/tune.db`` (SQLite), TPE seeded by the row's
-label; a row's first trial is its untuned settings (its plugins' defaults, or what the
-spec sets), so a tuned row is never worse on validation than the same row untuned, and a
-small budget is a comparison against the defaults rather than a random draw. A trial is
-one run folder, ``OUT/<row>/trial<k>``, trained with the bench's shared
-stage caches, so a row's trials share stage 0 and the warm start. A killed tune started
-again adopts the trials this machine's dead processes left running (their folders resume
-from their last checkpoint), so it ends with exactly ``trials`` finished trials per row; two
-tunes on one study (two processes, or two machines with one shared folder) each ask their
-own trials and together stop at the budget. A failed trial is recorded as failed and does
-not count: the budget is finished trials.
+Storage: one Optuna study per row in ``OUT/tune.db`` (SQLite), TPE seeded by the row's label
+and the study's trial count (:func:`_seed_of`); a row's first trial is its untuned settings
+(its plugins' defaults, or what the spec sets), so a tuned row is never worse on validation
+than the same row untuned, and a small budget is a comparison against the defaults rather
+than a random draw. A trial is one run folder, ``OUT/<row>/trial<k>``, trained with the
+bench's shared stage caches, so a row's trials share stage 0 and the warm start. A killed
+tune started again adopts the trials this machine's dead processes left running (their
+folders resume from their last checkpoint), so it ends with exactly ``trials`` finished
+trials per row; two tunes on one study (two processes, or two machines with one shared
+folder) each ask their own trials and together stop at the budget. A failed trial is
+recorded as failed and does not count: the budget is finished trials.
 
 Then ``OUT/<row>/seed<k>`` runs each row's best settings on ``--seeds`` seeds and
 ``OUT/leaderboard.*`` ranks them on the test split, beside ``OUT/tune.md`` (every trial,
