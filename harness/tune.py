@@ -434,7 +434,8 @@ def write_tune_report(
             continue
         spaces = ", ".join(f"`{k}` {s.describe()}" for k, s in row.space.items())
         lines += [f"Space: {spaces}.", ""]
-        if row.first_trial is None:
+        untuned = row.first_trial
+        if untuned is None:
             lines += ["The row's untuned settings lie outside this space: no untuned trial.", ""]
         study = optuna.load_study(study_name=row.study_name, storage=storage)
         keys = list(row.space)
@@ -453,7 +454,7 @@ def write_tune_report(
             ]
             value = "" if t.value is None else f"{100 * t.value:.1f}"
             mark = " (best)" if top is not None and t.number == top.number else ""
-            if row.first_trial is not None and t.params == row.first_trial:
+            if untuned is not None and t.params == untuned:
                 mark += " (untuned)"
             lines.append(
                 f"| {t.number} | {t.state.name.lower()}{mark} | "
